@@ -1,0 +1,1 @@
+"""Activation sets: synthetic ground truth, harvested transformer activations, on-disk stores."""

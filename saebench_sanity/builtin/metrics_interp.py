@@ -1,0 +1,3 @@
+"""Registered metrics_interp metrics (list filled by its owner)."""
+
+METRICS: list = []

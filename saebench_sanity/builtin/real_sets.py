@@ -1,0 +1,3 @@
+"""Registered real_sets (list filled by its owner)."""
+
+SETS: list = []

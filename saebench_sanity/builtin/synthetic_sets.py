@@ -1,0 +1,3 @@
+"""Registered synthetic_sets (list filled by its owner)."""
+
+SETS: list = []

@@ -1,0 +1,100 @@
+"""The Metric contract.
+
+A metric is a named computation over one trained SAE on one activation set. It yields one or
+more *scores* (the units a leaderboard compares), each declared up front with its direction and
+chance level, and it declares what it *needs* from the set (``ground_truth``, ``model``,
+``labels``, ``judge``: see ``activations.base``). The harness skips a metric whose needs the set
+cannot meet and records the reason; it is never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Literal
+
+from saebench_sanity.spec import Spec, resolve_ref
+
+Direction = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    """How to read one score.
+
+    Attributes:
+        direction: ``"higher"`` or ``"lower"`` is better; ``None`` for descriptive scores (L0,
+            counts) that never get a verdict.
+        chance: the chance level or floor a random/collapsed SAE gets (printed next to scores),
+            or None when there is no meaningful one.
+        min_effect: the smallest difference that counts as a real effect for this score; None
+            takes the default of ``leaderboard.verdict``.
+        definition: one line saying which definition this follows (SAELens / SAEBench / study).
+    """
+
+    direction: Direction | None = "higher"
+    chance: float | None = None
+    min_effect: float | None = None
+    definition: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec(Spec):
+    """Registered metric.
+
+    Attributes:
+        factory: callable or ``"module:attr"``; ``factory(ctx: MetricContext, **params)`` returns
+            ``dict[score_name, float]`` with exactly the keys of ``scores``.
+        scores: score name -> ScoreInfo.
+        needs: what the activation set must provide.
+        params: default parameters (e.g. ``{"cos_threshold": 0.8}``).
+    """
+
+    factory: "Callable[..., dict[str, float]] | str" = ""
+    scores: dict[str, ScoreInfo] = field(default_factory=dict)
+    needs: frozenset[str] = frozenset()
+    params: dict[str, Any] = field(default_factory=dict)
+
+    kind: str = field(default="metric", init=False, repr=False, compare=False)
+
+    def compute(self, ctx: "MetricContext", **overrides: Any) -> dict[str, float]:
+        fn = resolve_ref(self.factory, what=f"metric {self.name!r}")
+        return fn(ctx, **{**self.params, **overrides})
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "needs": sorted(self.needs), "scores": sorted(self.scores),
+                "params": self.params}
+
+
+class MetricContext:
+    """Everything a metric may read about one cell, with shared work cached.
+
+    Attributes:
+        sae: the trained sae-lens SAE (eval mode).
+        activation_set: the cell's ``ActivationSet``.
+        eval_acts: held-out activations ``[n_eval, d_in]``.
+        extras: anything the harness adds (judge, labels...).
+    """
+
+    def __init__(self, sae: Any, activation_set: Any, eval_acts: Any, batch_size: int = 4096, **extras: Any) -> None:
+        self.sae = sae
+        self.activation_set = activation_set
+        self.eval_acts = eval_acts
+        self.batch_size = batch_size
+        self.extras = extras
+
+    @cached_property
+    def feature_acts(self) -> Any:
+        """SAE latent activations on ``eval_acts``: ``[n_eval, d_sae]``."""
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self.sae.encode(chunk) for chunk in self.eval_acts.split(self.batch_size)])
+
+    @cached_property
+    def reconstruction(self) -> Any:
+        """SAE reconstruction of ``eval_acts``: ``[n_eval, d_in]``."""
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self.sae.decode(chunk) for chunk in self.feature_acts.split(self.batch_size)])

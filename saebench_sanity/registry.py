@@ -1,0 +1,183 @@
+"""Plugin manager: the built-ins plus every installed package with a ``saebench_sanity`` entry point.
+
+Failures are isolated and named: a plugin that fails to import, declares an incompatible
+hookspec version, raises inside a hook, registers a wrong type or a name that already exists is
+recorded as a ``PluginProblem`` (one line naming the plugin and the fix); the other plugins load.
+``Registry.raise_problems()`` turns them into a ``PluginError`` for commands that must not run
+with a broken plugin set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import pluggy
+
+from saebench_sanity import hookspecs
+from saebench_sanity.errors import PluginError, UnknownNameError
+
+BUILTIN_PLUGIN = "saebench_sanity.builtin"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One plugin kind: its hook and the spec class its items must be."""
+
+    name: str
+    hook: str
+    spec_path: str  # "module:Class", imported lazily to keep this module light
+
+    @property
+    def spec_class(self) -> type:
+        module, _, cls = self.spec_path.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in [
+        Kind("activation_set", "saebench_register_activation_sets", "saebench_sanity.activations.base:ActivationSetSpec"),
+        Kind("architecture", "saebench_register_architectures", "saebench_sanity.architectures.base:ArchitectureSpec"),
+        Kind("training_mode", "saebench_register_training_modes", "saebench_sanity.training.base:TrainingModeSpec"),
+        Kind("metric", "saebench_register_metrics", "saebench_sanity.metrics.base:MetricSpec"),
+        Kind("judge", "saebench_register_judges", "saebench_sanity.judges.base:JudgeSpec"),
+        Kind("probing_task", "saebench_register_probing_tasks", "saebench_sanity.probing_tasks.base:ProbingTaskSpec"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    plugin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r}: {self.message}"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    package: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+def _check_version(plugin_name: str, module: Any) -> None:
+    declared = getattr(module, "SAEBENCH_HOOKSPEC_VERSION", None)
+    if declared is None:
+        return
+    if str(declared).split(".")[0] != hookspecs.HOOKSPEC_VERSION.split(".")[0]:
+        raise PluginError(
+            f"plugin {plugin_name!r} was built for hookspec version {declared}, this saebench-sanity "
+            f"provides {hookspecs.HOOKSPEC_VERSION}; upgrade the plugin or saebench-sanity so the major versions match"
+        )
+
+
+class Registry:
+    """All registered items, by kind and name, with where each came from."""
+
+    def __init__(self, load_entry_points: bool = True, extra_plugins: Iterable[Any] = ()) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.problems: list[PluginProblem] = []
+        self.plugins: dict[str, PluginInfo] = {}
+        self.items: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
+        self._load_builtin()
+        if load_entry_points:
+            self._load_entry_points()
+        for plugin in extra_plugins:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            self._register_plugin(name, plugin, package="(in-process)", version="")
+        self._collect()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load_builtin(self) -> None:
+        from saebench_sanity import __version__
+
+        module = importlib.import_module(BUILTIN_PLUGIN)
+        self._register_plugin("builtin", module, package="saebench-sanity", version=__version__)
+
+    def _load_entry_points(self) -> None:
+        for ep in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
+            package = ep.dist.name if ep.dist is not None else "?"
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.name in self.plugins or self.pm.get_plugin(ep.name) is not None:
+                self.problems.append(PluginProblem(ep.name, f"entry point name clashes with an already loaded plugin (from {package}); rename the entry point"))
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+                self.problems.append(PluginProblem(ep.name, f"failed to import {ep.value!r} from {package} ({type(exc).__name__}: {exc}); fix or uninstall {package}"))
+                continue
+            self._register_plugin(ep.name, module, package=package, version=version)
+
+    def _register_plugin(self, name: str, module: Any, package: str, version: str) -> None:
+        try:
+            _check_version(name, module)
+            self.pm.register(module, name=name)
+        except PluginError as exc:
+            self.problems.append(PluginProblem(name, str(exc).split(": ", 1)[-1]))
+            return
+        except Exception as exc:  # noqa: BLE001 - pluggy validation errors, named per plugin
+            self.problems.append(PluginProblem(name, f"does not fit the hook contract ({type(exc).__name__}: {exc}); check its @hookimpl names against saebench_sanity.hookspecs"))
+            return
+        hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(module) or []))
+        self.plugins[name] = PluginInfo(name=name, package=package, version=version, hooks=hooks)
+
+    def _collect(self) -> None:
+        """Call every hook of every plugin, one plugin at a time so a failure is attributable."""
+        for kind in KINDS.values():
+            caller = getattr(self.pm.hook, kind.hook)
+            for impl in caller.get_hookimpls():
+                plugin_name = self.pm.get_name(impl.plugin) or "?"
+                info = self.plugins.get(plugin_name)
+                try:
+                    impl.function(register=lambda spec, _k=kind, _p=plugin_name, _i=info: self._add(_k, spec, _p, _i))
+                except PluginError as exc:
+                    self.problems.append(PluginProblem(plugin_name, str(exc)))
+                except Exception as exc:  # noqa: BLE001
+                    self.problems.append(PluginProblem(plugin_name, f"hook {kind.hook} raised {type(exc).__name__}: {exc}; fix the plugin or uninstall {info.package if info else 'it'}"))
+
+    def _add(self, kind: Kind, spec: Any, plugin_name: str, info: PluginInfo | None) -> None:
+        cls = kind.spec_class
+        if not isinstance(spec, cls):
+            raise PluginError(f"registered a {type(spec).__name__} through {kind.hook}; it must register {cls.__name__} objects")
+        existing = self.items[kind.name].get(spec.name)
+        if existing is not None:
+            raise PluginError(f"{kind.name} name {spec.name!r} is already registered by plugin {existing.plugin!r} ({existing.package}); rename it in one of them")
+        object.__setattr__(spec, "plugin", plugin_name)
+        object.__setattr__(spec, "package", info.package if info else "?")
+        self.items[kind.name][spec.name] = spec
+
+    # -- queries -------------------------------------------------------------------------------
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise PluginError("; ".join(str(p) for p in self.problems))
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.items[kind])
+
+    def get(self, kind: str, name: str) -> Any:
+        try:
+            return self.items[kind][name]
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "(none registered)"
+            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {name!r}; known: {known}") from None
+
+    def all_items(self) -> list[Any]:
+        return [spec for kind in KINDS for spec in sorted(self.items[kind].values(), key=lambda s: s.name)]
+
+
+_DEFAULT: Registry | None = None
+
+
+def get_registry(refresh: bool = False) -> Registry:
+    """Process-wide registry (built once; ``refresh`` rebuilds, e.g. after installing a plugin)."""
+    global _DEFAULT
+    if _DEFAULT is None or refresh:
+        _DEFAULT = Registry()
+    return _DEFAULT
