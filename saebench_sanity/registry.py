@@ -119,6 +119,11 @@ class Registry:
         try:
             _check_version(name, module)
             self.pm.register(module, name=name)
+            unknown = [hc.name for hc in self.pm.get_hookcallers(module) or [] if not hc.has_spec()]
+            if unknown:
+                self.pm.unregister(module)
+                raise PluginError(f"implements unknown hook(s) {sorted(unknown)}; known hooks are "
+                                  f"{', '.join(k.hook for k in KINDS.values())} (check the spelling)")
         except PluginError as exc:
             self.problems.append(PluginProblem(name, str(exc).split(": ", 1)[-1]))
             return

