@@ -1,3 +1,59 @@
-"""Registered metrics_core metrics (list filled by its owner)."""
+"""Core metrics: reconstruction / sparsity (every set) and ground-truth recovery (synthetic sets).
 
-METRICS: list = []
+Factories live in ``saebench_sanity.metrics.core_adapters``; the pure functions they call, with
+their definitions, in ``saebench_sanity.metrics.reconstruction`` and ``...ground_truth``.
+"""
+
+from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
+
+METRICS = [
+    MetricSpec(
+        name="reconstruction",
+        description="explained variance, MSE, L0, dead latents and shrinkage on the held-out activations",
+        factory="saebench_sanity.metrics.core_adapters:reconstruction_scores",
+        scores={
+            "explained_variance": ScoreInfo(
+                direction="higher", chance=0.0,
+                definition="1 - E||x - x_hat||^2 / E||x - E[x]||^2 (SAELens, study); predicting the mean scores 0"),
+            "explained_variance_saebench": ScoreInfo(
+                direction="higher", chance=None,
+                definition="SAEBench core v0.6 formula: 1 - E||x - x_hat||^2 / (E||x||^2 - (E||x||^2/d)^2)"),
+            "mse": ScoreInfo(
+                direction="lower", chance=None,
+                definition="mean over samples of ||x - x_hat||^2 (SAELens)"),
+            "l0": ScoreInfo(
+                direction=None, chance=None,
+                definition="mean number of nonzero latents per sample"),
+            "dead_fraction": ScoreInfo(
+                direction="lower", chance=None,
+                definition="fraction of latents that never fire on the held-out set"),
+            "shrinkage": ScoreInfo(
+                direction=None, chance=None,
+                definition="mean ||x_hat|| / ||x|| (SAELens synthetic ShrinkageCalculator); 1 = no shrinkage"),
+        },
+    ),
+    MetricSpec(
+        name="ground_truth",
+        description="recovery of the true features by decoder rows (study: cosine >= 0.8), MCC",
+        factory="saebench_sanity.metrics.core_adapters:ground_truth_scores",
+        needs=frozenset({"ground_truth"}),
+        params={"cos_threshold": 0.8},
+        scores={
+            "recovery": ScoreInfo(
+                direction="higher", chance=0.0,
+                definition="fraction of true features with max_j cos(f_i, W_dec_j) >= cos_threshold (study); "
+                           "random-dictionary chance 1-(1-q)^d_sae, q = 0.5*I_{1-t^2}((d-1)/2, 1/2): "
+                           "<2e-5 for the built-in sets"),
+            "mcc": ScoreInfo(
+                direction="higher", chance=None,
+                definition="mean |cos| over a Hungarian one-to-one matching of features and decoder rows "
+                           "(sae_lens.synthetic.mean_correlation_coefficient)"),
+            "mean_max_cos": ScoreInfo(
+                direction="higher", chance=None,
+                definition="mean over true features of max_j cos(f_i, W_dec_j)"),
+            "n_recovered": ScoreInfo(
+                direction=None, chance=None,
+                definition="number of true features recovered at cos_threshold"),
+        },
+    ),
+]
