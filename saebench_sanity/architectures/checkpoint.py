@@ -1,0 +1,55 @@
+"""Save a trained SAE in the SAELens on-disk format and load it back.
+
+``save_checkpoint`` writes sae-lens's *inference* form (``TrainingSAE.save_inference_model``:
+TopK decoder norms folded into the encoder, BatchTopK/Matryoshka turned into a JumpReLU SAE with
+the learned batch threshold), so ``sae_lens.SAE.load_from_disk(path)`` loads it with plain
+sae-lens and every metric scores exactly what a user would download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from saebench_sanity.errors import ConfigError, DataError
+
+
+def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, batch_size: int = 1024) -> Path:
+    """Write ``sae`` (a sae-lens ``TrainingSAE``) to folder ``path`` as an inference SAE.
+
+    A BatchTopK-family SAE whose batch threshold was never set (0-step cells) is calibrated first
+    on ``calibration_acts`` ``[n, d_in]`` (see ``architectures.batchtopk``); without them this
+    raises ConfigError rather than writing a JumpReLU SAE with threshold 0.
+    """
+    from saebench_sanity.architectures.batchtopk import calibrate_threshold, has_batch_threshold
+
+    if has_batch_threshold(sae) and float(sae.topk_threshold) == 0.0:
+        if calibration_acts is None:
+            raise ConfigError(f"cannot save {type(sae).__name__} to {str(path)!r}: its batch threshold was never "
+                              "set; train it or pass calibration_acts")
+        calibrate_threshold(sae, calibration_acts, batch_size)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    sae.save_inference_model(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
+    """Load an SAELens SAE folder (``cfg.json`` + ``sae_weights.safetensors``) as an inference
+    ``sae_lens.SAE``; DataError if ``path`` is not one."""
+    from sae_lens import SAE
+    from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"SAE checkpoint {str(path)!r} is not a folder; pass a folder written by save_checkpoint or SAELens")
+    missing = [n for n in (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME) if not (path / n).is_file()]
+    if missing:
+        raise DataError(f"SAE checkpoint {str(path)!r} is not an SAELens SAE folder (missing {', '.join(missing)}); "
+                        "re-save it with save_checkpoint")
+    try:
+        return SAE.load_from_disk(str(path), device=device)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a corrupt/foreign folder
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise DataError(f"SAE checkpoint {str(path)!r} could not be loaded by SAELens ({type(exc).__name__}: {msg}); "
+                        "re-save it with save_checkpoint") from None
