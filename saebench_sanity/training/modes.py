@@ -1,0 +1,341 @@
+"""The training modes: the trained SAE, the study's random baselines, and the untrained floor.
+
+Korznikov et al. (2026) compare every trained SAE with baselines that share its initialisation,
+data order and hyper-parameters but keep some directions random (STUDY.md, "Finding 2"):
+
+* ``frozen_decoder``: decoder rows random and frozen; encoder, biases, thresholds train.
+* ``soft_frozen_decoder``: decoder rows random at init and, after *every* optimizer step,
+  projected back to cosine >= ``min_cos`` with their own initial direction; the encoder is free.
+* ``frozen_encoder``: encoder columns random and frozen; decoder, thresholds, biases, scales train.
+
+Random directions have unit norm, drawn ``iso`` (uniform on the sphere) or ``cov`` (Gaussian with
+the covariance of sample activations, then normalised). Unit norm matters: sae-lens initialises
+decoder rows at norm 0.1 (``decoder_init_norm``), which a frozen decoder could never undo. The
+encoder of every baseline starts tied to the decoder (``W_enc = W_dec.T``, as sae-lens does), so
+the baseline starts from the same kind of point as the trained SAE. See docs/training-modes.md.
+
+Randomness comes from the global torch RNG, which ``training.trainer`` seeds per cell, so the
+same seed gives the same random directions in every mode (frozen and soft-frozen decoders of a
+seed start from the same rows).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from saebench_sanity.architectures.base import ROLES
+from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.training.base import TrainingMode
+
+INITS = ("iso", "cov")
+BIAS_ROLES = ("encoder_bias", "decoder_bias")
+#: Attribute set on a prepared SAE holding the mode's reference tensors (never saved to disk).
+STATE_ATTR = "saebench_mode_state"
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+def random_directions(n: int, d_in: int, init: str, sample_acts: Any = None) -> Any:
+    """``[n, d_in]`` unit-norm random rows from the global torch RNG.
+
+    ``iso``: standard Gaussian rows, normalised (uniform on the unit sphere).
+    ``cov``: rows ~ N(0, Sigma) with Sigma the covariance of ``sample_acts`` ``[m, d_in]`` (mean
+    removed: the mean is b_dec's job), then normalised. Sampled as ``g @ (V sqrt(Lambda))^T`` from
+    Sigma's eigendecomposition (float64), so no ``[n, m]`` matrix is ever formed.
+    """
+    import torch
+
+    g = torch.randn(n, d_in, dtype=torch.float64)
+    if init == "cov":
+        if sample_acts is None or sample_acts.ndim != 2 or sample_acts.shape[1] != d_in or sample_acts.shape[0] < 2:
+            raise DataError(f"cov init needs sample activations [n >= 2, {d_in}]; got "
+                            f"{None if sample_acts is None else tuple(sample_acts.shape)}")
+        x = sample_acts.to(torch.float64)
+        x = x - x.mean(0, keepdim=True)
+        cov = x.T @ x / (x.shape[0] - 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        g = g @ (evecs * evals.clamp(min=0).sqrt()).T
+    elif init != "iso":
+        raise ConfigError(f"init = {init!r}; use 'iso' or 'cov'")
+    norms = g.norm(dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise DataError("cov init: sample activations have zero variance; check the activation set")
+    return (g / norms).to(torch.float32)
+
+
+def project_to_cone(W: Any, D0: Any, min_cos: float) -> Any:
+    """Rows of ``W`` ``[n, d]`` moved into the cone ``cos(w_i, d0_i) >= min_cos`` around the
+    unit rows of ``D0`` ``[n, d]``, keeping each row's norm.
+
+    A row already inside is unchanged. A row outside gets the direction of its closest point on
+    the cone: rotate it, in the plane spanned by ``d0_i`` and the row, to angle ``acos(min_cos)``
+    from ``d0_i``: ``u = min_cos * d0 + sqrt(1 - min_cos^2) * p / |p|`` where ``p`` is the row's
+    part orthogonal to ``d0``; the result is ``|w| * u``. (The Euclidean closest point is
+    ``(w . u) u``; we keep ``|w|`` so the projection never shrinks a decoder row, only turns it.)
+    A row exactly opposite ``d0`` (``p = 0``) becomes ``|w| * d0``. Hand-written: neither torch
+    nor sae-lens has a cone projection.
+    """
+    import torch
+
+    w = W.to(torch.float64)
+    d0 = D0.to(torch.float64)
+    norm = w.norm(dim=1, keepdim=True)
+    a = (w * d0).sum(dim=1, keepdim=True)
+    cos = a / norm.clamp(min=1e-30)
+    outside = (cos < min_cos).squeeze(1)
+    if not bool(outside.any()):
+        return W
+    p = w - a * d0
+    pn = p.norm(dim=1, keepdim=True)
+    s = math.sqrt(max(0.0, 1.0 - min_cos * min_cos))
+    u = torch.where(pn > 1e-30, min_cos * d0 + s * p / pn.clamp(min=1e-30), d0)
+    new = norm.clamp(min=1e-8) * u
+    out = torch.where(outside.unsqueeze(1), new, w)
+    return out.to(W.dtype)
+
+
+def row_cosines(W: Any, D0: Any) -> Any:
+    """``[n]`` cosine of each row of ``W`` with the same row of ``D0`` (float64)."""
+    import torch
+
+    w, d0 = W.to(torch.float64), D0.to(torch.float64)
+    return (w * d0).sum(1) / (w.norm(dim=1) * d0.norm(dim=1)).clamp(min=1e-30)
+
+
+# -- mode machinery -------------------------------------------------------------------------------
+def _param(sae: Any, roles: dict[str, str], role: str, mode: str) -> tuple[str, Any]:
+    names = [n for n, r in roles.items() if r == role]
+    if len(names) != 1:
+        raise ConfigError(f"training mode {mode!r} needs exactly one parameter with role {role!r}; "
+                          f"the architecture declares {names or 'none'}")
+    return names[0], getattr(sae, names[0])
+
+
+def _params_with_roles(sae: Any, roles: dict[str, str], wanted: tuple[str, ...]) -> list[Any]:
+    return [getattr(sae, n) for n, r in roles.items() if r in wanted]
+
+
+def _freeze(sae: Any, roles: dict[str, str], frozen: tuple[str, ...]) -> None:
+    for p in _params_with_roles(sae, roles, frozen):
+        p.requires_grad_(False)
+
+
+class _Mode(TrainingMode):
+    """Validates params against ``DEFAULTS`` (unknown or ill-typed -> ConfigError)."""
+
+    name = "mode"
+    DEFAULTS: dict[str, Any] = {}
+    #: roles whose tensors train but are projected after every step (docs / inventory).
+    constrained_roles: tuple[str, ...] = ()
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.DEFAULTS))
+        if unknown:
+            known = ", ".join(sorted(self.DEFAULTS)) or "(none)"
+            raise ConfigError(f"training mode {self.name!r}: unknown parameter {unknown[0]!r}; known: {known}")
+        merged = {**self.DEFAULTS, **params}
+        for key, value in merged.items():
+            self._validate(key, value)
+        super().__init__(**merged)
+
+    def _validate(self, key: str, value: Any) -> None:
+        where = f"training mode {self.name!r}: {key} = {value!r}"
+        if key == "init" and value not in self._inits():
+            raise ConfigError(f"{where}; use one of {', '.join(self._inits())}")
+        if key == "train_biases" and not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false")
+        if key == "min_cos" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                 or not math.isfinite(value) or not 0 < value < 1):
+            raise ConfigError(f"{where} must be a number in (0, 1), e.g. 0.8")
+        if key == "b_dec_init" and value not in ("mean", "zeros"):
+            raise ConfigError(f"{where}; use 'mean' or 'zeros'")
+
+    def _inits(self) -> tuple[str, ...]:
+        return INITS
+
+    @property
+    def frozen_roles(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self._frozen()
+
+    def _frozen(self) -> tuple[str, ...]:
+        return ()
+
+    def _bias_roles_frozen(self) -> tuple[str, ...]:
+        return () if self.params.get("train_biases", True) else BIAS_ROLES
+
+
+class Trained(_Mode):
+    """Every tensor trains from sae-lens's own initialisation: the SAE under test."""
+
+    name = "trained"
+
+
+class _RandomDirections(_Mode):
+    """Shared by the baselines: unit-norm random rows, tied encoder, optional frozen biases."""
+
+    DEFAULTS = {"init": "iso", "train_biases": True}
+    is_baseline = True
+
+    def _init_tied(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> Any:
+        import torch
+
+        _, W_enc = _param(sae, roles, "encoder", self.name)
+        _, W_dec = _param(sae, roles, "decoder", self.name)
+        d_sae, d_in = W_dec.shape
+        if tuple(W_enc.shape) != (d_in, d_sae):
+            raise ConfigError(f"training mode {self.name!r}: encoder {tuple(W_enc.shape)} and decoder "
+                              f"{tuple(W_dec.shape)} are not [d_in, d_sae] / [d_sae, d_in]")
+        dirs = random_directions(d_sae, d_in, self.params["init"], sample_acts)
+        with torch.no_grad():
+            W_dec.data.copy_(dirs)
+            W_enc.data.copy_(dirs.T)
+        return dirs
+
+    def _maybe_center(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        """With frozen biases, b_dec is set to the sample mean (a zero b_dec on uncentred
+        activations would make the baseline a strawman)."""
+        import torch
+
+        if self.params.get("train_biases", True) or sample_acts is None:
+            return
+        for p in _params_with_roles(sae, roles, ("decoder_bias",)):
+            with torch.no_grad():
+                p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
+
+
+class FrozenDecoder(_RandomDirections):
+    """Decoder rows random (unit norm, ``init``) and frozen; the encoder starts at ``W_dec.T``
+    and trains with biases, thresholds and scales (unless ``train_biases = false``)."""
+
+    name = "frozen_decoder"
+    DEFAULTS = {"init": "cov", "train_biases": True}
+
+    def _frozen(self) -> tuple[str, ...]:
+        return ("decoder", *self._bias_roles_frozen())
+
+    def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        dirs = self._init_tied(sae, roles, sample_acts)
+        self._maybe_center(sae, roles, sample_acts)
+        _freeze(sae, roles, self.frozen_roles)
+        setattr(sae, STATE_ATTR, {"mode": self.name, "decoder": dirs.clone()})
+
+    def check(self, sae: Any) -> None:
+        import torch
+
+        W_dec = sae.W_dec
+        assert not W_dec.requires_grad, "frozen_decoder: W_dec requires grad"
+        state = getattr(sae, STATE_ATTR, None)
+        if state is not None and state.get("mode") == self.name:
+            assert torch.equal(W_dec.detach(), state["decoder"]), "frozen_decoder: W_dec moved"
+        else:
+            assert torch.allclose(W_dec.norm(dim=1), torch.ones(W_dec.shape[0]), atol=1e-5), \
+                "frozen_decoder: W_dec rows are not unit norm"
+
+
+class SoftFrozenDecoder(_RandomDirections):
+    """Decoder rows random at init (unit norm, ``init``) and projected back into the cone
+    ``cos >= min_cos`` around their initial direction after every optimizer step (row norm
+    kept, see ``project_to_cone``); the encoder and everything else train."""
+
+    name = "soft_frozen_decoder"
+    DEFAULTS = {"init": "iso", "min_cos": 0.8, "train_biases": True}
+    constrained_roles = ("decoder",)
+
+    def _frozen(self) -> tuple[str, ...]:
+        return self._bias_roles_frozen()
+
+    def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        dirs = self._init_tied(sae, roles, sample_acts)
+        self._maybe_center(sae, roles, sample_acts)
+        _freeze(sae, roles, self.frozen_roles)
+        self._dec_name, _ = _param(sae, roles, "decoder", self.name)
+        self._d0 = dirs.clone()
+        setattr(sae, STATE_ATTR, {"mode": self.name, "decoder_init": self._d0, "min_cos": float(self.params["min_cos"])})
+
+    def after_step(self, sae: Any) -> None:
+        import torch
+
+        W = getattr(sae, self._dec_name)
+        with torch.no_grad():
+            projected = project_to_cone(W.data, self._d0, float(self.params["min_cos"]))
+            if projected is not W.data:
+                W.data.copy_(projected)
+
+    def check(self, sae: Any) -> None:
+        state = getattr(sae, STATE_ATTR, None)
+        assert state is not None and state.get("mode") == self.name, \
+            "soft_frozen_decoder: SAE was not prepared by this mode (no initial directions recorded)"
+        cos = row_cosines(sae.W_dec.detach(), state["decoder_init"])
+        worst = float(cos.min())
+        assert worst >= state["min_cos"] - 1e-5, \
+            f"soft_frozen_decoder: a decoder row has cosine {worst:.6f} < min_cos {state['min_cos']}"
+
+
+class FrozenEncoder(_RandomDirections):
+    """Encoder columns random (unit norm, ``init``) and frozen; the decoder starts at the same
+    rows and trains with biases, thresholds and scales (Gated ``r_mag``).
+
+    TopK-family SAEs get ``rescale_acts_by_decoder_norm = False``: with rescaling on, a latent's
+    output magnitude is its (frozen-direction) pre-activation and the decoder norm cancels out, so
+    no tensor could learn each latent's scale; with it off, the decoder row norm is that scale
+    (the study: "only the activation threshold and decoder are learned")."""
+
+    name = "frozen_encoder"
+    DEFAULTS = {"init": "iso", "train_biases": True}
+
+    def _frozen(self) -> tuple[str, ...]:
+        return ("encoder", *self._bias_roles_frozen())
+
+    def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        dirs = self._init_tied(sae, roles, sample_acts)
+        self._maybe_center(sae, roles, sample_acts)
+        if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+            sae.cfg.rescale_acts_by_decoder_norm = False
+        _freeze(sae, roles, self.frozen_roles)
+        setattr(sae, STATE_ATTR, {"mode": self.name, "encoder": dirs.T.clone()})
+
+    def check(self, sae: Any) -> None:
+        import torch
+
+        W_enc = sae.W_enc
+        assert not W_enc.requires_grad, "frozen_encoder: W_enc requires grad"
+        state = getattr(sae, STATE_ATTR, None)
+        if state is not None and state.get("mode") == self.name:
+            assert torch.equal(W_enc.detach(), state["encoder"]), "frozen_encoder: W_enc moved"
+        else:
+            assert torch.allclose(W_enc.norm(dim=0), torch.ones(W_enc.shape[1]), atol=1e-5), \
+                "frozen_encoder: W_enc columns are not unit norm"
+
+
+class Untrained(_RandomDirections):
+    """No optimizer steps: a floor, never a verdict. ``init``: ``iso``/``cov`` unit-norm tied rows
+    (``W_enc = W_dec.T``), or ``sae_lens`` (keep sae-lens's own init, decoder norm 0.1).
+    ``b_dec_init``: ``mean`` (sample mean, default) or ``zeros``. BatchTopK-family thresholds are
+    calibrated on sample activations by the trainer (see ``architectures.batchtopk``)."""
+
+    name = "untrained"
+    trains = False
+    is_baseline = False
+    DEFAULTS = {"init": "iso", "b_dec_init": "mean"}
+
+    def _inits(self) -> tuple[str, ...]:
+        return (*INITS, "sae_lens")
+
+    def _frozen(self) -> tuple[str, ...]:
+        return ROLES
+
+    def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        import torch
+
+        if self.params["init"] != "sae_lens":
+            self._init_tied(sae, roles, sample_acts)
+        if self.params["b_dec_init"] == "mean" and sample_acts is not None:
+            for p in _params_with_roles(sae, roles, ("decoder_bias",)):
+                with torch.no_grad():
+                    p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
+        for p in sae.parameters():
+            p.requires_grad_(False)
+        setattr(sae, STATE_ATTR, {"mode": self.name})
+
+    def check(self, sae: Any) -> None:
+        assert not any(p.requires_grad for p in sae.parameters()), "untrained: a parameter requires grad"

@@ -1,0 +1,242 @@
+"""One training loop for every cell (architecture x mode x seed) over any activation set.
+
+The optimisation is sae-lens's own ``SAETrainer``: Adam, its lr schedule (warm-up / decay),
+the sparsity-coefficient warm-up read from the SAE's ``get_coefficients``, gradient clipping and
+dead-latent tracking. We drive it through its public per-step seams (``maybe_reset_sparsity``,
+``step``, ``n_training_steps``) instead of ``fit()`` because a cell must run code after every
+optimizer step (the soft-frozen projection ``mode.after_step``), record the loss curve for the
+UNDERTRAINED rule, report progress and validate every batch -- ``fit()`` offers none of these
+hooks and adds tqdm / wandb / checkpoint behaviour a cell does not want. Everything else in
+``fit()`` that applies here is reproduced: sparsity-window resets and ``set_final_sae_metadata``
+(activation-norm folding does not apply: ``normalize_activations`` is not exposed).
+
+Reproducibility: a cell's SAE is built from ``seed``; the mode's random directions come from the
+global torch RNG seeded with ``seed`` inside ``torch.random.fork_rng`` (the caller's RNG state is
+untouched); batches come from ``activation_set.train_batches(batch_size, seed)``. The trained SAE
+and its baselines of one seed therefore share data order and base initialisation. sae-lens's
+training step itself draws no random numbers, so the same seed gives bit-identical weights.
+Thread count is the caller's business (``torch.set_num_threads``), never set here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from saebench_sanity.errors import DataError
+from saebench_sanity.training.convergence import assess
+
+if TYPE_CHECKING:  # pragma: no cover
+    from saebench_sanity.config import TrainingConfig
+
+#: Offset between the build seed and the seed of the mode's random directions.
+MODE_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class TrainResult:
+    """What training one cell produced.
+
+    Attributes:
+        sae: the sae-lens ``TrainingSAE`` after training (save with ``architectures.checkpoint``).
+        steps: optimizer steps taken (0 for ``untrained``).
+        seconds: wall time of the training loop.
+        loss_curve: ``(step, mean total loss over the interval)`` every ``training.curve_every``
+            steps, plus the final partial interval.
+        mse_curve: the same for sae-lens's ``mse_loss`` term.
+        converged: the ``training.convergence`` rule; True for 0-step modes.
+        convergence: its info (``rel_improvement``, ``window``, ...).
+        dead_fraction: fraction of latents sae-lens counts dead (not fired for
+            ``training.dead_feature_window`` steps); for 0-step modes: never fired on the sample.
+        l0_train: mean active latents per sample over the last sparsity window (sae-lens's
+            ``feature_sparsity.sum()``); for 0-step modes: on the sample activations.
+    """
+
+    sae: Any
+    steps: int
+    seconds: float
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    mse_curve: list[tuple[int, float]] = field(default_factory=list)
+    converged: bool = True
+    convergence: dict[str, float] = field(default_factory=dict)
+    dead_fraction: float = 0.0
+    l0_train: float = 0.0
+
+
+def check_batch(batch: Any, d_in: int, set_name: str) -> Any:
+    """Return ``batch`` as float32 ``[n, d_in]``; DataError naming the set otherwise."""
+    import torch
+
+    if not isinstance(batch, torch.Tensor):
+        raise DataError(f"activation set {set_name!r} yielded a {type(batch).__name__}, not a tensor; fix its train_batches")
+    if batch.ndim != 2 or batch.shape[1] != d_in:
+        raise DataError(f"activation set {set_name!r} yielded a batch of shape {tuple(batch.shape)}; expected [n, {d_in}] (d_in mismatch)")
+    if not batch.is_floating_point():
+        raise DataError(f"activation set {set_name!r} yielded dtype {batch.dtype}; expected floating point activations")
+    if batch.dtype != torch.float32:
+        batch = batch.to(torch.float32)
+    if not bool(torch.isfinite(batch).all()):
+        raise DataError(f"activation set {set_name!r} yielded NaN/inf activations; clean or regenerate the set")
+    return batch
+
+
+class CellTrainer:
+    """sae-lens ``SAETrainer`` stepped one batch at a time, with the mode's post-step hook.
+
+    ``step(batch)`` is the whole per-step path ``train_cell`` uses (benchmarked against a plain
+    ``SAETrainer.step`` in benchmarks/test_bench_training.py).
+    """
+
+    def __init__(self, sae: Any, mode: Any, training: "TrainingConfig", *, total_steps: int,
+                 data: Iterator[Any] | None = None, set_name: str = "?") -> None:
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+        from sae_lens.training.sae_trainer import SAETrainer
+
+        self.sae, self.mode, self.set_name = sae, mode, set_name
+        self.d_in = int(sae.cfg.d_in)
+        bs = int(training.batch_size)
+        cfg = SAETrainerConfig(
+            total_training_samples=max(1, total_steps) * bs,
+            train_batch_size_samples=bs,
+            lr=float(training.lr),
+            lr_end=float(training.lr) / 10,  # sae-lens runner default
+            lr_scheduler_name=training.lr_scheduler,
+            lr_warm_up_steps=int(training.lr_warm_up_steps),
+            lr_decay_steps=int(training.lr_decay_steps),
+            dead_feature_window=int(training.dead_feature_window),
+            # the last window's firing statistics give l0_train: make it the convergence window
+            feature_sampling_window=max(1, math.ceil(total_steps * float(training.convergence_window))),
+            logger=LoggingConfig(log_to_wandb=False),
+            device="cpu",
+        )
+        self.trainer = SAETrainer(cfg, sae, data_provider=data if data is not None else iter(()))
+
+    def step(self, batch: Any) -> tuple[float, float]:
+        """One optimizer step on ``batch`` ``[n, d_in]``; returns ``(total loss, mse loss)``."""
+        batch = check_batch(batch, self.d_in, self.set_name)
+        self.trainer.maybe_reset_sparsity()
+        out = self.trainer.step(batch)
+        self.trainer.n_training_steps += 1
+        self.mode.after_step(self.sae)
+        return float(out.loss.detach()), float(out.losses["mse_loss"].detach())
+
+    def finish(self) -> tuple[float, float]:
+        """Record sae-lens's end-of-training metadata; return ``(dead_fraction, l0_train)``."""
+        self.trainer.set_final_sae_metadata()
+        dead = float(self.trainer.dead_neurons.float().mean())
+        l0 = float(self.trainer.feature_sparsity.sum()) if self.trainer.n_frac_active_samples else math.nan
+        return dead, l0
+
+
+def _sample_stats(sae: Any, sample_acts: Any, batch_size: int) -> tuple[float, float]:
+    """``(never-fired fraction, mean L0)`` of ``sae`` (training-mode encode) on ``sample_acts``."""
+    import torch
+
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    l0_sum, n = 0.0, 0
+    with torch.no_grad():
+        for chunk in sample_acts.split(max(1, batch_size)):
+            acts = sae.encode(chunk)
+            active = acts != 0
+            fired |= active.any(0)
+            l0_sum += float(active.sum())
+            n += chunk.shape[0]
+    return float((~fired).float().mean()), (l0_sum / n if n else math.nan)
+
+
+def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
+               arch_params: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig",
+               seed: int) -> tuple[Any, Any, Any]:
+    """Build and prepare a cell's SAE: ``(sae, mode, sample_acts)``. No optimizer steps."""
+    import torch
+
+    from saebench_sanity.architectures.sparsity import apply_target_l0
+
+    d_in = int(activation_set.d_in)
+    set_name = getattr(activation_set, "name", "?")
+    # the run's target L0 replaces the architecture's default knob; explicit arch params win
+    params = {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
+              **arch_params}
+    if training.sparsity_warm_up_steps:
+        params = _with_sparsity_warm_up(arch_spec, params, int(training.sparsity_warm_up_steps))
+    sae = arch_spec.build(d_in=d_in, d_sae=d_sae, seed=seed, **params)
+    mode = mode_spec.build(**mode_params)
+    sample = activation_set.sample_activations(int(training.n_init_samples), seed=seed)
+    sample = check_batch(sample, d_in, set_name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + MODE_SEED_OFFSET)
+        mode.prepare(sae, dict(arch_spec.roles), sample)
+    return sae, mode, sample
+
+
+def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Set the sae-lens ``l1_warm_up_steps`` / ``l0_warm_up_steps`` field the architecture has
+    (unless the user set it); sae-lens's ``get_coefficients`` turns it into the warm-up."""
+    for name in ("l1_warm_up_steps", "l0_warm_up_steps"):
+        if name in params:
+            return params
+    by_arch = {"relu": "l1_warm_up_steps", "gated": "l1_warm_up_steps", "jumprelu": "l0_warm_up_steps"}
+    key = by_arch.get(arch_spec.name)
+    return {**params, key: steps} if key else params
+
+
+def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
+               arch_params: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
+               progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train one cell and return its ``TrainResult`` (see module docstring for seeding).
+
+    ``progress(step, total_steps, last_interval_mean_loss)`` is called after every
+    ``training.curve_every`` steps and at the end. KeyboardInterrupt propagates.
+    """
+    from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
+
+    sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
+                                   arch_params=arch_params, mode_params=mode_params, training=training, seed=seed)
+    set_name = getattr(activation_set, "name", "?")
+    total = int(training.steps) if mode.trains else 0
+    t0 = time.perf_counter()
+    loss_curve: list[tuple[int, float]] = []
+    mse_curve: list[tuple[int, float]] = []
+    if total == 0:
+        if threshold_is_stale(sae, 0):
+            calibrate_threshold(sae, sample, int(training.batch_size))
+        dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
+        mode.check(sae)
+        if progress is not None:
+            progress(0, 0, math.nan)
+        return TrainResult(sae=sae, steps=0, seconds=time.perf_counter() - t0, converged=True,
+                           convergence={"rel_improvement": 0.0, "window": 0.0}, dead_fraction=dead, l0_train=l0)
+
+    batches = iter(activation_set.train_batches(int(training.batch_size), seed))
+    cell = CellTrainer(sae, mode, training, total_steps=total, data=batches, set_name=set_name)
+    every = int(training.curve_every)
+    acc_loss = acc_mse = 0.0
+    acc_n = 0
+    for step in range(1, total + 1):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            raise DataError(f"activation set {set_name!r} ran out of batches after {step - 1} of {total} steps; "
+                            "train_batches must be endless") from None
+        loss, mse = cell.step(batch)
+        if not math.isfinite(loss):
+            raise DataError(f"training on activation set {set_name!r} diverged (loss {loss}) at step {step}; "
+                            "lower training.lr or check the activations' scale")
+        acc_loss, acc_mse, acc_n = acc_loss + loss, acc_mse + mse, acc_n + 1
+        if step % every == 0 or step == total:
+            loss_curve.append((step, acc_loss / acc_n))
+            mse_curve.append((step, acc_mse / acc_n))
+            acc_loss = acc_mse = 0.0
+            acc_n = 0
+            if progress is not None:
+                progress(step, total, loss_curve[-1][1])
+    dead, l0 = cell.finish()
+    if threshold_is_stale(sae, total):
+        calibrate_threshold(sae, sample, int(training.batch_size))
+    mode.check(sae)
+    seconds = time.perf_counter() - t0
+    converged, info = assess(loss_curve, float(training.convergence_window), float(training.convergence_rel_tol))
+    return TrainResult(sae=sae, steps=total, seconds=seconds, loss_curve=loss_curve, mse_curve=mse_curve,
+                       converged=converged, convergence=info, dead_fraction=dead, l0_train=l0)
