@@ -146,7 +146,7 @@ def bernoulli_positions(n: "int", probs: "torch.Tensor", g: "torch.Generator") -
     scanned with geometric gaps at rate ``p_max = max(probs)`` (exactly the successes of iid
     Bernoulli(p_max) trials), and each candidate is kept with probability ``p_i / p_max``
     (thinning), which leaves every trial an independent Bernoulli(p_i). Cost is O(n F p_max)
-    instead of O(n F) for a dense ``rand < p``.
+    instead of O(n F) for a dense ``rand < p`` (used when p_max >= 0.25).
 
     Args:
         n: number of rows.
@@ -161,6 +161,8 @@ def bernoulli_positions(n: "int", probs: "torch.Tensor", g: "torch.Generator") -
     n_feat = probs.shape[0]
     total = n * n_feat
     p_max = float(probs.max())
+    if p_max >= 0.25:  # dense sampling is as cheap, and geometric_ needs p < 1
+        return (torch.rand(n, n_feat, generator=g) < probs).nonzero(as_tuple=True)
     chunks, last = [], -1.0
     while last < total - 1:
         expected = (total - 1 - last) * p_max

@@ -315,14 +315,23 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
     def _model(self) -> Any:
         from sae_lens.synthetic import FeatureDictionary, SyntheticModel, orthogonal_initializer
 
+        import torch
+
         cfg = self._config
         # Built here (not by SyntheticModel) only to switch off its progress bar; same seed, same
         # initialiser as SyntheticModel._create_feature_dict with OrthogonalizationConfig().
-        feature_dict = FeatureDictionary(
-            num_features=cfg.num_features, hidden_dim=cfg.hidden_dim, bias=cfg.bias,
-            initializer=orthogonal_initializer(show_progress=False) if self.orthogonalize else None,
-            seed=cfg.seed,
-        )
+        # The orthogonalisation is 200 Adam steps on a tiny matrix: one thread is ~10x faster
+        # than two contended ones, so it runs single-threaded.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            feature_dict = FeatureDictionary(
+                num_features=cfg.num_features, hidden_dim=cfg.hidden_dim, bias=cfg.bias,
+                initializer=orthogonal_initializer(show_progress=False) if self.orthogonalize else None,
+                seed=cfg.seed,
+            )
+        finally:
+            torch.set_num_threads(threads)
         try:
             return SyntheticModel(cfg, feature_dict=feature_dict)
         except ValueError as exc:

@@ -1,0 +1,222 @@
+"""Synthetic activation sets: determinism, manifests, isolation of streams, validation, and the
+sae_lens-based sets against sae_lens's own SyntheticModel."""
+
+import itertools
+
+import pytest
+import torch
+
+from saebench_sanity.activations.base import GroundTruth, NEED_GROUND_TRUTH
+from saebench_sanity.activations.synthetic import SaeLensSyntheticSet, build_sae_lens_set, build_study_set
+from saebench_sanity.builtin.synthetic_sets import SETS
+from saebench_sanity.errors import ConfigError
+from saebench_sanity.registry import Registry
+
+SPECS = {s.name: s for s in SETS}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids contention on the shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+SMALL = {"n_eval": 512}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry(load_entry_points=False)
+
+
+def test_all_fixed_names_are_registered(registry):
+    names = set(registry.names("activation_set"))
+    assert {"synth-easy", "synth-zipf", "synth-corr-hier", "study-constant", "study-variable",
+            "study-constant-mini", "study-variable-mini"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_building_twice_gives_the_same_manifest_and_data(name):
+    a, b = SPECS[name].build(**SMALL), SPECS[name].build(**SMALL)
+    assert a.manifest_hash() == b.manifest_hash()
+    assert torch.equal(a.eval_activations(), b.eval_activations())
+    assert torch.equal(next(a.train_batches(64, seed=3)), next(b.train_batches(64, seed=3)))
+    m = a.manifest()
+    assert m["d_in"] == a.d_in == SPECS[name].d_in
+    assert len(m["probe_sha256"]) == 64 and len(m["features_sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_ground_truth_shapes_and_unit_rows(name):
+    s = SPECS[name].build(**SMALL)
+    gt = s.ground_truth
+    assert isinstance(gt, GroundTruth)
+    assert gt.features.shape == (s.n_features, s.d_in)
+    torch.testing.assert_close(gt.features.norm(dim=1), torch.ones(s.n_features), atol=1e-5, rtol=0)
+    p = gt.firing_probabilities
+    assert p.shape == (s.n_features,) and bool(((p >= 0) & (p <= 1)).all())
+    assert NEED_GROUND_TRUTH in s.provides
+
+
+@pytest.mark.parametrize("override", [{"seed": 1}, {"n_eval": 256}, {"std_magnitude": 0.2},
+                                      {"firing": {"generator_name": "random", "min_prob": 0.02, "max_prob": 0.2}}])
+def test_changing_a_parameter_changes_the_manifest_hash(override):
+    base = SPECS["synth-easy"]
+    assert base.build().manifest_hash() != base.build(**override).manifest_hash()
+
+
+@pytest.mark.parametrize("override", [{"seed": 1}, {"n_eval": 100}, {"p_constant": 0.007},
+                                      {"magnitude_sigma": 0.3}, {"d_in": 33}, {"n_features": 1000}])
+def test_changing_a_study_parameter_changes_the_manifest_hash(override):
+    base = SPECS["study-constant-mini"]
+    assert base.build().manifest_hash() != base.build(**override).manifest_hash()
+
+
+def test_train_stream_is_deterministic_per_seed_and_differs_across_seeds():
+    s = SPECS["study-variable-mini"].build(**SMALL)
+    a = list(itertools.islice(s.train_batches(128, seed=0), 3))
+    b = list(itertools.islice(s.train_batches(128, seed=0), 3))
+    c = next(s.train_batches(128, seed=1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], a[1])  # the stream moves on
+    assert not torch.equal(a[0], c)
+    assert a[0].shape == (128, 32) and a[0].dtype == torch.float32
+
+
+def test_streams_do_not_touch_the_global_rng():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    for name in ("synth-zipf", "study-constant-mini"):
+        s = SPECS[name].build(**SMALL)
+        next(s.train_batches(32, seed=0))
+        s.eval_activations()
+    assert torch.equal(before, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("name", ["synth-corr-hier", "study-variable-mini"])
+def test_eval_set_is_disjoint_from_training_batches(name):
+    s = SPECS[name].build(**SMALL)
+    ev = s.eval_activations()
+    train = torch.cat(list(itertools.islice(s.train_batches(512, seed=0), 2)))
+    # compare nonzero rows only (an all-zero sample can legitimately occur in both)
+    ev_rows = {tuple(r) for r in ev[ev.abs().sum(1) > 0].tolist()}
+    tr_rows = {tuple(r) for r in train[train.abs().sum(1) > 0].tolist()}
+    assert not ev_rows & tr_rows
+
+
+def test_eval_size_is_configurable_and_fixed():
+    s = SPECS["study-constant-mini"].build(n_eval=1000)
+    assert s.eval_activations().shape == (1000, 32)
+    assert s.eval_activations() is s.eval_activations()
+
+
+@pytest.mark.parametrize("name", ["synth-easy", "synth-corr-hier", "study-variable-mini"])
+def test_activations_are_codes_times_dictionary(name):
+    s = SPECS[name].build(**SMALL)
+    x = s.eval_activations()
+    codes = s.eval_codes().to_dense()
+    assert codes.shape == (512, s.n_features)
+    recon = codes.double() @ s.features.double()
+    if isinstance(s, SaeLensSyntheticSet) and s.bias > 0:
+        recon += s._model.feature_dict.bias.double()
+    torch.testing.assert_close(x.double(), recon, atol=1e-5, rtol=1e-5)
+
+
+def test_sae_lens_sets_draw_what_sae_lens_synthetic_model_draws():
+    """Under the same global seed, SyntheticModel.sample gives the same activations as our stream."""
+    s = SPECS["synth-zipf"].build(**SMALL)
+    g = torch.Generator().manual_seed(99)
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(99)))
+    ours = s._draw(256, g)[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        theirs = s._model.sample(256)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_sae_lens_set_uses_configured_firing_probabilities():
+    from sae_lens.synthetic import zipfian_firing_probabilities
+
+    s = SPECS["synth-zipf"].build(**SMALL)
+    expected = zipfian_firing_probabilities(512, exponent=0.5, max_prob=0.3, min_prob=0.001)
+    torch.testing.assert_close(s.ground_truth.firing_probabilities, expected)
+
+
+def test_hierarchy_children_fire_only_with_their_parent():
+    s = SPECS["synth-corr-hier"].build(n_eval=4096)
+    active = s.eval_codes().to_dense() != 0
+    checked = 0
+    stack = list(s._model.hierarchy.roots)
+    while stack:
+        node = stack.pop()
+        for child in node.children:
+            if node.feature_index is not None and child.feature_index is not None:
+                assert not bool((active[:, child.feature_index] & ~active[:, node.feature_index]).any())
+                checked += 1
+            stack.append(child)
+    assert checked >= 16 * 3
+
+
+def test_synth_zipf_is_in_superposition_and_synth_easy_is_not():
+    easy, zipf = SPECS["synth-easy"].build(**SMALL), SPECS["synth-zipf"].build(**SMALL)
+    def max_offdiag(f):
+        c = (f @ f.T).abs()
+        c.fill_diagonal_(0)
+        return float(c.max())
+    assert zipf.n_features / zipf.d_in == 16
+    assert max_offdiag(easy.features) < max_offdiag(zipf.features)
+
+
+@pytest.mark.parametrize("bad", [{"d_in": 0}, {"n_features": -3}, {"n_eval": 0}, {"seed": -1}, {"d_in": 2.5}])
+def test_bad_sizes_raise_config_error(bad):
+    with pytest.raises(ConfigError):
+        SPECS["synth-easy"].build(**bad)
+    with pytest.raises(ConfigError):
+        SPECS["study-constant-mini"].build(**bad)
+
+
+@pytest.mark.parametrize("bad", [{"regime": "wiggly"}, {"p_constant": 0.0}, {"p_constant": 1.5},
+                                 {"regime": "variable", "p_log10_min": -1.0, "p_log10_max": -2.0},
+                                 {"magnitude_sigma": -0.1}, {"bogus": 1}])
+def test_bad_study_parameters_raise_config_error(bad):
+    with pytest.raises(ConfigError):
+        SPECS["study-constant-mini"].build(**bad)
+
+
+@pytest.mark.parametrize("bad", [{"firing": {"generator_name": "nope"}},
+                                 {"firing": {"generator_name": "zipfian", "min_prob": 0.5, "max_prob": 0.1}},
+                                 {"firing": "zipf"}, {"hierarchy": {"total_root_nodes": 0}},
+                                 {"correlation": {"rank": 0}}, {"mean_magnitude": 0}])
+def test_bad_sae_lens_parameters_raise_config_error(bad):
+    with pytest.raises(ConfigError):
+        SPECS["synth-easy"].build(**bad)
+
+
+def test_bad_batch_arguments_raise_config_error():
+    s = SPECS["study-constant-mini"].build(**SMALL)
+    with pytest.raises(ConfigError):
+        next(s.train_batches(0, seed=0))
+    with pytest.raises(ConfigError):
+        next(s.train_batches(8, seed=-2))
+
+
+def test_factories_report_missing_parameters():
+    with pytest.raises(ConfigError, match="missing"):
+        build_sae_lens_set(name="x", d_in=4)
+    with pytest.raises(ConfigError, match="unknown"):
+        build_study_set(name="x", wat=1)
+
+
+def test_sample_activations_come_from_the_training_distribution():
+    s = SPECS["study-constant-mini"].build(**SMALL)
+    x = s.sample_activations(1000, seed=0)
+    assert x.shape == (1000, 32)
+    assert torch.equal(x, s.sample_activations(1000, seed=0))
+
+
+def test_recommended_training_sizes_fit_each_set():
+    for spec in SETS:
+        t = spec.training
+        assert 0 < t["target_l0"] <= t["d_sae"]
+        assert {"steps", "batch_size", "lr"} <= set(t)
