@@ -33,8 +33,11 @@ def known_params(cfg_cls: type, extra: tuple[str, ...] = ()) -> list[str]:
     return sorted([*names, *extra])
 
 
-def _check_type(arch: str, name: str, value: Any, default: Any) -> None:
+def _check_type(arch: str, name: str, value: Any, default: Any, annotation: Any = "") -> None:
     where = f"architecture {arch!r}: parameter {name!r} = {value!r}"
+    ann = str(annotation)
+    if "float" in ann and "None" not in ann and "bool" not in ann:  # e.g. BatchTopK k: float = 100
+        default = float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else 0.0
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false")
@@ -67,7 +70,7 @@ def make_config(arch: str, cfg_cls: type, d_in: int, d_sae: int, params: dict[st
             raise ConfigError(f"architecture {arch!r}: unknown parameter {name!r}; known: {', '.join(known)}")
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        _check_type(arch, name, value, default)
+        _check_type(arch, name, value, default, f.type)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and name.endswith(("coefficient", "lr")) and value < 0:
             raise ConfigError(f"architecture {arch!r}: parameter {name!r} = {value!r} must be >= 0")
     try:
