@@ -1,0 +1,128 @@
+"""Load any causal language model through ``transformers.AutoModelForCausalLM``.
+
+``load_causal_lm`` accepts a hub id (``"HuggingFaceTB/SmolLM2-135M"``) or a local folder (a
+``save_pretrained`` folder, or a folder holding a GGUF file named by ``gguf_file``) and returns
+``(model, tokenizer, info)``. ``info`` is what identifies the weights in an activation-set
+manifest: the id plus the resolved hub revision (commit hash) for hub models, or the sha256 of
+the weight files for local ones (a local path differs between machines, the weights must not).
+
+Errors a user can act on (unknown id, no network and no local copy, a folder without weights)
+become one-line ``DataError``s naming the model and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from saebench_sanity.errors import ConfigError, DataError
+
+DTYPES = ("float32", "bfloat16", "float16")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """sha256 hex of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_sha256(folder: Path, gguf_file: str | None = None) -> str:
+    """One sha256 over the weight files of a local model folder (sorted by name).
+
+    With ``gguf_file`` only that file counts. Config/tokenizer files are left out: they are
+    small and recorded through the model id; the weights are what change activations.
+    """
+    if gguf_file is not None:
+        return file_sha256(folder / gguf_file)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise DataError(f"model folder {str(folder)!r} holds no weight files (*.safetensors, *.bin, *.gguf); "
+                        f"point at a folder written by save_pretrained or pass gguf_file=")
+    if len(files) == 1:
+        return file_sha256(files[0])
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + file_sha256(p).encode())
+    return h.hexdigest()
+
+
+def torch_dtype(name: str) -> Any:
+    """``"float32" | "bfloat16" | "float16"`` -> the torch dtype (ConfigError otherwise)."""
+    import torch
+
+    if name not in DTYPES:
+        raise ConfigError(f"model dtype {name!r} is not one of {', '.join(DTYPES)}; pick one of those")
+    return getattr(torch, name)
+
+
+def _offline_default() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes") or \
+        os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
+                   gguf_file: str | None = None, dtype: str = "float32",
+                   local_files_only: bool | None = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Load a causal LM and its tokenizer, in eval mode on CPU.
+
+    Args:
+        model_id_or_path: hub id or local folder.
+        revision: hub branch/tag/commit (ignored for local folders).
+        gguf_file: name of a GGUF file inside the folder / repo (de-quantized by transformers).
+        dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
+        local_files_only: never touch the network; defaults to True when ``HF_HUB_OFFLINE`` or
+            ``TRANSFORMERS_OFFLINE`` is set, else False.
+
+    Returns:
+        ``(model, tokenizer, info)``; ``info`` has ``id``, ``source`` (``"local"``/``"hub"``),
+        ``revision`` (hub commit hash or None), ``sha256`` (local weights, or None), ``gguf_file``,
+        ``dtype``, ``architecture``, ``n_layers``, ``d_model``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tdtype = torch_dtype(dtype)
+    ref = str(model_id_or_path)
+    path = Path(ref).expanduser()
+    is_local = path.is_dir()
+    if not is_local and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
+        raise DataError(f"model folder {ref!r} does not exist; pass an existing folder or a hub id like 'org/name'")
+    if local_files_only is None:
+        local_files_only = _offline_default()
+    kwargs: dict[str, Any] = {}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    if not is_local:
+        kwargs["revision"] = revision
+        kwargs["local_files_only"] = local_files_only
+    target = str(path) if is_local else ref
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        if is_local:
+            raise DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                            f"it needs config.json, weights and tokenizer files as written by save_pretrained") from exc
+        how = ("it is not in the local Hugging Face cache and offline mode is on; run once with network "
+               "(unset HF_HUB_OFFLINE) or pass a local folder") if local_files_only else \
+              ("check the id on huggingface.co and your network, or pass a local folder")
+        raise DataError(f"cannot load model {ref!r} from the hub: {how}") from exc
+    model.eval()
+    cfg = model.config
+    info: dict[str, Any] = {
+        "id": ref if not is_local else path.name,
+        "source": "local" if is_local else "hub",
+        "revision": None if is_local else (getattr(cfg, "_commit_hash", None) or revision),
+        "sha256": weights_sha256(path, gguf_file) if is_local else None,
+        "gguf_file": gguf_file,
+        "dtype": dtype,
+        "architecture": (getattr(cfg, "architectures", None) or [type(model).__name__])[0],
+        "n_layers": getattr(cfg, "num_hidden_layers", None),
+        "d_model": getattr(cfg, "hidden_size", None),
+    }
+    return model, tokenizer, info
