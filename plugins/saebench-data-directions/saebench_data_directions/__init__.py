@@ -1,0 +1,1 @@
+"""Example saebench-sanity plugin: the data_directions baseline."""

@@ -1,0 +1,16 @@
+"""Entry-point module: registers the ``data_directions`` training mode (no heavy imports)."""
+
+from saebench_sanity import hookimpl
+from saebench_sanity.training.base import TrainingModeSpec
+
+SAEBENCH_HOOKSPEC_VERSION = "1.0"
+
+
+@hookimpl
+def saebench_register_training_modes(register):
+    register(TrainingModeSpec(
+        name="data_directions",
+        description="decoder rows = random centred activation samples (unit norm), frozen; encoder, biases, thresholds train",
+        factory="saebench_data_directions.mode:DataDirections",
+        is_baseline=True,
+    ))

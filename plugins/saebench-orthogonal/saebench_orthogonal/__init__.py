@@ -1,0 +1,1 @@
+"""Example saebench-sanity plugin: ``synth-orthogonal`` set and ``reconstruction_cosine`` metric."""
