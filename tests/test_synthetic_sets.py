@@ -84,6 +84,18 @@ def test_train_stream_is_deterministic_per_seed_and_differs_across_seeds():
     assert a[0].shape == (128, 32) and a[0].dtype == torch.float32
 
 
+@pytest.mark.parametrize("name", ["synth-zipf", "study-variable-mini"])
+def test_training_stream_is_the_generator_drawn_from_train_seed(name):
+    """Skipping the codes in training must not change the draws (same stream as with codes)."""
+    from saebench_sanity.activations.synthetic import derive_seed
+
+    s = SPECS[name].build(**SMALL)
+    g = torch.Generator().manual_seed(derive_seed(s.seed, "train", 5))
+    expected = [s._draw(64, g)[0] for _ in range(2)]
+    got = list(itertools.islice(s.train_batches(64, seed=5), 2))
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
 def test_streams_do_not_touch_the_global_rng():
     torch.manual_seed(123)
     before = torch.get_rng_state()

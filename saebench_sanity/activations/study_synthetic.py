@@ -126,7 +126,7 @@ class StudySyntheticSet(GeneratedActivationSet):
     def firing_probabilities(self) -> "torch.Tensor":
         return self._probs.clone()
 
-    def _draw(self, n: int, g: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
+    def _draw(self, n: int, g: "torch.Generator", with_codes: bool = True) -> tuple["torch.Tensor", "torch.Tensor | None"]:
         import torch
 
         probs = self._probs
@@ -134,6 +134,8 @@ class StudySyntheticSet(GeneratedActivationSet):
         mags = torch.exp(self.magnitude_mu + self.magnitude_sigma
                          * torch.randn(rows.shape[0], generator=g, dtype=torch.float64))  # c_i
         x = mix_sparse(rows, cols, mags, n, self._features)
+        if not with_codes:
+            return x, None
         codes = torch.sparse_coo_tensor(torch.stack([rows, cols]), mags.to(torch.float32),
                                         (n, self.n_features), is_coalesced=True, check_invariants=False)
         return x, codes

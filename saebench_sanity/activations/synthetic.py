@@ -134,8 +134,10 @@ class GeneratedActivationSet(ActivationSet):
         """Every parameter that defines the generator (JSON-ready)."""
 
     @abstractmethod
-    def _draw(self, n: int, g: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
-        """One batch: ``(x [n, d_in] float32, codes [n, n_features] sparse COO float32)``."""
+    def _draw(self, n: int, g: "torch.Generator", with_codes: bool = True) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+        """One batch: ``(x [n, d_in] float32, codes [n, n_features] sparse COO float32 or None)``.
+
+        ``with_codes=False`` may skip building the codes but must consume ``g`` identically."""
 
     @property
     @abstractmethod
@@ -185,7 +187,7 @@ class GeneratedActivationSet(ActivationSet):
         check_int("seed", seed, minimum=0, where=self._where)
         g = torch.Generator().manual_seed(derive_seed(self.seed, "train", seed))
         while True:
-            yield self._draw(batch_size, g)[0]
+            yield self._draw(batch_size, g, with_codes=False)[0]
 
     def eval_activations(self) -> "torch.Tensor":
         """Held-out ``[n_eval, d_in]`` float32 activations (cached; do not modify in place)."""
@@ -349,7 +351,7 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
 
         return self._model.feature_dict.bias.detach().to(torch.float64) if self.bias > 0 else None
 
-    def _draw(self, n: int, g: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
+    def _draw(self, n: int, g: "torch.Generator", with_codes: bool = True) -> tuple["torch.Tensor", "torch.Tensor | None"]:
         import torch
 
         batch_seed = int(torch.randint(0, 2**62, (1,), generator=g))
@@ -359,7 +361,7 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
         if codes.is_sparse:
             codes = codes.to_dense()
         x = mix(codes, self._features64, self._bias64)
-        return x, codes.to_sparse()
+        return x, (codes.to_sparse() if with_codes else None)
 
     @property
     def features(self) -> "torch.Tensor":
