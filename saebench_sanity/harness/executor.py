@@ -1,0 +1,298 @@
+"""Run a plan: train each cell once, save it in SAELens format, score it, store every result.
+
+The local executor runs cells in-process and in order (the default), or in a process pool
+(``jobs > 1``; each worker rebuilds the registry, so entry-point plugins load in every worker).
+
+* A cell whose checkpoint is complete is not retrained; a metric already recorded (``ok`` or
+  ``skipped``) for that cell with the same parameters is not recomputed. ``force`` redoes both.
+* A cell that raises is recorded as ``failed`` with a one-line error and the run goes on; a
+  metric that raises is recorded as ``error`` for that cell.
+* A metric whose needs the set cannot meet is recorded as ``skipped`` with the reason.
+* Metrics always score the *inference* SAE loaded back from the checkpoint folder, i.e. exactly
+  what a user would load with ``sae_lens.SAE.load_from_disk``.
+* KeyboardInterrupt propagates; everything finished before it is already on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from saebench_sanity.errors import SaebenchError
+from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
+from saebench_sanity.harness.store import ResultStore
+
+OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, prefixed by its type unless it is ours."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SaebenchError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class CellOutcome:
+    """What happened to one cell in this run (the store holds the durable record)."""
+
+    key: str
+    label: str
+    status: str  # ok | failed
+    trained_now: bool = False
+    train_seconds: float = 0.0
+    converged: bool | None = None
+    error: str | None = None
+    #: "input" when the failure was a SaebenchError (bad data/config), "bug" otherwise
+    error_kind: str | None = None
+    #: metric name -> (status, seconds this run or recorded, cached?)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Reporter(Protocol):  # pragma: no cover - structural type
+    def start(self, plan: Plan) -> None: ...
+    def cell_start(self, cell: Cell, index: int) -> None: ...
+    def train_progress(self, cell: Cell, step: int, total: int, loss: float) -> None: ...
+    def phase(self, cell: Cell, text: str) -> None: ...
+    def cell_done(self, cell: Cell, outcome: CellOutcome) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NullReporter:
+    def start(self, plan: Plan) -> None:
+        pass
+
+    def cell_start(self, cell: Cell, index: int) -> None:
+        pass
+
+    def train_progress(self, cell: Cell, step: int, total: int, loss: float) -> None:
+        pass
+
+    def phase(self, cell: Cell, text: str) -> None:
+        pass
+
+    def cell_done(self, cell: Cell, outcome: CellOutcome) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+def score_infos(registry: Any, name: str) -> dict[str, dict[str, Any]]:
+    spec = registry.get("metric", name)
+    return {s: dataclasses.asdict(info) for s, info in spec.scores.items()}
+
+
+def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
+    keep = ("steps", "seconds", "converged", "convergence", "dead_fraction", "l0_train", "final_loss")
+    return {k: info.get(k) for k in keep}
+
+
+def _train_and_save(cell: Cell, aset: Any, store: ResultStore, registry: Any, reporter: Any) -> dict[str, Any]:
+    from saebench_sanity.architectures.checkpoint import save_checkpoint
+    from saebench_sanity.training.trainer import train_cell
+
+    result = train_cell(
+        registry.get("architecture", cell.arch), registry.get("training_mode", cell.mode), aset,
+        d_sae=cell.d_sae, target_l0=cell.target_l0, arch_params=dict(cell.arch_overrides),
+        mode_params=dict(cell.mode_params), training=cell.training, seed=cell.seed,
+        progress=lambda step, total, loss: reporter.train_progress(cell, step, total, loss),
+    )
+    loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
+    info = {
+        "key": cell.key, "cell": cell.identity(), "code": code_version(),
+        "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
+        "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
+        "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
+        "loss_curve": loss_curve, "mse_curve": [[int(s), float(v)] for s, v in result.mse_curve],
+    }
+    reporter.phase(cell, "saving")
+    store.write_checkpoint(cell.key, lambda path: save_checkpoint(result.sae, path, batch_size=cell.training.batch_size), info)
+    store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
+    return info
+
+
+def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
+             registry: Any, *, force: bool = False, reporter: Any = None) -> CellOutcome:
+    """Train (unless checkpointed), score (unless recorded) and store one cell."""
+    reporter = reporter or NullReporter()
+    record = (None if force else store.load_result(cell.key)) or {}
+    record.update({"key": cell.key, "label": cell.label, "cell": cell.identity()})
+    record.setdefault("metrics", {})
+    out = CellOutcome(key=cell.key, label=cell.label, status=OK)
+    try:
+        if force or not store.has_checkpoint(cell.key):
+            reporter.phase(cell, "training")
+            info = _train_and_save(cell, aset, store, registry, reporter)
+            out.trained_now = True
+        else:
+            info = store.load_train_info(cell.key)
+        record.update(status=OK, error=None, training=_training_summary(info))
+        out.train_seconds = float(info.get("seconds") or 0.0)
+        out.converged = bool(info.get("converged"))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
+        out.status, out.error = FAILED, one_line(exc)
+        out.error_kind = "input" if isinstance(exc, SaebenchError) else "bug"
+        record.update(status=FAILED, error=out.error, training=None)
+        store.write_result(cell.key, record)
+        return out
+    store.write_result(cell.key, record)
+
+    ctx = None
+    for mp in metrics:
+        prev = record["metrics"].get(mp.key)
+        if prev is not None and prev.get("status") in (OK, SKIPPED):  # (force starts from an empty record)
+            out.metrics[mp.name] = {"status": prev["status"], "seconds": prev.get("seconds", 0.0), "cached": True}
+            continue
+        entry: dict[str, Any] = {"name": mp.name, "params": mp.params}
+        missing = sorted(set(mp.needs) - set(aset.provides))
+        if missing:
+            entry.update(status=SKIPPED, seconds=0.0,
+                         reason=f"needs {', '.join(missing)}; set {cell.set_name!r} provides "
+                                f"{', '.join(sorted(aset.provides)) or 'nothing extra'}")
+        else:
+            reporter.phase(cell, mp.name)
+            t0 = time.perf_counter()
+            try:
+                if ctx is None:
+                    from saebench_sanity.architectures.checkpoint import load_checkpoint
+                    from saebench_sanity.metrics.base import MetricContext
+
+                    ctx = MetricContext(load_checkpoint(store.checkpoint_dir(cell.key)), aset, eval_acts())
+                scores = registry.get("metric", mp.name).compute(ctx, **mp.params)
+                info_by_score = score_infos(registry, mp.name)
+                unknown = set(scores) - set(info_by_score)
+                if unknown:
+                    raise SaebenchError(f"metric {mp.name!r} returned undeclared score(s) {sorted(unknown)}; declare them in its MetricSpec.scores")
+                entry.update(status=OK, scores={k: float(v) for k, v in scores.items()}, score_info=info_by_score,
+                             score_order=list(info_by_score))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded per metric, other metrics still run
+                entry.update(status=ERROR, error=one_line(exc))
+            entry["seconds"] = time.perf_counter() - t0
+        record["metrics"][mp.key] = entry
+        store.write_result(cell.key, record)
+        out.metrics[mp.name] = {"status": entry["status"], "seconds": entry["seconds"], "cached": False}
+    return out
+
+
+class _SetCache:
+    """Activation sets and their eval tensors, built once per process."""
+
+    def __init__(self, registry: Any, cfg: Any, built: dict[str, Any] | None = None) -> None:
+        self.registry, self.cfg = registry, cfg
+        self.sets: dict[str, Any] = dict(built or {})
+        self.evals: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self.sets:
+            self.sets[name] = self.registry.get("activation_set", name).build(**self.cfg.set_params_for(name))
+        return self.sets[name]
+
+    def eval_acts(self, name: str) -> Callable[[], Any]:
+        def get() -> Any:
+            if name not in self.evals:
+                self.evals[name] = self.get(name).eval_activations()
+            return self.evals[name]
+        return get
+
+
+def write_run_manifest(plan: Plan, store: ResultStore) -> None:
+    store.write_run({
+        "name": plan.config.name, "source": plan.config.source, "config": plan.config.to_dict(),
+        "cell_keys": plan.cell_keys, "metric_keys": plan.metric_keys, "code": code_version(),
+    })
+
+
+def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+            jobs: int = 1) -> list[CellOutcome]:
+    """Run every cell of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
+    reporter = reporter or NullReporter()
+    write_run_manifest(plan, store)
+    reporter.start(plan)
+    try:
+        if jobs > 1:
+            outcomes = _execute_pool(plan, store, force=force, reporter=reporter, jobs=jobs)
+        else:
+            cache = _SetCache(registry, plan.config, plan.sets)
+            outcomes = []
+            for i, cell in enumerate(plan.cells):
+                reporter.cell_start(cell, i)
+                outcome = run_cell(cell, plan.metrics, cache.get(cell.set_name), cache.eval_acts(cell.set_name),
+                                   store, registry, force=force, reporter=reporter)
+                reporter.cell_done(cell, outcome)
+                outcomes.append(outcome)
+    finally:
+        reporter.finish()
+    return outcomes
+
+
+# -- process pool ------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg: Any, threads: int) -> None:
+    import torch
+
+    from saebench_sanity.registry import get_registry
+
+    torch.set_num_threads(max(1, threads))
+    registry = get_registry(refresh=True)  # plugins load in every worker process
+    _WORKER.update(registry=registry, cache=_SetCache(registry, cfg))
+
+
+def _worker_run(cell: Cell, metrics: list[MetricPlan], root: str, force: bool) -> CellOutcome:
+    cache = _WORKER["cache"]
+    return run_cell(cell, metrics, cache.get(cell.set_name), cache.eval_acts(cell.set_name),
+                    ResultStore(root), _WORKER["registry"], force=force)
+
+
+def _execute_pool(plan: Plan, store: ResultStore, *, force: bool, reporter: Any, jobs: int) -> list[CellOutcome]:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
+    outcomes: dict[str, CellOutcome] = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(plan.config, threads))
+    try:
+        futures = {}
+        for i, cell in enumerate(plan.cells):
+            futures[pool.submit(_worker_run, cell, plan.metrics, str(store.root), force)] = (i, cell)
+        for fut in as_completed(futures):
+            i, cell = futures[fut]
+            reporter.cell_start(cell, i)
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cell, not the run
+                outcome = CellOutcome(key=cell.key, label=cell.label, status=FAILED, error=one_line(exc),
+                                      error_kind="bug")
+                rec = store.load_result(cell.key) or {"key": cell.key, "label": cell.label,
+                                                      "cell": cell.identity(), "metrics": {}}
+                rec.update(status=FAILED, error=outcome.error)
+                store.write_result(cell.key, rec)
+            reporter.cell_done(cell, outcome)
+            outcomes[cell.key] = outcome
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
+
+
+def summarize(outcomes: list[CellOutcome]) -> dict[str, Any]:
+    n_failed = sum(o.status == FAILED for o in outcomes)
+    return {
+        "cells": len(outcomes), "failed": n_failed, "trained_now": sum(o.trained_now for o in outcomes),
+        "metric_errors": sum(m["status"] == ERROR for o in outcomes for m in o.metrics.values()),
+        "train_seconds": math.fsum(o.train_seconds for o in outcomes if o.trained_now),
+    }

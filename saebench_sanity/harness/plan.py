@@ -1,0 +1,210 @@
+"""The run matrix: sets x architectures x modes x seeds -> cells, plus the metrics that score them.
+
+Every cell carries everything that determines its trained SAE, and a *training key* that is the
+stable hash of exactly that (set manifest hash, architecture + resolved params, mode + resolved
+params, seed, d_sae, target L0, training config, package + hookspec version). Metric results are
+keyed separately (metric name + resolved params hash), so adding a metric or changing its
+parameters scores the existing checkpoints without retraining anything.
+
+Building a plan builds each activation set once (its manifest hash is part of the keys) and
+validates its data at the edge: eval activations and one training batch must be finite
+``[n, d_in]`` float tensors, and ``d_in`` must match what the set's spec declares. A bad set is a
+``DataError`` before any cell trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from saebench_sanity import __version__
+from saebench_sanity.activations.base import stable_hash
+from saebench_sanity.config import RunConfig, TrainingConfig
+from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.hookspecs import HOOKSPEC_VERSION
+
+#: Bump when the meaning of a stored checkpoint or result changes without the code version changing.
+STORE_FORMAT = 1
+
+
+def code_version() -> dict[str, Any]:
+    """What of the code goes into every cache key."""
+    return {"package": __version__, "hookspec": HOOKSPEC_VERSION, "store_format": STORE_FORMAT}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (set, architecture, mode, seed) training job.
+
+    ``arch_overrides`` are the run config's explicit architecture parameters (what
+    ``train_cell(arch_params=...)`` takes; it applies the target-L0 mapping itself);
+    ``arch_params`` are the fully resolved hyper-parameters (spec defaults, target-L0 mapping,
+    overrides), recorded and hashed.
+    """
+
+    set_name: str
+    arch: str
+    mode: str
+    seed: int
+    d_sae: int
+    target_l0: int | None
+    arch_params: dict[str, Any]
+    arch_overrides: dict[str, Any]
+    mode_params: dict[str, Any]
+    training: TrainingConfig
+    set_manifest_hash: str
+    is_baseline: bool = False
+    trains: bool = True
+    key: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.set_name}/{self.arch}/{self.mode}/s{self.seed}"
+
+    def key_material(self) -> dict[str, Any]:
+        return {
+            "set": {"name": self.set_name, "manifest": self.set_manifest_hash},
+            "architecture": {"name": self.arch, "params": self.arch_params},
+            "mode": {"name": self.mode, "params": self.mode_params},
+            "seed": self.seed,
+            "d_sae": self.d_sae,
+            "target_l0": self.target_l0,
+            "training": dataclasses.asdict(self.training),
+            "code": code_version(),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-ready description stored with every result."""
+        return {"set": self.set_name, "arch": self.arch, "mode": self.mode, "seed": self.seed,
+                "d_sae": self.d_sae, "target_l0": self.target_l0, "arch_params": self.arch_params,
+                "mode_params": self.mode_params, "training": dataclasses.asdict(self.training),
+                "set_manifest_hash": self.set_manifest_hash, "is_baseline": self.is_baseline,
+                "trains": self.trains}
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    """A metric with its resolved parameters and the key its results are stored under."""
+
+    name: str
+    params: dict[str, Any]
+    needs: frozenset[str]
+    key: str
+
+    @property
+    def params_hash(self) -> str:
+        return self.key.rsplit(":", 1)[-1]
+
+
+def metric_key(name: str, params: dict[str, Any]) -> str:
+    """``name:<12 hex>`` of the metric's resolved parameters (a judge identity goes in params)."""
+    return f"{name}:{stable_hash({'name': name, 'params': params})[:12]}"
+
+
+@dataclass
+class Plan:
+    config: RunConfig
+    cells: list[Cell]
+    metrics: list[MetricPlan]
+    #: built activation sets by name (the executor reuses them)
+    sets: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cell_keys(self) -> list[str]:
+        return [c.key for c in self.cells]
+
+    @property
+    def metric_keys(self) -> list[str]:
+        return [m.key for m in self.metrics]
+
+
+def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Spec defaults, then the run's target L0 mapped onto the architecture's knob, then explicit
+    overrides (the same order ``training.trainer.build_cell`` applies)."""
+    try:
+        from saebench_sanity.architectures.sparsity import apply_target_l0
+    except ImportError:  # pragma: no cover - only before the architectures package existed
+        return {**arch_spec.params, **overrides}
+    return {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
+            **overrides}
+
+
+def validate_set(aset: Any, spec: Any, batch_size: int = 64) -> None:
+    """DataError unless ``aset`` yields finite float ``[n, d_in]`` data of the declared width."""
+    import torch
+
+    name = spec.name
+    d_in = getattr(aset, "d_in", None)
+    if not isinstance(d_in, int) or d_in <= 0:
+        raise DataError(f"activation set {name!r} has d_in = {d_in!r}; it must be a positive integer")
+    if spec.d_in is not None and spec.d_in != d_in:
+        raise DataError(f"activation set {name!r} was registered with d_in {spec.d_in} but builds data of width {d_in} (d_in mismatch); fix the set's spec or parameters")
+    for what, tensor in (("eval activations", aset.eval_activations()),
+                         ("training batch", next(iter(aset.train_batches(batch_size, 0))))):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2:
+            shape = tuple(tensor.shape) if hasattr(tensor, "shape") else type(tensor).__name__
+            raise DataError(f"activation set {name!r}: {what} have shape {shape}; expected [n, {d_in}]")
+        if tensor.shape[1] != d_in:
+            raise DataError(f"activation set {name!r}: {what} have width {tensor.shape[1]} but d_in is {d_in} (d_in mismatch); rebuild the set")
+        if not tensor.is_floating_point():
+            raise DataError(f"activation set {name!r}: {what} have dtype {tensor.dtype}; expected floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"activation set {name!r}: {what} contain NaN/inf; clean or regenerate the set")
+
+
+def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = None,
+               build_sets: bool = True) -> Plan:
+    """Resolve ``cfg`` against ``registry`` into cells and metric plans.
+
+    ``metrics`` (from ``--metrics``) narrows the config's metric list. ``build_sets=False`` skips
+    building sets (manifest hashes become the hash of the set's spec params; for tests/dry runs).
+    """
+    from saebench_sanity.config import check_names
+
+    check_names(cfg, registry)
+    metric_names = list(cfg.metrics) if cfg.metrics is not None else registry.names("metric")
+    if metrics is not None:
+        for name in metrics:
+            registry.get("metric", name)
+        metric_names = [m for m in metrics]
+    metric_plans = []
+    for name in metric_names:
+        spec = registry.get("metric", name)
+        params = {**spec.params, **cfg.metric_params.get(name, {})}
+        metric_plans.append(MetricPlan(name=name, params=params, needs=frozenset(spec.needs),
+                                       key=metric_key(name, params)))
+
+    built: dict[str, Any] = {}
+    cells: list[Cell] = []
+    for set_name in cfg.sets:
+        set_spec = registry.get("activation_set", set_name)
+        set_params = cfg.set_params_for(set_name)
+        if build_sets:
+            try:
+                aset = set_spec.build(**set_params)
+            except TypeError as exc:
+                raise ConfigError(f"sets.{set_name}.params: {exc}; check the parameter names") from None
+            validate_set(aset, set_spec)
+            built[set_name] = aset
+            d_in, manifest = int(aset.d_in), aset.manifest_hash()
+        else:
+            if set_spec.d_in is None:
+                raise ConfigError(f"activation set {set_name!r} does not declare d_in; build_sets=False needs it")
+            d_in, manifest = int(set_spec.d_in), stable_hash({**set_spec.params, **set_params})
+        training = cfg.training_for(set_name, set_spec.training)
+        d_sae, target_l0 = cfg.size_for(set_name, d_in, set_spec.training)
+        for arch in cfg.architectures:
+            arch_spec = registry.get("architecture", arch)
+            overrides = dict(cfg.architecture_params.get(arch, {}))
+            arch_params = resolve_arch_params(arch_spec, target_l0, overrides)
+            for mode in cfg.modes:
+                mode_spec = registry.get("training_mode", mode)
+                mode_params = {**mode_spec.params, **cfg.mode_params.get(mode, {})}
+                for seed in cfg.seeds:
+                    cell = Cell(set_name=set_name, arch=arch, mode=mode, seed=int(seed), d_sae=d_sae,
+                                target_l0=target_l0, arch_params=arch_params, arch_overrides=overrides,
+                                mode_params=mode_params, training=training, set_manifest_hash=manifest,
+                                is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains))
+                    cells.append(dataclasses.replace(cell, key=stable_hash(cell.key_material())[:24]))
+    return Plan(config=cfg, cells=cells, metrics=metric_plans, sets=built)

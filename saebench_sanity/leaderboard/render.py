@@ -1,0 +1,173 @@
+"""Leaderboard files: ``<out>/<name>.md`` (tabulate), ``.csv``, ``.json`` and ``<out>/<name>/<set>.png``.
+
+Output is deterministic (no timestamps, fixed float formatting, sorted rows), so
+``saebench leaderboard --check`` can recompute the files from the recorded results and compare.
+The Markdown starts with the command that regenerates it and ends with the verdict rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from saebench_sanity.harness.store import atomic_write_text
+from saebench_sanity.leaderboard import verdict as V
+from saebench_sanity.leaderboard.aggregate import Collected, summary
+
+ARROW = {"higher": "↑", "lower": "↓", None: ""}
+
+
+def fmt(v: Any) -> str:
+    """Stable short number: 3 decimals in [0.01, 1000), else 3 significant digits."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    v = float(v)
+    if v == 0:
+        return "0"
+    if 0.01 <= abs(v) < 1000:
+        return f"{v:.3f}"
+    return f"{v:.3g}"
+
+
+def name_or_dash(v: Any) -> str:
+    return v if isinstance(v, str) and v else "—"
+
+
+def fmt_stats(row: pd.Series, mode: str) -> str:
+    n = row.get(f"{mode}_n", 0)
+    if not n or pd.isna(n):
+        return "—"
+    text = fmt(row[f"{mode}_mean"])
+    if int(n) > 1:
+        text += f" ± {fmt(row[f'{mode}_sd'])}"
+    if not bool(row.get(f"{mode}_converged", True)):
+        text += "†"
+    return text
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, float):
+        return None if not math.isfinite(v) else float(f"{v:.6g}")
+    if hasattr(v, "item"):  # numpy scalar
+        return _round(v.item())
+    return v
+
+
+def command_line(results: str, out: str, name: str) -> str:
+    return f"saebench leaderboard --results {results} --out {out} --name {name}"
+
+
+@dataclass
+class Rendered:
+    markdown: str
+    csv: str
+    json: str
+    table: pd.DataFrame
+
+
+def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
+    """Text of the three leaderboard files for the collected results."""
+    table = summary(col)
+    cmd = command_line(results, out, name)
+    rule = V.rule_text(col.min_effect, col.n_sigma, col.baselines, col.references)
+    md: list[str] = [f"# Leaderboard: {name}", "",
+                     f"Regenerate with `{cmd}` (`--check` verifies this file is current).", ""]
+    md.append("Does each trained SAE beat its random baselines on the same data? One table per activation "
+              "set; one row per (architecture, score). Columns: every training mode as mean ± sd over seeds, "
+              "the score's chance level or floor, the best baseline, d (trained advantage over it), the "
+              "margin it must exceed, and the verdict (rule at the end).")
+    md.append("")
+    for set_name in col.sets:
+        part = table[table["set"] == set_name] if not table.empty else table
+        md.append(f"## {set_name}")
+        md.append("")
+        if part.empty:
+            md.append("No scores recorded for this set.")
+            md.append("")
+            continue
+        counts = part["verdict"].value_counts()
+        md.append("Verdicts: " + ", ".join(f"{lab} {int(counts[lab])}" for lab in V.VERDICTS
+                                           if lab in counts and lab != V.DESCRIPTIVE) + ".")
+        md.append("")
+        md.append(f"![{set_name}]({name}/{set_name}.png)")
+        md.append("")
+        headers = ["arch", "score", "chance", *col.modes, "best baseline", "d", "margin", "verdict"]
+        rows = []
+        for _, r in part.iterrows():
+            verdict = r["verdict"]
+            rows.append([r["arch"], f"{r['score']} {ARROW.get(r['direction'] if isinstance(r['direction'], str) else None, '')}".strip(), fmt(r["chance"]),
+                         *[fmt_stats(r, m) for m in col.modes],
+                         name_or_dash(r["best_baseline"]), fmt(r["diff"]), fmt(r["margin"]),
+                         f"**{verdict}**" if verdict == V.FAILS else verdict])
+        md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        md.append("")
+    notes = []
+    for set_name, metric, reason in col.skipped:
+        notes.append(f"- metric `{metric}` skipped on `{set_name}`: {reason}")
+    for label, error in col.failed:
+        notes.append(f"- cell `{label}` failed: {error}")
+    for label, metric, error in col.metric_errors:
+        notes.append(f"- metric `{metric}` errored on `{label}`: {error}")
+    if notes:
+        md += ["## Notes", "", *notes, ""]
+    md += ["---", "", rule, ""]
+
+    csv_df = table.copy()
+    csv_text = csv_df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    records = [{k: _round(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
+    payload = {
+        "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "n_sigma": col.n_sigma,
+        "modes": col.modes, "baselines": col.baselines, "references": col.references, "sets": col.sets,
+        "rows": records,
+        "skipped": [{"set": s, "metric": m, "reason": r} for s, m, r in col.skipped],
+        "failed": [{"cell": c, "error": e} for c, e in col.failed],
+        "metric_errors": [{"cell": c, "metric": m, "error": e} for c, m, e in col.metric_errors],
+    }
+    json_text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    return Rendered(markdown="\n".join(md), csv=csv_text, json=json_text, table=table)
+
+
+def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True) -> list[Path]:
+    """Write ``<out>/<name>.{md,csv,json}`` and (``plots``) ``<out>/<name>/<set>.png``; returns paths."""
+    rendered = render(col, name=name, results=results, out=out)
+    out_dir = Path(out)
+    paths = []
+    for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):
+        path = out_dir / f"{name}.{ext}"
+        atomic_write_text(path, text)
+        paths.append(path)
+    if plots:
+        from saebench_sanity.leaderboard.plots import plot_set
+
+        for set_name in col.sets:
+            path = out_dir / name / f"{set_name}.png"
+            if plot_set(col, rendered.table, set_name, path):
+                paths.append(path)
+    return paths
+
+
+def check(col: Collected, *, name: str, results: str, out: str) -> list[str]:
+    """Names of the leaderboard text files under ``out`` that differ from a fresh rendering
+    (missing files count as differing). PNGs are checked for presence only: their pixels depend on
+    the installed matplotlib / freetype."""
+    rendered = render(col, name=name, results=results, out=out)
+    out_dir = Path(out)
+    differ = []
+    for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):
+        path = out_dir / f"{name}.{ext}"
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            differ.append(str(path))
+    for set_name in col.sets:
+        if not rendered.table.empty and (rendered.table["set"] == set_name).any():
+            path = out_dir / name / f"{set_name}.png"
+            if not path.is_file():
+                differ.append(str(path))
+    return differ
