@@ -117,6 +117,17 @@ def test_eval_set_is_disjoint_from_training_batches(name):
     assert not ev_rows & tr_rows
 
 
+@pytest.mark.parametrize("name", ["synth-corr-hier", "study-variable-mini"])
+def test_sets_survive_pickling_for_worker_processes(name):
+    import pickle
+
+    s = SPECS[name].build(**SMALL)
+    h = s.manifest_hash()
+    clone = pickle.loads(pickle.dumps(s))
+    assert clone.manifest_hash() == h
+    assert torch.equal(clone.eval_activations(), s.eval_activations())
+
+
 def test_eval_size_is_configurable_and_fixed():
     s = SPECS["study-constant-mini"].build(n_eval=1000)
     assert s.eval_activations().shape == (1000, 32)

@@ -217,6 +217,14 @@ class GeneratedActivationSet(ActivationSet):
         """Expected number of active features per sample (sum of firing probabilities)."""
         return float(self.firing_probabilities.double().sum())
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the parameters (cached tensors and sae_lens objects, whose hierarchy
+        modifier is a closure, are rebuilt on first use), so sets can go to worker processes."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k == "_where"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, d_in={self.d_in}, n_features={self.n_features}, seed={self.seed})"
 
