@@ -1,0 +1,96 @@
+"""The plan: the matrix, resolved parameters, cache keys that change exactly when they should,
+and bad sets rejected before anything trains."""
+
+import dataclasses
+
+import pytest
+
+from saebench_sanity import config
+from saebench_sanity.errors import ConfigError, DataError, UnknownNameError
+from saebench_sanity.harness.plan import build_plan, metric_key
+
+BASE = {"run": {"sets": ["tiny-gauss"], "architectures": ["topk", "relu"],
+                "modes": ["trained", "frozen_decoder", "untrained"], "seeds": [0, 1],
+                "metrics": ["reconstruction"]},
+        "training": {"steps": 10, "batch_size": 32}}
+
+
+def plan_for(reg, data=BASE, **kw):
+    return build_plan(config.from_dict(data), reg, **kw)
+
+
+def keys(plan):
+    return {(c.arch, c.mode, c.seed): c.key for c in plan.cells}
+
+
+def test_matrix_is_sets_x_archs_x_modes_x_seeds(fake_registry):
+    plan = plan_for(fake_registry)
+    assert len(plan.cells) == 1 * 2 * 3 * 2
+    assert len(set(plan.cell_keys)) == len(plan.cells)
+    cell = next(c for c in plan.cells if c.arch == "topk" and c.mode == "frozen_decoder")
+    assert cell.d_sae == 16 and cell.target_l0 == 2  # the set's recommendation
+    assert cell.arch_params["k"] == 2  # target L0 mapped onto TopK's k
+    assert cell.mode_params["init"] == "cov" and cell.is_baseline
+    assert not next(c for c in plan.cells if c.mode == "untrained").trains
+
+
+def test_keys_are_stable_and_change_with_each_ingredient(fake_registry):
+    base = keys(plan_for(fake_registry))
+    assert keys(plan_for(fake_registry)) == base
+    variants = [
+        {**BASE, "training": {"steps": 11, "batch_size": 32}},
+        {**BASE, "architectures": {"topk": {"k": 3}}},
+        {**BASE, "modes": {"frozen_decoder": {"init": "iso"}}},
+        {**BASE, "sets": {"tiny-gauss": {"params": {"seed": 5}}}},
+        {**BASE, "sets": {"tiny-gauss": {"d_sae": 24}}},
+    ]
+    changed = [sum(base[k] != v for k, v in keys(plan_for(fake_registry, d)).items()) for d in variants]
+    assert changed[0] == 12  # training config: every cell
+    assert changed[1] == 6   # topk params: only topk cells
+    assert changed[2] == 4   # frozen_decoder params: only its cells
+    assert changed[3] == 12  # set data (manifest hash): every cell
+    assert changed[4] == 12
+
+
+def test_metric_params_do_not_touch_training_keys(fake_registry):
+    data = {**BASE, "metrics": {"reconstruction": {}}}
+    assert keys(plan_for(fake_registry, data)) == keys(plan_for(fake_registry))
+    a = metric_key("ground_truth", {"cos_threshold": 0.8})
+    assert a != metric_key("ground_truth", {"cos_threshold": 0.9}) and a.startswith("ground_truth:")
+
+
+def test_metrics_option_narrows_and_checks_names(fake_registry):
+    plan = plan_for(fake_registry, metrics=["latent-mean"])
+    assert [m.name for m in plan.metrics] == ["latent-mean"]
+    with pytest.raises(UnknownNameError, match="nope"):
+        plan_for(fake_registry, metrics=["nope"])
+
+
+@pytest.mark.parametrize("set_name, fragment", [
+    ("tiny-nan", "NaN/inf"),
+    ("tiny-width", "d_in mismatch"),
+    ("tiny-wrongdecl", "d_in mismatch"),
+])
+def test_bad_sets_are_rejected_before_training(fake_registry, set_name, fragment):
+    data = {**BASE, "run": {**BASE["run"], "sets": [set_name]}}
+    with pytest.raises(DataError, match=fragment) as info:
+        plan_for(fake_registry, data)
+    assert "\n" not in str(info.value) and set_name in str(info.value)
+
+
+def test_unknown_names_and_bad_sizes_are_one_line_errors(fake_registry):
+    with pytest.raises(UnknownNameError, match="'nosuchset'"):
+        plan_for(fake_registry, {**BASE, "run": {**BASE["run"], "sets": ["nosuchset"]}})
+    with pytest.raises(ConfigError, match="d_sae"):
+        plan_for(fake_registry, {**BASE, "sets": {"tiny-gauss": {"d_sae": 0}}})
+
+
+def test_embedded_suites_resolve_against_the_builtin_registry():
+    from saebench_sanity.registry import get_registry
+
+    for name in ("quick", "default"):
+        cfg = config.embedded(name)
+        plan = build_plan(cfg, get_registry(), build_sets=False)
+        assert len(plan.cells) == len(cfg.sets) * len(cfg.architectures) * len(cfg.modes) * len(cfg.seeds)
+        assert {c.mode for c in plan.cells} == {"trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder", "untrained"}
+        assert len({c.arch for c in plan.cells}) == 6
