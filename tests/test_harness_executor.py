@@ -1,0 +1,112 @@
+"""The executor on tiny real cells: train once, score the SAE loaded back from disk, record skips,
+failures and metric errors without stopping, resume without retraining, --force redoes."""
+
+import json
+
+import pytest
+
+from saebench_sanity import config
+from saebench_sanity.harness.executor import execute
+from saebench_sanity.harness.plan import build_plan
+from saebench_sanity.harness.store import ResultStore
+
+torch = pytest.importorskip("torch")
+
+
+def cfg_for(tmp_path, **run):
+    data = {"run": {"sets": ["tiny-gauss"], "architectures": ["topk"], "modes": ["trained", "untrained"],
+                    "seeds": [0], "metrics": ["reconstruction", "needs-judge", "exploding"],
+                    "output_dir": str(tmp_path / "out"), **run},
+            "training": {"steps": 10, "batch_size": 32, "curve_every": 5, "n_init_samples": 128}}
+    return config.from_dict(data)
+
+
+def run_once(cfg, reg, **kw):
+    torch.set_num_threads(1)
+    plan = build_plan(cfg, reg, metrics=kw.pop("metrics", None))
+    store = ResultStore(cfg.output_dir)
+    return plan, store, execute(plan, store, reg, **kw)
+
+
+def test_cells_are_trained_scored_and_every_branch_is_recorded(tmp_path, fake_registry):
+    cfg = cfg_for(tmp_path, architectures=["topk", "broken"])
+    plan, store, outcomes = run_once(cfg, fake_registry)
+    by = {o.label: o for o in outcomes}
+    assert len(outcomes) == 4  # the broken arch did not stop the run
+    broken = by["tiny-gauss/broken/trained/s0"]
+    assert broken.status == "failed" and "boom" in broken.error and "\n" not in broken.error
+    rec = store.load_result(broken.key)
+    assert rec["status"] == "failed" and "boom" in rec["error"]
+
+    ok = by["tiny-gauss/topk/trained/s0"]
+    assert ok.status == "ok" and ok.trained_now
+    rec = store.load_result(ok.key)
+    entries = {e["name"]: e for e in rec["metrics"].values()}
+    assert entries["needs-judge"]["status"] == "skipped" and "judge" in entries["needs-judge"]["reason"]
+    assert entries["exploding"]["status"] == "error" and "metric exploded" in entries["exploding"]["error"]
+    assert entries["reconstruction"]["status"] == "ok"
+    assert entries["reconstruction"]["score_info"]["explained_variance"]["direction"] == "higher"
+    assert rec["training"]["steps"] == 10 and isinstance(rec["training"]["converged"], bool)
+    train = store.load_train_info(ok.key)
+    assert [s for s, _ in train["loss_curve"]] == [5, 10]
+    assert json.loads((store.root / "run.json").read_text())["cell_keys"] == plan.cell_keys
+
+
+def test_scores_come_from_the_sae_loaded_back_from_disk(tmp_path, fake_registry):
+    from sae_lens import SAE
+
+    from saebench_sanity.metrics import reconstruction as rec
+
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"])
+    plan, store, outcomes = run_once(cfg, fake_registry)
+    key = outcomes[0].key
+    sae = SAE.load_from_disk(str(store.checkpoint_dir(key)))
+    x = plan.sets["tiny-gauss"].eval_activations()
+    with torch.no_grad():
+        ev = rec.explained_variance(x, sae.decode(sae.encode(x)))
+    stored = next(iter(store.load_result(key)["metrics"].values()))["scores"]["explained_variance"]
+    assert stored == pytest.approx(ev, abs=1e-6)
+
+
+def test_second_run_trains_nothing_and_new_metric_scores_existing_checkpoints(tmp_path, fake_registry):
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"])
+    _, store, first = run_once(cfg, fake_registry)
+    assert all(o.trained_now for o in first)
+    _, _, second = run_once(cfg, fake_registry)
+    assert not any(o.trained_now for o in second)
+    assert all(m["cached"] for o in second for m in o.metrics.values())
+
+    cfg2 = cfg_for(tmp_path, metrics=["reconstruction", "latent-mean"])
+    _, _, third = run_once(cfg2, fake_registry)
+    assert not any(o.trained_now for o in third)
+    assert all(not o.metrics["latent-mean"]["cached"] and o.metrics["latent-mean"]["status"] == "ok" for o in third)
+    assert all(o.metrics["reconstruction"]["cached"] for o in third)
+    assert set(store.trainings().values()) == {1}
+
+    _, _, forced = run_once(cfg, fake_registry, force=True)
+    assert all(o.trained_now for o in forced)
+    assert set(store.trainings().values()) == {2}
+
+
+def test_metric_errors_are_retried_on_the_next_run(tmp_path, fake_registry):
+    cfg = cfg_for(tmp_path, metrics=["exploding"], modes=["trained"])
+    _, _, first = run_once(cfg, fake_registry)
+    _, _, second = run_once(cfg, fake_registry)
+    assert first[0].metrics["exploding"]["status"] == second[0].metrics["exploding"]["status"] == "error"
+    assert not second[0].metrics["exploding"]["cached"]
+
+
+def test_keyboard_interrupt_propagates_and_finished_cells_stay(tmp_path, fake_registry):
+    from saebench_sanity.harness.executor import NullReporter
+
+    class StopAfterFirst(NullReporter):
+        def cell_done(self, cell, outcome):
+            raise KeyboardInterrupt
+
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"])
+    with pytest.raises(KeyboardInterrupt):
+        run_once(cfg, fake_registry, reporter=StopAfterFirst())
+    store = ResultStore(cfg.output_dir)
+    assert len(store.iter_results()) == 1 and len(store.trainings()) == 1
+    _, _, resumed = run_once(cfg, fake_registry)
+    assert [o.trained_now for o in resumed] == [False, True]
