@@ -64,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="cells in parallel (process pool)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per process (default: torch's)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("list", help="every registered set, architecture, mode, metric... and plugin problems")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("leaderboard", help="render leaderboard files from a results directory")
     p.add_argument("--results", default="saebench-runs/default", metavar="DIR", help="results directory (a run's output_dir)")
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="synthetic", help="file name stem of the leaderboard")
     p.add_argument("--check", action="store_true", help="recompute and exit 1 if the files under --out differ")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     try:  # owned by the activations helper; optional until it exists
         from saebench_sanity import cli_activations
@@ -104,9 +104,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+        console.width = max(console.width, 160)
     table = Table(title="registered items", title_justify="left")
-    for col in ("kind", "name", "plugin", "package", "description"):
-        table.add_column(col, overflow="fold")
+    for col in ("kind", "name", "plugin", "package"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description", overflow="fold")
     for it in items:
         table.add_row(it["kind"], it["name"], it["plugin"], it["package"], it["description"])
     console.print(table)

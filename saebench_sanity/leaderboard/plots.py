@@ -57,7 +57,11 @@ def plot_set(col: Collected, table: pd.DataFrame, set_name: str, path: str | Pat
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend: dict[str, object] = {}
+    for ax in axes.flat:  # every mode and the chance line, once
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
     fig.suptitle(f"{set_name}: trained vs baselines (mean ± sd over seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))

@@ -1,0 +1,126 @@
+"""The CLI: fast start-up, `list`, one-line errors with the documented exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from saebench_sanity import cli
+from saebench_sanity.cli import main
+from tests.conftest import tiny_toml
+
+HEAVY = ("torch", "sae_lens", "transformers")
+
+
+def run_py(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["run", "--help"], ["leaderboard", "--help"]])
+def test_help_and_list_do_not_import_torch_or_sae_lens(argv):
+    code = ("import sys, io, contextlib\nfrom saebench_sanity.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            "    try:\n"
+            f"        main({argv!r})\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    proc = run_py(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_console_script_help_works():
+    proc = subprocess.run([sys.executable, "-m", "saebench_sanity.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "run" in proc.stdout and "leaderboard" in proc.stdout
+
+
+def test_list_json_names_every_kind_with_plugin_and_package(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    kinds = {it["kind"] for it in data["items"]}
+    assert {"activation_set", "architecture", "training_mode", "metric"} <= kinds
+    names = {(it["kind"], it["name"]) for it in data["items"]}
+    assert ("architecture", "topk") in names and ("training_mode", "frozen_decoder") in names
+    assert all(it["plugin"] and it["package"] for it in data["items"])
+    assert any(p["name"] == "builtin" for p in data["plugins"])
+    assert isinstance(data["problems"], list)
+
+
+def test_list_table_shows_problems(use_fake_registry, monkeypatch, capsys):
+    from saebench_sanity.registry import PluginProblem
+
+    monkeypatch.setattr(use_fake_registry, "problems", [PluginProblem("bad-plugin", "failed to import")])
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-gauss" in out and "bad-plugin" in out
+
+
+def one_line_error(capsys, code, expected_rc=2):
+    err = capsys.readouterr().err
+    assert code == expected_rc, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"sets": ("nosuchset",)}, "unknown activation set 'nosuchset'"),
+    ({"archs": ("nosucharch",)}, "unknown architecture 'nosucharch'"),
+    ({"modes": ("trained", "nosuchmode")}, "unknown training mode 'nosuchmode'"),
+    ({"metrics": ("nosuchmetric",)}, "unknown metric 'nosuchmetric'"),
+    ({"sets": ("tiny-nan",)}, "NaN/inf"),
+    ({"sets": ("tiny-width",)}, "d_in mismatch"),
+    ({"steps": 0}, "training.steps"),
+    ({"steps": -3}, "training.steps"),
+    ({"extra": "[sets.tiny-gauss]\nd_sae = 0\n"}, "d_sae"),
+    ({"extra": "[sets.tiny-gauss]\nd_sae = -8\n"}, "d_sae"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, use_fake_registry, capsys, kwargs, fragment):
+    path = tiny_toml(tmp_path, **kwargs)
+    line = one_line_error(capsys, main(["run", "--config", str(path)]))
+    assert fragment in line
+
+
+def test_malformed_toml_and_missing_file_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nsets = [")
+    assert "malformed TOML" in one_line_error(capsys, main(["run", "--config", str(bad)]))
+    assert "does not exist" in one_line_error(capsys, main(["run", "--config", str(tmp_path / "none.toml")]))
+
+
+def test_bad_command_line_exits_2_with_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--jobs", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_unexpected_error_is_one_line_with_debug_hint_and_traceback_only_with_debug(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("something internal\nsecond line")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", boom)
+    line = one_line_error(capsys, main(["list"]), expected_rc=1)
+    assert "RuntimeError: something internal" in line and "--debug" in line
+    assert main(["--debug", "list"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "run", interrupted)
+    assert main(["run", "--quick"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted:") and err.count("\n") == 1
+
+
+def test_config_and_quick_together_is_an_error(tmp_path, capsys):
+    path = tiny_toml(tmp_path)
+    assert "only one" in one_line_error(capsys, main(["run", "--config", str(path), "--quick"]))
