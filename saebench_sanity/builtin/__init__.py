@@ -6,6 +6,8 @@ references resolved on first use.
 """
 
 from saebench_sanity.builtin.architectures import saebench_register_architectures
+from saebench_sanity.builtin.interp import saebench_register_judges
+from saebench_sanity.builtin.interp import saebench_register_probing_tasks
 from saebench_sanity.builtin.metrics import saebench_register_metrics
 from saebench_sanity.builtin.modes import saebench_register_training_modes
 from saebench_sanity.builtin.sets import saebench_register_activation_sets

@@ -1,0 +1,115 @@
+"""``local`` judge: a transformers causal LM answering chat prompts greedily, offline.
+
+The default is the embedded SmolLM2-135M-Instruct (``models.default_model``): weak, but real and
+offline. ``model`` may also name any folder or hub id ``models.loading.load_causal_lm`` accepts.
+
+:func:`tiny_random_lm` builds a tiny random Llama with a byte-level BPE tokenizer trained in
+process on CPython's help text: no download, a second to build, used by the tests (and by the
+loopback server's tests) wherever a *real* transformers model is needed but its quality is not.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from saebench_sanity.judges.base import Judge, JudgeError
+
+_MODELS: dict[str, tuple[Any, Any, dict]] = {}
+_LOCK = threading.Lock()
+
+_TINY_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                  "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+def tiny_random_lm(seed: int = 0, d_model: int = 32, n_layers: int = 2, vocab_size: int = 320) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: a random-weight ``LlamaForCausalLM`` (float32, eval) and a
+    ``PreTrainedTokenizerFast`` with ``<pad>``/``<s>``/``</s>`` and a chat template."""
+    import torch
+    from pydoc_data.topics import topics
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator([topics[k] for k in sorted(topics)][:20], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    tok.chat_template = _TINY_TEMPLATE
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=d_model, intermediate_size=2 * d_model,
+                      num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=1024, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg).eval()
+    return model, tok
+
+
+def _load(model: str) -> tuple[Any, Any, dict]:
+    with _LOCK:
+        if model not in _MODELS:
+            if model == "default":
+                from saebench_sanity.models.default_model import default_model
+
+                _MODELS[model] = default_model()
+            else:
+                from saebench_sanity.models.loading import load_causal_lm
+
+                _MODELS[model] = load_causal_lm(model)
+        return _MODELS[model]
+
+
+def chat_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_tokens: int) -> str:
+    """Greedy completion of a chat prompt with the tokenizer's chat template (or plain role
+    lines if it has none); returns the new text only."""
+    import torch
+
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+    else:
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    limit = getattr(model.config, "max_position_embeddings", 2048) - max_tokens
+    ids = ids[:, -limit:]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, do_sample=False,
+                             pad_token_id=pad)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+class LocalJudge(Judge):
+    """A transformers causal LM as judge (greedy, temperature 0). One model per process and name."""
+
+    plugin = "local"
+
+    def __init__(self, model: str = "default", loaded: tuple[Any, Any] | None = None) -> None:
+        self._loaded = loaded
+        if loaded is not None and model == "default":
+            model = f"in-process:{type(loaded[0]).__name__}"
+        self.model = model if model != "default" else "smollm2-135m-instruct"
+        self._name = model
+        self._lock = threading.Lock()
+
+    def _model(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            m, t, _ = _load(self._name)
+            self._loaded = (m, t)
+        return self._loaded
+
+    def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        model, tok = self._model()
+        try:
+            with self._lock:  # generate is not re-entrant on a shared model
+                return chat_generate(model, tok, messages, max_tokens)
+        except Exception as exc:  # noqa: BLE001 - one line naming the judge
+            raise JudgeError(f"local judge {self.model!r} failed to generate ({type(exc).__name__}: {exc}); "
+                             f"check the model folder") from exc
+
+
+def build(model: str = "default") -> LocalJudge:
+    """Factory of the registered ``local`` judge."""
+    return LocalJudge(model=model)

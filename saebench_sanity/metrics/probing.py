@@ -1,0 +1,247 @@
+"""Sparse probing (SAEBench's definition), pure core plus the glue that reads a model handle.
+
+Definition (SAEBench ``sparse_probing``, ``probe_training.py``):
+
+* an example's feature vector is the SAE's latent activations **mean-pooled over its tokens**
+  (padding and special tokens such as BOS masked out), ``[n, d_sae]``;
+* multi-class tasks are binarised **one-vs-rest per class, with balanced negatives** drawn
+  evenly from the other classes (SAEBench's ``prepare_probe_data``), and the accuracies are
+  **averaged over classes**; two-class tasks are the same with one "other" class;
+* the k latents with the largest ``|mean_pos - mean_neg|`` on the *train* split are kept;
+* an L2 ``sklearn.linear_model.LogisticRegression`` (``max_iter=1000``, default C) is fit on
+  them and scored by test accuracy (chance 0.5 by balance);
+* the reference "full probe" is the same logistic regression on all dimensions of the raw,
+  mean-pooled model activations (SAEBench's ``llm_test_accuracy``; SAEBench trains that one with
+  a torch loop on GPU, here sklearn is fast enough for d_model 576).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from saebench_sanity.errors import DataError
+
+
+def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def top_k_by_mean_diff(feats: Any, labels: Any, k: int) -> np.ndarray:
+    """Indices ``[k]`` of the columns of ``feats`` ``[n, d]`` with the largest
+    ``|mean(feats[labels == 1]) - mean(feats[labels == 0])|`` (ties broken by lower index)."""
+    x, y = _np(feats).astype(np.float64), _np(labels).astype(bool)
+    if y.all() or not y.any():
+        raise DataError("sparse probing: the train split has only one class; a probe needs both")
+    diff = np.abs(x[y].mean(0) - x[~y].mean(0))
+    k = min(int(k), x.shape[1])
+    return np.argsort(-diff, kind="stable")[:k]
+
+
+def probe_accuracy(train_feats: Any, train_labels: Any, test_feats: Any, test_labels: Any,
+                   k: int | None = None, max_iter: int = 1000) -> float:
+    """Binary probe test accuracy.
+
+    Args:
+        train_feats: ``[n_train, d]`` features (SAE latents or model activations).
+        train_labels: ``[n_train]`` 0/1 (or bool).
+        test_feats: ``[n_test, d]``; test_labels: ``[n_test]``.
+        k: keep the top-k columns by class mean difference on train (None = all columns).
+
+    Returns:
+        accuracy in [0, 1] of an L2 logistic regression on the kept columns.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    xtr, xte = _np(train_feats).astype(np.float32), _np(test_feats).astype(np.float32)
+    ytr, yte = _np(train_labels).astype(int), _np(test_labels).astype(int)
+    if xtr.ndim != 2 or xte.ndim != 2 or xtr.shape[1] != xte.shape[1]:
+        raise DataError(f"sparse probing: features must be [n, d] with equal d (got {xtr.shape} and {xte.shape})")
+    if k is not None:
+        cols = top_k_by_mean_diff(xtr, ytr, k)
+        xtr, xte = xtr[:, cols], xte[:, cols]
+    if len(np.unique(ytr)) < 2:
+        raise DataError("sparse probing: the train split has only one class; a probe needs both")
+    clf = LogisticRegression(max_iter=max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on unscaled activations is expected
+        clf.fit(xtr, ytr)
+    return float((clf.predict(xte) == yte).mean())
+
+
+def balanced_one_vs_rest(feats: Any, labels: Sequence[str], positive: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """SAEBench's ``prepare_probe_data``: all examples of ``positive`` plus as many negatives,
+    drawn evenly (``ceil(n_pos / n_other_classes)`` each, then trimmed) from the other classes.
+
+    Returns ``(feats [2 n_pos, d], labels [2 n_pos])`` in a seeded shuffled order."""
+    x = _np(feats)
+    lab = np.asarray([str(v) for v in labels])
+    rng = np.random.default_rng(seed)
+    pos = np.flatnonzero(lab == positive)
+    others = sorted(set(lab.tolist()) - {positive})
+    if not len(pos) or not others:
+        raise DataError(f"sparse probing: class {positive!r} needs examples of itself and of another class")
+    per = math.ceil(len(pos) / len(others))
+    neg = np.concatenate([rng.permutation(np.flatnonzero(lab == o))[:per] for o in others])
+    neg = rng.permutation(neg)[:len(pos)]
+    idx = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos), int), np.zeros(len(neg), int)])
+    order = rng.permutation(len(idx))
+    return x[idx[order]], y[order]
+
+
+def one_vs_rest_accuracy(train_feats: Any, train_labels: Sequence[str], test_feats: Any, test_labels: Sequence[str],
+                         k: int | None, seed: int = 0) -> float:
+    """Mean over classes of the binary probe accuracy (class vs balanced rest), as SAEBench.
+
+    ``train_feats`` ``[n_train, d]``, ``test_feats`` ``[n_test, d]``, labels are class names."""
+    classes = sorted({str(v) for v in train_labels})
+    if len(classes) < 2:
+        raise DataError("sparse probing: the train split has only one class; a probe needs at least two")
+    accs = []
+    for i, c in enumerate(classes):
+        xtr, ytr = balanced_one_vs_rest(train_feats, train_labels, c, seed + 2 * i)
+        xte, yte = balanced_one_vs_rest(test_feats, test_labels, c, seed + 2 * i + 1)
+        accs.append(probe_accuracy(xtr, ytr, xte, yte, k=k))
+    return float(np.mean(accs))
+
+
+def masked_mean(acts: Any, mask: Any) -> Any:
+    """Mean over tokens: ``acts`` ``[n, seq, d]``, ``mask`` ``[n, seq]`` (1 = counted) -> ``[n, d]``."""
+    m = mask.to(acts.dtype).unsqueeze(-1)
+    return (acts * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+# -- glue: a language model handle, token activations, the registered metric's factory ------------
+
+class LMHandle:
+    """What the interpretability metrics read from an activation set's ``resource("model")``.
+
+    Attributes:
+        model: a transformers causal LM (eval mode, CPU).
+        tokenizer: its tokenizer.
+        hook_point: readable hook point (``"resid_post.12"``, see ``models.hook_points``).
+        identity: a string that names the weights (model id + sha) for caches.
+        source: the original handle (for extras such as held-out contexts).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, hook_point: str, identity: str = "", source: Any = None) -> None:
+        self.model, self.tokenizer, self.hook_point = model, tokenizer, hook_point
+        self.identity = identity or f"{type(model).__name__}@{id(model)}"
+        self.source = source
+
+
+def lm_handle(ctx: Any) -> LMHandle:
+    """The LM behind a metric context: ``ctx.extras["lm"]`` if given (tests), else the activation
+    set's ``resource("model")``; DataError (recorded as a skip) when the set has no model."""
+    given = ctx.extras.get("lm") if hasattr(ctx, "extras") else None
+    if isinstance(given, LMHandle):
+        return given
+    aset = ctx.activation_set
+    name = getattr(aset, "name", "?")
+    try:
+        h = given if given is not None else aset.resource("model")
+    except (KeyError, NotImplementedError):
+        raise DataError(f"activation set {name!r} has no language model; this metric needs a real (harvested) set") from None
+    model = getattr(h, "model", None)
+    tok = getattr(h, "tokenizer", None)
+    hook = getattr(h, "hook_point", None) or getattr(h, "hook", None)
+    if model is None or tok is None or hook is None:
+        raise DataError(f"activation set {name!r}: its model handle lacks model/tokenizer/hook_point; fix the set's resource('model')")
+    info = getattr(h, "info", None) or {}
+    identity = f"{info.get('id', type(model).__name__)}:{info.get('sha256') or info.get('revision') or ''}:{hook}"
+    return LMHandle(model, tok, hook, identity=identity, source=h)
+
+
+def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[Any, Any, Any]:
+    """Right-padded token ids ``[n, L]``, attention mask ``[n, L]`` and a pooling mask ``[n, L]``
+    (attention mask minus special tokens such as BOS/EOS, as SAEBench masks them), ``L <= ctx_len``."""
+    import torch
+
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    rows = [list(tokenizer(t, add_special_tokens=True, truncation=True, max_length=ctx_len)["input_ids"])[:ctx_len]
+            for t in texts]
+    if not rows:
+        raise DataError("no texts to tokenize")
+    L = max(1, max(len(r) for r in rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    ids = torch.full((len(rows), L), int(pad), dtype=torch.long)
+    attn = torch.zeros((len(rows), L), dtype=torch.long)
+    pool = torch.zeros((len(rows), L), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        attn[i, :len(r)] = 1
+        pool[i, :len(r)] = torch.tensor([tid not in special for tid in r])
+        if not pool[i].any():  # a text made only of special tokens still counts its tokens
+            pool[i, :len(r)] = True
+    return ids, attn, pool
+
+
+_ACT_CACHE: dict[tuple, tuple[Any, Any]] = {}
+
+
+def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, batch_size: int = 16) -> tuple[Any, Any]:
+    """Model activations at the hook point for each text: ``([n, L, d] float32, pool mask [n, L])``.
+
+    Cached in-process by (model identity, hook point, texts, ctx_len): every cell of a set probes
+    the same texts, only the SAE changes, so the model runs once per set and process."""
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.models.hook_points import record
+
+    key = (lm.identity, lm.hook_point, stable_hash(list(texts)), ctx_len)
+    if key not in _ACT_CACHE:
+        ids, attn, pool = tokenize_texts(lm.tokenizer, texts, ctx_len)
+        acts = record(lm.model, lm.hook_point, ids, attn, batch_size=batch_size)
+        if len(_ACT_CACHE) > 16:
+            _ACT_CACHE.pop(next(iter(_ACT_CACHE)))
+        _ACT_CACHE[key] = (acts, pool)
+    return _ACT_CACHE[key]
+
+
+def sae_pooled(sae: Any, acts: Any, pool: Any, batch_size: int = 4096) -> Any:
+    """SAE latents mean-pooled over each example's tokens: ``[n, L, d_in]`` -> ``[n, d_sae]``."""
+    import torch
+
+    n, L, d = acts.shape
+    flat = acts.reshape(n * L, d)
+    with torch.no_grad():
+        z = torch.cat([sae.encode(chunk) for chunk in flat.split(batch_size)])
+    return masked_mean(z.reshape(n, L, -1).float(), pool)
+
+
+DEFAULT_TASKS = ("code_language", "name_language", "doc_topic", "city_continent")
+
+
+def probing_scores_for_task(sae: Any, lm: LMHandle, task: Any, k_values: Sequence[int], ctx_len: int,
+                            seed: int) -> dict[str, float]:
+    """``{"top{k}": acc, ..., "full_probe": acc}`` for one :class:`ProbingTask`."""
+    tr_acts, tr_pool = token_activations(lm, task.train_texts, ctx_len)
+    te_acts, te_pool = token_activations(lm, task.test_texts, ctx_len)
+    tr_z, te_z = sae_pooled(sae, tr_acts, tr_pool), sae_pooled(sae, te_acts, te_pool)
+    out = {f"top{k}": one_vs_rest_accuracy(tr_z, task.train_labels, te_z, task.test_labels, k=k, seed=seed)
+           for k in k_values}
+    out["full_probe"] = one_vs_rest_accuracy(masked_mean(tr_acts, tr_pool), task.train_labels,
+                                             masked_mean(te_acts, te_pool), task.test_labels, k=None, seed=seed)
+    return out
+
+
+def sparse_probing_scores(ctx: Any, tasks: Sequence[str] = DEFAULT_TASKS, k_values: Sequence[int] = (1, 2, 5),
+                          ctx_len: int = 48, seed: int = 0, task_params: dict[str, dict] | None = None) -> dict[str, float]:
+    """Factory of the ``sparse_probing`` metric: mean over ``tasks`` (probing-task registry names)
+    of the per-task scores; returns ``top{k}`` for each k and ``full_probe``."""
+    from saebench_sanity.registry import get_registry
+
+    lm = lm_handle(ctx)
+    reg = ctx.extras.get("registry") or get_registry()
+    per_task = []
+    for name in tasks:
+        spec = reg.get("probing_task", name)
+        task = spec.build(**(task_params or {}).get(name, {}))
+        per_task.append(probing_scores_for_task(ctx.sae, lm, task, k_values, ctx_len, seed))
+    ctx.extras.setdefault("details", {})["sparse_probing"] = dict(zip(tasks, per_task))
+    return {key: float(np.mean([t[key] for t in per_task])) for key in per_task[0]}
