@@ -16,6 +16,7 @@ The local executor runs cells in-process and in order (the default), or in a pro
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,8 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
              registry: Any, *, force: bool = False, reporter: Any = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell."""
     reporter = reporter or NullReporter()
-    record = (None if force else store.load_result(cell.key)) or {}
+    loaded = None if force else store.load_result(cell.key)
+    record = json.loads(json.dumps(loaded)) if loaded else {}
     record.update({"key": cell.key, "label": cell.label, "cell": cell.identity()})
     record.setdefault("metrics", {})
     out = CellOutcome(key=cell.key, label=cell.label, status=OK)
@@ -142,7 +144,8 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
         record.update(status=FAILED, error=out.error, training=None)
         store.write_result(cell.key, record)
         return out
-    store.write_result(cell.key, record)
+    if record != loaded:  # a fully cached cell is not rewritten
+        store.write_result(cell.key, record)
 
     ctx = None
     for mp in metrics:

@@ -57,6 +57,8 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
     col = aggregate.collect(cfg.output_dir)
     lb_dir = leaderboard_dir(cfg)
-    paths = render.write(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots)
+    rendered = render.render(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir))
+    paths = render.write(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots,
+                         rendered=rendered)
     return RunResult(plan=plan, store=store, outcomes=outcomes, leaderboard_paths=paths, collected=col,
-                     table=aggregate.summary(col))
+                     table=rendered.table)

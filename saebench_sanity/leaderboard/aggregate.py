@@ -115,10 +115,6 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
                      failed=sorted(failed), metric_errors=sorted(metric_errors))
 
 
-def _stats(df: pd.DataFrame) -> V.Stats:
-    return V.Stats.of(df["value"].tolist(), df["converged"].tolist())
-
-
 def summary(col: Collected) -> pd.DataFrame:
     """One row per (set, arch, metric, score): every mode's mean/sd/n/converged, the best
     baseline, d, margin, the verdict, and the verdict against each single baseline."""
@@ -126,6 +122,11 @@ def summary(col: Collected) -> pd.DataFrame:
     if col.long.empty:
         return pd.DataFrame(out)
     order_sets = {s: i for i, s in enumerate(col.sets)}
+    # one pass over the long table: per-seed values and convergence of every (group, mode)
+    per_mode: dict[tuple, V.Stats] = {}
+    for gkey, grp in col.long.groupby(["set", "arch", "metric", "score", "mode"], sort=False):
+        per_mode[gkey] = V.Stats.of(grp["value"].tolist(), grp["converged"].tolist())
+    empty = V.Stats.of([])
     for (set_name, arch, metric, score), grp in col.long.groupby(["set", "arch", "metric", "score"], sort=False):
         order = grp["order"].iloc[0]
         first = grp.iloc[0]
@@ -133,8 +134,8 @@ def summary(col: Collected) -> pd.DataFrame:
         chance = first["chance"] if first["chance"] is not None and not pd.isna(first["chance"]) else None
         score_min = first["min_effect"] if first["min_effect"] is not None and not pd.isna(first["min_effect"]) else None
         min_eff = V.effective_min_effect(score_min, col.min_effect)
-        stats = {mode: _stats(grp[grp["mode"] == mode]) for mode in col.modes}
-        trained = stats.get("trained", V.Stats.of([]))
+        stats = {mode: per_mode.get((set_name, arch, metric, score, mode), empty) for mode in col.modes}
+        trained = stats.get("trained", empty)
         base_stats = {b: stats[b] for b in col.baselines if b in stats}
         v = V.judge(trained, base_stats, direction, min_eff, col.n_sigma)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,

@@ -64,7 +64,9 @@ def plot_set(col: Collected, table: pd.DataFrame, set_name: str, path: str | Pat
     handles, labels = list(legend.values()), list(legend)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
     fig.suptitle(f"{set_name}: trained vs baselines (mean ± sd over seeds)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    # fixed margins instead of tight_layout: it draws the figure twice, doubling the time
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.12 if nrows == 1 else 0.08, top=0.9 if nrows == 1 else 0.93,
+                        wspace=0.25, hspace=0.45)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -135,9 +135,10 @@ def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
     return Rendered(markdown="\n".join(md), csv=csv_text, json=json_text, table=table)
 
 
-def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True) -> list[Path]:
+def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True,
+          rendered: Rendered | None = None) -> list[Path]:
     """Write ``<out>/<name>.{md,csv,json}`` and (``plots``) ``<out>/<name>/<set>.png``; returns paths."""
-    rendered = render(col, name=name, results=results, out=out)
+    rendered = rendered or render(col, name=name, results=results, out=out)
     out_dir = Path(out)
     paths = []
     for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):
