@@ -243,3 +243,13 @@ def test_recommended_training_sizes_fit_each_set():
         t = spec.training
         assert 0 < t["target_l0"] <= t["d_sae"]
         assert {"steps", "batch_size", "lr"} <= set(t)
+
+
+def test_builtin_modules_import_neither_torch_nor_sae_lens():
+    import subprocess
+    import sys
+
+    code = ("import sys; import saebench_sanity.builtin.synthetic_sets, saebench_sanity.builtin.metrics_core; "
+            "print(sorted(m for m in ('torch', 'sae_lens', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
