@@ -1,0 +1,265 @@
+"""AutoInterp detection scoring (SAEBench ``autointerp`` / delphi "detection"), pure core + glue.
+
+Per sampled live latent:
+
+1. **contexts**: held-out token contexts ``[n_ctx, ctx_len]`` run through the model and the SAE;
+   the latent's activation per token (special tokens such as BOS masked out);
+2. **explain**: the ``n_explain`` contexts with the highest max activation, tokens where it
+   fires wrapped in ``<<...>>``, go to the explainer, which answers with a one-line explanation;
+3. **detect**: ``n_activating`` other firing contexts (drawn uniformly among the remaining firing
+   contexts, so at varying strengths) and ``n_random`` contexts where the latent never fires are
+   shuffled, numbered and shown with the explanation to the judge, which names the matching ones;
+4. **score**: balanced accuracy (mean of the hit rate on activating and the correct-rejection
+   rate on non-activating contexts) of the judge's choice; a reply with no parseable answer
+   counts as "none match" (0.5) and is counted in ``parse_failure_rate``.
+
+The metric's score is the mean over latents. Differences from SAEBench, forced by 2 CPU cores and
+a 135M default judge: fewer latents (default 6, SAEBench 1000 / the study 200), shorter
+contexts (24 tokens, SAEBench 128), 4 + 4 test contexts (SAEBench/study 50 + 50), and one judge
+that is both explainer and detector. The prompts are written for this suite (SAEBench's say the
+same things: what the highlights mean, one short sentence; list the matching numbers).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.judges.base import Judge
+
+EXPLAIN_SYSTEM = ("You explain what a feature of a language model responds to. You see short texts in which the "
+                  "tokens where the feature is active are marked <<like this>>; the first texts activate it most. "
+                  "Say in one short sentence (at most 15 words, no lists) what the marked tokens have in common.")
+DETECT_SYSTEM = ("A feature of a language model is described by an explanation. For each numbered text decide "
+                 "whether the feature would be active in it. Reply only with the numbers of the matching texts, "
+                 "separated by commas, or with None if no text matches.")
+
+
+# -- pure core ------------------------------------------------------------------------------------
+
+def balanced_accuracy(predicted: Sequence[bool], actual: Sequence[bool]) -> float:
+    """Mean of the true-positive rate and the true-negative rate; both classes must be present.
+    A judge that says yes to everything (or nothing) scores 0.5."""
+    pos = [p for p, a in zip(predicted, actual) if a]
+    neg = [p for p, a in zip(predicted, actual) if not a]
+    if not pos or not neg or len(predicted) != len(actual):
+        raise DataError("balanced accuracy needs both activating and non-activating examples of equal-length lists")
+    return 0.5 * (sum(pos) / len(pos) + sum(not p for p in neg) / len(neg))
+
+
+def parse_selection(reply: str, n: int) -> set[int] | None:
+    """Numbers (1..n) the judge named, ``set()`` for an explicit "none", None if unparseable."""
+    nums = {int(m) for m in re.findall(r"\b(\d{1,3})\b", reply or "")}
+    picked = {i for i in nums if 1 <= i <= n}
+    if picked:
+        return picked
+    if re.search(r"\bnone\b|\bno text", reply or "", re.IGNORECASE):
+        return set()
+    return None
+
+
+def highlight(tokens: Sequence[str], acts: Sequence[float], threshold: float = 0.0) -> str:
+    """Join token strings, wrapping runs of tokens whose activation exceeds ``threshold`` in
+    ``<<...>>``."""
+    out, inside = [], False
+    for tok, a in zip(tokens, acts):
+        on = a > threshold
+        if on and not inside:
+            out.append("<<")
+        if not on and inside:
+            out.append(">>")
+        out.append(tok)
+        inside = on
+    if inside:
+        out.append(">>")
+    return "".join(out)
+
+
+def explain_messages(highlighted: Sequence[str]) -> list[dict[str, str]]:
+    body = "\n".join(f"Text {i + 1}: {t}" for i, t in enumerate(highlighted))
+    return [{"role": "system", "content": EXPLAIN_SYSTEM},
+            {"role": "user", "content": f"{body}\n\nExplanation of the feature:"}]
+
+
+def detect_messages(explanation: str, texts: Sequence[str]) -> list[dict[str, str]]:
+    body = "\n".join(f"{i + 1}. {t}" for i, t in enumerate(texts))
+    return [{"role": "system", "content": DETECT_SYSTEM},
+            {"role": "user", "content": f"Explanation: {explanation}\n\nTexts:\n{body}\n\nMatching text numbers:"}]
+
+
+@dataclass
+class LatentExamples:
+    """Texts for one latent: ``explain`` (highlighted, strongest first), ``activating`` and
+    ``non_activating`` test texts (plain)."""
+
+    latent: int
+    explain: list[str]
+    activating: list[str]
+    non_activating: list[str]
+
+
+@dataclass
+class LatentResult:
+    latent: int
+    explanation: str
+    score: float
+    parse_failed: bool
+
+
+def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 0, max_tokens: int = 40) -> list[LatentResult]:
+    """Explain then detect for each latent; returns per-latent balanced accuracies.
+
+    Explanations are requested together (``judge.complete_many``, so an HTTP judge runs them in
+    parallel), then the detection prompts; the test texts are shuffled with ``seed``."""
+    explanations = judge.complete_many([explain_messages(ex.explain) for ex in examples], max_tokens)
+    prompts, keys = [], []
+    for ex, expl in zip(examples, explanations):
+        rng = random.Random(f"{seed}-{ex.latent}")
+        items = [(t, True) for t in ex.activating] + [(t, False) for t in ex.non_activating]
+        rng.shuffle(items)
+        keys.append(items)
+        line = " ".join(expl.split())[:300] or "(no explanation)"
+        prompts.append(detect_messages(line, [t for t, _ in items]))
+    replies = judge.complete_many(prompts, max_tokens)
+    results = []
+    for ex, expl, items, reply in zip(examples, explanations, keys, replies):
+        picked = parse_selection(reply, len(items))
+        chosen = picked or set()
+        pred = [i + 1 in chosen for i in range(len(items))]
+        results.append(LatentResult(ex.latent, " ".join(expl.split()), balanced_accuracy(pred, [a for _, a in items]),
+                                    picked is None))
+    return results
+
+
+def select_live_latents(max_acts: Any, n_latents: int, min_firing: int, seed: int, min_silent: int = 0) -> list[int]:
+    """Latents firing (max activation > 0) in at least ``min_firing`` contexts and silent in at
+    least ``min_silent`` (so there are non-activating contexts to test against), a seeded sample
+    of ``n_latents`` of them (sorted). ``max_acts`` is ``[n_ctx, d_sae]`` (max over tokens)."""
+    counts = (max_acts > 0).sum(0)
+    ok = (counts >= min_firing) & (counts <= max_acts.shape[0] - min_silent)
+    live = [int(i) for i in ok.nonzero().flatten().tolist()]
+    if not live:
+        raise DataError(f"autointerp: no latent fires in >= {min_firing} held-out contexts while staying silent in "
+                        f">= {min_silent} (dead, dense or collapsed SAE); nothing to explain")
+    rng = random.Random(seed)
+    return sorted(rng.sample(live, min(n_latents, len(live))))
+
+
+def pick_examples(latent_max: Any, n_explain: int, n_activating: int, n_random: int, seed: int) -> tuple[list[int], list[int], list[int]]:
+    """Context indices for one latent from its per-context max activation ``[n_ctx]``:
+    the ``n_explain`` strongest, ``n_activating`` drawn among the other firing contexts, and
+    ``n_random`` drawn among the contexts where it never fires."""
+    order = sorted(range(len(latent_max)), key=lambda i: (-float(latent_max[i]), i))
+    firing = [i for i in order if float(latent_max[i]) > 0]
+    silent = [i for i in order if float(latent_max[i]) <= 0]
+    rng = random.Random(seed)
+    explain = firing[:n_explain]
+    rest = firing[n_explain:]
+    act = sorted(rng.sample(rest, min(n_activating, len(rest))))
+    rand = sorted(rng.sample(silent, min(n_random, len(silent))))
+    return explain, act, rand
+
+
+# -- glue -------------------------------------------------------------------------------------
+
+def heldout_contexts(lm: Any, n_contexts: int, ctx_len: int) -> Any:
+    """Held-out token contexts ``[n, ctx_len]`` for AutoInterp.
+
+    Uses the model handle's held-out contexts when it has them (``eval_input_ids`` /
+    ``heldout_input_ids``), else the held-out split of the default corpus (CPython's docs,
+    ``activations.corpus``) tokenized at ``ctx_len``."""
+    src = lm.source
+    for attr in ("eval_input_ids", "heldout_input_ids", "eval_contexts"):
+        ids = getattr(src, attr, None)
+        if ids is not None:
+            ids = ids() if callable(ids) else ids
+            return ids[:n_contexts, :ctx_len]
+    from saebench_sanity.activations.corpus import default_corpus, split_contexts, tokenize_contexts
+
+    ids = tokenize_contexts(default_corpus(), lm.tokenizer, ctx_len, max_contexts=8 * n_contexts)
+    _, held = split_contexts(ids.shape[0], n_contexts, salt="saebench-autointerp")
+    return ids[held]
+
+
+def _latent_acts(sae: Any, acts: Any, keep: Any, latents: list[int] | None, batch: int = 64) -> Any:
+    """SAE activations ``[n, L, len(latents)]`` (or max over tokens ``[n, d_sae]`` when
+    ``latents`` is None), zero at masked positions."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for a, k in zip(acts.split(batch), keep.split(batch)):
+            z = sae.encode(a.reshape(-1, a.shape[-1])).reshape(a.shape[0], a.shape[1], -1).float()
+            z = z * k.unsqueeze(-1)
+            out.append(z.amax(1) if latents is None else z[:, :, latents])
+    return torch.cat(out)
+
+
+def build_examples(sae: Any, lm: Any, n_latents: int, n_explain: int, n_activating: int, n_random: int,
+                   ctx_len: int, n_contexts: int, seed: int) -> list[LatentExamples]:
+    from saebench_sanity.metrics.probing import _ACT_CACHE
+    from saebench_sanity.models.hook_points import record
+    from saebench_sanity.activations.corpus import keep_mask
+
+    ids = heldout_contexts(lm, n_contexts, ctx_len)
+    key = (lm.identity, lm.hook_point, "autointerp", tuple(ids.shape), int(ids.sum()))
+    if key not in _ACT_CACHE:
+        _ACT_CACHE[key] = (record(lm.model, lm.hook_point, ids), None)
+    acts = _ACT_CACHE[key][0]
+    keep = keep_mask(ids, lm.tokenizer)
+    max_acts = _latent_acts(sae, acts, keep, None)
+    latents = select_live_latents(max_acts, n_latents, n_explain + n_activating, seed, min_silent=n_random)
+    per_tok = _latent_acts(sae, acts, keep, latents)
+    tok_strs = [[lm.tokenizer.decode([t]) for t in row.tolist()] for row in ids]
+    examples = []
+    for j, lat in enumerate(latents):
+        explain, act, rand = pick_examples(max_acts[:, lat], n_explain, n_activating, n_random, seed + lat)
+        if len(rand) < 1:
+            continue  # a latent that fires everywhere has no non-activating contexts to score against
+        plain = lambda i: "".join(t for t, k in zip(tok_strs[i], keep[i].tolist()) if k)  # noqa: E731
+        hl = [highlight([t for t, k in zip(tok_strs[i], keep[i].tolist()) if k],
+                        per_tok[i, :, j][keep[i]].tolist()) for i in explain]
+        examples.append(LatentExamples(lat, hl, [plain(i) for i in act], [plain(i) for i in rand]))
+    if not examples:
+        raise DataError("autointerp: every sampled latent fires in every held-out context; nothing to score against")
+    return examples
+
+
+def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
+    if isinstance(judge, Judge):
+        return judge
+    given = ctx.extras.get("judge") if hasattr(ctx, "extras") else None
+    if isinstance(given, Judge):
+        return given
+    if not isinstance(judge, str):
+        raise ConfigError(f"autointerp: judge must be a registered judge name, got {judge!r}")
+    from saebench_sanity.registry import get_registry
+
+    reg = ctx.extras.get("registry") or get_registry()
+    return reg.get("judge", judge).build(**(judge_params or {}))
+
+
+def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 6,
+                      n_explain: int = 5, n_activating: int = 4, n_random: int = 4, ctx_len: int = 24,
+                      n_contexts: int = 384, seed: int = 0) -> dict[str, float]:
+    """Factory of the ``autointerp`` metric: ``{"score", "parse_failure_rate"}``.
+
+    ``judge`` names a registered judge plugin (``"local"`` by default, ``"openai_compatible"``
+    with ``judge_params={"base_url", "model", "api_key_env"}``); ``ctx.extras["judge"]`` may
+    hold a ready ``Judge`` (tests). A judge that fails raises ``JudgeError`` (a recorded skip)."""
+    from saebench_sanity.metrics.probing import lm_handle
+
+    lm = lm_handle(ctx)
+    j = resolve_judge(ctx, judge, judge_params)
+    examples = build_examples(ctx.sae, lm, n_latents, n_explain, n_activating, n_random, ctx_len, n_contexts, seed)
+    results = score_latents(j, examples, seed=seed)
+    ctx.extras.setdefault("details", {})["autointerp"] = {
+        "judge": j.identity,
+        "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
+                    for r in results],
+    }
+    return {"score": sum(r.score for r in results) / len(results),
+            "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}
