@@ -1,0 +1,81 @@
+"""CLI glue for ``saebench check`` (logic in ``saebench_sanity.check``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _csv(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers") from None
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "check", help="does YOUR SAE (SAELens format) beat the random baselines?",
+        description="Train the study's random baselines with your SAE's architecture, size and sparsity on an "
+                    "activation set, score all on the same held-out data and print verdicts. Exit 0: beats every "
+                    "baseline on every chosen score; 1: fails any; 2: bad input.")
+    p.add_argument("target", help="SAELens SAE folder (cfg.json + sae_weights.safetensors), or a SAELens release name with --sae-id")
+    p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet)")
+    p.add_argument("--set", dest="set_name", required=True, help="registered activation set with the SAE's d_in (see `saebench list`)")
+    p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
+    p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2)")
+    p.add_argument("--steps", type=int, help="training steps per baseline (default: the set's recommended budget)")
+    p.add_argument("--min-effect", type=float, default=0.01, help="minimum effect for BEATS (default 0.01)")
+    p.add_argument("--json", dest="json_path", help="write the machine-readable report to this file")
+    return p
+
+
+def _fmt(x: Any) -> str:
+    return "—" if x is None or x != x else f"{x:.3f}"
+
+
+def render(report: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if Console().is_terminal else 200)
+    table = Table(title=f"saebench check: {report.sae['source']} on {report.set_name} ({report.architecture})")
+    for col in ("score", "dir", "chance", "your SAE", *report.baselines, "best baseline", "verdict"):
+        table.add_column(col)
+    for r in report.rows:
+        style = {"BEATS": "green", "FAILS": "bold red", "INCONCLUSIVE": "yellow", "UNDERTRAINED": "magenta"}.get(r["verdict"], "")
+        cells = [f"{r['metric']}.{r['score']}", r["direction"] or "", _fmt(r["chance"]), _fmt(r["sae"])]
+        for m in report.baselines:
+            b = r["baselines"][m]
+            cells.append(f"{_fmt(b['mean'])}±{_fmt(b['sd'])}" + ("" if b["converged"] else "†"))
+        cells += [r["best_baseline"] or "", f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
+        table.add_row(*cells)
+    console.print(table)
+    for metric, reason in report.skipped.items():
+        console.print(f"skipped {metric}: {reason}")
+    console.print("† = a seed still improving at the end of training (UNDERTRAINED); verdict rule: saebench_sanity/leaderboard/verdict.py")
+    console.print("[green]PASS[/]: beats every baseline on every score" if report.passed
+                  else "[bold red]FAIL[/]: does not beat the baselines on every score (see verdicts)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from saebench_sanity.check import CheckOptions, run_check
+    from saebench_sanity.registry import get_registry
+
+    opts = CheckOptions(target=args.target, set_name=args.set_name, sae_id=args.sae_id, metrics=args.metrics,
+                        modes=args.modes, seeds=args.seeds, steps=args.steps, min_effect=args.min_effect)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    report = run_check(opts, get_registry(), progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    render(report)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=float) + "\n")
+    return 0 if report.passed else 1

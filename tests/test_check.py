@@ -1,0 +1,78 @@
+"""`saebench check`: a suite-trained SAE passes, the same SAE with its decoder replaced by a
+random init fails, bad input exits 2 with one line."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from saebench_sanity import cli_check
+from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
+from saebench_sanity.config import TrainingConfig
+from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.registry import get_registry
+from saebench_sanity.training.trainer import train_cell
+
+pytestmark = pytest.mark.slow
+
+CHECK = ["--set", "synth-easy", "--modes", "frozen_decoder", "--seeds", "0,1", "--steps", "300",
+         "--metrics", "reconstruction.explained_variance,reconstruction.mse"]
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    cli_check.add_parser(parser.add_subparsers(dest="command"))
+    return cli_check.run(parser.parse_args(["check", *argv]))
+
+
+@pytest.fixture(scope="module")
+def trained_sae(tmp_path_factory):
+    torch.set_num_threads(1)
+    reg = get_registry()
+    aset = reg.get("activation_set", "synth-easy").build()
+    res = train_cell(reg.get("architecture", "topk"), reg.get("training_mode", "trained"), aset, d_sae=96,
+                     target_l0=3, arch_params={}, mode_params={},
+                     training=TrainingConfig(steps=300, batch_size=256, lr=3e-3), seed=11)
+    path = tmp_path_factory.mktemp("user") / "sae"
+    save_checkpoint(res.sae, path)
+    return path
+
+
+def test_a_suite_trained_sae_beats_the_frozen_decoder_and_exits_0(trained_sae, tmp_path):
+    out = tmp_path / "report.json"
+    assert _run([str(trained_sae), *CHECK, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["passed"] is True
+    assert {r["score"] for r in report["scores"]} == {"explained_variance", "mse"}
+    assert all(r["verdict"] == "BEATS" for r in report["scores"])
+
+
+def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_path):
+    sae = load_checkpoint(trained_sae)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        rand = torch.randn(sae.W_dec.shape, generator=gen)
+        sae.W_dec.copy_(rand / rand.norm(dim=1, keepdim=True))
+    broken = tmp_path / "broken"
+    sae.save_model(broken)
+    out = tmp_path / "report.json"
+    assert _run([str(broken), *CHECK, "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["passed"] is False
+    assert any(r["verdict"] == "FAILS" for r in report["scores"])
+
+
+def test_a_folder_that_is_not_an_sae_is_a_one_line_data_error(tmp_path):
+    with pytest.raises(DataError, match="not an SAELens SAE folder"):
+        _run([str(tmp_path), *CHECK])
+
+
+def test_a_d_in_mismatch_names_the_set(trained_sae):
+    with pytest.raises(DataError, match="does not match activation set 'study-constant'"):
+        _run([str(trained_sae), "--set", "study-constant"])
+
+
+def test_an_unknown_score_selector_is_named(trained_sae):
+    with pytest.raises(ConfigError, match="has no score 'nope'"):
+        _run([str(trained_sae), "--set", "synth-easy", "--metrics", "reconstruction.nope"])
