@@ -1,3 +1,32 @@
-"""Registered metrics_model metrics (list filled by its owner)."""
+"""Model-based metrics: loss recovered and KL divergence with the SAE spliced into the model.
 
-METRICS: list = []
+Factory and definitions in ``saebench_sanity.metrics.loss_recovered``; they need the set's
+language model (``NEED_MODEL``: real sets provide it, synthetic sets do not and are skipped).
+"""
+
+from saebench_sanity.activations.base import NEED_MODEL
+from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
+
+METRICS = [
+    MetricSpec(
+        name="loss_recovered",
+        description="next-token CE and KL on held-out contexts with the SAE reconstruction spliced in at the set's hook point",
+        factory="saebench_sanity.metrics.loss_recovered:loss_recovered_scores",
+        scores={
+            "loss_recovered": ScoreInfo(
+                direction="higher", chance=0.0,
+                definition="SAEBench core ce_loss_score: (CE_zero_ablation - CE_sae) / (CE_zero_ablation - CE_clean)"),
+            "kl_div": ScoreInfo(
+                direction="lower", chance=None,
+                definition="mean over positions of KL(p_clean || p_sae), next-token distributions (SAEBench kl_div_with_sae)"),
+            "kl_div_score": ScoreInfo(
+                direction="higher", chance=0.0,
+                definition="SAEBench core kl_div_score: (KL_zero_ablation - KL_sae) / KL_zero_ablation"),
+            "ce_clean": ScoreInfo(direction=None, definition="mean next-token CE (nats) of the unmodified model"),
+            "ce_sae": ScoreInfo(direction=None, definition="mean next-token CE (nats) with the SAE reconstruction spliced in"),
+            "ce_zero": ScoreInfo(direction=None, definition="mean next-token CE (nats) with the hook point zero-ablated"),
+        },
+        needs=frozenset({NEED_MODEL}),
+        params={"n_contexts": 16, "batch_size": 8},
+    ),
+]

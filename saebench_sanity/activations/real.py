@@ -1,0 +1,173 @@
+"""Activation sets harvested from a real language model (``family="real"``).
+
+``RealActivationSet`` is an ``ActivationSet`` over an on-disk store (``store``/``reader``). The
+store lives in ``$SAEBENCH_CACHE/activations/<name>/`` and is built on first use if missing (the
+default model and corpus need no network), so a registered name works from a clean checkout.
+It provides ``NEED_MODEL``: ``resource("model")`` returns a ``ModelHandle`` with the model, its
+tokenizer, the hook point, the held-out token contexts (never used for training) and the
+normalizer to undo before splicing reconstructions back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from saebench_sanity.activations.base import NEED_MODEL, ActivationSet
+from saebench_sanity.activations.reader import Normalizer, StoreReader
+from saebench_sanity.activations.store import StoreConfig, build_store, is_complete, manifest_hash, model_identity, store_dir
+from saebench_sanity.errors import DataError
+
+_MODELS: dict[tuple, tuple[Any, Any, dict[str, Any]]] = {}
+
+
+def store_root() -> Path:
+    """``$SAEBENCH_CACHE/activations`` (default ``~/.cache/saebench-sanity/activations``)."""
+    from saebench_sanity.models.default_model import cache_root
+
+    return cache_root() / "activations"
+
+
+def load_model_cached(model: str, revision: str | None = None, gguf_file: str | None = None,
+                      console: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, tokenizer, info)``, loaded once per process per model reference."""
+    key = (model, revision, gguf_file)
+    if key not in _MODELS:
+        if model == "default":
+            from saebench_sanity.models.default_model import default_model
+
+            _MODELS[key] = default_model(console)
+        else:
+            from saebench_sanity.models.loading import load_causal_lm
+
+            _MODELS[key] = load_causal_lm(model, revision=revision, gguf_file=gguf_file)
+    return _MODELS[key]
+
+
+@dataclass
+class ModelHandle:
+    """What model-based metrics need.
+
+    Attributes:
+        model: the transformers causal LM (eval mode).
+        tokenizer: its tokenizer.
+        hook_point: where the set's activations come from (``resid_post.12``...).
+        eval_contexts: held-out token contexts ``[n_ctx, context_len]`` int64.
+        excluded_token_ids: special-token ids whose positions are not SAE data (kept clean when splicing).
+        normalizer: the set's normalization (``undo`` before splicing SAE outputs into the model).
+    """
+
+    model: Any
+    tokenizer: Any
+    hook_point: str
+    eval_contexts: Any
+    excluded_token_ids: list[int]
+    normalizer: Normalizer
+
+
+def check_sae_d_in(sae_d_in: int, activation_set: Any) -> None:
+    """DataError if an SAE's input width differs from the set's ``d_in``."""
+    if int(sae_d_in) != int(activation_set.d_in):
+        raise DataError(f"SAE d_in {sae_d_in} differs from activation set {activation_set.name!r} d_in {activation_set.d_in}; "
+                        f"use an SAE with d_in={activation_set.d_in} or a set of width {sae_d_in}")
+
+
+class RealActivationSet(ActivationSet):
+    """Activations of a language model at one hook point over a corpus (see module doc).
+
+    Args:
+        name: the set's registered name (also its store folder name).
+        normalize: serve training/eval batches scaled so E||x||^2 = d_in (SAELens
+            ``expected_average_only_in``); the factor is in the store manifest.
+        buffer_rows: shuffle-buffer size of the training stream (bounds memory).
+        d_in: expected width (checked against the built store), or None.
+        root: store root folder (default ``store_root()``).
+        model_bundle: an already loaded ``(model, tokenizer, info)`` (tests).
+        **store_params: ``StoreConfig`` fields (model, hook_point, corpus, context_len, ...).
+    """
+
+    def __init__(self, name: str, *, normalize: bool = True, buffer_rows: int = 65536, d_in: int | None = None,
+                 root: str | Path | None = None, model_bundle: Any = None, **store_params: Any) -> None:
+        self.name = name
+        self.normalize = bool(normalize)
+        self.buffer_rows = int(buffer_rows)
+        self._expected_d_in = d_in
+        self.config = StoreConfig(**store_params)
+        self.path = store_dir(root if root is not None else store_root(), name)
+        self._bundle = model_bundle
+
+    # -- store -----------------------------------------------------------------------------
+    def build(self, console: Any = None, progress: bool = True) -> Path:
+        """Build the store if it is not complete (resumes a partial build)."""
+        if not is_complete(self.path):
+            bundle = self._bundle
+            if bundle is None:
+                bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
+            build_store(self.name, self.config, self.path.parent, console=console, progress=progress, model_bundle=bundle)
+        return self.path
+
+    @cached_property
+    def reader(self) -> StoreReader:
+        if not is_complete(self.path):
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            console.print(f"[bold]Building activation set {self.name}[/bold] (first use) -> {self.path}")
+            self.build(console)
+        reader = StoreReader(self.path)
+        if self._expected_d_in is not None and reader.d_in != self._expected_d_in:
+            raise DataError(f"activation store {str(self.path)!r} has d_in {reader.d_in}, set {self.name!r} declares "
+                            f"{self._expected_d_in}; run `saebench activations rm {self.name}` and build again")
+        return reader
+
+    @property
+    def d_in(self) -> int:  # type: ignore[override]
+        if self._expected_d_in is not None and "reader" not in self.__dict__:
+            return int(self._expected_d_in)
+        return self.reader.d_in
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.reader.normalizer if self.normalize else Normalizer()
+
+    # -- ActivationSet -----------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        m = self.reader.manifest
+        return {"kind": "real", "name": self.name, "store_manifest_sha256": manifest_hash(self.path),
+                "model": m["model"], "hook_point": m["hook_point"], "d_in": m["d_in"],
+                "corpus": m["corpus"], "n_train_tokens": m["n_train_tokens"], "n_eval_tokens": m["n_eval_tokens"],
+                "normalize": self.normalize, "scaling_factor": self.normalizer.scale,
+                "buffer_rows": self.buffer_rows}
+
+    def train_batches(self, batch_size: int, seed: int) -> Iterator[Any]:
+        return self.reader.iter_batches(batch_size, seed, buffer_rows=self.buffer_rows, normalize=self.normalize)
+
+    def eval_activations(self) -> Any:
+        return self.reader.eval_activations(normalize=self.normalize)
+
+    @property
+    def provides(self) -> frozenset[str]:
+        return frozenset({NEED_MODEL})
+
+    def resource(self, need: str) -> Any:
+        if need != NEED_MODEL:
+            raise KeyError(need)
+        reader = self.reader
+        cfg = self.config
+        model, tokenizer, info = self._bundle or load_model_cached(cfg.model, cfg.model_revision, cfg.gguf_file)
+        built, now = reader.manifest["model"], model_identity(info)
+        if (built.get("sha256"), built.get("revision")) != (now.get("sha256"), now.get("revision")):
+            raise DataError(f"activation set {self.name!r} was built from different weights of {built.get('id')!r} than the "
+                            f"ones installed now; run `saebench activations rm {self.name}` and build again")
+        return ModelHandle(model=model, tokenizer=tokenizer, hook_point=reader.manifest["hook_point"],
+                           eval_contexts=reader.eval_contexts(),
+                           excluded_token_ids=list(reader.manifest["tokens"]["excluded_token_ids"]),
+                           normalizer=self.normalizer)
+
+
+def build_real_set(**params: Any) -> RealActivationSet:
+    """Factory used by ``ActivationSetSpec`` (``"saebench_sanity.activations.real:build_real_set"``)."""
+    return RealActivationSet(**params)
