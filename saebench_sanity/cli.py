@@ -20,6 +20,19 @@ from saebench_sanity.errors import SaebenchError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPT = 0, 1, 2, 130
 
+#: Subcommands implemented in their own modules (each exposes ``add_parser(subparsers)`` and
+#: ``run(args) -> int``); a module that is missing simply does not add its command.
+EXTENSIONS = {"activations": "saebench_sanity.cli_activations", "check": "saebench_sanity.cli_check"}
+
+
+def _extension(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
 
 def _csv_list(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
@@ -78,12 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    try:  # owned by the activations helper; optional until it exists
-        from saebench_sanity import cli_activations
-    except ImportError:
-        cli_activations = None
-    if cli_activations is not None:
-        cli_activations.add_parser(sub)
+    for command, module in EXTENSIONS.items():
+        ext = _extension(module)
+        if ext is not None:
+            ext.add_parser(sub)
     return parser
 
 
@@ -183,9 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in COMMANDS:
             return int(COMMANDS[args.command](args) or 0)
-        from saebench_sanity import cli_activations
-
-        return int(cli_activations.run(args) or 0)
+        return int(_extension(EXTENSIONS[args.command]).run(args) or 0)
     except KeyboardInterrupt:
         where = getattr(args, "out", None) or "the output directory"
         sys.stderr.write(f"interrupted: finished cells are saved in {where}; run the same command again to resume\n")

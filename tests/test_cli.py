@@ -17,7 +17,8 @@ def run_py(code):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["run", "--help"], ["leaderboard", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["run", "--help"], ["leaderboard", "--help"],
+                                  ["check", "--help"], ["activations", "--help"]])
 def test_help_and_list_do_not_import_torch_or_sae_lens(argv):
     code = ("import sys, io, contextlib\nfrom saebench_sanity.cli import main\n"
             "buf = io.StringIO()\n"
@@ -34,7 +35,9 @@ def test_help_and_list_do_not_import_torch_or_sae_lens(argv):
 
 def test_console_script_help_works():
     proc = subprocess.run([sys.executable, "-m", "saebench_sanity.cli", "--help"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "run" in proc.stdout and "leaderboard" in proc.stdout
+    assert proc.returncode == 0
+    for command in ("run", "list", "leaderboard", "activations", "check"):
+        assert command in proc.stdout
 
 
 def test_list_json_names_every_kind_with_plugin_and_package(capsys):
