@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output directory (default: the config's run.output_dir)")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="cells in parallel (process pool)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per process (default: torch's)")
+    p.add_argument("--leaderboards", metavar="DIR", help="where to write <name>.md/.csv/.json (default: OUT/leaderboards)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -153,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     result = run(cfg, registry, out=args.out, force=args.force, metrics=args.metrics, jobs=args.jobs,
-                 reporter=RichReporter(), plots=not args.no_plots)
+                 reporter=RichReporter(), plots=not args.no_plots, leaderboards=args.leaderboards)
     print_final(Console(), result)
     failed = [o for o in result.outcomes if o.status != "ok"]
     if failed:

@@ -44,8 +44,10 @@ def leaderboard_dir(cfg: RunConfig) -> Path:
 
 
 def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: bool = False,
-        metrics: list[str] | None = None, jobs: int = 1, reporter: Any = None, plots: bool = True) -> RunResult:
-    """Plan and execute ``cfg`` and write its leaderboard to ``<output_dir>/leaderboards/<name>.*``."""
+        metrics: list[str] | None = None, jobs: int = 1, reporter: Any = None, plots: bool = True,
+        leaderboards: str | None = None) -> RunResult:
+    """Plan and execute ``cfg`` and write its leaderboard to ``<leaderboards>/<name>.*`` (default
+    ``<output_dir>/leaderboards``)."""
     from saebench_sanity.leaderboard import aggregate, render
     from saebench_sanity.registry import get_registry
 
@@ -56,7 +58,7 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     store = ResultStore(cfg.output_dir)
     outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
     col = aggregate.collect(cfg.output_dir)
-    lb_dir = leaderboard_dir(cfg)
+    lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
     rendered = render.render(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir))
     paths = render.write(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots,
                          rendered=rendered)
