@@ -97,3 +97,4 @@ def test_sigkill_mid_run_then_resume_loses_and_retrains_nothing(tmp_path):
     after = store.trainings()
     assert len(after) == 12 and set(after.values()) == {1}  # nothing lost, nothing trained twice
     assert all(r["status"] == "ok" for r in store.iter_results())
+    assert not [p for p in store.root.rglob(".*.tmp")]  # leftovers of the killed run are gone

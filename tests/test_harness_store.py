@@ -75,3 +75,12 @@ def test_results_roundtrip_and_unreadable_result_counts_as_absent(tmp_path):
     (st.results / "bad.json").write_text("{not json")
     assert st.load_result("bad") is None
     assert st.iter_results() == [{"status": "ok"}]
+
+
+def test_leftover_temporaries_of_a_killed_run_are_cleaned(tmp_path):
+    st = S.ResultStore(tmp_path)
+    st.write_result("k", {"status": "ok"})
+    (st.checkpoints / ".abc.x1.tmp").mkdir(parents=True)
+    (st.results / ".k.json.y2.tmp").write_text("{half")
+    assert st.clean_temporaries() == 2
+    assert os.listdir(st.checkpoints) == [] and os.listdir(st.results) == ["k.json"]

@@ -218,6 +218,7 @@ def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = Fals
             jobs: int = 1) -> list[CellOutcome]:
     """Run every cell of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
     reporter = reporter or NullReporter()
+    store.clean_temporaries()  # leftovers of a killed run; nothing else writes here now
     write_run_manifest(plan, store)
     reporter.start(plan)
     try:

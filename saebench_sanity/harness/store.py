@@ -133,6 +133,22 @@ class ResultStore:
             raise
         return final
 
+    def clean_temporaries(self) -> int:
+        """Remove temporary files/folders left by a killed process (call before a run starts,
+        never while another process writes to this store). Returns how many were removed."""
+        n = 0
+        for folder in (self.checkpoints, self.results, self.root):
+            if not folder.is_dir():
+                continue
+            for child in folder.iterdir():
+                if child.name.startswith(".") and child.name.endswith(".tmp"):
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+                    n += 1
+        return n
+
     def load_train_info(self, key: str) -> dict[str, Any]:
         return json.loads((self.checkpoint_dir(key) / TRAIN_FILE).read_text(encoding="utf-8"))
 
