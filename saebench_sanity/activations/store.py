@@ -295,7 +295,9 @@ def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: li
                "context_ids": sel[:, None].expand_as(ids)[mask].to(torch.int32)}
     if tag == "eval":
         tensors["contexts"] = ids
-    data = _serialize_shard(tensors, {"set": name, "shard": tag, "format": FORMAT})
+    # One metadata key only: safetensors writes the metadata map in hash-map order, so several
+    # keys would make the bytes (and the shard sha256) differ from run to run.
+    data = _serialize_shard(tensors, {"saebench": json.dumps({"set": name, "shard": tag, "format": FORMAT}, sort_keys=True)})
     rows32 = rows.to(torch.float64)
     side = {"file": f"shards/{path.name}", "sha256": sha256_bytes(data), "bytes": len(data), "rows": int(rows.shape[0]),
             "d": int(rows.shape[1]), "contexts": len(idx), "sum_sq_norm": float((rows32 ** 2).sum())}
