@@ -145,3 +145,22 @@ def test_probing_metric_without_a_model_is_a_recorded_skip():
 
     with pytest.raises(DataError, match="has no language model"):
         P.sparse_probing_scores(MetricContext(_IdentitySAE(), NoModel(), torch.zeros(1, 2)))
+
+
+def test_probing_sae_sees_the_sets_normalized_activations():
+    class Linear:
+        W = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+
+        def encode(self, x):
+            return x @ self.W
+
+        def decode(self, z):
+            return z @ self.W.T
+
+    h = P.LMHandle(None, None, "resid_post.0", identity="x", scale=2.5)
+    x = torch.randn(5, 3)
+    wrapped = h.sae_in_model_space(Linear())
+    assert torch.allclose(wrapped.encode(x), Linear().encode(2.5 * x))
+    z = torch.randn(5, 4)
+    assert torch.allclose(wrapped.decode(z), Linear().decode(z) / 2.5)
+    assert P.LMHandle(None, None, "h", scale=1.0).sae_in_model_space(wrapped) is wrapped

@@ -168,14 +168,17 @@ def pick_examples(latent_max: Any, n_explain: int, n_activating: int, n_random: 
 def heldout_contexts(lm: Any, n_contexts: int, ctx_len: int) -> Any:
     """Held-out token contexts ``[n, ctx_len]`` for AutoInterp.
 
-    Uses the model handle's held-out contexts when it has them (``eval_input_ids`` /
-    ``heldout_input_ids``), else the held-out split of the default corpus (CPython's docs,
+    Uses the model handle's held-out contexts when it has them (``eval_contexts`` of a real set,
+    cut into ``ctx_len`` windows), else the held-out split of the default corpus (CPython's docs,
     ``activations.corpus``) tokenized at ``ctx_len``."""
     src = lm.source
-    for attr in ("eval_input_ids", "heldout_input_ids", "eval_contexts"):
+    for attr in ("eval_contexts", "eval_input_ids", "heldout_input_ids"):
         ids = getattr(src, attr, None)
         if ids is not None:
             ids = ids() if callable(ids) else ids
+            if ids.shape[1] >= 2 * ctx_len:  # cut long held-out contexts into ctx_len windows
+                n_win = ids.shape[1] // ctx_len
+                ids = ids[:, :n_win * ctx_len].reshape(-1, ctx_len)
             return ids[:n_contexts, :ctx_len]
     from saebench_sanity.activations.corpus import default_corpus, split_contexts, tokenize_contexts
 
@@ -254,7 +257,7 @@ def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None 
 
     lm = lm_handle(ctx)
     j = resolve_judge(ctx, judge, judge_params)
-    examples = build_examples(ctx.sae, lm, n_latents, n_explain, n_activating, n_random, ctx_len, n_contexts, seed)
+    examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random, ctx_len, n_contexts, seed)
     results = score_latents(j, examples, seed=seed)
     ctx.extras.setdefault("details", {})["autointerp"] = {
         "judge": j.identity,

@@ -128,12 +128,32 @@ class LMHandle:
         hook_point: readable hook point (``"resid_post.12"``, see ``models.hook_points``).
         identity: a string that names the weights (model id + sha) for caches.
         source: the original handle (for extras such as held-out contexts).
+        scale: the set's normalization factor: the SAE was trained on ``x * scale`` (see
+            ``activations.reader.Normalizer``); :meth:`sae_in_model_space` accounts for it.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, hook_point: str, identity: str = "", source: Any = None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, hook_point: str, identity: str = "", source: Any = None,
+                 scale: float = 1.0) -> None:
         self.model, self.tokenizer, self.hook_point = model, tokenizer, hook_point
         self.identity = identity or f"{type(model).__name__}@{id(model)}"
         self.source = source
+        self.scale = float(scale)
+
+    def sae_in_model_space(self, sae: Any) -> Any:
+        """The SAE seen from raw model activations: ``encode(x) = sae.encode(x * scale)``,
+        ``decode(z) = sae.decode(z) / scale`` (the SAE itself when scale is 1)."""
+        return sae if self.scale == 1.0 else _ScaledSAE(sae, self.scale)
+
+
+class _ScaledSAE:
+    def __init__(self, sae: Any, scale: float) -> None:
+        self.sae, self.scale = sae, scale
+
+    def encode(self, x: Any) -> Any:
+        return self.sae.encode(x * self.scale)
+
+    def decode(self, z: Any) -> Any:
+        return self.sae.decode(z) / self.scale
 
 
 def lm_handle(ctx: Any) -> LMHandle:
@@ -154,8 +174,9 @@ def lm_handle(ctx: Any) -> LMHandle:
     if model is None or tok is None or hook is None:
         raise DataError(f"activation set {name!r}: its model handle lacks model/tokenizer/hook_point; fix the set's resource('model')")
     info = getattr(h, "info", None) or {}
-    identity = f"{info.get('id', type(model).__name__)}:{info.get('sha256') or info.get('revision') or ''}:{hook}"
-    return LMHandle(model, tok, hook, identity=identity, source=h)
+    identity = f"{info.get('id', type(model).__name__)}@{id(model)}:{info.get('sha256') or info.get('revision') or ''}:{hook}"
+    scale = getattr(getattr(h, "normalizer", None), "scale", 1.0)
+    return LMHandle(model, tok, hook, identity=identity, source=h, scale=scale)
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[Any, Any, Any]:
@@ -242,6 +263,6 @@ def sparse_probing_scores(ctx: Any, tasks: Sequence[str] = DEFAULT_TASKS, k_valu
     for name in tasks:
         spec = reg.get("probing_task", name)
         task = spec.build(**(task_params or {}).get(name, {}))
-        per_task.append(probing_scores_for_task(ctx.sae, lm, task, k_values, ctx_len, seed))
+        per_task.append(probing_scores_for_task(lm.sae_in_model_space(ctx.sae), lm, task, k_values, ctx_len, seed))
     ctx.extras.setdefault("details", {})["sparse_probing"] = dict(zip(tasks, per_task))
     return {key: float(np.mean([t[key] for t in per_task])) for key in per_task[0]}

@@ -274,7 +274,7 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
 
     lm = lm_handle(ctx)
     prompts, kept, x = prepare(lm, n_per_country, min_entities)
-    sae = ctx.sae
+    sae = lm.sae_in_model_space(ctx.sae)
     with torch.no_grad():
         z = sae.encode(x).float()
     values = {a: [prompts.entities[r][1 + i] for r in kept] for i, a in enumerate(ATTRIBUTES)}
