@@ -48,9 +48,17 @@ def tiny_random_lm(seed: int = 0, d_model: int = 32, n_layers: int = 2, vocab_si
 
 
 def _load(model: str) -> tuple[Any, Any, dict]:
+    """One copy per process, shared with the real activation sets (same loader cache), so the
+    default judge and the default set's model are the same object in memory."""
     with _LOCK:
         if model not in _MODELS:
-            if model == "default":
+            try:
+                from saebench_sanity.activations.real import load_model_cached
+            except ImportError:  # pragma: no cover - older layouts
+                load_model_cached = None
+            if load_model_cached is not None:
+                _MODELS[model] = load_model_cached(model)
+            elif model == "default":
                 from saebench_sanity.models.default_model import default_model
 
                 _MODELS[model] = default_model()

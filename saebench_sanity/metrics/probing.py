@@ -181,12 +181,16 @@ def lm_handle(ctx: Any) -> LMHandle:
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[Any, Any, Any]:
     """Right-padded token ids ``[n, L]``, attention mask ``[n, L]`` and a pooling mask ``[n, L]``
-    (attention mask minus special tokens such as BOS/EOS, as SAEBench masks them), ``L <= ctx_len``."""
+    (attention mask minus special tokens such as BOS/EOS, as SAEBench masks them), ``L <= ctx_len``.
+    Every row starts with BOS (EOS if the tokenizer has none)."""
     import torch
 
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    rows = [list(tokenizer(t, add_special_tokens=True, truncation=True, max_length=ctx_len)["input_ids"])[:ctx_len]
-            for t in texts]
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    head = [int(bos)] if bos is not None else []
+    # BOS first, as the set's contexts were harvested (activations.corpus): without it the first
+    # real token becomes the attention sink, whose activation is tens of times larger
+    rows = [(head + list(tokenizer(t, add_special_tokens=False)["input_ids"]))[:ctx_len] for t in texts]
     if not rows:
         raise DataError("no texts to tokenize")
     L = max(1, max(len(r) for r in rows))

@@ -180,7 +180,7 @@ class _Prompts:
 
     def _ids(self, text: str, bos: bool = False) -> list[int]:
         ids = list(self.tok(text, add_special_tokens=False)["input_ids"])
-        b = self.tok.bos_token_id
+        b = self.tok.bos_token_id if self.tok.bos_token_id is not None else self.tok.eos_token_id
         return ([b] if bos and b is not None else []) + ids
 
     def batch(self, attr: str, rows: Sequence[int]) -> tuple[Any, Any, Any]:
