@@ -8,7 +8,7 @@ computed as in ``sae_lens.evals.get_recons_loss``):
   or replaced by zeros.
 * ``loss_recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean)`` (SAEBench's ``ce_loss_score``):
   1 for a perfect reconstruction, 0 for one no better than zero-ablation.
-* ``kl_div``: mean over positions of ``KL(p_clean || p_sae)`` of the next-token distributions;
+* ``kl_div``: mean over every position (the last one too, as SAELens) of ``KL(p_clean || p_sae)`` of the next-token distributions;
   ``kl_div_score = (kl_zero - kl_sae) / kl_zero``.
 
 As in SAELens, the reconstruction replaces the activation only at positions whose token is not
