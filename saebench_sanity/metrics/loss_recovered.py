@@ -77,7 +77,7 @@ def run_with_replacement(model: Any, hook_point: str, contexts: Any, replace: Ca
 
     from saebench_sanity.models.hook_points import splice
 
-    ce, kl, ce0, n = 0.0, 0.0, 0.0, 0
+    ce, kl, ce0, n, n_kl = 0.0, 0.0, 0.0, 0, 0
     with torch.inference_mode():
         for start in range(0, contexts.shape[0], batch_size):
             ids = contexts[start:start + batch_size]
@@ -92,10 +92,12 @@ def run_with_replacement(model: Any, hook_point: str, contexts: Any, replace: Ca
             n += k
             if clean:
                 ce0 += next_token_ce_sum(base, ids)[0]
-                kl += kl_sum(base, logits)[0]
+                k_sum, k_n = kl_sum(base, logits)
+                kl += k_sum
+                n_kl += k_n
     out = {"ce": ce / n}
     if clean:
-        out.update({"ce_clean": ce0 / n, "kl": kl / n})
+        out.update({"ce_clean": ce0 / n, "kl": kl / n_kl})
     return out
 
 
