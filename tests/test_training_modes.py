@@ -298,6 +298,8 @@ def test_untrained_cells_take_no_steps_and_calibrate_batchtopk():
     assert res.steps == 0 and res.converged and res.loss_curve == []
     assert float(res.sae.topk_threshold) > 0
     assert res.l0_train == pytest.approx(4.0, rel=0.5)
+    jr = _cell("jumprelu", "untrained")
+    assert jr.l0_train == pytest.approx(4.0, rel=0.25)  # threshold calibrated to the target L0
 
 
 @pytest.mark.parametrize("data,fragment", [

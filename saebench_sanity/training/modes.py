@@ -311,7 +311,8 @@ class Untrained(_RandomDirections):
     """No optimizer steps: a floor, never a verdict. ``init``: ``iso``/``cov`` unit-norm tied rows
     (``W_enc = W_dec.T``), or ``sae_lens`` (keep sae-lens's own init, decoder norm 0.1).
     ``b_dec_init``: ``mean`` (sample mean, default) or ``zeros``. BatchTopK-family thresholds are
-    calibrated on sample activations by the trainer (see ``architectures.batchtopk``)."""
+    calibrated on sample activations by the trainer (see ``architectures.batchtopk``); JumpReLU
+    SAEs with a target L0 get the threshold that gives it on the sample."""
 
     name = "untrained"
     trains = False
@@ -333,9 +334,28 @@ class Untrained(_RandomDirections):
             for p in _params_with_roles(sae, roles, ("decoder_bias",)):
                 with torch.no_grad():
                     p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
+        self._calibrate_jumprelu(sae, sample_acts)
         for p in sae.parameters():
             p.requires_grad_(False)
         setattr(sae, STATE_ATTR, {"mode": self.name})
+
+    @staticmethod
+    def _calibrate_jumprelu(sae: Any, sample_acts: Any) -> None:
+        """A JumpReLU SAE with a target L0 (quadratic penalty) gets one shared threshold that
+        gives that mean L0 on the sample, so the floor is compared at the trained SAE's sparsity
+        (sae-lens's 0.01 init would fire about half of all latents)."""
+        import torch
+
+        target = getattr(sae.cfg, "target_l0", None)
+        if not target or not isinstance(getattr(sae, "threshold", None), torch.nn.Parameter) or sample_acts is None:
+            return
+        d_sae = int(sae.cfg.d_sae)
+        rows = max(1, min(sample_acts.shape[0], 4_000_000 // d_sae))
+        with torch.no_grad():
+            _, pre = sae.encode_with_hidden_pre(sample_acts[:rows])
+            keep = min(pre.numel(), max(1, int(round(float(target) * rows))))
+            thr = float(pre.flatten().topk(keep).values.min())
+            sae.threshold.data.fill_(max(thr, 0.0))
 
     def check(self, sae: Any) -> None:
         assert not any(p.requires_grad for p in sae.parameters()), "untrained: a parameter requires grad"
