@@ -1,0 +1,119 @@
+"""Corpora (embedded, folder, hub loader on a local file), BOS handling, the held-out split, and
+the `saebench activations` CLI on a tiny model."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from saebench_sanity.activations import corpus as cp  # noqa: E402
+from saebench_sanity.errors import DataError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from saebench_sanity.models.tiny import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+def test_default_corpus_is_python_docs_in_a_fixed_order():
+    a, b = cp.default_corpus(), cp.default_corpus()
+    assert a.id.startswith("python-3.") and a.sha256 == b.sha256
+    assert a.n_chars > 600_000 and len(a.documents) > 300
+    from pydoc_data.topics import topics
+
+    assert a.documents[0] == topics[sorted(topics)[0]].strip()
+    assert any("regular expression" in d.lower() for d in a.documents[len(topics):])  # re's docstring
+
+
+def test_folder_corpus_reads_txt_and_jsonl_and_rejects_empty_folders(tmp_path):
+    (tmp_path / "b.txt").write_text("second document")
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "first"}) + "\n\n" + json.dumps({"text": "also first"}) + "\n")
+    (tmp_path / "ignored.md").write_text("not a corpus file")
+    c = cp.load_corpus(str(tmp_path))
+    assert c.documents == ("first", "also first", "second document") and c.id == f"folder:{tmp_path.name}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "blank.txt").write_text("   \n")
+    with pytest.raises(DataError, match="has no text"):
+        cp.load_corpus(str(empty))
+    with pytest.raises(DataError, match="does not exist"):
+        cp.load_corpus(str(tmp_path / "missing"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jsonl").write_text("not json\n")
+    with pytest.raises(DataError, match="line 1"):
+        cp.load_corpus(str(tmp_path / "bad"))
+
+
+def test_hub_corpus_path_through_datasets_on_a_local_jsonl(tmp_path):
+    f = tmp_path / "data.jsonl"
+    f.write_text("".join(json.dumps({"text": f"doc {i}", "other": i}) + "\n" for i in range(5)))
+    c = cp.load_corpus("hf:json", data_files=str(f), split="train")
+    assert c.documents == tuple(f"doc {i}" for i in range(5)) and c.id.startswith("hf:json:train")
+    with pytest.raises(DataError, match="no column 'body'"):
+        cp.load_corpus("hf:json", data_files=str(f), split="train", text_column="body")
+
+
+def test_contexts_start_with_bos_documents_are_separated_and_special_positions_are_masked(tok):
+    c = cp.Corpus("t", ("alpha beta gamma " * 20, "delta " * 30))
+    ctx = cp.tokenize_contexts(c, tok, 16)
+    bos = tok.bos_token_id
+    assert ctx.shape[1] == 16 and (ctx[:, 0] == bos).all()
+    body = ctx[:, 1:].reshape(-1)
+    assert int((body == bos).sum()) == 1  # exactly one document separator
+    keep = cp.keep_mask(ctx, tok)
+    assert not keep[:, 0].any() and int((~keep).sum()) == ctx.shape[0] + 1
+    assert cp.special_token_ids(tok) == sorted({tok.bos_token_id, tok.eos_token_id, tok.pad_token_id})
+    with pytest.raises(DataError, match="fewer than one context"):
+        cp.tokenize_contexts(cp.Corpus("x", ("hi",)), tok, 64)
+
+
+def test_split_is_portable_disjoint_and_mixed():
+    train, ev = cp.split_contexts(100, 10)
+    assert len(ev) == 10 and not set(train) & set(ev) and sorted(train + ev) == list(range(100))
+    assert (train, ev) == cp.split_contexts(100, 10)
+    assert ev != list(range(10)) and train[:5] != sorted(train[:5])
+    with pytest.raises(DataError):
+        cp.split_contexts(5, 5)
+
+
+def test_cli_build_list_verify_rm_and_one_line_errors(tmp_path, monkeypatch, capsys):
+    from saebench_sanity import cli, cli_activations
+    from saebench_sanity.activations.real import RealActivationSet
+    from saebench_sanity.models.loading import load_causal_lm
+    from saebench_sanity.models.tiny import save_tiny_llama
+
+    bundle = load_causal_lm(save_tiny_llama(tmp_path / "tiny", hidden=16, layers=2))
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 80)
+
+    def fake(name):
+        hook = "resid_post.9" if name == "bad-hook" else "resid_post.1"
+        return RealActivationSet(name, root=tmp_path / "acts", model_bundle=bundle, model=str(tmp_path / "tiny"),
+                                 hook_point=hook, corpus=str(tmp_path / "corpus"), context_len=16,
+                                 n_train_contexts=24, n_eval_contexts=4, contexts_per_shard=8)
+
+    from saebench_sanity.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="not stored on disk"):
+        cli_activations._stored_set("synth-easy")
+    monkeypatch.setattr(cli_activations, "_stored_set", fake)
+    assert cli.main(["activations", "build", "tiny-cli", "--no-progress"]) == 0
+    assert cli.main(["activations", "verify", "tiny-cli"]) == 0
+    shard = tmp_path / "acts" / "tiny-cli" / "shards" / "train-00001.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert cli.main(["activations", "verify", "tiny-cli"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: shard shards/train-00001.safetensors") and "saebench activations rm tiny-cli" in err
+    shard.write_bytes(bytes(data[: len(data) // 3]))
+    assert cli.main(["activations", "verify", "tiny-cli"]) == 2
+    assert "truncated" in capsys.readouterr().err
+    assert cli.main(["activations", "rm", "tiny-cli"]) == 0 and not (tmp_path / "acts" / "tiny-cli").exists()
+    capsys.readouterr()
+    assert cli.main(["activations", "build", "bad-hook", "--no-progress"]) == 2
+    assert "valid: resid_post.L" in capsys.readouterr().err
