@@ -104,14 +104,14 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except Exception as exc:  # noqa: BLE001 - hub/HTTP/parse errors all mean "cannot load this model"
         if is_local:
             raise DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                             f"it needs config.json, weights and tokenizer files as written by save_pretrained") from exc
         how = ("it is not in the local Hugging Face cache and offline mode is on; run once with network "
                "(unset HF_HUB_OFFLINE) or pass a local folder") if local_files_only else \
               ("check the id on huggingface.co and your network, or pass a local folder")
-        raise DataError(f"cannot load model {ref!r} from the hub: {how}") from exc
+        raise DataError(f"cannot load model {ref!r} from the hub ({type(exc).__name__}): {how}") from exc
     model.eval()
     cfg = model.config
     info: dict[str, Any] = {
