@@ -105,8 +105,9 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
         tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub/HTTP/parse errors all mean "cannot load this model"
+        first = (str(exc).splitlines() or [""])[0]
         if is_local:
-            raise DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            raise DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {first}); "
                             f"it needs config.json, weights and tokenizer files as written by save_pretrained") from exc
         how = ("it is not in the local Hugging Face cache and offline mode is on; run once with network "
                "(unset HF_HUB_OFFLINE) or pass a local folder") if local_files_only else \
