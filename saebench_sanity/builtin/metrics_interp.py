@@ -33,7 +33,7 @@ METRICS = [
                     "picks which of a shuffled mix of activating and non-activating contexts match; balanced accuracy",
         factory="saebench_sanity.metrics.autointerp:autointerp_scores",
         needs=frozenset({"model"}),
-        params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 6, "n_explain": 5, "n_activating": 4,
+        params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 5, "n_activating": 4,
                 "n_random": 4, "ctx_len": 24, "n_contexts": 384, "seed": 0},
         scores={
             "score": ScoreInfo(direction="higher", chance=0.5,

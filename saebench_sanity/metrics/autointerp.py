@@ -14,7 +14,7 @@ Per sampled live latent:
    counts as "none match" (0.5) and is counted in ``parse_failure_rate``.
 
 The metric's score is the mean over latents. Differences from SAEBench, forced by 2 CPU cores and
-a 135M default judge: fewer latents (default 6, SAEBench 1000 / the study 200), shorter
+a 135M default judge: fewer latents (default 4, SAEBench 1000 / the study 200), shorter
 contexts (24 tokens, SAEBench 128), 4 + 4 test contexts (SAEBench/study 50 + 50), and one judge
 that is both explainer and detector. The prompts are written for this suite (SAEBench's say the
 same things: what the highlights mean, one short sentence; list the matching numbers).
@@ -109,27 +109,39 @@ class LatentResult:
     parse_failed: bool
 
 
-def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 0, max_tokens: int = 40) -> list[LatentResult]:
+def clean_explanation(reply: str, max_chars: int = 200) -> str:
+    """First non-empty line of the explainer's reply, highlight marks removed, one line."""
+    for line in (reply or "").splitlines():
+        line = " ".join(line.replace("<<", "").replace(">>", "").split())
+        if line:
+            return line[:max_chars]
+    return ""
+
+
+def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 0, explain_tokens: int = 24,
+                  detect_tokens: int = 16) -> list[LatentResult]:
     """Explain then detect for each latent; returns per-latent balanced accuracies.
 
     Explanations are requested together (``judge.complete_many``, so an HTTP judge runs them in
-    parallel), then the detection prompts; the test texts are shuffled with ``seed``."""
-    explanations = judge.complete_many([explain_messages(ex.explain) for ex in examples], max_tokens)
+    parallel), then the detection prompts; the test texts are shuffled with ``seed``. Generation
+    lengths are capped (one line of explanation, a list of numbers): on CPU the decode steps of a
+    local judge are most of the metric's cost."""
+    explanations = [clean_explanation(r) for r in
+                    judge.complete_many([explain_messages(ex.explain) for ex in examples], explain_tokens)]
     prompts, keys = [], []
     for ex, expl in zip(examples, explanations):
         rng = random.Random(f"{seed}-{ex.latent}")
         items = [(t, True) for t in ex.activating] + [(t, False) for t in ex.non_activating]
         rng.shuffle(items)
         keys.append(items)
-        line = " ".join(expl.split())[:300] or "(no explanation)"
-        prompts.append(detect_messages(line, [t for t, _ in items]))
-    replies = judge.complete_many(prompts, max_tokens)
+        prompts.append(detect_messages(expl or "(no explanation)", [t for t, _ in items]))
+    replies = judge.complete_many(prompts, detect_tokens)
     results = []
     for ex, expl, items, reply in zip(examples, explanations, keys, replies):
         picked = parse_selection(reply, len(items))
         chosen = picked or set()
         pred = [i + 1 in chosen for i in range(len(items))]
-        results.append(LatentResult(ex.latent, " ".join(expl.split()), balanced_accuracy(pred, [a for _, a in items]),
+        results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, [a for _, a in items]),
                                     picked is None))
     return results
 
@@ -245,7 +257,7 @@ def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
     return reg.get("judge", judge).build(**(judge_params or {}))
 
 
-def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 6,
+def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 4,
                       n_explain: int = 5, n_activating: int = 4, n_random: int = 4, ctx_len: int = 24,
                       n_contexts: int = 384, seed: int = 0) -> dict[str, float]:
     """Factory of the ``autointerp`` metric: ``{"score", "parse_failure_rate"}``.
