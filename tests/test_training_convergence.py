@@ -61,3 +61,12 @@ def test_tolerance_is_the_decision_boundary():
 def test_bad_window_is_rejected():
     with pytest.raises(ValueError):
         assess(_curve(lambda s: 1.0), 0.0, 0.02)
+
+
+def test_loss_spikes_do_not_decide_convergence():
+    """A flat curve with a few tenfold spikes (outlier batches) stays converged, and a falling
+    curve with spikes near its end stays not converged."""
+    spiky_flat = [(s, 10.0 if s in (1700, 1900, 1980) else 1.0) for s, _ in _curve(lambda s: 1.0)]
+    assert assess(spiky_flat, 0.2, 0.02)[0]
+    falling = [(s, 10.0 if s in (1620, 1640) else v) for s, v in _curve(lambda s: 2.0 - s / 2000)]
+    assert not assess(falling, 0.2, 0.02)[0]

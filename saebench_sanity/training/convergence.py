@@ -1,12 +1,15 @@
 """The UNDERTRAINED rule: a cell whose loss is still falling at the end of training is not judged.
 
-``assess`` fits a least-squares line to the loss curve over the last ``window_fraction`` of the
-training steps and converts its slope into the relative improvement over that window::
+``assess`` fits a robust line (Theil-Sen: the median of all pairwise slopes) to the loss curve over
+the last ``window_fraction`` of the training steps and converts its slope into the relative
+improvement over that window::
 
-    rel_improvement = -slope * window_steps / |mean loss in the window|
+    rel_improvement = -slope * window_steps / |median loss in the window|
 
 A cell is converged when ``rel_improvement <= rel_tol``. A line fit (rather than first-vs-last
-point) keeps one noisy interval from deciding the verdict. Fewer than 2 curve points in the
+point) keeps one noisy interval from deciding the verdict, and the medians keep loss spikes
+(a batch of outlier tokens in a real residual stream can raise one interval's mean loss
+tenfold) from deciding it either way. Fewer than 2 curve points in the
 window (a run shorter than two ``curve_every`` intervals at the end) cannot show convergence and
 is reported not converged.
 """
@@ -37,10 +40,16 @@ def assess(curve: Sequence[tuple[int, float]], window_fraction: float, rel_tol: 
         window = pts[-2:]
     xs, ys = [s for s, _ in window], [v for _, v in window]
     n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else 0.0
+    slopes = sorted((ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] != xs[i])
+    slope = _median(slopes) if slopes else 0.0
+    level = _median(sorted(ys))
     span = xs[-1] - xs[0]
-    rel = -slope * span / abs(my) if my != 0 else (0.0 if slope >= 0 else math.inf)
+    rel = -slope * span / abs(level) if level != 0 else (0.0 if slope >= 0 else math.inf)
     info.update(rel_improvement=rel, window=span, window_start=xs[0], points=float(n))
     return bool(rel <= rel_tol), info
+
+
+def _median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])

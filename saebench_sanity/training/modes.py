@@ -102,6 +102,40 @@ def row_cosines(W: Any, D0: Any) -> Any:
     return (w * d0).sum(1) / (w.norm(dim=1) * d0.norm(dim=1)).clamp(min=1e-30)
 
 
+def fit_output_scale(sae: Any, sample_acts: Any, max_rows: int = 4096) -> float:
+    """Least-squares scalar ``alpha`` for the SAE's latent output at its current weights:
+    ``argmin_a sum ||(x - b_dec) - a * (sae(x) - b_dec)||^2`` over up to ``max_rows`` sample rows
+    ``[n, d_in]`` (training-mode forward, so BatchTopK selects per batch). Returns 1.0 when
+    undefined (no latent fires, or a non-positive / non-finite fit)."""
+    import torch
+
+    x = sample_acts[:max_rows].to(torch.float32)
+    with torch.no_grad():
+        was = sae.training
+        sae.train()
+        out = sae(x)
+        sae.train(was)
+        b = sae.b_dec.detach()
+        r, t = (out - b).double(), (x - b).double()
+        rr = float((r * r).sum())
+        alpha = float((t * r).sum()) / rr if rr > 0 else 1.0
+    return alpha if math.isfinite(alpha) and alpha > 0 else 1.0
+
+
+def _scale_output(sae: Any, roles: dict[str, str], alpha: float, side: str) -> None:
+    """Multiply the trainable side of a random SAE by ``alpha`` so its output scale is the
+    least-squares one, without changing which latents fire: ``side = "encoder"`` scales the
+    encoder matrix, every encoder bias and the JumpReLU threshold (selection is invariant to a
+    common positive scale); ``side = "decoder"`` scales the decoder rows (for SAEs whose decoder
+    norm is the output scale, i.e. not rescaled by it)."""
+    import torch
+
+    wanted = ("encoder", "encoder_bias", "threshold") if side == "encoder" else ("decoder",)
+    with torch.no_grad():
+        for p in _params_with_roles(sae, roles, wanted):
+            p.data.mul_(alpha)
+
+
 # -- mode machinery -------------------------------------------------------------------------------
 def _param(sae: Any, roles: dict[str, str], role: str, mode: str) -> tuple[str, Any]:
     names = [n for n, r in roles.items() if r == role]
@@ -142,7 +176,7 @@ class _Mode(TrainingMode):
         where = f"training mode {self.name!r}: {key} = {value!r}"
         if key == "init" and value not in self._inits():
             raise ConfigError(f"{where}; use one of {', '.join(self._inits())}")
-        if key == "train_biases" and not isinstance(value, bool):
+        if key in ("train_biases", "fit_scale") and not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false")
         if key == "min_cos" and (isinstance(value, bool) or not isinstance(value, (int, float))
                                  or not math.isfinite(value) or not 0 < value < 1):
@@ -173,7 +207,7 @@ class Trained(_Mode):
 class _RandomDirections(_Mode):
     """Shared by the baselines: unit-norm random rows, tied encoder, optional frozen biases."""
 
-    DEFAULTS = {"init": "iso", "train_biases": True}
+    DEFAULTS = {"init": "iso", "train_biases": True, "fit_scale": True}
     is_baseline = True
 
     def _init_tied(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> Any:
@@ -190,6 +224,14 @@ class _RandomDirections(_Mode):
             W_dec.data.copy_(dirs)
             W_enc.data.copy_(dirs.T)
         return dirs
+
+    def _maybe_fit_scale(self, sae: Any, roles: dict[str, str], sample_acts: Any, side: str) -> None:
+        """With ``fit_scale`` (default), start from the least-squares output scale: random
+        unit-norm tied rows over-reconstruct (k latents each add their projection; with ``cov``
+        rows, which share the top principal directions, by orders of magnitude on a residual
+        stream), so the baseline would spend its budget, or blow up, undoing its init."""
+        if self.params.get("fit_scale", True) and sample_acts is not None:
+            _scale_output(sae, roles, fit_output_scale(sae, sample_acts), side)
 
     def _maybe_center(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
         """With frozen biases, b_dec is set to the sample mean (a zero b_dec on uncentred
@@ -208,7 +250,7 @@ class FrozenDecoder(_RandomDirections):
     and trains with biases, thresholds and scales (unless ``train_biases = false``)."""
 
     name = "frozen_decoder"
-    DEFAULTS = {"init": "cov", "train_biases": True}
+    DEFAULTS = {"init": "cov", "train_biases": True, "fit_scale": True}
 
     def _frozen(self) -> tuple[str, ...]:
         return ("decoder", *self._bias_roles_frozen())
@@ -216,6 +258,7 @@ class FrozenDecoder(_RandomDirections):
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
         dirs = self._init_tied(sae, roles, sample_acts)
         self._maybe_center(sae, roles, sample_acts)
+        self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
         _freeze(sae, roles, self.frozen_roles)
         setattr(sae, STATE_ATTR, {"mode": self.name, "decoder": dirs.clone()})
 
@@ -238,7 +281,7 @@ class SoftFrozenDecoder(_RandomDirections):
     kept, see ``project_to_cone``); the encoder and everything else train."""
 
     name = "soft_frozen_decoder"
-    DEFAULTS = {"init": "iso", "min_cos": 0.8, "train_biases": True}
+    DEFAULTS = {"init": "iso", "min_cos": 0.8, "train_biases": True, "fit_scale": True}
     constrained_roles = ("decoder",)
 
     def _frozen(self) -> tuple[str, ...]:
@@ -247,6 +290,7 @@ class SoftFrozenDecoder(_RandomDirections):
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
         dirs = self._init_tied(sae, roles, sample_acts)
         self._maybe_center(sae, roles, sample_acts)
+        self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
         _freeze(sae, roles, self.frozen_roles)
         self._dec_name, _ = _param(sae, roles, "decoder", self.name)
         self._d0 = dirs.clone()
@@ -281,7 +325,7 @@ class FrozenEncoder(_RandomDirections):
     (the study: "only the activation threshold and decoder are learned")."""
 
     name = "frozen_encoder"
-    DEFAULTS = {"init": "iso", "train_biases": True}
+    DEFAULTS = {"init": "iso", "train_biases": True, "fit_scale": True}
 
     def _frozen(self) -> tuple[str, ...]:
         return ("encoder", *self._bias_roles_frozen())
@@ -291,6 +335,7 @@ class FrozenEncoder(_RandomDirections):
         self._maybe_center(sae, roles, sample_acts)
         if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
             sae.cfg.rescale_acts_by_decoder_norm = False
+        self._maybe_fit_scale(sae, roles, sample_acts, "decoder")
         _freeze(sae, roles, self.frozen_roles)
         setattr(sae, STATE_ATTR, {"mode": self.name, "encoder": dirs.T.clone()})
 
@@ -317,7 +362,7 @@ class Untrained(_RandomDirections):
     name = "untrained"
     trains = False
     is_baseline = False
-    DEFAULTS = {"init": "iso", "b_dec_init": "mean"}
+    DEFAULTS = {"init": "iso", "b_dec_init": "mean", "fit_scale": True}
 
     def _inits(self) -> tuple[str, ...]:
         return (*INITS, "sae_lens")
@@ -335,6 +380,8 @@ class Untrained(_RandomDirections):
                 with torch.no_grad():
                     p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
         self._calibrate_jumprelu(sae, sample_acts)
+        if self.params["init"] != "sae_lens":
+            self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
         for p in sae.parameters():
             p.requires_grad_(False)
         setattr(sae, STATE_ATTR, {"mode": self.name})
