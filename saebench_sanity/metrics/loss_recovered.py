@@ -122,7 +122,7 @@ def zero_replacement(x: Any, _ids: Any) -> Any:
     return torch.zeros_like(x)
 
 
-def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 8) -> dict[str, float]:
+def loss_recovered_scores(ctx: Any, n_contexts: int = 8, batch_size: int = 8) -> dict[str, float]:
     """Factory of the ``loss_recovered`` metric: scores on the set's first ``n_contexts``
     held-out contexts (``ctx.activation_set.resource("model")``)."""
     handle = ctx.activation_set.resource("model")
