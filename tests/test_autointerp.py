@@ -148,3 +148,12 @@ def test_autointerp_dead_sae_is_a_recorded_skip_and_judge_failure_propagates(tin
     ctx = MetricContext(_RandomSAE(16, 32), None, torch.zeros(1, 16), lm=tiny_lm, judge=CallableJudge(down))
     with pytest.raises(JudgeError, match="failed after 3 attempts"):
         A.autointerp_scores(ctx, n_latents=2, n_explain=2, n_activating=1, n_random=1, ctx_len=12, n_contexts=32)
+
+
+def test_autointerp_judge_that_never_answers_parseably_is_a_recorded_skip(tiny_lm):
+    from saebench_sanity.metrics.base import MetricContext
+
+    ctx = MetricContext(_RandomSAE(16, 32), None, torch.zeros(1, 16), lm=tiny_lm,
+                        judge=CallableJudge(lambda m, k: "I am not sure what you mean.", model="weak"))
+    with pytest.raises(JudgeError, match="no parseable answer for any of 2 latents"):
+        A.autointerp_scores(ctx, n_latents=2, n_explain=2, n_activating=1, n_random=1, ctx_len=12, n_contexts=32)

@@ -276,5 +276,11 @@ def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None 
         "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
                     for r in results],
     }
+    if all(r.parse_failed for r in results):
+        from saebench_sanity.judges.base import JudgeError
+
+        raise JudgeError(f"autointerp: judge {j.identity} gave no parseable answer for any of {len(results)} latents "
+                         f"(e.g. {results[0].explanation[:60]!r}); its score would be chance by construction, use a "
+                         f"stronger judge (openai_compatible)")
     return {"score": sum(r.score for r in results) / len(results),
             "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}
