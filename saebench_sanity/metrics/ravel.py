@@ -21,6 +21,12 @@ prefix is shared, so the city's representation is the same in both templates),
 * **score** = (cause + isolation) / 2 (study). An SAE whose edits do nothing scores cause 0,
   isolation 1, score 0.5: that is the floor (study: a collapsed baseline scores 0.485).
 
+Measured on the default model (resid_post.12): replacing the whole activation at the city's last
+token moves the country answer for every edit (cause 1.0), and the SAE reconstruction of a city
+keeps its answer; but a TopK SAE trained 250-400 steps (EV ~0.65) scores cause 0 even when *all*
+its latents are patched, because the base's reconstruction error (kept, as in SAEBench) still
+carries the country. Expect the floor (0.5) until an SAE reconstructs the attribute direction.
+
 Latent selection differs from SAEBench, which trains a binary mask over latents by gradient
 (MDBM); here the ``n_latents`` latents with the highest selectivity for A are used, from
 correlation ratios eta² over the kept cities: ``3 eta²_A - eta²_B - eta²_(A,B)`` — high when
