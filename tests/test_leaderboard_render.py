@@ -93,7 +93,9 @@ def test_markdown_has_command_chance_verdicts_notes_and_rule(tmp_path):
     col = aggregate.collect(tmp_path / "res")
     out = render.render(col, name="toy", results="res", out="lb")
     md = out.markdown
-    assert md.splitlines()[2].startswith("Regenerate with `saebench leaderboard --results res --out lb --name toy`")
+    header = md.splitlines()[2]
+    assert header.startswith("Regenerate the table with `saebench leaderboard --results res --out lb --name toy`")
+    assert "re-run the suite that produced the results with `saebench run" in header
     assert "| arch" in md and "explained_variance ↑" in md and "mse ↓" in md
     assert "**FAILS**" in md and "BEATS" in md
     assert "0.820 ± 0.020" in md  # trained topk EV, mean ± sd

@@ -61,6 +61,23 @@ def _round(v: Any) -> Any:
     return v
 
 
+def _producer(results: str) -> str:
+    """The command that re-creates the results under ``results`` (from its recorded run.json)."""
+    import json
+    from pathlib import Path
+
+    run_file = Path(results) / "run.json"
+    source = ""
+    if run_file.is_file():
+        source = str((json.loads(run_file.read_text(encoding="utf-8")).get("config") or {}).get("source", ""))
+    if source.startswith("embedded:"):
+        suite = source.split(":", 1)[1]
+        if str(Path(results).parent).rstrip("/").endswith("leaderboards/results"):
+            return f"bash scripts/regenerate-leaderboards.sh {suite}"
+        return "saebench run" + ("" if suite == "default" else f" --{suite}")
+    return f"saebench run --config {source}" if source else "saebench run"
+
+
 def command_line(results: str, out: str, name: str) -> str:
     return f"saebench leaderboard --results {results} --out {out} --name {name}"
 
@@ -79,7 +96,8 @@ def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
     cmd = command_line(results, out, name)
     rule = V.rule_text(col.min_effect, col.n_sigma, col.baselines, col.references)
     md: list[str] = [f"# Leaderboard: {name}", "",
-                     f"Regenerate with `{cmd}` (`--check` verifies this file is current).", ""]
+                     f"Regenerate the table with `{cmd}` (`--check` verifies this file is current); "
+                     f"re-run the suite that produced the results with `{_producer(results)}`.", ""]
     md.append("Does each trained SAE beat its random baselines on the same data? One table per activation "
               "set; one row per (architecture, score). Columns: every training mode as mean ± sd over seeds, "
               "the score's chance level or floor, the best baseline, d (trained advantage over it), the "
