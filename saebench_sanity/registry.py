@@ -171,7 +171,9 @@ class Registry:
             return self.items[kind][name]
         except KeyError:
             known = ", ".join(self.names(kind)) or "(none registered)"
-            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {name!r}; known: {known}") from None
+            broken = sorted({p.plugin for p in self.problems})
+            hint = f" (plugin(s) {', '.join(broken)} failed to load: see `saebench list`)" if broken else ""
+            raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {name!r}; known: {known}{hint}") from None
 
     def all_items(self) -> list[Any]:
         return [spec for kind in KINDS for spec in sorted(self.items[kind].values(), key=lambda s: s.name)]

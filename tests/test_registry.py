@@ -96,3 +96,12 @@ def test_invalid_spec_names_are_refused():
 def test_every_kind_has_an_importable_spec_class():
     for kind in KINDS.values():
         assert isinstance(kind.spec_class, type)
+
+
+def test_an_unknown_name_points_at_plugins_that_failed_to_load():
+    def saebench_register_architectures(register):
+        raise RuntimeError("boom")
+
+    reg = Registry(load_entry_points=False, extra_plugins=[_plugin("brokenarch", saebench_register_architectures=saebench_register_architectures)])
+    with pytest.raises(UnknownNameError, match="brokenarch failed to load"):
+        reg.get("architecture", "its-arch")
