@@ -151,3 +151,15 @@ def tiny_toml(tmp_path: Path, *, name: str = "tiny", sets=("tiny-gauss",), archs
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is fastest and behaves on a shared 2-core machine.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -15,13 +15,7 @@ from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
 ARCHS = {a.name: a for a in ARCHITECTURES}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is fastest and behaves on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 SAE_LENS_CLASS = {
     "relu": "StandardTrainingSAE", "topk": "TopKTrainingSAE", "batchtopk": "BatchTopKTrainingSAE",
     "jumprelu": "JumpReLUTrainingSAE", "gated": "GatedTrainingSAE", "matryoshka": "MatryoshkaBatchTopKTrainingSAE",

@@ -15,13 +15,7 @@ from saebench_sanity.registry import Registry
 SPECS = {s.name: s for s in SETS}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"n_eval": 512}
 
 

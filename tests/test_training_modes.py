@@ -21,13 +21,7 @@ from saebench_sanity.training.trainer import build_cell, train_cell  # noqa: E40
 ARCHS = {a.name: a for a in ARCHITECTURES}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is fastest and behaves on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 MODE_SPECS = {m.name: m for m in MODES}
 D_IN, D_SAE = 16, 64
 TRAIN = TrainingConfig(steps=30, batch_size=256, lr=3e-3, curve_every=5, n_init_samples=1024)
