@@ -25,6 +25,17 @@ from saebench_sanity.activations.base import ActivationSetSpec
 _SAE_LENS = "saebench_sanity.activations.synthetic:build_sae_lens_set"
 _STUDY = "saebench_sanity.activations.synthetic:build_study_set"
 
+#: The study's generator settings (STUDY.md, Finding 1), shared by the paper-size and mini sets.
+_STUDY_MAGNITUDE = {"magnitude_mu": 0.0, "magnitude_sigma": 0.25}
+_STUDY_FIRING = {"constant": {"p_constant": 0.00625},
+                 "variable": {"p_log10_min": -5.5, "p_log10_max": -1.2}}
+
+
+def _study_params(name: str, regime: str, d_in: int, n_features: int) -> dict:
+    return {"name": name, "regime": regime, "d_in": d_in, "n_features": n_features,
+            **_STUDY_FIRING[regime], **_STUDY_MAGNITUDE, "seed": 0, "n_eval": 8192}
+
+
 SETS = [
     ActivationSetSpec(
         name="synth-easy",
@@ -67,8 +78,7 @@ SETS = [
         name="study-constant",
         description="study generator, paper size: 3200 unit-sphere features in d_in 100, p = 0.00625 (20 active), LogNormal(0, 0.25) magnitudes",
         factory=_STUDY,
-        params={"name": "study-constant", "regime": "constant", "d_in": 100, "n_features": 3200,
-                "p_constant": 0.00625, "magnitude_mu": 0.0, "magnitude_sigma": 0.25, "seed": 0, "n_eval": 8192},
+        params=_study_params("study-constant", "constant", d_in=100, n_features=3200),
         family="synthetic",
         d_in=100,
         training={"d_sae": 3200, "target_l0": 20, "steps": 30000, "batch_size": 4096, "lr": 3e-3},
@@ -77,9 +87,7 @@ SETS = [
         name="study-variable",
         description="study generator, paper size: 3200 unit-sphere features in d_in 100, p ~ LogUniform(10^-5.5, 10^-1.2) (~20 active)",
         factory=_STUDY,
-        params={"name": "study-variable", "regime": "variable", "d_in": 100, "n_features": 3200,
-                "p_log10_min": -5.5, "p_log10_max": -1.2, "magnitude_mu": 0.0, "magnitude_sigma": 0.25,
-                "seed": 0, "n_eval": 8192},
+        params=_study_params("study-variable", "variable", d_in=100, n_features=3200),
         family="synthetic",
         d_in=100,
         training={"d_sae": 3200, "target_l0": 20, "steps": 30000, "batch_size": 4096, "lr": 3e-3},
@@ -88,8 +96,7 @@ SETS = [
         name="study-constant-mini",
         description="study generator scaled 0.32x: 1024 features in d_in 32 (same 32x ratio, same p = 0.00625, 6.4 active)",
         factory=_STUDY,
-        params={"name": "study-constant-mini", "regime": "constant", "d_in": 32, "n_features": 1024,
-                "p_constant": 0.00625, "magnitude_mu": 0.0, "magnitude_sigma": 0.25, "seed": 0, "n_eval": 8192},
+        params=_study_params("study-constant-mini", "constant", d_in=32, n_features=1024),
         family="synthetic",
         d_in=32,
         training={"d_sae": 1024, "target_l0": 6, "steps": 16000, "batch_size": 1024, "lr": 3e-3},
@@ -98,9 +105,7 @@ SETS = [
         name="study-variable-mini",
         description="study generator scaled 0.32x: 1024 features in d_in 32, p ~ LogUniform(10^-5.5, 10^-1.2) (~6.6 active)",
         factory=_STUDY,
-        params={"name": "study-variable-mini", "regime": "variable", "d_in": 32, "n_features": 1024,
-                "p_log10_min": -5.5, "p_log10_max": -1.2, "magnitude_mu": 0.0, "magnitude_sigma": 0.25,
-                "seed": 0, "n_eval": 8192},
+        params=_study_params("study-variable-mini", "variable", d_in=32, n_features=1024),
         family="synthetic",
         d_in=32,
         training={"d_sae": 1024, "target_l0": 6, "steps": 16000, "batch_size": 1024, "lr": 3e-3},

@@ -154,6 +154,21 @@ def _freeze(sae: Any, roles: dict[str, str], frozen: tuple[str, ...]) -> None:
         p.requires_grad_(False)
 
 
+def _check_frozen(sae: Any, mode: str, attr: str, state_key: str, norm_dim: int, what: str) -> None:
+    """Shared invariant of the frozen baselines: ``attr`` does not require grad and equals the
+    directions ``prepare`` recorded (or, for an SAE not prepared here, has unit-norm ``what``)."""
+    import torch
+
+    W = getattr(sae, attr)
+    assert not W.requires_grad, f"{mode}: {attr} requires grad"
+    state = getattr(sae, STATE_ATTR, None)
+    if state is not None and state.get("mode") == mode:
+        assert torch.equal(W.detach(), state[state_key]), f"{mode}: {attr} moved"
+    else:
+        norms = W.norm(dim=norm_dim)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5), f"{mode}: {attr} {what} are not unit norm"
+
+
 class _Mode(TrainingMode):
     """Validates params against ``DEFAULTS`` (unknown or ill-typed -> ConfigError)."""
 
@@ -263,16 +278,7 @@ class FrozenDecoder(_RandomDirections):
         setattr(sae, STATE_ATTR, {"mode": self.name, "decoder": dirs.clone()})
 
     def check(self, sae: Any) -> None:
-        import torch
-
-        W_dec = sae.W_dec
-        assert not W_dec.requires_grad, "frozen_decoder: W_dec requires grad"
-        state = getattr(sae, STATE_ATTR, None)
-        if state is not None and state.get("mode") == self.name:
-            assert torch.equal(W_dec.detach(), state["decoder"]), "frozen_decoder: W_dec moved"
-        else:
-            assert torch.allclose(W_dec.norm(dim=1), torch.ones(W_dec.shape[0]), atol=1e-5), \
-                "frozen_decoder: W_dec rows are not unit norm"
+        _check_frozen(sae, self.name, "W_dec", "decoder", norm_dim=1, what="rows")
 
 
 class SoftFrozenDecoder(_RandomDirections):
@@ -340,16 +346,7 @@ class FrozenEncoder(_RandomDirections):
         setattr(sae, STATE_ATTR, {"mode": self.name, "encoder": dirs.T.clone()})
 
     def check(self, sae: Any) -> None:
-        import torch
-
-        W_enc = sae.W_enc
-        assert not W_enc.requires_grad, "frozen_encoder: W_enc requires grad"
-        state = getattr(sae, STATE_ATTR, None)
-        if state is not None and state.get("mode") == self.name:
-            assert torch.equal(W_enc.detach(), state["encoder"]), "frozen_encoder: W_enc moved"
-        else:
-            assert torch.allclose(W_enc.norm(dim=0), torch.ones(W_enc.shape[1]), atol=1e-5), \
-                "frozen_encoder: W_enc columns are not unit norm"
+        _check_frozen(sae, self.name, "W_enc", "encoder", norm_dim=0, what="columns")
 
 
 class Untrained(_RandomDirections):
