@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("leaderboard", help="render leaderboard files from a results directory")
     p.add_argument("--results", default="saebench-runs/default", metavar="DIR", help="results directory (a run's output_dir)")
     p.add_argument("--out", default="leaderboards", metavar="DIR", help="where to write <name>.md/.csv/.json and <name>/*.png")
-    p.add_argument("--name", default="synthetic", help="file name stem of the leaderboard")
+    p.add_argument("--name", default=None, help="file name stem of the leaderboard (default: the --family, else synthetic)")
+    p.add_argument("--family", default=None, metavar="F", help="only the activation sets of this family (synthetic, real, ...)")
     p.add_argument("--check", action="store_true", help="recompute and exit 1 if the files under --out differ")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -168,16 +169,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from saebench_sanity.leaderboard import aggregate, render
 
-    col = aggregate.collect(args.results)
+    name = args.name or args.family or "synthetic"
+    sets = None
+    if args.family:
+        from saebench_sanity.harness.run import sets_of_family
+        from saebench_sanity.registry import get_registry
+
+        sets = sets_of_family(get_registry(), args.family)
+        if not sets:
+            raise SaebenchError(f"no registered activation set has family {args.family!r}; see `saebench list`")
+    col = aggregate.collect(args.results, sets=sets)
     if args.check:
-        differ = render.check(col, name=args.name, results=args.results, out=args.out)
+        differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)
         if differ:
             sys.stderr.write(f"error: leaderboard out of date: {', '.join(differ)} differ from the recorded results; "
-                             f"regenerate with `{render.command_line(args.results, args.out, args.name)}`\n")
+                             f"regenerate with `{render.command_line(args.results, args.out, name, args.family)}`\n")
             return EXIT_FAIL
-        sys.stdout.write(f"leaderboard {args.out}/{args.name}.* is current\n")
+        sys.stdout.write(f"leaderboard {args.out}/{name}.* is current\n")
         return EXIT_OK
-    paths = render.write(col, name=args.name, results=args.results, out=args.out, plots=not args.no_plots)
+    paths = render.write(col, name=name, results=args.results, out=args.out, plots=not args.no_plots, family=args.family)
     sys.stdout.write("wrote " + ", ".join(str(p) for p in paths) + "\n")
     return EXIT_OK
 

@@ -110,7 +110,7 @@ class VerdictConfig:
             raise ConfigError(f"verdict.n_sigma = {self.n_sigma!r} must be a finite number >= 0, e.g. 1.0")
 
 
-SET_OVERRIDE_KEYS = {f.name for f in fields(TrainingConfig)} | {"expansion", "d_sae", "target_l0", "params"}
+SET_OVERRIDE_KEYS = {f.name for f in fields(TrainingConfig)} | {"expansion", "d_sae", "target_l0", "params", "architectures"}
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,9 @@ class RunConfig:
             unknown = set(over) - SET_OVERRIDE_KEYS
             if unknown:
                 raise ConfigError(f"sets.{set_name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SET_OVERRIDE_KEYS)}")
+            archs = over.get("architectures", {})
+            if not isinstance(archs, dict) or not all(isinstance(v, dict) for v in archs.values()):
+                raise ConfigError(f"sets.{set_name}.architectures: use [sets.{set_name}.architectures.NAME] tables of key = value pairs")
 
     # -- per-set resolution --------------------------------------------------------------------
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None) -> TrainingConfig:
@@ -177,6 +180,12 @@ class RunConfig:
 
     def set_params_for(self, set_name: str) -> dict[str, Any]:
         return dict(self.set_overrides.get(set_name, {}).get("params", {}))
+
+    def architecture_params_for(self, set_name: str, arch: str) -> dict[str, Any]:
+        """Architecture hyper-parameters set for this set only (``[sets.NAME.architectures.ARCH]``),
+        applied over ``[architectures.ARCH]`` (an L1 coefficient that suits unit-scale synthetic
+        data is far off for a normalized residual stream)."""
+        return dict(self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -297,3 +306,6 @@ def check_names(cfg: RunConfig, registry: Any) -> None:
                         ("metric", cfg.metric_params), ("activation_set", cfg.set_overrides)):
         for name in table:
             registry.get(kind, name)
+    for over in cfg.set_overrides.values():
+        for arch in over.get("architectures", {}):
+            registry.get("architecture", arch)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 from saebench_sanity.leaderboard import verdict as V
@@ -61,7 +62,7 @@ class RichReporter:
 def verdict_tables(table: Any, col: Any) -> list[Table]:
     """One rich table per set: the judged scores of the Markdown leaderboard (descriptive scores
     such as L0 are in the Markdown file only, to keep the terminal table narrow)."""
-    from saebench_sanity.leaderboard.render import ARROW, fmt, fmt_stats, name_or_dash
+    from saebench_sanity.leaderboard.render import fmt, fmt_stats, name_or_dash, score_labels
 
     out = []
     if table is None or table.empty:
@@ -73,11 +74,12 @@ def verdict_tables(table: Any, col: Any) -> list[Table]:
         t = Table(title=f"{set_name}", title_justify="left", show_lines=False)
         for h in ["arch", "score", "chance", *col.modes, "best baseline", "d", "margin", "verdict"]:
             t.add_column(h.replace("_", " "), no_wrap=h in ("score", "verdict"), overflow="fold")
-        for _, r in part.iterrows():
+        for label, (_, r) in zip(score_labels(part), part.iterrows()):
             verdict = r["verdict"]
-            t.add_row(r["arch"], f"{r['score']} {ARROW.get(r['direction'] if isinstance(r['direction'], str) else None, '')}".strip(), fmt(r["chance"]),
+            shown = f"{verdict} [{r['at_budget']}]" if verdict == V.UNDERTRAINED and "at_budget" in r else verdict
+            t.add_row(r["arch"], label, fmt(r["chance"]),
                       *[fmt_stats(r, m) for m in col.modes], name_or_dash(r["best_baseline"]), fmt(r["diff"]),
-                      fmt(r["margin"]), f"[{STYLE.get(verdict, '')}]{verdict}[/]")
+                      fmt(r["margin"]), f"[{STYLE.get(verdict, '')}]{escape(shown)}[/]")
         out.append(t)
     return out
 

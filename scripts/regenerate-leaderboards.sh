@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
-# Re-run an embedded suite and regenerate its committed leaderboard from the recorded results.
+# Re-run an embedded suite and regenerate its committed leaderboards from the recorded results.
 #   bash scripts/regenerate-leaderboards.sh [default|quick]
-# The per-cell result records (no checkpoints) are copied to leaderboards/results/<name>/ so that
-# `saebench leaderboard --check` (run by CI) can recompute the tables from them.
+# The per-cell result records (no checkpoints) are copied to leaderboards/results/<leaderboard>/
+# so that `saebench leaderboard --check` (run by CI) can recompute the tables from them. The
+# default suite covers two set families and writes two leaderboards, synthetic and real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-default}"
 case "$suite" in
-  default) name=synthetic; runs=saebench-runs/default; flag=() ;;
-  quick)   name=quick;     runs=saebench-runs/quick;   flag=(--quick) ;;
+  default) runs=saebench-runs/default; flag=(); families=(synthetic real) ;;
+  quick)   runs=saebench-runs/quick;   flag=(--quick); families=() ;;
   *) echo "error: unknown suite '$suite'; use default or quick" >&2; exit 2 ;;
 esac
+saebench activations build  # the real sets' stores (no-op when built; see README)
 saebench run "${flag[@]}" --jobs 2 --out "$runs" --no-plots
-rm -rf "leaderboards/results/$name"
-mkdir -p "leaderboards/results/$name"
-cp "$runs/run.json" "leaderboards/results/$name/"
-cp -r "$runs/results" "leaderboards/results/$name/results"
-saebench leaderboard --results "leaderboards/results/$name" --out leaderboards --name "$name"
+if [ ${#families[@]} -eq 0 ]; then
+  rm -rf "leaderboards/results/$suite"
+  mkdir -p "leaderboards/results/$suite"
+  cp "$runs/run.json" "leaderboards/results/$suite/"
+  cp -r "$runs/results" "leaderboards/results/$suite/results"
+  saebench leaderboard --results "leaderboards/results/$suite" --out leaderboards --name "$suite"
+  exit 0
+fi
+for family in "${families[@]}"; do
+  rm -rf "leaderboards/results/$family"
+  mkdir -p "leaderboards/results/$family/results"
+  cp "$runs/run.json" "leaderboards/results/$family/"
+done
+python - "$runs" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+from saebench_sanity.registry import get_registry
+
+registry = get_registry()
+for path in sorted(Path(sys.argv[1], "results").glob("*.json")):
+    cell = json.loads(path.read_text(encoding="utf-8")).get("cell") or {}
+    family = registry.get("activation_set", cell["set"]).family
+    shutil.copy2(path, Path("leaderboards/results", family, "results", path.name))
+PY
+for family in "${families[@]}"; do
+  saebench leaderboard --results "leaderboards/results/$family" --out leaderboards --family "$family"
+done

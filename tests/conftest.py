@@ -64,7 +64,9 @@ def broken_arch(**kw: Any) -> Any:
 
 
 def mean_abs_latent(ctx: Any) -> dict[str, float]:
-    """Mean |latent| over the eval set (a real number from the real SAE)."""
+    """Mean |latent| over the eval set (a real number from the real SAE); its details (the eval
+    set's size) are stored beside the score."""
+    ctx.extras.setdefault("details", {})["latent-mean"] = {"n_eval": int(ctx.feature_acts.shape[0])}
     return {"mean_abs_latent": float(ctx.feature_acts.abs().mean())}
 
 

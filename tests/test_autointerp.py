@@ -157,3 +157,63 @@ def test_autointerp_judge_that_never_answers_parseably_is_a_recorded_skip(tiny_l
                         judge=CallableJudge(lambda m, k: "I am not sure what you mean.", model="weak"))
     with pytest.raises(JudgeError, match="no parseable answer for any of 2 latents"):
         A.autointerp_scores(ctx, n_latents=2, n_explain=2, n_activating=1, n_random=1, ctx_len=12, n_contexts=32)
+
+
+def _yes_no_oracle(messages):
+    user = messages[-1]["content"]
+    word = re.search(r"Feature: the word (w\d+)", user).group(1)
+    return 3.0 if re.search(rf"Text: .*\b{word}\b", user) else -1.0
+
+
+def test_autointerp_yes_no_oracle_scores_one_and_a_constant_judge_about_half():
+    oracle = CallableJudge(_oracle, yes_no=_yes_no_oracle)
+    res = A.score_latents(oracle, _examples())
+    assert all(r.score == 1.0 and not r.parse_failed for r in res)
+    # a judge that says "Yes" to everything with the same confidence: ranking ties break at random
+    flat = CallableJudge(_oracle, yes_no=lambda m: 2.0)
+    res = A.score_latents(flat, _examples(200))
+    assert 0.44 < sum(r.score for r in res) / len(res) < 0.56
+    # inverted judge: always picks the non-activating ones
+    inverted = CallableJudge(_oracle, yes_no=lambda m: -_yes_no_oracle(m))
+    assert all(r.score == 0.0 for r in A.score_latents(inverted, _examples(5)))
+
+
+def test_autointerp_detection_mode_follows_the_judge_and_rejects_impossible_choices():
+    from saebench_sanity.errors import ConfigError
+
+    assert A.detection_mode(CallableJudge(_oracle)) == "list"
+    assert A.detection_mode(CallableJudge(_oracle, yes_no=_yes_no_oracle)) == "yes_no"
+    assert A.detection_mode(CallableJudge(_oracle, yes_no=_yes_no_oracle), "list") == "list"
+    with pytest.raises(ConfigError, match="cannot score yes/no"):
+        A.detection_mode(CallableJudge(_oracle), "yes_no")
+    with pytest.raises(ConfigError, match="detection must be one of"):
+        A.detection_mode(CallableJudge(_oracle), "vote")
+
+
+def test_top_k_pick_hand_cases():
+    assert A.top_k_pick([0.1, 5.0, -2.0, 3.0], 2, seed=0) == [False, True, False, True]
+    assert sum(A.top_k_pick([1.0] * 6, 3, seed=4)) == 3
+
+
+def test_local_judge_yes_no_logodds_do_not_depend_on_padding_or_batching(tiny_lm):
+    from saebench_sanity.judges.local import LocalJudge, chat_ids, yes_no_logodds
+
+    model, tok = tiny_lm.model, tiny_lm.tokenizer
+    prompts = [A.detect_one_messages("the word for", t) for t in ("a b", "for the long text " * 6, "x")]
+    together = yes_no_logodds(model, tok, prompts)
+    alone = [yes_no_logodds(model, tok, [p])[0] for p in prompts]
+    assert together == pytest.approx(alone, abs=1e-4)
+    # independent computation: full forward of the unpadded prompt, softmax at the last position
+    ids = torch.tensor([chat_ids(tok, prompts[1])])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].double(), -1)
+    from saebench_sanity.judges.local import answer_token_ids
+
+    y_all, n_all = answer_token_ids(tok, ("Yes", "yes")), answer_token_ids(tok, ("No", "no"))
+    yes = torch.logsumexp(logp[[t for t in y_all if t not in n_all]], 0)
+    no = torch.logsumexp(logp[[t for t in n_all if t not in y_all]], 0)
+    assert together[1] == pytest.approx(float(yes - no), abs=1e-4)
+    judge = LocalJudge(loaded=(model, tok))
+    assert judge.scores_yes_no and judge.yes_logodds(prompts) == pytest.approx(together, abs=1e-6)
+    # batched generation gives one reply per prompt
+    assert len(judge.complete_many([A.explain_messages(["a <<b>>"]), A.explain_messages(["c <<d>> e f g h"])], 3)) == 2

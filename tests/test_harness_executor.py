@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 def cfg_for(tmp_path, **run):
     data = {"run": {"sets": ["tiny-gauss"], "architectures": ["topk"], "modes": ["trained", "untrained"],
-                    "seeds": [0], "metrics": ["reconstruction", "needs-judge", "exploding"],
+                    "seeds": [0], "metrics": ["reconstruction", "needs-judge", "exploding", "latent-mean"],
                     "output_dir": str(tmp_path / "out"), **run},
             "training": {"steps": 10, "batch_size": 32, "curve_every": 5, "n_init_samples": 128}}
     return config.from_dict(data)
@@ -44,7 +44,8 @@ def test_cells_are_trained_scored_and_every_branch_is_recorded(tmp_path, fake_re
     entries = {e["name"]: e for e in rec["metrics"].values()}
     assert entries["needs-judge"]["status"] == "skipped" and "judge" in entries["needs-judge"]["reason"]
     assert entries["exploding"]["status"] == "error" and "metric exploded" in entries["exploding"]["error"]
-    assert entries["reconstruction"]["status"] == "ok"
+    assert entries["reconstruction"]["status"] == "ok" and "details" not in entries["reconstruction"]
+    assert entries["latent-mean"]["details"]["n_eval"] > 0  # what a metric reports beside its scores
     assert entries["reconstruction"]["score_info"]["explained_variance"]["direction"] == "higher"
     assert rec["training"]["steps"] == 10 and isinstance(rec["training"]["converged"], bool)
     train = store.load_train_info(ok.key)

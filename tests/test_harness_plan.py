@@ -94,3 +94,22 @@ def test_embedded_suites_resolve_against_the_builtin_registry():
         assert len(plan.cells) == len(cfg.sets) * len(cfg.architectures) * len(cfg.modes) * len(cfg.seeds)
         assert {c.mode for c in plan.cells} == {"trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder", "untrained"}
         assert len({c.arch for c in plan.cells}) == 6
+
+
+def test_per_set_architecture_params_apply_to_that_set_only_and_change_its_keys(fake_registry):
+    data = {**BASE, "architectures": {"relu": {"l1_coefficient": 1.0}},
+            "sets": {"tiny-gauss": {"architectures": {"relu": {"l1_coefficient": 0.25}}}}}
+    plan = plan_for(fake_registry, data)
+    relu = next(c for c in plan.cells if c.arch == "relu")
+    assert relu.arch_params["l1_coefficient"] == 0.25  # the set's table wins over [architectures.relu]
+    assert keys(plan) != keys(plan_for(fake_registry, {**BASE, "architectures": {"relu": {"l1_coefficient": 1.0}}}))
+    topk_keys = {k: v for k, v in keys(plan).items() if k[0] == "topk"}
+    assert topk_keys == {k: v for k, v in keys(plan_for(fake_registry)).items() if k[0] == "topk"}
+
+
+def test_per_set_architecture_tables_are_validated(fake_registry):
+    with pytest.raises(ConfigError, match=r"sets.tiny-gauss.architectures"):
+        config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": 3}}}})
+    bad = config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"nonesuch": {"k": 1}}}}})
+    with pytest.raises(UnknownNameError, match="nonesuch"):
+        config.check_names(bad, fake_registry)

@@ -128,3 +128,68 @@ def test_missing_results_dir_is_a_one_line_error(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no results under") and err.count("\n") == 1
+
+
+def test_undertrained_rows_show_the_comparison_at_equal_budget_beside_the_verdict(tmp_path):
+    make_results(tmp_path / "res", unconverged={("relu", "trained"), ("topk", "trained")})
+    col = aggregate.collect(tmp_path / "res")
+    t = aggregate.summary(col)
+    r = row(t, "relu", "explained_variance")
+    assert r["verdict"] == "UNDERTRAINED" and r["at_budget"] == "FAILS"
+    assert row(t, "topk", "explained_variance")["at_budget"] == "BEATS"
+    md = render.render(col, name="toy", results="res", out="lb").markdown
+    assert "UNDERTRAINED [FAILS]" in md and "UNDERTRAINED [BEATS]" in md
+    assert "At equal budget, the UNDERTRAINED rows would read: BEATS 2, FAILS 2." in md
+    assert "not a verdict" in md
+
+
+def test_collect_keeps_only_the_named_sets(tmp_path):
+    make_results(tmp_path / "res")
+    assert aggregate.collect(tmp_path / "res", sets=["other"]).long.empty
+    assert aggregate.collect(tmp_path / "res", sets=["other"]).sets == []
+    assert len(aggregate.collect(tmp_path / "res", sets=["toy"]).long) == len(aggregate.collect(tmp_path / "res").long)
+
+
+def test_family_leaderboard_names_the_family_in_its_regenerate_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_results(tmp_path / "res")
+    args = ["leaderboard", "--results", "res", "--out", "lb", "--family", "synthetic", "--no-plots"]
+    assert main(args) == 0  # 'toy' is no registered synthetic set: an empty leaderboard, named after the family
+    md = (tmp_path / "lb" / "synthetic.md").read_text()
+    assert "--name synthetic --family synthetic`" in md
+    assert main(args + ["--check"]) == 0
+    assert main(["leaderboard", "--results", "res", "--out", "lb", "--family", "nonesuch"]) == 2
+
+
+def test_a_run_over_two_set_families_writes_one_leaderboard_per_family():
+    from saebench_sanity.config import embedded
+    from saebench_sanity.harness.run import leaderboard_groups
+    from saebench_sanity.registry import get_registry
+
+    cfg = embedded("default")
+    groups = leaderboard_groups(cfg, get_registry())
+    assert [(name, family) for name, family, _ in groups] == [("synthetic", "synthetic"), ("real", "real")]
+    assert groups[1][2] == ["smollm2-135m-resid12"]
+    assert leaderboard_groups(embedded("quick"), get_registry()) == [("quick", None, None)]
+
+
+def test_judge_identity_and_metric_parameters_are_printed_and_shared_score_names_get_their_metric(tmp_path):
+    st = make_results(tmp_path / "res")
+    info = {"direction": "higher", "chance": 0.5, "min_effect": None, "definition": "d"}
+    run = st.load_run()
+    for key in run["cell_keys"][:-1]:
+        rec = st.load_result(key)
+        rec["metrics"]["autointerp:j1"] = {"name": "autointerp", "status": "ok", "scores": {"score": 0.6},
+                                           "score_info": {"score": info}, "score_order": ["score"],
+                                           "params": {"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4}}
+        rec["metrics"]["ravel:r1"] = {"name": "ravel", "status": "ok", "scores": {"score": 0.5},
+                                      "score_info": {"score": info}, "score_order": ["score"], "params": {"n_pairs": 16}}
+        st.write_result(key, rec)
+    run["metric_keys"] += ["autointerp:j1", "ravel:r1"]
+    st.write_run(run)
+    out = render.render(aggregate.collect(tmp_path / "res"), name="toy", results="res", out="lb")
+    assert "- `autointerp` judged by **local:smollm2-135m-instruct**: judge=\"local\"" in out.markdown
+    assert "- `ravel`: n_pairs=16" in out.markdown
+    assert "| autointerp.score ↑" in out.markdown and "| ravel.score ↑" in out.markdown
+    assert "| explained_variance ↑" in out.markdown  # unshared names stay short
+    assert json.loads(out.json)["judges"] == ["local:smollm2-135m-instruct"]

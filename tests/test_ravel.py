@@ -113,7 +113,8 @@ def test_ravel_model_that_knows_no_attribute_is_a_recorded_skip(monkeypatch):
 
     model, tok = tiny_random_lm(seed=0, d_model=16)
     monkeypatch.setattr(R, "_Prompts", _FakePrompts)
-    monkeypatch.setattr(R, "_answers", lambda lm, prompts, attr, rows, patch=None: ["Atlantis"] * len(rows))
+    monkeypatch.setattr(R, "_Runners", lambda lm, prompts: None)
+    monkeypatch.setattr(R, "_answers", lambda runners, prompts, attr, rows, patch=None: ["Atlantis"] * len(rows))
     lm = LMHandle(model, tok, "resid_post.1", identity="tiny-ravel")
     with pytest.raises(DataError, match=r"answers 0 of \d+ cities right.*country acc 0.00"):
         R.ravel_scores(MetricContext(_Identity(), None, torch.zeros(1, 16), lm=lm))

@@ -33,8 +33,8 @@ METRICS = [
                     "picks which of a shuffled mix of activating and non-activating contexts match; balanced accuracy",
         factory="saebench_sanity.metrics.autointerp:autointerp_scores",
         needs=frozenset({"model"}),
-        params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 5, "n_activating": 4,
-                "n_random": 4, "ctx_len": 24, "n_contexts": 384, "seed": 0},
+        params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 4, "n_activating": 3,
+                "n_random": 3, "ctx_len": 16, "n_contexts": 512, "seed": 0, "detection": "auto"},
         scores={
             "score": ScoreInfo(direction="higher", chance=0.5,
                                definition="SAEBench/delphi detection: mean over sampled live latents of the judge's balanced accuracy "

@@ -27,6 +27,6 @@ METRICS = [
             "ce_zero": ScoreInfo(direction=None, definition="mean next-token CE (nats) with the hook point zero-ablated"),
         },
         needs=frozenset({NEED_MODEL}),
-        params={"n_contexts": 8, "batch_size": 8},
+        params={"n_contexts": 4, "batch_size": 4},
     ),
 ]

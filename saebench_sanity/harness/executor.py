@@ -175,6 +175,9 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                     raise SaebenchError(f"metric {mp.name!r} returned undeclared score(s) {sorted(unknown)}; declare them in its MetricSpec.scores")
                 entry.update(status=OK, scores={k: float(v) for k, v in scores.items()}, score_info=info_by_score,
                              score_order=list(info_by_score))
+                details = (ctx.extras.get("details") or {}).pop(mp.name, None)
+                if details is not None:  # e.g. autointerp's judge identity and explanations
+                    entry["details"] = json.loads(json.dumps(details, default=str))
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded per metric, other metrics still run

@@ -196,7 +196,7 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
         d_sae, target_l0 = cfg.size_for(set_name, d_in, set_spec.training)
         for arch in cfg.architectures:
             arch_spec = registry.get("architecture", arch)
-            overrides = dict(cfg.architecture_params.get(arch, {}))
+            overrides = {**cfg.architecture_params.get(arch, {}), **cfg.architecture_params_for(set_name, arch)}
             arch_params = resolve_arch_params(arch_spec, target_l0, overrides)
             for mode in cfg.modes:
                 mode_spec = registry.get("training_mode", mode)

@@ -57,10 +57,29 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     plan = build_plan(cfg, registry, metrics=metrics)
     store = ResultStore(cfg.output_dir)
     outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
-    col = aggregate.collect(cfg.output_dir)
     lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
-    rendered = render.render(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir))
-    paths = render.write(col, name=cfg.name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots,
-                         rendered=rendered)
+    paths = []
+    for name, family, sets in leaderboard_groups(cfg, registry):
+        col = aggregate.collect(cfg.output_dir, sets=sets)
+        paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
+    col = aggregate.collect(cfg.output_dir)  # every set, for the terminal report
     return RunResult(plan=plan, store=store, outcomes=outcomes, leaderboard_paths=paths, collected=col,
-                     table=rendered.table)
+                     table=aggregate.summary(col))
+
+
+def sets_of_family(registry: Any, family: str) -> list[str]:
+    """Names of the registered activation sets of ``family`` (``"synthetic"``, ``"real"``, ...)."""
+    return [name for name in registry.names("activation_set")
+            if getattr(registry.get("activation_set", name), "family", None) == family]
+
+
+def leaderboard_groups(cfg: RunConfig, registry: Any) -> list[tuple[str, str | None, list[str] | None]]:
+    """``(leaderboard name, family, sets)`` to write for a run: one leaderboard named after the run
+    when its sets are of one family, else one per family named after the family (the default suite
+    writes ``synthetic`` and ``real``)."""
+    families: dict[str, list[str]] = {}
+    for set_name in cfg.sets:
+        families.setdefault(getattr(registry.get("activation_set", set_name), "family", "synthetic"), []).append(set_name)
+    if len(families) <= 1:
+        return [(cfg.name, None, None)]
+    return [(family, family, sets) for family, sets in families.items()]

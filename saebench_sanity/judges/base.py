@@ -33,6 +33,9 @@ class Judge:
 
     plugin: str = "judge"
     model: str = "?"
+    #: True when the judge implements :meth:`yes_logodds` (a local model reads its own next-token
+    #: distribution; chat APIs mostly do not expose one, so they answer in text instead).
+    scores_yes_no: bool = False
 
     @property
     def identity(self) -> str:
@@ -44,6 +47,10 @@ class Judge:
     def complete_many(self, prompts: Sequence[Messages], max_tokens: int = 64) -> list[str]:
         return [self.complete(m, max_tokens) for m in prompts]
 
+    def yes_logodds(self, prompts: Sequence[Messages]) -> list[float]:
+        """For yes/no questions: ``log p(Yes) - log p(No)`` of the first answer token, per prompt."""
+        raise NotImplementedError(f"judge {self.identity} does not score yes/no answers; use complete()")
+
     def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:  # pragma: no cover
         raise NotImplementedError
 
@@ -52,8 +59,15 @@ class CallableJudge(Judge):
     """A judge from a plain function ``fn(messages, max_tokens) -> str`` (oracles in tests,
     quick experiments)."""
 
-    def __init__(self, fn: Callable[[list[dict[str, str]], int], str], model: str = "callable", plugin: str = "callable") -> None:
-        self.fn, self.model, self.plugin = fn, model, plugin
+    def __init__(self, fn: Callable[[list[dict[str, str]], int], str], model: str = "callable", plugin: str = "callable",
+                 yes_no: Callable[[list[dict[str, str]]], float] | None = None) -> None:
+        self.fn, self.model, self.plugin, self.yes_no = fn, model, plugin, yes_no
+        self.scores_yes_no = yes_no is not None
+
+    def yes_logodds(self, prompts: Sequence[Messages]) -> list[float]:
+        if self.yes_no is None:
+            return super().yes_logodds(prompts)
+        return [float(self.yes_no(list(m))) for m in prompts]
 
     def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
         return self.fn(messages, max_tokens)

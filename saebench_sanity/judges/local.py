@@ -89,10 +89,93 @@ def chat_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], ma
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat prompt ending where the assistant's answer starts."""
+    if getattr(tokenizer, "chat_template", None):
+        out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+        return list(out["input_ids"])
+    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    return list(tokenizer(text)["input_ids"])
+
+
+def left_padded(seqs: list[list[int]], pad: int) -> tuple[Any, Any, Any]:
+    """``(input_ids, attention_mask, position_ids)`` ``[n, max_len]`` with sequences aligned at
+    the right end; positions count real tokens only, so padding changes no logit."""
+    import torch
+
+    n, width = len(seqs), max(len(s) for s in seqs)
+    ids = torch.full((n, width), int(pad), dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    return ids, mask, pos
+
+
+def answer_token_ids(tokenizer: Any, words: tuple[str, ...]) -> list[int]:
+    """First token ids of ``words`` as an answer would start them (bare and after a space)."""
+    ids = set()
+    for w in words:
+        for variant in (w, " " + w):
+            toks = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if toks:
+                ids.add(int(toks[0]))
+    return sorted(ids)
+
+
+def yes_no_logodds(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], batch_size: int = 16) -> list[float]:
+    """``logsumexp(Yes-like) - logsumexp(No-like)`` first-token log-probabilities per chat prompt.
+
+    One forward pass per batch of left-padded prompts, unembedding only the last position: a
+    yes/no answer costs no generation steps and is never unparseable."""
+    import torch
+
+    yes_all, no_all = answer_token_ids(tokenizer, ("Yes", "yes")), answer_token_ids(tokenizer, ("No", "no"))
+    yes = [t for t in yes_all if t not in no_all]  # a shared first token (e.g. a bare space) says neither
+    no = [t for t in no_all if t not in yes_all]
+    if not yes or not no:
+        raise JudgeError("local judge: the tokenizer gives Yes and No the same first tokens; cannot read yes/no answers")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    limit = getattr(model.config, "max_position_embeddings", 2048)
+    seqs = [chat_ids(tokenizer, m)[-limit:] for m in prompts]
+    out: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(seqs), batch_size):
+            ids, mask, pos = left_padded(seqs[start:start + batch_size], pad)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
+                           logits_to_keep=1).logits[:, -1].float()
+            logp = torch.log_softmax(logits, -1)
+            out += (torch.logsumexp(logp[:, yes], -1) - torch.logsumexp(logp[:, no], -1)).tolist()
+    return out
+
+
+def chat_generate_many(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], max_tokens: int,
+                       batch_size: int = 8) -> list[str]:
+    """Greedy completions of several chat prompts, batched with left padding (decode steps on a
+    CPU cost about the same for 1 or 8 sequences)."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    limit = getattr(model.config, "max_position_embeddings", 2048) - max_tokens
+    seqs = [chat_ids(tokenizer, m)[-limit:] for m in prompts]
+    out: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(seqs), batch_size):
+            ids, mask, _ = left_padded(seqs[start:start + batch_size], pad)
+            gen = model.generate(ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False, pad_token_id=pad)
+            out += [tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip() for row in gen]
+    return out
+
+
 class LocalJudge(Judge):
-    """A transformers causal LM as judge (greedy, temperature 0). One model per process and name."""
+    """A transformers causal LM as judge (greedy, temperature 0). One model per process and name.
+
+    Answers text prompts by greedy generation (batched in :meth:`complete_many`) and yes/no
+    questions from its next-token distribution (:meth:`yes_logodds`)."""
 
     plugin = "local"
+    scores_yes_no = True
 
     def __init__(self, model: str = "default", loaded: tuple[Any, Any] | None = None) -> None:
         self._loaded = loaded
@@ -115,6 +198,27 @@ class LocalJudge(Judge):
                 return chat_generate(model, tok, messages, max_tokens)
         except Exception as exc:  # noqa: BLE001 - one line naming the judge
             raise JudgeError(f"local judge {self.model!r} failed to generate ({type(exc).__name__}: {exc}); "
+                             f"check the model folder") from exc
+
+
+    def complete_many(self, prompts: Any, max_tokens: int = 64) -> list[str]:
+        model, tok = self._model()
+        try:
+            with self._lock:
+                return chat_generate_many(model, tok, [list(m) for m in prompts], max_tokens)
+        except Exception as exc:  # noqa: BLE001 - one line naming the judge
+            raise JudgeError(f"local judge {self.model!r} failed to generate ({type(exc).__name__}: {exc}); "
+                             f"check the model folder") from exc
+
+    def yes_logodds(self, prompts: Any) -> list[float]:
+        model, tok = self._model()
+        try:
+            with self._lock:
+                return yes_no_logodds(model, tok, [list(m) for m in prompts])
+        except JudgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line naming the judge
+            raise JudgeError(f"local judge {self.model!r} failed to score yes/no ({type(exc).__name__}: {exc}); "
                              f"check the model folder") from exc
 
 

@@ -32,6 +32,8 @@ class Collected:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)   # (set, metric, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)         # (cell label, error)
     metric_errors: list[tuple[str, str, str]] = field(default_factory=list)  # (cell label, metric, error)
+    #: metric name -> the distinct parameter sets its scored entries were computed with
+    metric_params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _ordered(values: list[str]) -> list[str]:
@@ -41,8 +43,10 @@ def _ordered(values: list[str]) -> list[str]:
     return list(seen)
 
 
-def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma: float | None = None) -> Collected:
-    """Read a results directory (only the cells and metrics of its last run when ``run.json`` exists)."""
+def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma: float | None = None,
+            sets: list[str] | None = None) -> Collected:
+    """Read a results directory (only the cells and metrics of its last run when ``run.json``
+    exists; only the activation sets ``sets`` when given)."""
     store = ResultStore(results_dir)
     if not store.results.is_dir():
         raise DataError(f"no results under {str(results_dir)!r}; run `saebench run` first or pass --results DIR")
@@ -53,7 +57,7 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
     min_eff = float(min_effect if min_effect is not None else verdict_cfg.get("min_effect", 0.01))
     sig = float(n_sigma if n_sigma is not None else verdict_cfg.get("n_sigma", 1.0))
     config_modes = list((run.get("config") or {}).get("modes") or [])
-    config_sets = list((run.get("config") or {}).get("sets") or [])
+    config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if sets is None or s in sets]
     config_archs = list((run.get("config") or {}).get("architectures") or [])
     metric_rank = {k.split(":")[0]: i for i, k in enumerate(run.get("metric_keys") or [])}
 
@@ -72,7 +76,10 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
     rows: list[dict[str, Any]] = []
     skipped: dict[tuple[str, str], str] = {}
     failed, metric_errors = [], []
+    metric_params: dict[str, list[dict[str, Any]]] = {}
     baselines, references, modes, sets = [], [], list(config_modes), list(config_sets)
+    if sets is not None:
+        records = [rec for rec in records if (rec.get("cell") or {}).get("set") in sets]
     for rec in records:
         cell = rec.get("cell") or {}
         modes.append(cell.get("mode"))
@@ -92,6 +99,9 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
             if status != "ok":
                 metric_errors.append((rec.get("label", "?"), entry.get("name", mkey), entry.get("error", "")))
                 continue
+            mparams = metric_params.setdefault(entry.get("name", mkey.split(":")[0]), [])
+            if (entry.get("params") or {}) not in mparams:
+                mparams.append(entry.get("params") or {})
             infos = entry.get("score_info") or {}
             score_rank = {sc: i for i, sc in enumerate(entry.get("score_order") or sorted(infos))}
             mname = entry.get("name", mkey.split(":")[0])
@@ -112,7 +122,8 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
                      baselines=_ordered(baselines), references=_ordered(references),
                      sets=[s for s in _ordered(sets) if s],
                      skipped=sorted((s, m, r) for (s, m), r in skipped.items()),
-                     failed=sorted(failed), metric_errors=sorted(metric_errors))
+                     failed=sorted(failed), metric_errors=sorted(metric_errors),
+                     metric_params={m: metric_params[m] for m in sorted(metric_params, key=lambda m: metric_rank.get(m, len(metric_rank)))})
 
 
 def summary(col: Collected) -> pd.DataFrame:
@@ -146,7 +157,8 @@ def summary(col: Collected) -> pd.DataFrame:
             row[f"{mode}_sd"] = s.sd
             row[f"{mode}_n"] = s.n
             row[f"{mode}_converged"] = s.converged
-        row.update(best_baseline=v.best_baseline, diff=v.diff, margin=v.margin, verdict=v.label)
+        row.update(best_baseline=v.best_baseline, diff=v.diff, margin=v.margin, verdict=v.label,
+                   at_budget=V.judge(trained, base_stats, direction, min_eff, col.n_sigma, require_converged=False).label)
         for b in col.baselines:
             row[f"verdict_vs_{b}"] = V.compare(trained, base_stats.get(b, V.Stats.of([])), direction, min_eff, col.n_sigma).label
         row["_order"] = (order_sets.get(set_name, len(order_sets)), set_name, *order)

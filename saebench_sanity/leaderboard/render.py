@@ -23,6 +23,44 @@ from saebench_sanity.leaderboard.aggregate import Collected, summary
 ARROW = {"higher": "↑", "lower": "↓", None: ""}
 
 
+def score_labels(part: pd.DataFrame) -> list[str]:
+    """Row labels ``score ↑`` for a set's rows, ``metric.score ↑`` where two metrics share a
+    score name (``autointerp.score`` and ``ravel.score``)."""
+    owners = part.groupby("score")["metric"].nunique().to_dict() if not part.empty else {}
+    out = []
+    for _, r in part.iterrows():
+        name = f"{r['metric']}.{r['score']}" if owners.get(r["score"], 1) > 1 else str(r["score"])
+        arrow = ARROW.get(r["direction"] if isinstance(r["direction"], str) else None, "")
+        out.append(f"{name} {arrow}".strip())
+    return out
+
+
+def judge_identity(params: dict[str, Any]) -> str | None:
+    """``plugin:model`` of the judge named in a metric's parameters (None without a judge)."""
+    name = params.get("judge")
+    if not isinstance(name, str):
+        return None
+    judge_params = params.get("judge_params") or {}
+    try:
+        from saebench_sanity.registry import get_registry
+
+        return get_registry().get("judge", name).build(**judge_params).identity
+    except Exception:  # noqa: BLE001 - a judge that cannot be built here is still named
+        return f"{name}:{judge_params.get('model', '?')}"
+
+
+def settings_lines(col: Collected) -> list[str]:
+    """One line per metric: the parameters its recorded scores were computed with (the judge of
+    AutoInterp first: scores from different judges are different metrics)."""
+    lines = []
+    for metric, variants in col.metric_params.items():
+        for params in variants:
+            judge = judge_identity(params)
+            shown = ", ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(params.items()))
+            lines.append(f"- `{metric}`" + (f" judged by **{judge}**" if judge else "") + (f": {shown}" if shown else ""))
+    return lines
+
+
 def fmt(v: Any) -> str:
     """Stable short number: 3 decimals in [0.01, 1000), else 3 significant digits."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -78,8 +116,9 @@ def _producer(results: str) -> str:
     return f"saebench run --config {source}" if source else "saebench run"
 
 
-def command_line(results: str, out: str, name: str) -> str:
-    return f"saebench leaderboard --results {results} --out {out} --name {name}"
+def command_line(results: str, out: str, name: str, family: str | None = None) -> str:
+    return (f"saebench leaderboard --results {results} --out {out} --name {name}"
+            + (f" --family {family}" if family else ""))
 
 
 @dataclass
@@ -90,10 +129,11 @@ class Rendered:
     table: pd.DataFrame
 
 
-def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
-    """Text of the three leaderboard files for the collected results."""
+def render(col: Collected, *, name: str, results: str, out: str, family: str | None = None) -> Rendered:
+    """Text of the three leaderboard files for the collected results (``family``: the set family
+    they were filtered to, named in the regenerate command)."""
     table = summary(col)
-    cmd = command_line(results, out, name)
+    cmd = command_line(results, out, name, family)
     rule = V.rule_text(col.min_effect, col.n_sigma, col.baselines, col.references)
     md: list[str] = [f"# Leaderboard: {name}", "",
                      f"Regenerate the table with `{cmd}` (`--check` verifies this file is current); "
@@ -112,21 +152,32 @@ def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
             md.append("")
             continue
         counts = part["verdict"].value_counts()
-        md.append("Verdicts: " + ", ".join(f"{lab} {int(counts[lab])}" for lab in V.VERDICTS
-                                           if lab in counts and lab != V.DESCRIPTIVE) + ".")
+        line = "Verdicts: " + ", ".join(f"{lab} {int(counts[lab])}" for lab in V.VERDICTS
+                                        if lab in counts and lab != V.DESCRIPTIVE) + "."
+        under = part[part["verdict"] == V.UNDERTRAINED]
+        if not under.empty:
+            budget = under["at_budget"].value_counts()
+            line += (" At equal budget, the UNDERTRAINED rows would read: "
+                     + ", ".join(f"{lab} {int(budget[lab])}" for lab in V.VERDICTS if lab in budget) + ".")
+        md.append(line)
         md.append("")
         md.append(f"![{set_name}]({name}/{set_name}.png)")
         md.append("")
         headers = ["arch", "score", "chance", *col.modes, "best baseline", "d", "margin", "verdict"]
         rows = []
-        for _, r in part.iterrows():
+        for label, (_, r) in zip(score_labels(part), part.iterrows()):
             verdict = r["verdict"]
-            rows.append([r["arch"], f"{r['score']} {ARROW.get(r['direction'] if isinstance(r['direction'], str) else None, '')}".strip(), fmt(r["chance"]),
+            if verdict == V.UNDERTRAINED:
+                verdict = f"{verdict} [{r['at_budget']}]"
+            rows.append([r["arch"], label, fmt(r["chance"]),
                          *[fmt_stats(r, m) for m in col.modes],
                          name_or_dash(r["best_baseline"]), fmt(r["diff"]), fmt(r["margin"]),
-                         f"**{verdict}**" if verdict == V.FAILS else verdict])
+                         f"**{verdict}**" if r["verdict"] == V.FAILS else verdict])
         md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         md.append("")
+    settings = settings_lines(col)
+    if settings:
+        md += ["## Metric settings", "", *settings, ""]
     notes = []
     for set_name, metric, reason in col.skipped:
         notes.append(f"- metric `{metric}` skipped on `{set_name}`: {reason}")
@@ -144,6 +195,8 @@ def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
     payload = {
         "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "n_sigma": col.n_sigma,
         "modes": col.modes, "baselines": col.baselines, "references": col.references, "sets": col.sets,
+        "metric_params": col.metric_params,
+        "judges": sorted({j for variants in col.metric_params.values() for p in variants if (j := judge_identity(p))}),
         "rows": records,
         "skipped": [{"set": s, "metric": m, "reason": r} for s, m, r in col.skipped],
         "failed": [{"cell": c, "error": e} for c, e in col.failed],
@@ -154,9 +207,9 @@ def render(col: Collected, *, name: str, results: str, out: str) -> Rendered:
 
 
 def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True,
-          rendered: Rendered | None = None) -> list[Path]:
+          rendered: Rendered | None = None, family: str | None = None) -> list[Path]:
     """Write ``<out>/<name>.{md,csv,json}`` and (``plots``) ``<out>/<name>/<set>.png``; returns paths."""
-    rendered = rendered or render(col, name=name, results=results, out=out)
+    rendered = rendered or render(col, name=name, results=results, out=out, family=family)
     out_dir = Path(out)
     paths = []
     for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):
@@ -173,11 +226,11 @@ def write(col: Collected, *, name: str, results: str, out: str, plots: bool = Tr
     return paths
 
 
-def check(col: Collected, *, name: str, results: str, out: str) -> list[str]:
+def check(col: Collected, *, name: str, results: str, out: str, family: str | None = None) -> list[str]:
     """Names of the leaderboard text files under ``out`` that differ from a fresh rendering
     (missing files count as differing). PNGs are checked for presence only: their pixels depend on
     the installed matplotlib / freetype."""
-    rendered = render(col, name=name, results=results, out=out)
+    rendered = render(col, name=name, results=results, out=out, family=family)
     out_dir = Path(out)
     differ = []
     for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):

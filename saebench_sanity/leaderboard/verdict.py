@@ -83,15 +83,17 @@ def margin(trained: Stats, baseline: Stats, min_effect: float, n_sigma: float) -
     return max(float(min_effect), float(n_sigma) * math.sqrt(trained.sd ** 2 + baseline.sd ** 2))
 
 
-def compare(trained: Stats, baseline: Stats, direction: str | None, min_effect: float, n_sigma: float) -> Verdict:
-    """The rule (module docstring) against a single baseline."""
+def compare(trained: Stats, baseline: Stats, direction: str | None, min_effect: float, n_sigma: float,
+            require_converged: bool = True) -> Verdict:
+    """The rule (module docstring) against a single baseline; ``require_converged=False`` skips
+    the UNDERTRAINED step (the comparison at equal training budget, shown beside UNDERTRAINED)."""
     if direction is None:
         return Verdict(DESCRIPTIVE)
     if trained.n == 0 or baseline.n == 0:
         return Verdict(NO_DATA)
     d = advantage(trained.mean, baseline.mean, direction)
     m = margin(trained, baseline, min_effect, n_sigma)
-    if not (trained.converged and baseline.converged):
+    if require_converged and not (trained.converged and baseline.converged):
         label = UNDERTRAINED
     elif d > m:
         label = BEATS
@@ -112,14 +114,14 @@ def best_baseline(trained: Stats, baselines: dict[str, Stats], direction: str) -
 
 
 def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, min_effect: float,
-          n_sigma: float) -> Verdict:
+          n_sigma: float, require_converged: bool = True) -> Verdict:
     """The verdict of the trained SAE against its best baseline (module docstring)."""
     if direction is None:
         return Verdict(DESCRIPTIVE)
     best = best_baseline(trained, baselines, direction)
     if trained.n == 0 or best is None:
         return Verdict(NO_DATA, best)
-    v = compare(trained, baselines[best], direction, min_effect, n_sigma)
+    v = compare(trained, baselines[best], direction, min_effect, n_sigma, require_converged)
     return Verdict(v.label, best, v.diff, v.margin)
 
 
@@ -142,6 +144,8 @@ def rule_text(min_effect: float, n_sigma: float, baselines: Sequence[str] = (), 
         "cell or of b* still improving at the end of training: not judged, train longer); "
         "BEATS (d > margin); FAILS (d <= 0: the best baseline is as good or better); "
         "INCONCLUSIVE (0 < d <= margin). "
+        "For an UNDERTRAINED row, the label in brackets is what the rest of the rule gives at the equal "
+        "(too short) training budget: a comparison at equal budget, not a verdict. "
         "Values are mean ± sd over seeds; † marks a mode with a non-converged seed. "
         + (f"Reference modes ({', '.join(references)}) are shown but never decide. " if references else "")
         + "Scores without a direction get no verdict (—); read every score against its chance level.",

@@ -8,14 +8,25 @@ Per sampled live latent:
    fires wrapped in ``<<...>>``, go to the explainer, which answers with a one-line explanation;
 3. **detect**: ``n_activating`` other firing contexts (drawn uniformly among the remaining firing
    contexts, so at varying strengths) and ``n_random`` contexts where the latent never fires are
-   shuffled, numbered and shown with the explanation to the judge, which names the matching ones;
+   shuffled and judged against the explanation, in one of two ways:
+
+   * ``list`` (SAEBench's prompt; every chat judge): the texts are numbered and shown together,
+     the judge replies with the numbers of the matching ones;
+   * ``yes_no`` (judges that read their own next-token distribution, i.e. the ``local`` judge):
+     one yes/no question per text, scored by ``log p(Yes) - log p(No)`` of the first answer
+     token (delphi's detection scorer can also read log-probabilities); the judge's pick is the
+     ``n_activating`` texts with the highest log-odds, i.e. it is told how many texts match,
+     as the mix is balanced by construction. Measured on SmolLM2-135M: asked for a list of
+     numbers it never replied with one (every latent unparseable), and asked yes/no its raw
+     answer is the same for nearly every text, so a fixed threshold would score exactly chance
+     whatever the explanation; ranking keeps what the judge does distinguish;
 4. **score**: balanced accuracy (mean of the hit rate on activating and the correct-rejection
-   rate on non-activating contexts) of the judge's choice; a reply with no parseable answer
+   rate on non-activating contexts) of the judge's pick; a list reply with no parseable answer
    counts as "none match" (0.5) and is counted in ``parse_failure_rate``.
 
 The metric's score is the mean over latents. Differences from SAEBench, forced by 2 CPU cores and
 a 135M default judge: fewer latents (default 4, SAEBench 1000 / the study 200), shorter
-contexts (24 tokens, SAEBench 128), 4 + 4 test contexts (SAEBench/study 50 + 50), and one judge
+contexts (16 tokens, SAEBench 128), 3 + 3 test contexts (SAEBench/study 50 + 50), and one judge
 that is both explainer and detector. The prompts are written for this suite (SAEBench's say the
 same things: what the highlights mean, one short sentence; list the matching numbers).
 """
@@ -30,9 +41,9 @@ from typing import Any, Sequence
 from saebench_sanity.errors import ConfigError, DataError
 from saebench_sanity.judges.base import Judge
 
-EXPLAIN_SYSTEM = ("You explain what a feature of a language model responds to. You see short texts in which the "
-                  "tokens where the feature is active are marked <<like this>>; the first texts activate it most. "
-                  "Say in one short sentence (at most 15 words, no lists) what the marked tokens have in common.")
+EXPLAIN_SYSTEM = ("In these texts a language model feature is active on the tokens marked <<like this>>. "
+                  "In one short sentence, say what the marked tokens have in common.")
+DETECT_ONE_SYSTEM = "Answer Yes or No."  # short: one prompt per text, the prompt's length is the metric's cost
 DETECT_SYSTEM = ("A feature of a language model is described by an explanation. For each numbered text decide "
                  "whether the feature would be active in it. Reply only with the numbers of the matching texts, "
                  "separated by commas, or with None if no text matches.")
@@ -90,6 +101,22 @@ def detect_messages(explanation: str, texts: Sequence[str]) -> list[dict[str, st
             {"role": "user", "content": f"Explanation: {explanation}\n\nTexts:\n{body}\n\nMatching text numbers:"}]
 
 
+def detect_one_messages(explanation: str, text: str) -> list[dict[str, str]]:
+    """One yes/no detection question (``yes_no`` detection)."""
+    return [{"role": "system", "content": DETECT_ONE_SYSTEM},
+            {"role": "user", "content": f"Feature: {explanation}\nText: {text}\nIs the feature active in this text?"}]
+
+
+def top_k_pick(scores: Sequence[float], k: int, seed: int) -> list[bool]:
+    """True for the ``k`` highest scores; ties broken by a seeded random order (so a judge that
+    gives every text the same score picks at random: expected balanced accuracy 0.5)."""
+    rng = random.Random(seed)
+    tiebreak = [rng.random() for _ in scores]
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), tiebreak[i]))
+    chosen = set(order[:k])
+    return [i in chosen for i in range(len(scores))]
+
+
 @dataclass
 class LatentExamples:
     """Texts for one latent: ``explain`` (highlighted, strongest first), ``activating`` and
@@ -118,14 +145,29 @@ def clean_explanation(reply: str, max_chars: int = 200) -> str:
     return ""
 
 
-def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 0, explain_tokens: int = 24,
-                  detect_tokens: int = 16) -> list[LatentResult]:
+DETECTIONS = ("auto", "list", "yes_no")
+
+
+def detection_mode(judge: Judge, detection: str = "auto") -> str:
+    """``list`` or ``yes_no`` for this judge (``auto``: yes_no when the judge scores yes/no)."""
+    if detection not in DETECTIONS:
+        raise ConfigError(f"autointerp: detection must be one of {', '.join(DETECTIONS)}, got {detection!r}")
+    if detection == "auto":
+        return "yes_no" if getattr(judge, "scores_yes_no", False) else "list"
+    if detection == "yes_no" and not getattr(judge, "scores_yes_no", False):
+        raise ConfigError(f"autointerp: judge {judge.identity} cannot score yes/no answers; use detection = \"list\"")
+    return detection
+
+
+def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 0, explain_tokens: int = 16,
+                  detect_tokens: int = 16, detection: str = "auto") -> list[LatentResult]:
     """Explain then detect for each latent; returns per-latent balanced accuracies.
 
-    Explanations are requested together (``judge.complete_many``, so an HTTP judge runs them in
-    parallel), then the detection prompts; the test texts are shuffled with ``seed``. Generation
-    lengths are capped (one line of explanation, a list of numbers): on CPU the decode steps of a
-    local judge are most of the metric's cost."""
+    Explanations are requested together (``judge.complete_many``: an HTTP judge runs them in
+    parallel, the local judge in one padded batch), then the detection prompts; the test texts
+    are shuffled with ``seed``. Generation lengths are capped (one line of explanation, a list of
+    numbers): on CPU the decode steps of a local judge are most of the metric's cost."""
+    mode = detection_mode(judge, detection)
     explanations = [clean_explanation(r) for r in
                     judge.complete_many([explain_messages(ex.explain) for ex in examples], explain_tokens)]
     prompts, keys = [], []
@@ -135,6 +177,16 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
         rng.shuffle(items)
         keys.append(items)
         prompts.append(detect_messages(expl or "(no explanation)", [t for t, _ in items]))
+    if mode == "yes_no":
+        flat = judge.yes_logodds([detect_one_messages(expl or "(no explanation)", t)
+                                  for expl, items in zip(explanations, keys) for t, _ in items])
+        results, at = [], 0
+        for ex, expl, items in zip(examples, explanations, keys):
+            vals, at = flat[at:at + len(items)], at + len(items)
+            actual = [a for _, a in items]
+            pred = top_k_pick(vals, sum(actual), seed + ex.latent)
+            results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, actual), False))
+        return results
     replies = judge.complete_many(prompts, detect_tokens)
     results = []
     for ex, expl, items, reply in zip(examples, explanations, keys, replies):
@@ -258,8 +310,8 @@ def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
 
 
 def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 4,
-                      n_explain: int = 5, n_activating: int = 4, n_random: int = 4, ctx_len: int = 24,
-                      n_contexts: int = 384, seed: int = 0) -> dict[str, float]:
+                      n_explain: int = 4, n_activating: int = 3, n_random: int = 3, ctx_len: int = 16,
+                      n_contexts: int = 512, seed: int = 0, detection: str = "auto") -> dict[str, float]:
     """Factory of the ``autointerp`` metric: ``{"score", "parse_failure_rate"}``.
 
     ``judge`` names a registered judge plugin (``"local"`` by default, ``"openai_compatible"``
@@ -270,9 +322,9 @@ def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None 
     lm = lm_handle(ctx)
     j = resolve_judge(ctx, judge, judge_params)
     examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random, ctx_len, n_contexts, seed)
-    results = score_latents(j, examples, seed=seed)
+    results = score_latents(j, examples, seed=seed, detection=detection)
     ctx.extras.setdefault("details", {})["autointerp"] = {
-        "judge": j.identity,
+        "judge": j.identity, "detection": detection_mode(j, detection),
         "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
                     for r in results],
     }

@@ -25,9 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-_ZERO_CACHE: dict[tuple, dict[str, float]] = {}
-
-
 def next_token_ce_sum(logits: Any, input_ids: Any) -> tuple[float, int]:
     """Sum and count of next-token cross-entropy.
 
@@ -122,27 +119,63 @@ def zero_replacement(x: Any, _ids: Any) -> Any:
     return torch.zeros_like(x)
 
 
-def loss_recovered_scores(ctx: Any, n_contexts: int = 8, batch_size: int = 8) -> dict[str, float]:
+class _Reference:
+    """Per set and process: the clean run of the held-out contexts (hook-point activation, log
+    next-token distribution, CE) and the zero-ablation run, computed once and shared by every
+    SAE scored in this process (SAELens recomputes them per SAE)."""
+
+    def __init__(self, handle: Any, contexts: Any, batch_size: int) -> None:
+        import torch
+
+        from saebench_sanity.models.resume import SplicedRunner
+
+        self.contexts = contexts
+        self.runner = SplicedRunner(handle.model, handle.hook_point, contexts, batch_size=batch_size)
+        with torch.inference_mode():
+            clean = self.runner.logits(self.runner.clean)
+        s, n = next_token_ce_sum(clean, contexts)
+        self.ce_clean = s / n
+        self.clean_logits = clean
+        self.zero = self.score(zero_replacement)
+
+    def score(self, replace: Callable[[Any, Any], Any]) -> dict[str, float]:
+        """``{"ce", "kl"}`` with ``replace(activation, ids)`` spliced in at the hook point."""
+        import torch
+
+        with torch.inference_mode():
+            logits = self.runner.logits(replace(self.runner.clean, self.contexts))
+        s, n = next_token_ce_sum(logits, self.contexts)
+        k, nk = kl_sum(self.clean_logits, logits)
+        return {"ce": s / n, "kl": k / nk}
+
+
+_REFERENCES: dict[tuple, _Reference] = {}
+
+
+def loss_recovered_scores(ctx: Any, n_contexts: int = 4, batch_size: int = 4) -> dict[str, float]:
     """Factory of the ``loss_recovered`` metric: scores on the set's first ``n_contexts``
-    held-out contexts (``ctx.activation_set.resource("model")``)."""
+    held-out contexts (``ctx.activation_set.resource("model")``).
+
+    The clean and zero-ablation runs are computed once per set and process; per SAE only the
+    layers after the hook point run (``models.resume``), with the same numbers as a full
+    forward pass with the reconstruction spliced in (``run_with_replacement``, the reference
+    path the tests compare against)."""
     handle = ctx.activation_set.resource("model")
     contexts = handle.eval_contexts[:n_contexts]
     key = (getattr(ctx.activation_set, "name", id(ctx.activation_set)), ctx.activation_set.manifest_hash(),
-           handle.hook_point, int(contexts.shape[0]))
-    if key not in _ZERO_CACHE:
-        _ZERO_CACHE[key] = run_with_replacement(handle.model, handle.hook_point, contexts, zero_replacement,
-                                                batch_size, clean=True)
-    zero = _ZERO_CACHE[key]
-    sae_run = run_with_replacement(handle.model, handle.hook_point, contexts,
-                                   sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids),
-                                   batch_size, clean=True)
-    ce_clean = sae_run["ce_clean"]
-    kl_zero = zero["kl"]
+           handle.hook_point, int(contexts.shape[0]), id(handle.model))
+    if key not in _REFERENCES:
+        while len(_REFERENCES) >= 2:  # a few hundred MB of clean logits each: keep the last two sets
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = _Reference(handle, contexts, batch_size)
+    ref = _REFERENCES[key]
+    sae_run = ref.score(sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids))
+    kl_zero = ref.zero["kl"]
     return {
-        "loss_recovered": loss_recovered(ce_clean, sae_run["ce"], zero["ce"]),
+        "loss_recovered": loss_recovered(ref.ce_clean, sae_run["ce"], ref.zero["ce"]),
         "kl_div": sae_run["kl"],
         "kl_div_score": float("nan") if kl_zero < 1e-12 else (kl_zero - sae_run["kl"]) / kl_zero,
-        "ce_clean": ce_clean,
+        "ce_clean": ref.ce_clean,
         "ce_sae": sae_run["ce"],
-        "ce_zero": zero["ce"],
+        "ce_zero": ref.zero["ce"],
     }

@@ -204,36 +204,38 @@ class _Prompts:
         return ids, mask, last
 
 
-def _answers(lm: Any, prompts: _Prompts, attr: str, rows: Sequence[int], patch: Any = None, batch_size: int = 16) -> list[str]:
+class _Runners:
+    """Per attribute, a :class:`~saebench_sanity.models.resume.SplicedRunner` over every
+    entity's prompt (the clean hook-point activations recorded once); an edit writes the patched
+    vector at the city's position and runs only the layers after the hook point, unembedding
+    only the answer position."""
+
+    def __init__(self, lm: Any, prompts: _Prompts) -> None:
+        from saebench_sanity.models.resume import SplicedRunner
+
+        rows = list(range(len(prompts.entities)))
+        self.runners, self.last = {}, {}
+        for attr in ATTRIBUTES:
+            ids, mask, last = prompts.batch(attr, rows)
+            self.runners[attr] = SplicedRunner(lm.model, lm.hook_point, ids, mask, batch_size=32)
+            self.last[attr] = last
+
+
+def _answers(runners: _Runners, prompts: _Prompts, attr: str, rows: Sequence[int], patch: Any = None) -> list[str]:
     """Model answers to ``attr`` for entity ``rows``; ``patch`` = ``[len(rows), d_in]`` vectors
     written at each row's city position (None = unedited)."""
     import torch
 
-    from saebench_sanity.models.hook_points import splice
-
-    out: list[str] = []
-    cand, first = prompts.candidates[attr], torch.tensor(prompts.first_ids[attr])
-    for start in range(0, len(rows), batch_size):
-        chunk = list(rows[start:start + batch_size])
-        ids, mask, last = prompts.batch(attr, chunk)
-        pos = torch.tensor([prompts.pos[r] for r in chunk])
-
-        def fn(act: Any, _pos=pos, _start=start) -> Any:
-            if act.shape[1] <= int(_pos.max()):  # generation steps past the prompt: nothing to patch
-                return act
-            act = act.clone()
-            act[torch.arange(act.shape[0]), _pos] = patch[_start:_start + act.shape[0]].to(act.dtype)
-            return act
-
-        with torch.inference_mode():
-            if patch is None:
-                logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            else:
-                with splice(lm.model, lm.hook_point, fn):
-                    logits = lm.model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-        final = logits[torch.arange(len(chunk)), last][:, first]
-        out += [cand[int(i)] for i in final.argmax(-1)]
-    return out
+    runner = runners.runners[attr]
+    idx = torch.tensor(list(rows), dtype=torch.long)
+    new = runner.clean[idx].clone()
+    if patch is not None:
+        pos = torch.tensor([prompts.pos[r] for r in rows])
+        new[torch.arange(len(rows)), pos] = patch.to(new.dtype)
+    with torch.inference_mode():
+        logits = runner.logits(new, rows=idx, positions=runners.last[attr][idx])
+    first = torch.tensor(prompts.first_ids[attr])
+    return [prompts.candidates[attr][int(i)] for i in logits[:, first].argmax(-1)]
 
 
 _PREP: dict[tuple, Any] = {}
@@ -250,25 +252,25 @@ def prepare(lm: Any, n_per_country: int, min_entities: int = 4) -> tuple[_Prompt
     if key not in _PREP:
         ents = cities(n_per_country)
         prompts = _Prompts(lm.tokenizer, ents)
+        runners = _Runners(lm, prompts)
         rows = list(range(len(prompts.entities)))
-        right = {a: _answers(lm, prompts, a, rows) for a in ATTRIBUTES}
+        right = {a: _answers(runners, prompts, a, rows) for a in ATTRIBUTES}
         kept = [r for r in rows if right["country"][r] == prompts.entities[r][1]
                 and right["continent"][r] == prompts.entities[r][2]]
         acc = {a: float(np.mean([right[a][r] == prompts.entities[r][1 + i] for r in rows])) for i, a in enumerate(ATTRIBUTES)}
         if len(kept) >= 1:
-            ids, mask, _ = prompts.batch("country", kept)
-            acts = record(lm.model, lm.hook_point, ids, mask)
+            acts = runners.runners["country"].clean[torch.tensor(kept)]
             x = acts[torch.arange(len(kept)), torch.tensor([prompts.pos[r] for r in kept])]
         else:
             x = None
-        _PREP[key] = (prompts, kept, x, acc)
-    prompts, kept, x, acc = _PREP[key]
+        _PREP[key] = (prompts, kept, x, acc, runners)
+    prompts, kept, x, acc, runners = _PREP[key]
     n_values = {a: len({prompts.entities[r][1 + i] for r in kept}) for i, a in enumerate(ATTRIBUTES)}
     if len(kept) < min_entities or min(n_values.values()) < 2:
         raise DataError(f"ravel: the model answers {len(kept)} of {len(prompts.entities)} cities right on both attributes "
                         f"(country acc {acc['country']:.2f}, continent acc {acc['continent']:.2f}); need >= {min_entities} "
                         f"covering >= 2 values of each, so causal editing cannot be scored for this model")
-    return prompts, kept, x
+    return prompts, kept, x, runners
 
 
 def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs: int = 16, seed: int = 0,
@@ -279,7 +281,7 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
     from saebench_sanity.metrics.probing import lm_handle
 
     lm = lm_handle(ctx)
-    prompts, kept, x = prepare(lm, n_per_country, min_entities)
+    prompts, kept, x, runners = prepare(lm, n_per_country, min_entities)
     sae = lm.sae_in_model_space(ctx.sae)
     with torch.no_grad():
         z = sae.encode(x).float()
@@ -296,7 +298,7 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
         src = torch.tensor([e.source for e in todo])
         with torch.no_grad():
             new = patched_vector(sae, x[base], sae.encode(x[src]), lat)
-        return _answers(lm, prompts, queried, [kept[e.base] for e in todo], patch=new)
+        return _answers(runners, prompts, queried, [kept[e.base] for e in todo], patch=new)
 
     out = cause_isolation(edits, values, answer)
     ctx.extras.setdefault("details", {})["ravel"] = {"n_entities": len(kept), "n_edits": len(edits),
