@@ -210,7 +210,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             per_mode = {m: Stats.of([s[spec.name][score] for s, _ in runs], [c for _, c in runs])
                         for m, runs in base_scores.items()}
             min_effect = opts.min_effect if info.min_effect is None else info.min_effect
-            v = judge(user, per_mode, info.direction, min_effect, opts.n_sigma)
+            v = judge(user, per_mode, info.direction, min_effect, opts.n_sigma, chance=info.chance)
             report.rows.append({
                 "metric": spec.name, "score": score, "direction": info.direction, "chance": info.chance,
                 "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "converged": s.converged}

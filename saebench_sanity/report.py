@@ -13,7 +13,7 @@ from rich.table import Table
 
 from saebench_sanity.leaderboard import verdict as V
 
-STYLE = {V.BEATS: "green", V.FAILS: "bold red", V.INCONCLUSIVE: "yellow", V.UNDERTRAINED: "magenta",
+STYLE = {V.BEATS: "green", V.FAILS: "bold red", V.INCONCLUSIVE: "yellow", V.UNDERTRAINED: "magenta", V.AT_CHANCE: "cyan",
          V.NO_DATA: "dim", V.DESCRIPTIVE: "dim"}
 
 

@@ -94,3 +94,23 @@ def test_rule_text_states_margin_and_every_verdict():
     for word in ("BEATS", "FAILS", "INCONCLUSIVE", "UNDERTRAINED", "NO DATA", "0.02", "2 x sqrt", "untrained",
                  "frozen_decoder", "chance"):
         assert word in text
+
+
+def test_at_chance_when_trained_and_best_baseline_both_sit_at_the_chance_level():
+    from saebench_sanity.leaderboard import verdict as V
+
+    floor = V.Stats.of([0.5, 0.5, 0.5])
+    # RAVEL: every edit a no-op, trained and baselines exactly at the 0.5 floor
+    assert V.judge(floor, {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.AT_CHANCE
+    # without a chance level the same numbers are a tie: FAILS
+    assert V.judge(floor, {"fd": floor}, "higher", 0.01, 1.0).label == V.FAILS
+    # a noisy judge around 0.5: within the margin of chance on both sides
+    t, b = V.Stats.of([0.58, 0.50, 0.67]), V.Stats.of([0.42, 0.58, 0.67])
+    assert V.judge(t, {"fd": b}, "higher", 0.01, 1.0, chance=0.5).label == V.AT_CHANCE
+    # trained clearly above chance while the baseline sits at it: judged as usual
+    assert V.judge(V.Stats.of([0.9, 0.91, 0.92]), {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.BEATS
+    # baseline clearly above chance while trained sits at it: FAILS, not AT CHANCE
+    assert V.judge(floor, {"fd": V.Stats.of([0.8, 0.8, 0.8])}, "higher", 0.01, 1.0, chance=0.5).label == V.FAILS
+    # unconverged still comes first
+    unconv = V.Stats.of([0.5, 0.5], [False, True])
+    assert V.judge(unconv, {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.UNDERTRAINED

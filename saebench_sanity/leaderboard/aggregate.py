@@ -148,7 +148,7 @@ def summary(col: Collected) -> pd.DataFrame:
         stats = {mode: per_mode.get((set_name, arch, metric, score, mode), empty) for mode in col.modes}
         trained = stats.get("trained", empty)
         base_stats = {b: stats[b] for b in col.baselines if b in stats}
-        v = V.judge(trained, base_stats, direction, min_eff, col.n_sigma)
+        v = V.judge(trained, base_stats, direction, min_eff, col.n_sigma, chance=chance)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,
                                "direction": direction, "chance": chance, "min_effect": min_eff}
         for mode in col.modes:
@@ -158,9 +158,11 @@ def summary(col: Collected) -> pd.DataFrame:
             row[f"{mode}_n"] = s.n
             row[f"{mode}_converged"] = s.converged
         row.update(best_baseline=v.best_baseline, diff=v.diff, margin=v.margin, verdict=v.label,
-                   at_budget=V.judge(trained, base_stats, direction, min_eff, col.n_sigma, require_converged=False).label)
+                   at_budget=V.judge(trained, base_stats, direction, min_eff, col.n_sigma, require_converged=False,
+                                     chance=chance).label)
         for b in col.baselines:
-            row[f"verdict_vs_{b}"] = V.compare(trained, base_stats.get(b, V.Stats.of([])), direction, min_eff, col.n_sigma).label
+            row[f"verdict_vs_{b}"] = V.compare(trained, base_stats.get(b, V.Stats.of([])), direction, min_eff, col.n_sigma,
+                                               chance=chance).label
         row["_order"] = (order_sets.get(set_name, len(order_sets)), set_name, *order)
         out.append(row)
     out.sort(key=lambda r: r["_order"])

@@ -15,9 +15,13 @@ Verdict, first rule that applies:
 1. ``NO DATA``       no trained value or no baseline value;
 2. ``UNDERTRAINED``  some seed of the trained cell or of ``b*`` did not converge (loss still
                      falling at the end of training): no judgement, train longer;
-3. ``BEATS``         ``d(b*) > margin``;
-4. ``FAILS``         ``d(b*) <= 0`` (the best baseline is as good or better);
-5. ``INCONCLUSIVE``  ``0 < d(b*) <= margin`` (better, but not by more than the noise / minimum effect).
+3. ``AT CHANCE``     the score has a chance level / floor ``c`` (``ScoreInfo.chance``) and both
+                     ``|m_t - c|`` and ``|m_b* - c|`` are within the margin: the metric separates
+                     nothing here (RAVEL edits that change no answer, a judge that cannot read the
+                     explanations, features recovered by nobody), so neither side wins;
+4. ``BEATS``         ``d(b*) > margin``;
+5. ``FAILS``         ``d(b*) <= 0`` (the best baseline is as good or better);
+6. ``INCONCLUSIVE``  ``0 < d(b*) <= margin`` (better, but not by more than the noise / minimum effect).
 
 The same rule against each single baseline gives the per-baseline verdicts also reported.
 Reference modes (not baselines, e.g. ``untrained``) are shown but never decide. Scores without a
@@ -35,9 +39,10 @@ FAILS = "FAILS"
 INCONCLUSIVE = "INCONCLUSIVE"
 UNDERTRAINED = "UNDERTRAINED"
 NO_DATA = "NO DATA"
+AT_CHANCE = "AT CHANCE"
 DESCRIPTIVE = "—"
 
-VERDICTS = (BEATS, FAILS, INCONCLUSIVE, UNDERTRAINED, NO_DATA, DESCRIPTIVE)
+VERDICTS = (BEATS, FAILS, INCONCLUSIVE, AT_CHANCE, UNDERTRAINED, NO_DATA, DESCRIPTIVE)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def margin(trained: Stats, baseline: Stats, min_effect: float, n_sigma: float) -
 
 
 def compare(trained: Stats, baseline: Stats, direction: str | None, min_effect: float, n_sigma: float,
-            require_converged: bool = True) -> Verdict:
+            require_converged: bool = True, chance: float | None = None) -> Verdict:
     """The rule (module docstring) against a single baseline; ``require_converged=False`` skips
     the UNDERTRAINED step (the comparison at equal training budget, shown beside UNDERTRAINED)."""
     if direction is None:
@@ -95,6 +100,8 @@ def compare(trained: Stats, baseline: Stats, direction: str | None, min_effect: 
     m = margin(trained, baseline, min_effect, n_sigma)
     if require_converged and not (trained.converged and baseline.converged):
         label = UNDERTRAINED
+    elif chance is not None and abs(trained.mean - chance) <= m and abs(baseline.mean - chance) <= m:
+        label = AT_CHANCE
     elif d > m:
         label = BEATS
     elif d <= 0:
@@ -114,14 +121,14 @@ def best_baseline(trained: Stats, baselines: dict[str, Stats], direction: str) -
 
 
 def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, min_effect: float,
-          n_sigma: float, require_converged: bool = True) -> Verdict:
+          n_sigma: float, require_converged: bool = True, chance: float | None = None) -> Verdict:
     """The verdict of the trained SAE against its best baseline (module docstring)."""
     if direction is None:
         return Verdict(DESCRIPTIVE)
     best = best_baseline(trained, baselines, direction)
     if trained.n == 0 or best is None:
         return Verdict(NO_DATA, best)
-    v = compare(trained, baselines[best], direction, min_effect, n_sigma, require_converged)
+    v = compare(trained, baselines[best], direction, min_effect, n_sigma, require_converged, chance)
     return Verdict(v.label, best, v.diff, v.margin)
 
 
@@ -142,6 +149,8 @@ def rule_text(min_effect: float, n_sigma: float, baselines: Sequence[str] = (), 
         "",
         "Verdicts, first that applies: NO DATA (missing values); UNDERTRAINED (a seed of the trained "
         "cell or of b* still improving at the end of training: not judged, train longer); "
+        "AT CHANCE (the score has a chance level or floor c and both m_trained and m_b* are within the margin of c: "
+        "the metric separates nothing here, neither side wins); "
         "BEATS (d > margin); FAILS (d <= 0: the best baseline is as good or better); "
         "INCONCLUSIVE (0 < d <= margin). "
         "For an UNDERTRAINED row, the label in brackets is what the rest of the rule gives at the equal "
