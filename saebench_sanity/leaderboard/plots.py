@@ -24,6 +24,7 @@ def plot_set(col: Collected, table: pd.DataFrame, set_name: str, path: str | Pat
     if part.empty:
         return False
     scores = list(dict.fromkeys(zip(part["metric"], part["score"])))
+    shared = {sc for sc in {sc for _, sc in scores} if sum(1 for _, other in scores if other == sc) > 1}
     archs = list(dict.fromkeys(part["arch"]))
     modes = col.modes
     ncols = min(3, len(scores))
@@ -51,7 +52,7 @@ def plot_set(col: Collected, table: pd.DataFrame, set_name: str, path: str | Pat
         if chance is not None and not pd.isna(chance):
             ax.axhline(float(chance), color="black", linestyle="--", linewidth=0.8, label="chance")
         arrow = "↑" if first["direction"] == "higher" else "↓"
-        ax.set_title(f"{score} {arrow}", fontsize=9)
+        ax.set_title(f"{metric + '.' if score in shared else ''}{score} {arrow}", fontsize=9)
         ax.set_xticks(range(len(archs)))
         ax.set_xticklabels(archs, fontsize=7, rotation=30)
         ax.tick_params(axis="y", labelsize=7)
