@@ -149,3 +149,45 @@ def test_diverged_reconstruction_gives_nan_not_an_error(data):
     x_hat = x_hat.clone()
     x_hat[0, 0] = float("nan")
     assert math.isnan(rec.explained_variance(x, x_hat))
+
+
+def test_bulk_ev_ignores_one_massive_token_that_dominates_textbook_ev():
+    import torch
+
+    from saebench_sanity.metrics.reconstruction import bulk_mask, bulk_scores, explained_variance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 8, generator=g)
+    x[17] = 500.0  # one token with norm ~1400 vs a median ~2.7
+    x_hat = x.clone()
+    x_hat[17] = 0.0  # an SAE that reconstructs everything but the outlier
+    assert explained_variance(x, x_hat) < 0.2  # textbook EV says "bad SAE": the outlier is most of the variance
+    out = bulk_scores(x, x_hat)
+    assert out["explained_variance"] == pytest.approx(1.0)
+    assert out["outlier_fraction"] == pytest.approx(1 / 1000)
+    dev = (x.double() - x.double().mean(0)).pow(2).sum(1)
+    assert out["outlier_variance_share"] == pytest.approx(float(dev[17] / dev.sum()))
+    assert out["outlier_variance_share"] > 0.8
+    # and the other way round: perfect on the outlier, the mean elsewhere -> textbook EV looks good, bulk EV is ~0
+    y_hat = x.mean(0).expand_as(x).clone()
+    y_hat[17] = x[17]
+    assert explained_variance(x, y_hat) > 0.8
+    bulk = bulk_scores(x, y_hat)["explained_variance"]
+    keep = bulk_mask(x, 10.0)
+    assert int((~keep).sum()) == 1 and not bool(keep[17])
+    # closed form: predicting the mean of ALL samples on the bulk costs ||mean_all - mean_bulk||^2 extra
+    xb = x[keep].double()
+    expected = 1 - float((xb - x.double().mean(0)).pow(2).sum(1).mean()) / float((xb - xb.mean(0)).pow(2).sum(1).mean())
+    assert bulk == pytest.approx(expected, rel=1e-6) and bulk < 0.0  # y_hat holds a float32 mean
+
+
+def test_bulk_mask_keeps_everything_without_outliers_and_rejects_bad_ratios():
+    import torch
+
+    from saebench_sanity.errors import DataError
+    from saebench_sanity.metrics.reconstruction import bulk_mask
+
+    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(1))
+    assert bool(bulk_mask(x, 10.0).all())
+    with pytest.raises(DataError, match="max_norm_ratio"):
+        bulk_mask(x, 0.0)

@@ -33,6 +33,25 @@ METRICS = [
         },
     ),
     MetricSpec(
+        name="reconstruction_bulk",
+        description="explained variance without massive-activation outliers (held-out samples with norm > max_norm_ratio x median)",
+        factory="saebench_sanity.metrics.core_adapters:reconstruction_bulk_scores",
+        params={"max_norm_ratio": 10.0},
+        scores={
+            "explained_variance": ScoreInfo(
+                direction="higher", chance=0.0,
+                definition="textbook EV (as reconstruction.explained_variance) over the held-out samples whose norm is "
+                           "<= max_norm_ratio x the median norm; not in the study (its EV counts every token) but what "
+                           "its EV measures where a handful of tokens carry most of the variance"),
+            "outlier_fraction": ScoreInfo(
+                direction=None, chance=None,
+                definition="fraction of held-out samples left out (norm > max_norm_ratio x median)"),
+            "outlier_variance_share": ScoreInfo(
+                direction=None, chance=None,
+                definition="share of the held-out set's total variance carried by the left-out samples"),
+        },
+    ),
+    MetricSpec(
         name="ground_truth",
         description="recovery of the true features by decoder rows (study: cosine >= 0.8), MCC",
         factory="saebench_sanity.metrics.core_adapters:ground_truth_scores",

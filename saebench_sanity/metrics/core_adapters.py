@@ -32,3 +32,10 @@ def ground_truth_scores(ctx: Any, cos_threshold: float = 0.8) -> dict[str, float
         name = getattr(ctx.activation_set, "name", "?")
         raise DataError(f"activation set {name!r} has no ground truth; the ground_truth metric only applies to synthetic sets")
     return gt.summary(truth.features, ctx.sae.W_dec, cos_threshold)
+
+
+def reconstruction_bulk_scores(ctx: Any, max_norm_ratio: float = 10.0) -> dict[str, float]:
+    """Factory of ``reconstruction_bulk``: EV without massive-activation outlier samples."""
+    from saebench_sanity.metrics.reconstruction import bulk_scores
+
+    return bulk_scores(ctx.eval_acts, ctx.reconstruction, max_norm_ratio)

@@ -76,6 +76,39 @@ def explained_variance(x: "torch.Tensor", x_hat: "torch.Tensor") -> float:
     return 1.0 - float((x64 - h64).pow(2).sum(dim=1).mean()) / var
 
 
+def bulk_mask(x: "torch.Tensor", max_norm_ratio: float) -> "torch.Tensor":
+    """``[n]`` bool: True for samples whose norm is at most ``max_norm_ratio`` times the median
+    norm (the bulk), False for massive-activation outliers.
+
+    Why: a language model's residual stream has rare tokens with norms ~100x the median (besides
+    BOS, which the real sets drop). In the default set ``smollm2-135m-resid12`` one held-out token
+    of 8,119 (norm 1741, median 17.5) carries 69% of the total variance, so textbook EV there
+    mostly says whether an SAE reconstructs that one token."""
+    import torch
+
+    if not max_norm_ratio > 0:
+        raise DataError(f"max_norm_ratio = {max_norm_ratio!r} must be positive")
+    norms = x.to(torch.float64).norm(dim=-1)
+    return norms <= max_norm_ratio * norms.median()
+
+
+def bulk_scores(x: "torch.Tensor", x_hat: "torch.Tensor", max_norm_ratio: float = 10.0) -> dict[str, float]:
+    """Textbook EV over the bulk of the samples (:func:`bulk_mask`) and what was left out.
+
+    Returns ``explained_variance`` (over the kept samples, about their own mean),
+    ``outlier_fraction`` (samples left out) and ``outlier_variance_share`` (their share of the
+    total variance ``sum ||x - E[x]||^2`` of all samples)."""
+    x64, h64 = _pair(x, x_hat, "bulk explained variance")
+    keep = bulk_mask(x64, max_norm_ratio)
+    dev = (x64 - x64.mean(dim=0)).pow(2).sum(dim=1)
+    total = float(dev.sum())
+    return {
+        "explained_variance": explained_variance(x64[keep], h64[keep]),
+        "outlier_fraction": float((~keep).double().mean()),
+        "outlier_variance_share": float(dev[~keep].sum()) / total if total > 0 else 0.0,
+    }
+
+
 def explained_variance_saebench(x: "torch.Tensor", x_hat: "torch.Tensor") -> float:
     """SAEBench core's ``explained_variance``: ``1 - E||x - x_hat||^2 / (E||x||^2 - (E||x||^2 / d)^2)``.
 
