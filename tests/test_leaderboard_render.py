@@ -193,3 +193,11 @@ def test_judge_identity_and_metric_parameters_are_printed_and_shared_score_names
     assert "| autointerp.score ↑" in out.markdown and "| ravel.score ↑" in out.markdown
     assert "| explained_variance ↑" in out.markdown  # unshared names stay short
     assert json.loads(out.json)["judges"] == ["local:smollm2-135m-instruct"]
+
+
+def test_a_results_directory_without_run_json_still_collects_every_record(tmp_path):
+    make_results(tmp_path / "res")
+    (tmp_path / "res" / "run.json").unlink()
+    everything = aggregate.collect(tmp_path / "res")
+    assert len(everything.long) == len(aggregate.collect(tmp_path / "res", sets=["toy"]).long) > 0
+    assert aggregate.collect(tmp_path / "res", sets=["other"]).long.empty

@@ -59,10 +59,11 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
     lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
     paths = []
+    run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report
     for name, family, sets in leaderboard_groups(cfg, registry):
-        col = aggregate.collect(cfg.output_dir, sets=sets)
+        col = aggregate.from_records(run_info, records, sets=sets)
         paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
-    col = aggregate.collect(cfg.output_dir)  # every set, for the terminal report
+    col = aggregate.from_records(run_info, records)  # every set, for the terminal report
     return RunResult(plan=plan, store=store, outcomes=outcomes, leaderboard_paths=paths, collected=col,
                      table=aggregate.summary(col))
 

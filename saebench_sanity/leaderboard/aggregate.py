@@ -43,32 +43,42 @@ def _ordered(values: list[str]) -> list[str]:
     return list(seen)
 
 
-def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma: float | None = None,
-            sets: list[str] | None = None) -> Collected:
-    """Read a results directory (only the cells and metrics of its last run when ``run.json``
-    exists; only the activation sets ``sets`` when given)."""
+def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(run.json contents or {}, result records)`` of a results directory: the records of its
+    last run's cells when ``run.json`` lists them, else every record."""
     store = ResultStore(results_dir)
     if not store.results.is_dir():
         raise DataError(f"no results under {str(results_dir)!r}; run `saebench run` first or pass --results DIR")
     run = store.load_run() or {}
     cell_keys = run.get("cell_keys")
+    if cell_keys is None:
+        return run, store.iter_results()
+    return run, [rec for rec in (store.load_result(key) for key in cell_keys) if rec is not None]
+
+
+def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma: float | None = None,
+            sets: list[str] | None = None) -> Collected:
+    """Read a results directory (only the cells and metrics of its last run when ``run.json``
+    exists; only the activation sets ``sets`` when given)."""
+    run, records = load(results_dir)
+    return from_records(run, records, min_effect=min_effect, n_sigma=n_sigma, sets=sets)
+
+
+def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effect: float | None = None,
+                 n_sigma: float | None = None, sets: list[str] | None = None) -> Collected:
+    """:func:`collect` on records already read (:func:`load`), so one read serves several
+    leaderboards (a run over two set families)."""
+    only = None if sets is None else set(sets)
     metric_keys = set(run.get("metric_keys") or [])
     verdict_cfg = (run.get("config") or {}).get("verdict") or {}
     min_eff = float(min_effect if min_effect is not None else verdict_cfg.get("min_effect", 0.01))
     sig = float(n_sigma if n_sigma is not None else verdict_cfg.get("n_sigma", 1.0))
     config_modes = list((run.get("config") or {}).get("modes") or [])
-    config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if sets is None or s in sets]
+    config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if only is None or s in only]
     config_archs = list((run.get("config") or {}).get("architectures") or [])
     metric_rank = {k.split(":")[0]: i for i, k in enumerate(run.get("metric_keys") or [])}
-
-    records = []
-    if cell_keys is not None:
-        for key in cell_keys:
-            rec = store.load_result(key)
-            if rec is not None:
-                records.append(rec)
-    else:
-        records = store.iter_results()
+    if only is not None:
+        records = [rec for rec in records if (rec.get("cell") or {}).get("set") in only]
 
     def arch_rank(arch: str) -> tuple[int, str]:
         return (config_archs.index(arch) if arch in config_archs else len(config_archs), arch)
@@ -78,8 +88,6 @@ def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma
     failed, metric_errors = [], []
     metric_params: dict[str, list[dict[str, Any]]] = {}
     baselines, references, modes, sets = [], [], list(config_modes), list(config_sets)
-    if sets is not None:
-        records = [rec for rec in records if (rec.get("cell") or {}).get("set") in sets]
     for rec in records:
         cell = rec.get("cell") or {}
         modes.append(cell.get("mode"))
