@@ -170,13 +170,12 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
     mode = detection_mode(judge, detection)
     explanations = [clean_explanation(r) for r in
                     judge.complete_many([explain_messages(ex.explain) for ex in examples], explain_tokens)]
-    prompts, keys = [], []
-    for ex, expl in zip(examples, explanations):
+    keys = []
+    for ex in examples:
         rng = random.Random(f"{seed}-{ex.latent}")
         items = [(t, True) for t in ex.activating] + [(t, False) for t in ex.non_activating]
         rng.shuffle(items)
         keys.append(items)
-        prompts.append(detect_messages(expl or "(no explanation)", [t for t, _ in items]))
     if mode == "yes_no":
         flat = judge.yes_logodds([detect_one_messages(expl or "(no explanation)", t)
                                   for expl, items in zip(explanations, keys) for t, _ in items])
@@ -187,6 +186,7 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
             pred = top_k_pick(vals, sum(actual), seed + ex.latent)
             results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, actual), False))
         return results
+    prompts = [detect_messages(expl or "(no explanation)", [t for t, _ in items]) for expl, items in zip(explanations, keys)]
     replies = judge.complete_many(prompts, detect_tokens)
     results = []
     for ex, expl, items, reply in zip(examples, explanations, keys, replies):
@@ -235,15 +235,12 @@ def heldout_contexts(lm: Any, n_contexts: int, ctx_len: int) -> Any:
     Uses the model handle's held-out contexts when it has them (``eval_contexts`` of a real set,
     cut into ``ctx_len`` windows), else the held-out split of the default corpus (CPython's docs,
     ``activations.corpus``) tokenized at ``ctx_len``."""
-    src = lm.source
-    for attr in ("eval_contexts", "eval_input_ids", "heldout_input_ids"):
-        ids = getattr(src, attr, None)
-        if ids is not None:
-            ids = ids() if callable(ids) else ids
-            if ids.shape[1] >= 2 * ctx_len:  # cut long held-out contexts into ctx_len windows
-                n_win = ids.shape[1] // ctx_len
-                ids = ids[:, :n_win * ctx_len].reshape(-1, ctx_len)
-            return ids[:n_contexts, :ctx_len]
+    ids = getattr(lm.source, "eval_contexts", None)
+    if ids is not None:
+        if ids.shape[1] >= 2 * ctx_len:  # cut long held-out contexts into ctx_len windows
+            n_win = ids.shape[1] // ctx_len
+            ids = ids[:, :n_win * ctx_len].reshape(-1, ctx_len)
+        return ids[:n_contexts, :ctx_len]
     from saebench_sanity.activations.corpus import default_corpus, split_contexts, tokenize_contexts
 
     ids = tokenize_contexts(default_corpus(), lm.tokenizer, ctx_len, max_contexts=8 * n_contexts)
@@ -265,22 +262,33 @@ def _latent_acts(sae: Any, acts: Any, keep: Any, latents: list[int] | None, batc
     return torch.cat(out)
 
 
-def build_examples(sae: Any, lm: Any, n_latents: int, n_explain: int, n_activating: int, n_random: int,
-                   ctx_len: int, n_contexts: int, seed: int) -> list[LatentExamples]:
-    from saebench_sanity.metrics.probing import _ACT_CACHE
-    from saebench_sanity.models.hook_points import record
+_CONTEXTS: dict[tuple, tuple[Any, Any, list[list[str]]]] = {}
+
+
+def heldout_tokens(lm: Any, n_contexts: int, ctx_len: int) -> tuple[Any, Any, list[list[str]]]:
+    """``(activations [n, L, d], keep mask [n, L], token strings)`` of the held-out contexts:
+    identical for every SAE of a set, so recorded and decoded once per process."""
+    import hashlib
+
     from saebench_sanity.activations.corpus import keep_mask
+    from saebench_sanity.models.hook_points import record
 
     ids = heldout_contexts(lm, n_contexts, ctx_len)
-    key = (lm.identity, lm.hook_point, "autointerp", tuple(ids.shape), int(ids.sum()))
-    if key not in _ACT_CACHE:
-        _ACT_CACHE[key] = (record(lm.model, lm.hook_point, ids), None)
-    acts = _ACT_CACHE[key][0]
-    keep = keep_mask(ids, lm.tokenizer)
+    key = (lm.identity, lm.hook_point, tuple(ids.shape), hashlib.sha256(ids.numpy().tobytes()).hexdigest())
+    if key not in _CONTEXTS:
+        while len(_CONTEXTS) >= 4:
+            _CONTEXTS.pop(next(iter(_CONTEXTS)))
+        _CONTEXTS[key] = (record(lm.model, lm.hook_point, ids), keep_mask(ids, lm.tokenizer),
+                          [[lm.tokenizer.decode([t]) for t in row.tolist()] for row in ids])
+    return _CONTEXTS[key]
+
+
+def build_examples(sae: Any, lm: Any, n_latents: int, n_explain: int, n_activating: int, n_random: int,
+                   ctx_len: int, n_contexts: int, seed: int) -> list[LatentExamples]:
+    acts, keep, tok_strs = heldout_tokens(lm, n_contexts, ctx_len)
     max_acts = _latent_acts(sae, acts, keep, None)
     latents = select_live_latents(max_acts, n_latents, n_explain + n_activating, seed, min_silent=n_random)
     per_tok = _latent_acts(sae, acts, keep, latents)
-    tok_strs = [[lm.tokenizer.decode([t]) for t in row.tolist()] for row in ids]
     examples = []
     for j, lat in enumerate(latents):
         explain, act, rand = pick_examples(max_acts[:, lat], n_explain, n_activating, n_random, seed + lat)
