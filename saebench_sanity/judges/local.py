@@ -15,7 +15,6 @@ from typing import Any
 
 from saebench_sanity.judges.base import Judge, JudgeError
 
-_MODELS: dict[str, tuple[Any, Any, dict]] = {}
 _LOCK = threading.Lock()
 
 _TINY_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -48,45 +47,18 @@ def tiny_random_lm(seed: int = 0, d_model: int = 32, n_layers: int = 2, vocab_si
 
 
 def _load(model: str) -> tuple[Any, Any, dict]:
-    """One copy per process, shared with the real activation sets (same loader cache), so the
-    default judge and the default set's model are the same object in memory."""
+    """One copy per process, shared with the real activation sets (``load_model_cached``), so
+    the default judge and the default set's model are the same object in memory."""
+    from saebench_sanity.activations.real import load_model_cached
+
     with _LOCK:
-        if model not in _MODELS:
-            try:
-                from saebench_sanity.activations.real import load_model_cached
-            except ImportError:  # pragma: no cover - older layouts
-                load_model_cached = None
-            if load_model_cached is not None:
-                _MODELS[model] = load_model_cached(model)
-            elif model == "default":
-                from saebench_sanity.models.default_model import default_model
-
-                _MODELS[model] = default_model()
-            else:
-                from saebench_sanity.models.loading import load_causal_lm
-
-                _MODELS[model] = load_causal_lm(model)
-        return _MODELS[model]
+        return load_model_cached(model)
 
 
 def chat_generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_tokens: int) -> str:
-    """Greedy completion of a chat prompt with the tokenizer's chat template (or plain role
+    """Greedy completion of one chat prompt with the tokenizer's chat template (or plain role
     lines if it has none); returns the new text only."""
-    import torch
-
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)["input_ids"]
-    else:
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        ids = tokenizer(text, return_tensors="pt")["input_ids"]
-    limit = getattr(model.config, "max_position_embeddings", 2048) - max_tokens
-    ids = ids[:, -limit:]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, do_sample=False,
-                             pad_token_id=pad)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+    return chat_generate_many(model, tokenizer, [messages], max_tokens)[0]
 
 
 def chat_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
@@ -191,35 +163,27 @@ class LocalJudge(Judge):
             self._loaded = (m, t)
         return self._loaded
 
-    def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
-        model, tok = self._model()
-        try:
-            with self._lock:  # generate is not re-entrant on a shared model
-                return chat_generate(model, tok, messages, max_tokens)
-        except Exception as exc:  # noqa: BLE001 - one line naming the judge
-            raise JudgeError(f"local judge {self.model!r} failed to generate ({type(exc).__name__}: {exc}); "
-                             f"check the model folder") from exc
-
-
-    def complete_many(self, prompts: Any, max_tokens: int = 64) -> list[str]:
+    def _run(self, what: str, fn: Any, prompts: Any, *args: Any) -> Any:
+        """``fn(model, tokenizer, prompts, *args)`` under the lock (generation is not re-entrant
+        on a shared model); any failure becomes one JudgeError line naming the judge."""
         model, tok = self._model()
         try:
             with self._lock:
-                return chat_generate_many(model, tok, [list(m) for m in prompts], max_tokens)
-        except Exception as exc:  # noqa: BLE001 - one line naming the judge
-            raise JudgeError(f"local judge {self.model!r} failed to generate ({type(exc).__name__}: {exc}); "
-                             f"check the model folder") from exc
-
-    def yes_logodds(self, prompts: Any) -> list[float]:
-        model, tok = self._model()
-        try:
-            with self._lock:
-                return yes_no_logodds(model, tok, [list(m) for m in prompts])
+                return fn(model, tok, [list(m) for m in prompts], *args)
         except JudgeError:
             raise
         except Exception as exc:  # noqa: BLE001 - one line naming the judge
-            raise JudgeError(f"local judge {self.model!r} failed to score yes/no ({type(exc).__name__}: {exc}); "
+            raise JudgeError(f"local judge {self.model!r} failed to {what} ({type(exc).__name__}: {exc}); "
                              f"check the model folder") from exc
+
+    def _complete(self, messages: list[dict[str, str]], max_tokens: int) -> str:
+        return self._run("generate", chat_generate_many, [messages], max_tokens)[0]
+
+    def complete_many(self, prompts: Any, max_tokens: int = 64) -> list[str]:
+        return self._run("generate", chat_generate_many, prompts, max_tokens)
+
+    def yes_logodds(self, prompts: Any) -> list[float]:
+        return self._run("score yes/no", yes_no_logodds, prompts)
 
 
 def build(model: str = "default") -> LocalJudge:
