@@ -12,7 +12,7 @@ Bad input (one class, too few examples of a class for the split, empty texts) ra
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -102,10 +102,6 @@ def make_task(name: str, examples: Iterable[tuple[str, str]], *, n_train: int, n
         train_texts=tuple(t for t, _ in train), train_labels=tuple(c for _, c in train),
         test_texts=tuple(t for t, _ in test), test_labels=tuple(c for _, c in test), source=source,
     )
-
-
-def class_counts(labels: Iterable[str]) -> dict[str, int]:
-    return dict(Counter(labels))
 
 
 @dataclass(frozen=True)

