@@ -246,8 +246,6 @@ def prepare(lm: Any, n_per_country: int, min_entities: int = 4) -> tuple[_Prompt
     activation at each kept city's last token ``[n_kept, d_in]`` (cached per model and process)."""
     import torch
 
-    from saebench_sanity.models.hook_points import record
-
     key = (lm.identity, lm.hook_point, n_per_country)
     if key not in _PREP:
         ents = cities(n_per_country)
