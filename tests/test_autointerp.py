@@ -127,6 +127,10 @@ def test_autointerp_pipeline_on_a_tiny_model_explains_from_highlights_and_scores
     assert out["parse_failure_rate"] == 0.0
     details = ctx.extras["details"]["autointerp"]
     assert details["judge"] == "callable:fixed" and len(details["latents"]) == 3
+    assert all(lat["explanation"] == "a feature" for lat in details["latents"])
+    assert out["score"] == pytest.approx(sum(lat["score"] for lat in details["latents"]) / 3)
+    # 2 activating + 2 silent texts, the judge always names 2 of them: balanced accuracy 0, 0.5 or 1
+    assert all(lat["score"] in (0.0, 0.5, 1.0) for lat in details["latents"])
     explain_prompts = [c for c in calls if "Explanation of the feature" in c]
     assert len(explain_prompts) == 3 and all("<<" in p for p in explain_prompts)
 

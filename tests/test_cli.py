@@ -24,13 +24,13 @@ def test_help_and_list_do_not_import_torch_or_sae_lens(argv):
             "buf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf):\n"
             "    try:\n"
-            f"        main({argv!r})\n"
-            "    except SystemExit:\n"
-            "        pass\n"
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+            f"        rc = main({argv!r})\n"
+            "    except SystemExit as exc:\n"
+            "        rc = exc.code or 0\n"
+            f"print(rc, [m for m in {HEAVY!r} if m in sys.modules])")
     proc = run_py(code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert proc.stdout.strip().splitlines()[-1] == "0 []"
 
 
 def test_console_script_help_works():

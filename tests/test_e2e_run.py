@@ -91,7 +91,11 @@ def test_sigkill_mid_run_then_resume_loses_and_retrains_nothing(tmp_path):
     finished_before = {k for k in before if store.has_checkpoint(k)}
     assert finished_before == set(before)  # every logged training has a complete checkpoint
     # no temporary or half-written files are trusted: every results file parses
-    assert all(isinstance(r, dict) for r in store.iter_results())
+    import json as _json
+
+    files = sorted(store.results.glob("*.json"))
+    assert [_json.loads(f.read_text(encoding="utf-8"))["key"] for f in files] == [f.stem for f in files]
+    assert len(store.iter_results()) == len(files)
 
     assert main(["run", "--config", str(cfg), "--threads", "1", "--no-plots"]) == 0
     after = store.trainings()

@@ -76,9 +76,15 @@ def test_judges_http_endpoint_down_is_a_one_line_error(tmp_path):
 def test_judges_http_complete_many_keeps_order_under_the_concurrency_limit(tiny, tmp_path):
     model, tok = tiny
     prompts = [[{"role": "user", "content": f"number {i}"}] for i in range(5)]
-    with ChatServer(model_generate(model, tok)) as srv:
+    real = model_generate(model, tok)
+
+    def tagged(messages, max_tokens):  # the real model's answer plus which prompt it answers
+        return f"{real(messages, max_tokens)}|{messages[-1]['content']}"
+
+    with ChatServer(tagged) as srv:
         out = _judge(srv, tmp_path, concurrency=3, cache=False).complete_many(prompts, 3)
-    assert out == [chat_generate(model, tok, p, 3) for p in prompts]
+    assert out == [f"{chat_generate(model, tok, p, 3)}|number {i}" for i, p in enumerate(prompts)]
+    assert len(set(out)) == 5  # distinct answers: a reordering would fail
 
 
 def test_judges_registered_and_built_from_the_registry(tiny, tmp_path):

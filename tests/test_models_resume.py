@@ -45,10 +45,15 @@ def test_runner_matches_a_full_forward_pass_with_the_edit_spliced_in(model, batc
 
 def test_the_model_is_whole_again_after_a_resumed_pass(model, batch):
     ids, mask = batch
-    n = len(model.model.layers)
+    layers, n = model.model.layers, len(model.model.layers)
+    with torch.inference_mode():
+        before = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
     runner = SplicedRunner(model, "resid_post.1", ids, mask)
     runner.logits(runner.clean)
-    assert len(model.model.layers) == n == model.config.num_hidden_layers
+    assert model.model.layers is layers and len(layers) == n == model.config.num_hidden_layers
+    with torch.inference_mode():
+        after = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    assert torch.equal(before, after)
 
 
 def test_only_types_that_feed_inputs_embeds_unchanged_resume(model):

@@ -129,6 +129,9 @@ def test_probing_pooling_masks_padding_and_special_tokens(tiny_lm):
     ids, attn, pool = P.tokenize_texts(tiny_lm.tokenizer, ["ab", "abcdef ghij"], ctx_len=8)
     assert ids.shape[0] == 2 and attn[0].sum() < attn[1].sum()
     assert (pool <= attn.bool()).all()
+    special = torch.tensor(tiny_lm.tokenizer.all_special_ids)
+    assert torch.isin(ids, special).any()  # BOS / padding are there to be masked
+    assert torch.equal(pool, attn.bool() & ~torch.isin(ids, special))
     acts = torch.arange(2 * ids.shape[1] * 3, dtype=torch.float32).reshape(2, ids.shape[1], 3)
     pooled = P.masked_mean(acts, pool)
     assert torch.allclose(pooled[0], acts[0][pool[0]].mean(0))
