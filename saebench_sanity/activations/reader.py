@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,22 @@ class StoreReader:
                 problems.append(str(exc))
         return problems
 
+    @cached_property
+    def _eval_shard(self) -> dict[str, Any]:
+        """The eval shard, read and hash-checked once per reader (the plan, the executor's set
+        cache and the model resource all ask for it)."""
+        return self.load_shard(self.manifest["eval_shard"])
+
     def eval_activations(self, normalize: bool = False) -> Any:
         """Held-out activations ``[n_eval, d_in]`` float32."""
         import torch
 
-        acts = self.load_shard(self.manifest["eval_shard"])["activations"].to(torch.float32)
+        acts = self._eval_shard["activations"].to(torch.float32)
         return self.normalizer.apply(acts) if normalize else acts
 
     def eval_contexts(self) -> Any:
         """Held-out token contexts ``[n_eval_ctx, context_len]`` int64 (never in training shards)."""
-        return self.load_shard(self.manifest["eval_shard"])["contexts"]
+        return self._eval_shard["contexts"]
 
     def iter_batches(self, batch_size: int, seed: int, *, buffer_rows: int = 65536, normalize: bool = False,
                      loop: bool = True) -> Iterator[Any]:
