@@ -20,11 +20,6 @@ from typing import Any, Callable
 
 from saebench_sanity.errors import ConfigError, DataError
 
-#: sae-lens architecture strings (training or inference) -> built-in architecture names.
-_SAE_LENS_TO_ARCH = {"standard": "relu", "topk": "topk", "batchtopk": "batchtopk", "jumprelu": "jumprelu",
-                     "gated": "gated", "matryoshka_batchtopk": "matryoshka"}
-
-
 @dataclass
 class CheckOptions:
     target: str
@@ -91,8 +86,6 @@ def architecture_of(sae: Any, registry: Any) -> Any:
         for spec in registry.items["architecture"].values():
             if name and spec.sae_lens_architecture == name:
                 return spec
-        if name in _SAE_LENS_TO_ARCH and _SAE_LENS_TO_ARCH[name] in registry.items["architecture"]:
-            return registry.items["architecture"][_SAE_LENS_TO_ARCH[name]]
     raise DataError(f"SAE architecture {trained_as or inference!r} has no registered saebench architecture; "
                     f"known: {', '.join(sorted(registry.items['architecture']))}")
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from saebench_sanity.errors import PluginError
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 
-FactoryRef = "Callable[..., Any] | str"
 
 
 def resolve_ref(ref: Any, *, what: str) -> Any:

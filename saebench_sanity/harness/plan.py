@@ -92,10 +92,6 @@ class MetricPlan:
     needs: frozenset[str]
     key: str
 
-    @property
-    def params_hash(self) -> str:
-        return self.key.rsplit(":", 1)[-1]
-
 
 def metric_key(name: str, params: dict[str, Any]) -> str:
     """``name:<12 hex>`` of the metric's resolved parameters (a judge identity goes in params)."""

@@ -152,9 +152,6 @@ class ResultStore:
     def load_train_info(self, key: str) -> dict[str, Any]:
         return json.loads((self.checkpoint_dir(key) / TRAIN_FILE).read_text(encoding="utf-8"))
 
-    def drop_checkpoint(self, key: str) -> None:
-        shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
-
     # -- results -------------------------------------------------------------------------------
     def load_result(self, key: str) -> dict[str, Any] | None:
         path = self.result_path(key)

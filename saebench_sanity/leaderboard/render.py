@@ -207,9 +207,9 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
 
 
 def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True,
-          rendered: Rendered | None = None, family: str | None = None) -> list[Path]:
+          family: str | None = None) -> list[Path]:
     """Write ``<out>/<name>.{md,csv,json}`` and (``plots``) ``<out>/<name>/<set>.png``; returns paths."""
-    rendered = rendered or render(col, name=name, results=results, out=out, family=family)
+    rendered = render(col, name=name, results=results, out=out, family=family)
     out_dir = Path(out)
     paths = []
     for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):

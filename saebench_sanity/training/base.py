@@ -43,9 +43,6 @@ class TrainingMode:
     def check(self, sae: Any) -> None:
         """Raise AssertionError if the mode's invariant does not hold for ``sae``."""
 
-    def describe_params(self) -> dict[str, Any]:
-        return dict(self.params)
-
 
 @dataclass(frozen=True)
 class TrainingModeSpec(Spec):
