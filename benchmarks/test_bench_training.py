@@ -56,7 +56,7 @@ def _cell_trainer(arch: str, mode: str):
     from saebench_sanity.training.trainer import CellTrainer, build_cell
 
     sae, mode_obj, _ = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=TARGET_L0,
-                                  arch_params={}, mode_params={}, training=TRAINING, seed=0)
+                                  arch_overrides={}, mode_params={}, training=TRAINING, seed=0)
     return CellTrainer(sae, mode_obj, TRAINING, total_steps=TRAINING.steps, set_name=DATA.name)
 
 

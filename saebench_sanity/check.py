@@ -98,7 +98,7 @@ def _measured_l0(sae: Any, acts: Any) -> float:
 
 
 def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, Any]]:
-    """``(target_l0, arch_params)`` that give the baselines the user's sparsity."""
+    """``(target_l0, arch_overrides)`` that give the baselines the user's sparsity."""
     details = getattr(getattr(sae.cfg, "metadata", None), "training_architecture_details", None) or {}
     params: dict[str, Any] = {}
     for key in (arch.sparsity_param, "l1_coefficient", "l0_coefficient"):
@@ -157,7 +157,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
         raise DataError(f"SAE d_in {sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {aset.d_in}); "
                         "choose a set harvested at the SAE's model and hook point")
     eval_acts = aset.eval_activations()
-    target_l0, arch_params = _sparsity_of(sae, arch, eval_acts)
+    target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
     run_cfg = config_mod.from_dict({"run": {"sets": [opts.set_name], "architectures": [arch.name], "modes": ["trained"]}})
     training = run_cfg.training_for(opts.set_name, set_spec.training)
     if opts.steps is not None:
@@ -188,7 +188,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             for seed in opts.seeds:
                 say(f"training baseline {mode.name} seed {seed} ({training.steps} steps)")
                 res = train_cell(arch, mode, aset, d_sae=int(sae.cfg.d_sae), target_l0=target_l0,
-                                 arch_params=arch_params, mode_params={}, training=training, seed=seed)
+                                 arch_overrides=arch_overrides, mode_params={}, training=training, seed=seed)
                 folder = Path(tmp) / f"{mode.name}-{seed}"
                 save_checkpoint(res.sae, folder, calibration_acts=eval_acts)
                 inference = load_checkpoint(folder)

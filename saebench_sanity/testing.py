@@ -159,7 +159,7 @@ def check_training_mode(spec_or_name: Any, architecture: Any = "topk", steps: in
     who = f"training mode {spec.name!r} on {arch.name!r}"
     data = _TinyGaussianSet(d_in=8)
     training = TrainingConfig(steps=steps, batch_size=32, lr=1e-2, curve_every=1, n_init_samples=256)
-    kwargs = dict(d_sae=32, target_l0=4, arch_params={}, mode_params=params, training=training, seed=0)
+    kwargs = dict(d_sae=32, target_l0=4, arch_overrides={}, mode_params=params, training=training, seed=0)
     prepared, mode, _ = build_cell(arch, spec, data, **kwargs)  # the cell's state before step 1
     initial = {n: p.detach().clone() for n, p in prepared.named_parameters()}
     res = train_cell(arch, spec, data, **kwargs)  # calls mode.check itself
@@ -201,7 +201,7 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
     from saebench_sanity.registry import get_registry
 
     mode = get_registry().get("training_mode", "trained")
-    res = train_cell(arch, mode, aset, d_sae=4 * aset.d_in, target_l0=4, arch_params={}, mode_params={},
+    res = train_cell(arch, mode, aset, d_sae=4 * aset.d_in, target_l0=4, arch_overrides={}, mode_params={},
                      training=TrainingConfig(steps=5, batch_size=32, curve_every=1, n_init_samples=256), seed=0)
     res.sae.eval()
     scores = spec.compute(MetricContext(res.sae, aset, aset.eval_activations()), **params)

@@ -32,7 +32,7 @@ def trained_sae(tmp_path_factory):
     reg = get_registry()
     aset = reg.get("activation_set", "synth-easy").build()
     res = train_cell(reg.get("architecture", "topk"), reg.get("training_mode", "trained"), aset, d_sae=96,
-                     target_l0=3, arch_params={}, mode_params={},
+                     target_l0=3, arch_overrides={}, mode_params={},
                      training=TrainingConfig(steps=300, batch_size=256, lr=3e-3), seed=11)
     path = tmp_path_factory.mktemp("user") / "sae"
     save_checkpoint(res.sae, path)

@@ -75,11 +75,11 @@ DATA = SparseSet()
 
 def _cell(arch, mode, training=TRAIN, seed=0, mode_params=None, arch_params=None, data=DATA, target_l0=4):
     return train_cell(ARCHS[arch], MODE_SPECS[mode], data, d_sae=D_SAE, target_l0=target_l0,
-                      arch_params=arch_params or {}, mode_params=mode_params or {}, training=training, seed=seed)
+                      arch_overrides=arch_params or {}, mode_params=mode_params or {}, training=training, seed=seed)
 
 
 def _prepared(arch, mode, seed=0, mode_params=None, target_l0=4):
-    sae, _, _ = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=target_l0, arch_params={},
+    sae, _, _ = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=target_l0, arch_overrides={},
                            mode_params=mode_params or {}, training=TRAIN, seed=seed)
     return {n: p.detach().clone() for n, p in sae.named_parameters()}
 
@@ -174,7 +174,7 @@ def test_fit_scale_starts_baselines_at_the_least_squares_output_scale(arch, mode
     positive multiple of the tied unit rows, and the frozen side stays unit norm."""
     from saebench_sanity.training.modes import fit_output_scale
 
-    sae, _, sample = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=4, arch_params={},
+    sae, _, sample = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=4, arch_overrides={},
                                 mode_params={"init": "iso"}, training=TRAIN, seed=0)
     if arch in ("batchtopk", "matryoshka") and mode == "untrained":
         pytest.skip("its threshold is calibrated later by the trainer; covered by the cell tests")
@@ -290,7 +290,7 @@ def test_same_seed_gives_bit_identical_weights(arch, mode, params):
 def test_training_reduces_loss_on_a_sparse_stream_and_records_curves():
     training = TrainingConfig(steps=120, batch_size=256, lr=1e-2, curve_every=10, n_init_samples=1024)
     calls = []
-    res = train_cell(ARCHS["topk"], MODE_SPECS["trained"], DATA, d_sae=D_SAE, target_l0=2, arch_params={},
+    res = train_cell(ARCHS["topk"], MODE_SPECS["trained"], DATA, d_sae=D_SAE, target_l0=2, arch_overrides={},
                      mode_params={}, training=training, seed=0, progress=lambda s, t, l: calls.append((s, t, l)))
     assert [s for s, _ in res.loss_curve] == list(range(10, 121, 10))
     assert res.mse_curve[-1][1] < 0.2 * res.mse_curve[0][1]
@@ -333,7 +333,7 @@ def test_keyboard_interrupt_propagates():
 
 def test_sparsity_warm_up_reaches_sae_lens_coefficients():
     training = TrainingConfig(steps=10, batch_size=64, lr=1e-3, curve_every=5, n_init_samples=256, sparsity_warm_up_steps=7)
-    sae, _, _ = build_cell(ARCHS["relu"], MODE_SPECS["trained"], DATA, d_sae=D_SAE, target_l0=None, arch_params={},
+    sae, _, _ = build_cell(ARCHS["relu"], MODE_SPECS["trained"], DATA, d_sae=D_SAE, target_l0=None, arch_overrides={},
                            mode_params={}, training=training, seed=0)
     assert sae.get_coefficients()["l1"].warm_up_steps == 7
 

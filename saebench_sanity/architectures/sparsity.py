@@ -56,3 +56,12 @@ def apply_target_l0(arch_name: str, params: dict[str, Any], target_l0: int | Non
     elif sparsity_param in ("k", "target_l0"):
         out[sparsity_param] = target_l0
     return out
+
+
+def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """An architecture's hyper-parameters for one cell: the spec's defaults, then the run's
+    ``target_l0`` mapped onto its knob (table above), then the explicit ``overrides`` (the user's
+    ``[architectures.<name>]`` and per-set tables). The plan (cell identity), the trainer
+    (``build_cell``) and the inventory all resolve through this one function."""
+    return {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
+            **overrides}

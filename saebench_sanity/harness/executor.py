@@ -99,7 +99,7 @@ def _train_and_save(cell: Cell, aset: Any, store: ResultStore, registry: Any, re
 
     result = train_cell(
         registry.get("architecture", cell.arch), registry.get("training_mode", cell.mode), aset,
-        d_sae=cell.d_sae, target_l0=cell.target_l0, arch_params=dict(cell.arch_overrides),
+        d_sae=cell.d_sae, target_l0=cell.target_l0, arch_overrides=dict(cell.arch_overrides),
         mode_params=dict(cell.mode_params), training=cell.training, seed=cell.seed,
         progress=lambda step, total, loss: reporter.train_progress(cell, step, total, loss),
     )

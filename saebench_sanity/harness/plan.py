@@ -20,6 +20,7 @@ from typing import Any
 
 from saebench_sanity import __version__
 from saebench_sanity.activations.base import stable_hash
+from saebench_sanity.architectures.sparsity import resolve_arch_params
 from saebench_sanity.config import RunConfig, TrainingConfig
 from saebench_sanity.errors import ConfigError, DataError
 from saebench_sanity.hookspecs import HOOKSPEC_VERSION
@@ -38,9 +39,9 @@ class Cell:
     """One (set, architecture, mode, seed) training job.
 
     ``arch_overrides`` are the run config's explicit architecture parameters (what
-    ``train_cell(arch_params=...)`` takes; it applies the target-L0 mapping itself);
-    ``arch_params`` are the fully resolved hyper-parameters (spec defaults, target-L0 mapping,
-    overrides), recorded and hashed.
+    ``train_cell(arch_overrides=...)`` takes); ``arch_params`` are the fully resolved
+    hyper-parameters, recorded and hashed. Both sides resolve through
+    ``architectures.sparsity.resolve_arch_params``.
     """
 
     set_name: str
@@ -113,17 +114,6 @@ class Plan:
     @property
     def metric_keys(self) -> list[str]:
         return [m.key for m in self.metrics]
-
-
-def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Spec defaults, then the run's target L0 mapped onto the architecture's knob, then explicit
-    overrides (the same order ``training.trainer.build_cell`` applies)."""
-    try:
-        from saebench_sanity.architectures.sparsity import apply_target_l0
-    except ImportError:  # pragma: no cover - only before the architectures package existed
-        return {**arch_spec.params, **overrides}
-    return {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
-            **overrides}
 
 
 def validate_set(aset: Any, spec: Any, batch_size: int = 64) -> None:

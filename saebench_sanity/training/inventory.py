@@ -19,9 +19,9 @@ END = "<!-- inventory:end -->"
 def _prepared(arch_spec: Any, mode: Any) -> Any:
     import torch
 
-    from saebench_sanity.architectures.sparsity import apply_target_l0
+    from saebench_sanity.architectures.sparsity import resolve_arch_params
 
-    params = apply_target_l0(arch_spec.name, dict(arch_spec.params), 2, arch_spec.sparsity_param)
+    params = resolve_arch_params(arch_spec, 2, {})
     sae = arch_spec.build(d_in=_D_IN, d_sae=_D_SAE, seed=0, **params)
     sample = torch.randn(64, _D_IN, generator=torch.Generator().manual_seed(0))
     with torch.random.fork_rng(devices=[]):

@@ -147,18 +147,16 @@ def _sample_stats(sae: Any, sample_acts: Any, batch_size: int) -> tuple[float, f
 
 
 def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
-               arch_params: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig",
+               arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig",
                seed: int) -> tuple[Any, Any, Any]:
     """Build and prepare a cell's SAE: ``(sae, mode, sample_acts)``. No optimizer steps."""
     import torch
 
-    from saebench_sanity.architectures.sparsity import apply_target_l0
+    from saebench_sanity.architectures.sparsity import resolve_arch_params
 
     d_in = int(activation_set.d_in)
     set_name = getattr(activation_set, "name", "?")
-    # the run's target L0 replaces the architecture's default knob; explicit arch params win
-    params = {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
-              **arch_params}
+    params = resolve_arch_params(arch_spec, target_l0, arch_overrides)
     if training.sparsity_warm_up_steps:
         params = _with_sparsity_warm_up(arch_spec, params, int(training.sparsity_warm_up_steps))
     sae = arch_spec.build(d_in=d_in, d_sae=d_sae, seed=seed, **params)
@@ -183,7 +181,7 @@ def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -
 
 
 def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
-               arch_params: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
+               arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
                progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train one cell and return its ``TrainResult`` (see module docstring for seeding).
 
@@ -193,7 +191,7 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
     from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
 
     sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
-                                   arch_params=arch_params, mode_params=mode_params, training=training, seed=seed)
+                                   arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed)
     set_name = getattr(activation_set, "name", "?")
     total = int(training.steps) if mode.trains else 0
     t0 = time.perf_counter()
