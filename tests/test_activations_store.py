@@ -57,6 +57,20 @@ def test_same_inputs_give_the_same_manifest_hash_and_manifest_has_the_promised_f
     assert st.manifest_hash(_build(env, "c", hook_point="resid_post.0")) != st.manifest_hash(a)
 
 
+def test_library_versions_are_recorded_but_not_part_of_the_identity_while_shard_hashes_are(env, monkeypatch):
+    a = _build(env, "a")
+    monkeypatch.setattr(st, "library_versions", lambda: {"torch": "9.9", "transformers": "99.0"})
+    newer = _build(env, "newer-libs")
+    assert st.read_manifest(newer)["library_versions"] == {"torch": "9.9", "transformers": "99.0"}
+    assert st.read_manifest(newer)["library_versions"] != st.read_manifest(a)["library_versions"]
+    assert st.manifest_hash(newer) == st.manifest_hash(a)
+    # one stored number different (as a library that computes differently would give): new identity
+    m = st.read_manifest(newer)
+    m["shards"][0]["sha256"] = "0" * 64
+    (newer / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    assert st.manifest_hash(newer) != st.manifest_hash(a)
+
+
 def test_bf16_store_halves_activation_bytes(env):
     m32 = st.read_manifest(_build(env, "a"))
     m16 = st.read_manifest(_build(env, "bf", dtype="bfloat16"))

@@ -173,26 +173,41 @@ def test_a_run_over_two_set_families_writes_one_leaderboard_per_family():
     assert leaderboard_groups(embedded("quick"), get_registry()) == [("quick", None, None)]
 
 
-def test_judge_identity_and_metric_parameters_are_printed_and_shared_score_names_get_their_metric(tmp_path):
-    st = make_results(tmp_path / "res")
+def _with_judged_metrics(st, judge_details):
+    """Add an autointerp entry (``details`` = ``judge_details``) and a ravel entry to every cell but the last."""
     info = {"direction": "higher", "chance": 0.5, "min_effect": None, "definition": "d"}
     run = st.load_run()
     for key in run["cell_keys"][:-1]:
         rec = st.load_result(key)
         rec["metrics"]["autointerp:j1"] = {"name": "autointerp", "status": "ok", "scores": {"score": 0.6},
                                            "score_info": {"score": info}, "score_order": ["score"],
-                                           "params": {"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4}}
+                                           "params": {"judge": "http", "judge_params": {"model": "m"}, "n_latents": 4},
+                                           **({"details": judge_details} if judge_details is not None else {})}
         rec["metrics"]["ravel:r1"] = {"name": "ravel", "status": "ok", "scores": {"score": 0.5},
                                       "score_info": {"score": info}, "score_order": ["score"], "params": {"n_pairs": 16}}
         st.write_result(key, rec)
     run["metric_keys"] += ["autointerp:j1", "ravel:r1"]
     st.write_run(run)
+
+
+def test_judge_identity_and_metric_parameters_are_printed_and_shared_score_names_get_their_metric(tmp_path):
+    st = make_results(tmp_path / "res")
+    # an identity no installed judge would produce: the leaderboard must print what was recorded
+    _with_judged_metrics(st, {"judge": "openai_compatible:llama-3-70b@http://gpu-box:8000/v1"})
     out = render.render(aggregate.collect(tmp_path / "res"), name="toy", results="res", out="lb")
-    assert "- `autointerp` judged by **local:smollm2-135m-instruct**: judge=\"local\"" in out.markdown
+    assert "- `autointerp` judged by **openai_compatible:llama-3-70b@http://gpu-box:8000/v1**: judge=\"http\"" in out.markdown
     assert "- `ravel`: n_pairs=16" in out.markdown
     assert "| autointerp.score ↑" in out.markdown and "| ravel.score ↑" in out.markdown
     assert "| explained_variance ↑" in out.markdown  # unshared names stay short
-    assert json.loads(out.json)["judges"] == ["local:smollm2-135m-instruct"]
+    assert json.loads(out.json)["judges"] == ["openai_compatible:llama-3-70b@http://gpu-box:8000/v1"]
+
+
+def test_records_without_a_recorded_judge_identity_say_so_instead_of_guessing(tmp_path):
+    st = make_results(tmp_path / "res")
+    _with_judged_metrics(st, None)
+    out = render.render(aggregate.collect(tmp_path / "res"), name="toy", results="res", out="lb")
+    assert "- `autointerp` judged by **http (identity not recorded)**" in out.markdown
+    assert json.loads(out.json)["judges"] == ["http (identity not recorded)"]
 
 
 def test_a_results_directory_without_run_json_still_collects_every_record(tmp_path):

@@ -25,7 +25,8 @@ Manifest: model (id, revision / weight sha256, dtype), hook point, d_in, corpus 
 tokenization (context length, BOS handling, excluded ids, sha256 of the token contexts), stored
 dtype, token counts, per-shard sha256, library versions and the normalization statistics. No
 timestamps or paths, so the same inputs give the same ``manifest_hash`` (build timings go to
-``build-log.json``, outside the manifest).
+``build-log.json``, outside the manifest). The library versions are provenance, not identity:
+they are recorded but not hashed, since the per-shard sha256s already pin every stored number.
 
 Integrity when reading (``reader``): a shard's bytes are read once, hashed, compared with the
 manifest and only then parsed from those same bytes, so a flipped byte or a truncated file is a
@@ -336,8 +337,16 @@ def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConf
     }
 
 
+#: manifest fields that record how a store was made, not what it holds: left out of its hash.
+PROVENANCE_FIELDS = ("library_versions",)
+
+
 def manifest_hash(path: str | Path) -> str:
-    return stable_hash(read_manifest(path))
+    """The store's identity: sha256 of its manifest without the provenance fields. A newer
+    transformers or torch that computes the same activations gives the same shard sha256s and so
+    the same hash (results stay comparable across installs); one that changes a single number
+    changes a shard's sha256 and with it the hash."""
+    return stable_hash({k: v for k, v in read_manifest(path).items() if k not in PROVENANCE_FIELDS})
 
 
 def remove_store(path: str | Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,13 @@ class Collected:
     metric_errors: list[tuple[str, str, str]] = field(default_factory=list)  # (cell label, metric, error)
     #: metric name -> the distinct parameter sets its scored entries were computed with
     metric_params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: metric name -> {params_id(params): the judge identities its records name (``details.judge``)}
+    judges: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def params_id(params: dict[str, Any]) -> str:
+    """A metric parameter set as a stable string (key of ``Collected.judges``)."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _ordered(values: list[str]) -> list[str]:
@@ -87,6 +95,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
     skipped: dict[tuple[str, str], str] = {}
     failed, metric_errors = [], []
     metric_params: dict[str, list[dict[str, Any]]] = {}
+    judges: dict[str, dict[str, set[str]]] = {}
     baselines, references, modes, sets = [], [], list(config_modes), list(config_sets)
     for rec in records:
         cell = rec.get("cell") or {}
@@ -110,6 +119,10 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
             mparams = metric_params.setdefault(entry.get("name", mkey.split(":")[0]), [])
             if (entry.get("params") or {}) not in mparams:
                 mparams.append(entry.get("params") or {})
+            judge = (entry.get("details") or {}).get("judge")
+            if isinstance(judge, str) and judge:
+                judges.setdefault(entry.get("name", mkey.split(":")[0]), {}).setdefault(
+                    params_id(entry.get("params") or {}), set()).add(judge)
             infos = entry.get("score_info") or {}
             score_rank = {sc: i for i, sc in enumerate(entry.get("score_order") or sorted(infos))}
             mname = entry.get("name", mkey.split(":")[0])
@@ -131,7 +144,8 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                      sets=[s for s in _ordered(sets) if s],
                      skipped=sorted((s, m, r) for (s, m), r in skipped.items()),
                      failed=sorted(failed), metric_errors=sorted(metric_errors),
-                     metric_params={m: metric_params[m] for m in sorted(metric_params, key=lambda m: metric_rank.get(m, len(metric_rank)))})
+                     metric_params={m: metric_params[m] for m in sorted(metric_params, key=lambda m: metric_rank.get(m, len(metric_rank)))},
+                     judges={m: {p: sorted(ids) for p, ids in by.items()} for m, by in judges.items()})
 
 
 def summary(col: Collected) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from saebench_sanity.harness.store import atomic_write_text
 from saebench_sanity.leaderboard import verdict as V
-from saebench_sanity.leaderboard.aggregate import Collected, summary
+from saebench_sanity.leaderboard.aggregate import Collected, params_id, summary
 
 ARROW = {"higher": "↑", "lower": "↓", None: ""}
 
@@ -35,18 +35,16 @@ def score_labels(part: pd.DataFrame) -> list[str]:
     return out
 
 
-def judge_identity(params: dict[str, Any]) -> str | None:
-    """``plugin:model`` of the judge named in a metric's parameters (None without a judge)."""
+def judge_identity(col: Collected, metric: str, params: dict[str, Any]) -> str | None:
+    """The judge of a metric's parameter set as its results recorded it (``plugin:model``; several
+    joined if records disagree), None for a metric without a judge. Records without a recorded
+    identity (written before it was stored) show the judge's name and say so: the leaderboard
+    names only what the results hold, never what happens to be installed now."""
     name = params.get("judge")
     if not isinstance(name, str):
         return None
-    judge_params = params.get("judge_params") or {}
-    try:
-        from saebench_sanity.registry import get_registry
-
-        return get_registry().get("judge", name).build(**judge_params).identity
-    except Exception:  # noqa: BLE001 - a judge that cannot be built here is still named
-        return f"{name}:{judge_params.get('model', '?')}"
+    recorded = col.judges.get(metric, {}).get(params_id(params))
+    return ", ".join(recorded) if recorded else f"{name} (identity not recorded)"
 
 
 def settings_lines(col: Collected) -> list[str]:
@@ -55,7 +53,7 @@ def settings_lines(col: Collected) -> list[str]:
     lines = []
     for metric, variants in col.metric_params.items():
         for params in variants:
-            judge = judge_identity(params)
+            judge = judge_identity(col, metric, params)
             shown = ", ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(params.items()))
             lines.append(f"- `{metric}`" + (f" judged by **{judge}**" if judge else "") + (f": {shown}" if shown else ""))
     return lines
@@ -196,7 +194,7 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
         "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "n_sigma": col.n_sigma,
         "modes": col.modes, "baselines": col.baselines, "references": col.references, "sets": col.sets,
         "metric_params": col.metric_params,
-        "judges": sorted({j for variants in col.metric_params.values() for p in variants if (j := judge_identity(p))}),
+        "judges": sorted({j for m, variants in col.metric_params.items() for p in variants if (j := judge_identity(col, m, p))}),
         "rows": records,
         "skipped": [{"set": s, "metric": m, "reason": r} for s, m, r in col.skipped],
         "failed": [{"cell": c, "error": e} for c, e in col.failed],
