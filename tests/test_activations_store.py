@@ -209,3 +209,19 @@ def test_set_builds_its_store_on_first_use(env, tmp_path):
     assert next(s.train_batches(32, 0)).shape == (32, 16)
     assert st.is_complete(s.path) and s.eval_activations().shape == (60, 16)
     shutil.rmtree(s.path)
+
+
+def test_real_set_samples_are_kept_per_seed_equal_the_streamed_sample_and_cannot_be_edited_through(env):
+    from saebench_sanity.activations.base import ActivationSet
+
+    base, bundle, cfg = env
+    s = RealActivationSet("tiny-set", root=base / "a", model_bundle=bundle, buffer_rows=512,
+                          **{k: getattr(cfg, k) for k in ("model", "hook_point", "corpus", "context_len",
+                                                          "n_train_contexts", "n_eval_contexts", "contexts_per_shard",
+                                                          "batch_size")})
+    first = s.sample_activations(200, seed=3)
+    assert torch.equal(first, ActivationSet.sample_activations(s, 200, seed=3))  # the streamed sample itself
+    first.zero_()  # a mode editing its sample in place
+    again = s.sample_activations(200, seed=3)
+    assert torch.equal(again, ActivationSet.sample_activations(s, 200, seed=3)) and again.abs().sum() > 0
+    assert not torch.equal(s.sample_activations(200, seed=4), again)

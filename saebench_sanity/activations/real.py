@@ -148,6 +148,16 @@ class RealActivationSet(ActivationSet):
     def eval_activations(self) -> Any:
         return self.reader.eval_activations(normalize=self.normalize)
 
+    def sample_activations(self, n: int, seed: int = 0) -> Any:
+        """The base class's sample, kept per ``(n, seed)``: drawing it fills the shuffle buffer
+        from the whole store (~1.2 s for the default sets), and every cell of a seed asks for the
+        same rows (30 cells per seed in the default suite). A copy is returned, so a mode that
+        edits its sample in place cannot change the next cell's. ``[n, d_in]``."""
+        cache = self.__dict__.setdefault("_samples", {})
+        if (n, seed) not in cache:
+            cache[(n, seed)] = super().sample_activations(n, seed)
+        return cache[(n, seed)].clone()
+
     @property
     def provides(self) -> frozenset[str]:
         return frozenset({NEED_MODEL})
