@@ -315,6 +315,17 @@ def test_untrained_cells_take_no_steps_and_calibrate_batchtopk():
     assert jr.l0_train == pytest.approx(4.0, rel=0.25)  # threshold calibrated to the target L0
 
 
+def test_a_mode_whose_spec_and_built_mode_disagree_on_training_is_refused():
+    from dataclasses import replace
+
+    from saebench_sanity.errors import PluginError
+
+    lying = replace(MODE_SPECS["untrained"], trains=True)  # identity says trains, the mode takes no step
+    with pytest.raises(PluginError, match="spec says trains=True but the mode it builds says trains=False"):
+        build_cell(ARCHS["topk"], lying, DATA, d_sae=D_SAE, target_l0=4, arch_overrides={}, mode_params={},
+                   training=TRAIN, seed=0)
+
+
 @pytest.mark.parametrize("data,fragment", [
     (SparseSet(nan_at=3), "NaN/inf"),
     (SparseSet(width=8), "d_in mismatch"),

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from saebench_sanity.errors import DataError
+from saebench_sanity.errors import DataError, PluginError
 from saebench_sanity.training.convergence import assess
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,6 +161,11 @@ def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
         params = _with_sparsity_warm_up(arch_spec, params, int(training.sparsity_warm_up_steps))
     sae = arch_spec.build(d_in=d_in, d_sae=d_sae, seed=seed, **params)
     mode = mode_spec.build(**mode_params)
+    if bool(getattr(mode_spec, "trains", True)) != bool(mode.trains):
+        # the spec's flag goes into the cell's identity before any mode is built; the mode's
+        # decides whether steps are taken: a plugin that declares them differently is refused
+        raise PluginError(f"training mode {mode_spec.name!r}: its spec says trains={bool(mode_spec.trains)} but the mode "
+                          f"it builds says trains={bool(mode.trains)}; make the plugin declare the same value in both")
     sample = activation_set.sample_activations(int(training.n_init_samples), seed=seed)
     sample = check_batch(sample, d_in, set_name)
     with torch.random.fork_rng(devices=[]):
