@@ -93,9 +93,17 @@ def test_invalid_spec_names_are_refused():
         ArchitectureSpec(name="Bad Name", factory="x:y")
 
 
-def test_every_kind_has_an_importable_spec_class():
-    for kind in KINDS.values():
-        assert isinstance(kind.spec_class, type)
+def test_every_kind_has_a_spec_class_of_that_kind_and_a_declared_hook():
+    import dataclasses
+
+    from saebench_sanity import hookspecs
+    from saebench_sanity.spec import Spec
+
+    for name, kind in KINDS.items():
+        cls = kind.spec_class
+        assert issubclass(cls, Spec), name
+        assert {f.name: f.default for f in dataclasses.fields(cls)}["kind"] == name
+        assert callable(getattr(hookspecs, kind.hook)), kind.hook
 
 
 def test_an_unknown_name_points_at_plugins_that_failed_to_load():

@@ -230,6 +230,13 @@ def test_sample_activations_come_from_the_training_distribution():
     x = s.sample_activations(1000, seed=0)
     assert x.shape == (1000, 32)
     assert torch.equal(x, s.sample_activations(1000, seed=0))
+    # same distribution as the training stream (per-dimension mean and mean squared norm, within
+    # sampling error), yet not the rows of any training batch a cell sees first, nor the eval rows
+    train = torch.cat([b for b, _ in zip(s.train_batches(1000, seed=0), range(4))])
+    sq = lambda t: (t.double() ** 2).sum(1)  # noqa: E731
+    assert abs(float(sq(x).mean() - sq(train).mean())) < 4 * float(sq(train).std()) / 1000 ** 0.5
+    assert float((x.double().mean(0) - train.double().mean(0)).abs().max()) < 4 * float(train.double().std(0).max()) / 1000 ** 0.5
+    assert not torch.equal(x, train[:1000]) and not torch.equal(x, s.eval_activations()[:1000])
 
 
 def test_recommended_training_sizes_fit_each_set():
