@@ -113,12 +113,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps({"items": items, "plugins": plugins, "problems": problems},
                                     indent=2, sort_keys=True, default=str) + "\n")
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-        console.width = max(console.width, 160)
+    from saebench_sanity.report import table_console
+
+    console = table_console(160)
     table = Table(title="registered items", title_justify="left")
     for col in ("kind", "name", "plugin", "package"):
         table.add_column(col, no_wrap=True)
@@ -138,11 +137,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
-    from saebench_sanity.report import RichReporter, print_final
+    from saebench_sanity.report import RichReporter, print_final, table_console
 
     if args.config and args.quick:
         raise SaebenchError("--config and --quick both choose a suite; pass only one")
@@ -156,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     result = run(cfg, registry, out=args.out, force=args.force, metrics=args.metrics, jobs=args.jobs,
                  reporter=RichReporter(), plots=not args.no_plots, leaderboards=args.leaderboards)
-    print_final(Console(), result)
+    print_final(table_console(), result)
     failed = [o for o in result.outcomes if o.status != "ok"]
     if failed:
         first = failed[0]

@@ -88,10 +88,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 state = "partial" if s.path.exists() else "no"
                 table.add_row(spec.name, s.config.hook_point, state, "", "", f"{_size(s.path) / 1e6:.0f}", "")
-        out = Console()
-        if not out.is_terminal:  # keep names and hashes whole when piped
-            out = Console(width=160)
-        out.print(table)
+        from saebench_sanity.report import table_console
+
+        table_console(160).print(table)  # names and hashes whole when piped
         return 0
     if action == "verify":
         from saebench_sanity.activations.reader import StoreReader

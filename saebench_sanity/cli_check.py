@@ -37,20 +37,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _fmt(x: Any) -> str:
-    return "—" if x is None or x != x else f"{x:.3f}"
-
-
 def render(report: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if Console().is_terminal else 200)
+    from saebench_sanity.leaderboard.render import fmt as _fmt
+    from saebench_sanity.report import STYLE, table_console
+
+    console = table_console(200)
     table = Table(title=f"saebench check: {report.sae['source']} on {report.set_name} ({report.architecture})")
     for col in ("score", "dir", "chance", "your SAE", *report.baselines, "best baseline", "verdict"):
         table.add_column(col)
     for r in report.rows:
-        style = {"BEATS": "green", "FAILS": "bold red", "INCONCLUSIVE": "yellow", "UNDERTRAINED": "magenta"}.get(r["verdict"], "")
+        style = STYLE.get(r["verdict"], "")
         cells = [f"{r['metric']}.{r['score']}", r["direction"] or "", _fmt(r["chance"]), _fmt(r["sae"])]
         for m in report.baselines:
             b = r["baselines"][m]

@@ -17,6 +17,15 @@ STYLE = {V.BEATS: "green", V.FAILS: "bold red", V.INCONCLUSIVE: "yellow", V.UNDE
          V.NO_DATA: "dim", V.DESCRIPTIVE: "dim"}
 
 
+def table_console(width: int = 180, **kwargs: Any) -> Console:
+    """A console for printing tables: the terminal's width on a terminal; when piped or captured,
+    at least ``width`` columns, so names, hashes and verdicts are not folded into 80."""
+    console = Console(**kwargs)
+    if not console.is_terminal:
+        console.width = max(console.width, width)
+    return console
+
+
 class RichReporter:
     """Live progress: one bar over cells, one for the current cell's training steps."""
 
@@ -113,8 +122,6 @@ def timing_table(outcomes: list[Any], metric_names: list[str]) -> Table:
 def print_final(console: Console, result: Any) -> None:
     from saebench_sanity.leaderboard.verdict import rule_text
 
-    if not console.is_terminal:  # piped / captured: do not squeeze the tables into 80 columns
-        console.width = max(console.width, 180)
     console.print(timing_table(result.outcomes, [m.name for m in result.plan.metrics]))
     for t in verdict_tables(result.table, result.collected):
         console.print(t)

@@ -1,7 +1,6 @@
 """The plan: the matrix, resolved parameters, cache keys that change exactly when they should,
 and bad sets rejected before anything trains."""
 
-import dataclasses
 
 import pytest
 

@@ -85,8 +85,6 @@ def mix(codes: "torch.Tensor", features64: "torch.Tensor", bias64: "torch.Tensor
         ``[n, d_in]`` float32. ``index_add_`` on CPU accumulates serially, so the result does not
         depend on the number of threads (a dense float32 matmul may).
     """
-    import torch
-
     rows, cols = codes.nonzero(as_tuple=True)
     return mix_sparse(rows, cols, codes[rows, cols], codes.shape[0], features64, bias64)
 
