@@ -89,6 +89,21 @@ def test_second_run_trains_nothing_and_new_metric_scores_existing_checkpoints(tm
     assert set(store.trainings().values()) == {2}
 
 
+def test_a_cached_cell_is_rejudged_by_the_current_undertrained_rule_without_retraining(tmp_path, fake_registry):
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"], modes=["trained"])
+    _, store, (first,) = run_once(cfg, fake_registry)
+    # as an older rule would have stored it: a flat curve judged "still improving"
+    path = store.checkpoint_dir(first.key) / "train.json"
+    info = json.loads(path.read_text())
+    info.update(loss_curve=[[5, 1.0], [10, 1.0]], converged=False, convergence={"rel_improvement": 0.5})
+    path.write_text(json.dumps(info))
+    _, _, (second,) = run_once(cfg, fake_registry)
+    assert not second.trained_now and second.converged is True
+    training = store.load_result(first.key)["training"]
+    assert training["converged"] is True and training["convergence"]["rel_improvement"] == 0.0
+    assert set(store.trainings().values()) == {1}
+
+
 def test_metric_errors_are_retried_on_the_next_run(tmp_path, fake_registry):
     cfg = cfg_for(tmp_path, metrics=["exploding"], modes=["trained"])
     _, _, first = run_once(cfg, fake_registry)

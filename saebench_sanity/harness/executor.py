@@ -117,6 +117,18 @@ def _train_and_save(cell: Cell, aset: Any, store: ResultStore, registry: Any, re
     return info
 
 
+def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
+    """A stored cell's training info with ``converged``/``convergence`` from the UNDERTRAINED rule
+    of the code reading it, applied to the stored loss curve: a changed rule re-judges cached
+    cells without retraining them. 0-step cells stay converged by definition."""
+    if int(info.get("steps") or 0) <= 0 or not info.get("loss_curve"):
+        return info
+    from saebench_sanity.training.convergence import assess_training
+
+    converged, convergence = assess_training([(int(s), float(v)) for s, v in info["loss_curve"]], cell.training)
+    return {**info, "converged": bool(converged), "convergence": dict(convergence)}
+
+
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
              registry: Any, *, force: bool = False, reporter: Any = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell."""
@@ -132,7 +144,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
             info = _train_and_save(cell, aset, store, registry, reporter)
             out.trained_now = True
         else:
-            info = store.load_train_info(cell.key)
+            info = rejudge_convergence(store.load_train_info(cell.key), cell)
         record.update(status=OK, error=None, training=_training_summary(info))
         out.train_seconds = float(info.get("seconds") or 0.0)
         out.converged = bool(info.get("converged"))

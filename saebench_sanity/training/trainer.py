@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from saebench_sanity.errors import DataError, PluginError
-from saebench_sanity.training.convergence import assess
+from saebench_sanity.training.convergence import assess_training
 
 if TYPE_CHECKING:  # pragma: no cover
     from saebench_sanity.config import TrainingConfig
@@ -240,6 +240,6 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
         calibrate_threshold(sae, sample, int(training.batch_size))
     mode.check(sae)
     seconds = time.perf_counter() - t0
-    converged, info = assess(loss_curve, float(training.convergence_window), float(training.convergence_rel_tol))
+    converged, info = assess_training(loss_curve, training)
     return TrainResult(sae=sae, steps=total, seconds=seconds, loss_curve=loss_curve, mse_curve=mse_curve,
                        converged=converged, convergence=info, dead_fraction=dead, l0_train=l0)
