@@ -148,7 +148,9 @@ def rule_text(min_effect: float, n_sigma: float, baselines: Sequence[str] = (), 
         f"min_effect = the score's own (ScoreInfo.min_effect) else {min_effect:g}.",
         "",
         "Verdicts, first that applies: NO DATA (missing values); UNDERTRAINED (a seed of the trained "
-        "cell or of b* still improving at the end of training: not judged, train longer); "
+        "cell or of b* still improving at the end of training: its loss still falling at the training lr, "
+        "i.e. before any lr decay, outlier intervals left out (saebench_sanity/training/convergence.py): "
+        "not judged, train longer); "
         "AT CHANCE (the score has a chance level or floor c and both m_trained and m_b* are within the margin of c: "
         "the metric separates nothing here, neither side wins); "
         "BEATS (d > margin); FAILS (d <= 0: the best baseline is as good or better); "
