@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and score the matrix of a suite, then print the leaderboard")
     p.add_argument("--config", metavar="FILE", help="run configuration TOML (default: the embedded default suite)")
     p.add_argument("--quick", action="store_true", help="the embedded quick suite (tiny, < 1 minute)")
+    p.add_argument("--suite", metavar="NAME", help="an embedded suite by name: default, quick, real-long "
+                   "(real data at a converging budget, ~25 min)")
     p.add_argument("--force", action="store_true", help="retrain and rescore cells that are already stored")
     p.add_argument("--metrics", type=_csv_list, metavar="A,B", help="only these metrics")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the config's run.output_dir)")
@@ -141,9 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.registry import get_registry
     from saebench_sanity.report import RichReporter, print_final, table_console
 
-    if args.config and args.quick:
-        raise SaebenchError("--config and --quick both choose a suite; pass only one")
-    cfg = load_config(args.config, args.quick)
+    chosen = [flag for flag, given in (("--config", args.config), ("--quick", args.quick), ("--suite", args.suite)) if given]
+    if len(chosen) > 1:
+        raise SaebenchError(f"{' and '.join(chosen)} each choose a suite; pass only one")
+    cfg = load_config(args.config, args.quick, suite=args.suite)
     registry = get_registry()
     for problem in registry.problems:
         sys.stderr.write(f"warning: {problem}\n")

@@ -52,7 +52,7 @@ from typing import Any
 
 from saebench_sanity.errors import ConfigError
 
-EMBEDDED_SUITES = ("default", "quick")
+EMBEDDED_SUITES = ("default", "quick", "real-long")
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,7 @@ def load(path: str | Path) -> RunConfig:
 
 
 def embedded(name: str = "default") -> RunConfig:
-    """One of the suites shipped inside the package (``default``, ``quick``)."""
+    """One of the suites shipped inside the package (``EMBEDDED_SUITES``)."""
     if name not in EMBEDDED_SUITES:
         raise ConfigError(f"unknown embedded suite {name!r}; choose one of {', '.join(EMBEDDED_SUITES)}")
     text = resources.files("saebench_sanity").joinpath("suites", f"{name}.toml").read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-run an embedded suite and regenerate its committed leaderboards from the recorded results.
-#   bash scripts/regenerate-leaderboards.sh [default|quick]
+#   bash scripts/regenerate-leaderboards.sh [default|quick|real-long]
 # The per-cell result records (no checkpoints) are copied to leaderboards/results/<leaderboard>/
 # so that `saebench leaderboard --check` (run by CI) can recompute the tables from them. The
 # default suite covers two set families and writes two leaderboards, synthetic and real.
@@ -10,7 +10,8 @@ suite="${1:-default}"
 case "$suite" in
   default) runs=saebench-runs/default; flag=(); families=(synthetic real) ;;
   quick)   runs=saebench-runs/quick;   flag=(--quick); families=() ;;
-  *) echo "error: unknown suite '$suite'; use default or quick" >&2; exit 2 ;;
+  real-long) runs=saebench-runs/real-long; flag=(--suite real-long); families=() ;;
+  *) echo "error: unknown suite '$suite'; use default, quick or real-long" >&2; exit 2 ;;
 esac
 saebench activations build  # the real sets' stores (no-op when built; see README)
 saebench run "${flag[@]}" --jobs 2 --out "$runs" --no-plots

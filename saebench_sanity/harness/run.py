@@ -30,13 +30,14 @@ class RunResult:
         return summarize(self.outcomes)
 
 
-def load_config(config: str | None = None, quick: bool = False) -> RunConfig:
-    """``--config FILE``, else the embedded ``quick`` (``--quick``) or ``default`` suite."""
+def load_config(config: str | None = None, quick: bool = False, suite: str | None = None) -> RunConfig:
+    """``--config FILE``, else the embedded suite ``suite`` (``--suite NAME``), ``quick``
+    (``--quick``) or ``default``."""
     from saebench_sanity import config as config_mod
 
     if config is not None:
         return config_mod.load(config)
-    return config_mod.embedded("quick" if quick else "default")
+    return config_mod.embedded(suite or ("quick" if quick else "default"))
 
 
 def leaderboard_dir(cfg: RunConfig) -> Path:

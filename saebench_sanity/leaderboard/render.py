@@ -110,7 +110,7 @@ def _producer(results: str) -> str:
         suite = source.split(":", 1)[1]
         if str(Path(results).parent).rstrip("/").endswith("leaderboards/results"):
             return f"bash scripts/regenerate-leaderboards.sh {suite}"
-        return "saebench run" + ("" if suite == "default" else f" --{suite}")
+        return "saebench run" + {"default": "", "quick": " --quick"}.get(suite, f" --suite {suite}")
     return f"saebench run --config {source}" if source else "saebench run"
 
 
