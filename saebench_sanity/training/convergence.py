@@ -7,9 +7,10 @@ improvement over that window::
     rel_improvement = -slope * window_steps / |median loss in the window|
 
 A cell is converged when ``rel_improvement <= rel_tol``. A line fit (rather than first-vs-last
-point) keeps one noisy interval from deciding the verdict, and the medians keep loss spikes
-(a batch of outlier tokens in a real residual stream can raise one interval's mean loss
-tenfold) from deciding it either way. Fewer than 2 curve points in the
+point) keeps one noisy interval from deciding the verdict, and the medians, after far-above-median
+intervals are dropped (:func:`_without_spikes`), keep loss spikes (a batch of outlier tokens in
+a real residual stream can raise one interval's mean loss tenfold) from deciding it either way.
+Fewer than 2 curve points in the
 window (a run shorter than two ``curve_every`` intervals at the end) cannot show convergence and
 is reported not converged.
 
