@@ -52,7 +52,7 @@ from typing import Any
 
 from saebench_sanity.errors import ConfigError
 
-EMBEDDED_SUITES = ("default", "quick", "real-long")
+EMBEDDED_SUITES = ("default", "quick", "real-long", "real-resid24")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-run an embedded suite and regenerate its committed leaderboards from the recorded results.
-#   bash scripts/regenerate-leaderboards.sh [default|quick|real-long]
+#   bash scripts/regenerate-leaderboards.sh [default|quick|real-long|real-resid24]
 # The per-cell result records (no checkpoints) are copied to leaderboards/results/<leaderboard>/
 # so that `saebench leaderboard --check` (run by CI) can recompute the tables from them. The
 # default suite covers two set families and writes two leaderboards, synthetic and real.
@@ -10,8 +10,8 @@ suite="${1:-default}"
 case "$suite" in
   default) runs=saebench-runs/default; flag=(); families=(synthetic real) ;;
   quick)   runs=saebench-runs/quick;   flag=(--quick); families=() ;;
-  real-long) runs=saebench-runs/real-long; flag=(--suite real-long); families=() ;;
-  *) echo "error: unknown suite '$suite'; use default, quick or real-long" >&2; exit 2 ;;
+  real-long|real-resid24) runs="saebench-runs/$suite"; flag=(--suite "$suite"); families=() ;;
+  *) echo "error: unknown suite '$suite'; use default, quick, real-long or real-resid24" >&2; exit 2 ;;
 esac
 saebench activations build  # the real sets' stores (no-op when built; see README)
 saebench run "${flag[@]}" --jobs 2 --out "$runs" --no-plots

@@ -96,6 +96,13 @@ def test_embedded_suites_resolve_against_the_builtin_registry():
     long = build_plan(config.embedded("real-long"), get_registry(), build_sets=False)
     assert len(long.cells) == 15 and {c.arch for c in long.cells} == {"batchtopk"}
     assert {(c.training.steps, c.training.lr_decay_steps, c.d_sae, c.target_l0) for c in long.cells} == {(2500, 500, 1152, 32)}
+    late = build_plan(config.embedded("real-resid24"), get_registry(), build_sets=False)
+    default_real = [c for c in build_plan(config.embedded("default"), get_registry(), build_sets=False).cells
+                    if c.set_name == "smollm2-135m-resid12"]
+    assert len(late.cells) == 90 and {c.set_name for c in late.cells} == {"smollm2-135m-resid24"}
+    # the same SAEs and budgets as the default suite's real half, cell for cell
+    shape = lambda c: (c.arch, c.mode, c.seed, c.d_sae, c.target_l0, c.training, tuple(sorted(c.arch_params.items())))  # noqa: E731
+    assert sorted(map(shape, late.cells)) == sorted(map(shape, default_real))
 
 
 def test_per_set_architecture_params_apply_to_that_set_only_and_change_its_keys(fake_registry):
