@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.errors import DataError
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.leaderboard import verdict as V
@@ -35,13 +35,8 @@ class Collected:
     metric_errors: list[tuple[str, str, str]] = field(default_factory=list)  # (cell label, metric, error)
     #: metric name -> the distinct parameter sets its scored entries were computed with
     metric_params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: metric name -> {params_id(params): the judge identities its records name (``details.judge``)}
+    #: metric name -> {stable_hash(params): the judge identities its records name (``details.judge``)}
     judges: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-
-
-def params_id(params: dict[str, Any]) -> str:
-    """A metric parameter set as a stable string (key of ``Collected.judges``)."""
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _ordered(values: list[str]) -> list[str]:
@@ -122,7 +117,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
             judge = (entry.get("details") or {}).get("judge")
             if isinstance(judge, str) and judge:
                 judges.setdefault(entry.get("name", mkey.split(":")[0]), {}).setdefault(
-                    params_id(entry.get("params") or {}), set()).add(judge)
+                    stable_hash(entry.get("params") or {}), set()).add(judge)
             infos = entry.get("score_info") or {}
             score_rank = {sc: i for i, sc in enumerate(entry.get("score_order") or sorted(infos))}
             mname = entry.get("name", mkey.split(":")[0])

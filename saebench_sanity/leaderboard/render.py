@@ -18,7 +18,8 @@ from tabulate import tabulate
 
 from saebench_sanity.harness.store import atomic_write_text
 from saebench_sanity.leaderboard import verdict as V
-from saebench_sanity.leaderboard.aggregate import Collected, params_id, summary
+from saebench_sanity.activations.base import stable_hash
+from saebench_sanity.leaderboard.aggregate import Collected, summary
 
 ARROW = {"higher": "↑", "lower": "↓", None: ""}
 
@@ -43,7 +44,7 @@ def judge_identity(col: Collected, metric: str, params: dict[str, Any]) -> str |
     name = params.get("judge")
     if not isinstance(name, str):
         return None
-    recorded = col.judges.get(metric, {}).get(params_id(params))
+    recorded = col.judges.get(metric, {}).get(stable_hash(params))
     return ", ".join(recorded) if recorded else f"{name} (identity not recorded)"
 
 

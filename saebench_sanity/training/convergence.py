@@ -96,7 +96,7 @@ def assess_training(curve: Sequence[tuple[int, float]], training: Any) -> tuple[
     tolerance ``convergence_rel_tol``, on the steps before ``lr_decay_steps`` begin (module
     docstring). Used by the trainer and again by the executor on stored curves, so a cached cell is
     judged by the rule of the code that reads it."""
-    decay = int(getattr(training, "lr_decay_steps", 0) or 0)
+    decay = int(training.lr_decay_steps)
     end = int(training.steps) - decay if decay > 0 else None
     return assess(curve, float(training.convergence_window), float(training.convergence_rel_tol), end_step=end)
 
