@@ -17,7 +17,7 @@ is reported not converged.
 With a learning-rate decay at the end (``training.lr_decay_steps``, SAELens's linear decay to
 lr/10) the rule looks at the constant-lr part of the curve only (:func:`assess_training`). Annealing
 the lr lowers the loss at any budget (less gradient noise, not more learning): measured on the
-default real set, BatchTopK's loss fell from 29.0 to 25.6 over a 300-step decay after 1,200
+default real set (one-off 1,500-step run), BatchTopK's loss fell from 29.0 to 25.6 over a 300-step decay after 1,200
 constant-lr steps, while the trend over the last 20% of those constant-lr steps was 2.0%. A window that
 sits on the decay phase would call every such run UNDERTRAINED whatever its budget. The question
 the rule answers is "would more steps at this learning rate still lower the loss?".
