@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output directory (default: the config's run.output_dir)")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="cells in parallel (process pool)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per process (default: torch's)")
+    p.add_argument("--device", metavar="D", help="where SAEs train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps "
+                   "(default: the config's run.device, else auto)")
+    p.add_argument("--dtype", metavar="T", help="training precision: float32, float64, bfloat16 (default: the config's run.dtype, else float32)")
     p.add_argument("--leaderboards", metavar="DIR", help="where to write <name>.md/.csv/.json (default: OUT/leaderboards)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -139,6 +142,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def with_device(cfg, device: str | None, dtype: str | None):
+    """``cfg`` with ``--device`` / ``--dtype`` applied, the device resolved and checked against this
+    machine now (one-line error, exit 2), before anything is planned or trained."""
+    import dataclasses
+
+    from saebench_sanity.devices import check_device_name, check_dtype_name, resolve_device, resolve_dtype
+
+    if device is not None:
+        check_device_name(device, "--device")
+    if dtype is not None:
+        check_dtype_name(dtype, "--dtype")
+    if device is not None or dtype is not None:
+        cfg = dataclasses.replace(cfg, device=device if device is not None else cfg.device,
+                                  dtype=dtype if dtype is not None else cfg.dtype)
+    option = "--device" if device is not None else "run.device"
+    resolve_dtype(cfg.dtype, resolve_device(cfg.device, option), "--dtype" if dtype is not None else "run.dtype")
+    return cfg
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
@@ -147,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     chosen = [flag for flag, given in (("--config", args.config), ("--quick", args.quick), ("--suite", args.suite)) if given]
     if len(chosen) > 1:
         raise SaebenchError(f"{' and '.join(chosen)} each choose a suite; pass only one")
-    cfg = load_config(args.config, args.quick, suite=args.suite)
+    cfg = with_device(load_config(args.config, args.quick, suite=args.suite), args.device, args.dtype)
     registry = get_registry()
     for problem in registry.problems:
         sys.stderr.write(f"warning: {problem}\n")

@@ -57,6 +57,8 @@ class Cell:
     set_manifest_hash: str
     is_baseline: bool = False
     trains: bool = True
+    #: training precision (``run.dtype``); the device is not part of a cell (``saebench_sanity.devices``)
+    dtype: str = "float32"
     key: str = ""
 
     @property
@@ -72,6 +74,7 @@ class Cell:
             "d_sae": self.d_sae,
             "target_l0": self.target_l0,
             "training": dataclasses.asdict(self.training),
+            "dtype": self.dtype,
             "code": code_version(),
         }
 
@@ -81,7 +84,7 @@ class Cell:
                 "d_sae": self.d_sae, "target_l0": self.target_l0, "arch_params": self.arch_params,
                 "mode_params": self.mode_params, "training": dataclasses.asdict(self.training),
                 "set_manifest_hash": self.set_manifest_hash, "is_baseline": self.is_baseline,
-                "trains": self.trains}
+                "trains": self.trains, "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
                     cell = Cell(set_name=set_name, arch=arch, mode=mode, seed=int(seed), d_sae=d_sae,
                                 target_l0=target_l0, arch_params=arch_params, arch_overrides=overrides,
                                 mode_params=mode_params, training=training, set_manifest_hash=manifest,
-                                is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains))
+                                is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains),
+                                dtype=cfg.dtype)
                     cells.append(dataclasses.replace(cell, key=stable_hash(cell.key_material())[:24]))
     return Plan(config=cfg, cells=cells, metrics=metric_plans, sets=built)

@@ -1,0 +1,77 @@
+"""Where and in what precision SAEs train: ``device`` and ``dtype`` options, checked at the edge.
+
+``device``: ``"auto"`` (CUDA if available, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``,
+``"cuda:N"`` or ``"mps"``. ``dtype``: ``"float32"`` (default), ``"float64"`` (exact comparisons,
+CPU/CUDA only), ``"bfloat16"``. A device that is not there, or a dtype the device cannot do, is a
+``ConfigError`` naming the option and what is available, before anything trains.
+
+Identity: the training ``dtype`` is part of a cell's identity (float64 and bfloat16 training give
+materially different SAEs); the ``device`` is not (the same recipe on CPU and on a GPU is the same
+cell, equal within floating-point tolerance, not bit for bit). A result records both.
+Hand-written because torch has no "pick the best available device" helper and sae-lens's
+``SAETrainerConfig.device`` takes a resolved string.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from saebench_sanity.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+DTYPES = ("float32", "float64", "bfloat16")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(device: Any, option: str = "device") -> str:
+    """The device string if it has a valid form (no torch import); ConfigError otherwise."""
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise ConfigError(f"{option} = {device!r} is not a device; use one of {', '.join(DEVICE_CHOICES)}")
+    return device
+
+
+def check_dtype_name(dtype: Any, option: str = "dtype") -> str:
+    """The dtype string if known (no torch import); ConfigError otherwise."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"{option} = {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    return str(dtype)
+
+
+def available_devices() -> list[str]:
+    """Devices torch can use on this machine, best first (``cuda:N`` for each GPU, ``mps``, ``cpu``)."""
+    import torch
+
+    found = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return [*found, "cpu"]
+
+
+def resolve_device(device: str = "auto", option: str = "device") -> str:
+    """``"auto"`` -> the best available device; an explicit device -> itself if it exists.
+
+    Returns a string torch and sae-lens accept (``"cpu"``, ``"cuda:0"``, ``"mps"``)."""
+    check_device_name(device, option)
+    have = available_devices()
+    if device == "auto":
+        return have[0]
+    if device == "cpu":
+        return "cpu"
+    wanted = "cuda:0" if device == "cuda" else device
+    if wanted not in have:
+        raise ConfigError(f"{option} = {device!r} is not available on this machine; available: {', '.join(have)}"
+                          + (" (auto picks the first)" if len(have) > 1 else ""))
+    return wanted
+
+
+def resolve_dtype(dtype: str, device: str, option: str = "dtype") -> Any:
+    """The torch dtype for ``dtype`` on a resolved ``device``; ConfigError if the device cannot do it
+    (MPS has no float64)."""
+    import torch
+
+    check_dtype_name(dtype, option)
+    if dtype == "float64" and device.startswith("mps"):
+        raise ConfigError(f"{option} = 'float64' is not supported on {device}; use float32 or bfloat16 there")
+    return getattr(torch, dtype)
