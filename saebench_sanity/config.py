@@ -17,6 +17,8 @@ Layout of a config file (every table optional except ``[run]``)::
     expansion = 8               # d_sae = expansion * d_in (ignored when d_sae is set)
     # d_sae = 512
     target_l0 = 8               # sets k / target L0 for every architecture that has one
+    device = "auto"             # auto | cpu | cuda | cuda:N | mps (saebench_sanity/devices.py)
+    dtype = "float32"           # float32 | float64 | bfloat16
 
     [training]                  # defaults for every cell
     steps = 2000
@@ -131,6 +133,11 @@ class RunConfig:
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     set_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    #: where SAEs train (``saebench_sanity.devices``): auto = CUDA, then MPS, then CPU; not part of a
+    #: cell's identity (the same recipe on another device is the same cell)
+    device: str = "auto"
+    #: training precision; part of a cell's identity (float64 and bfloat16 training differ materially)
+    dtype: str = "float32"
     source: str = "<dict>"
 
     def __post_init__(self) -> None:
@@ -147,6 +154,10 @@ class RunConfig:
             raise ConfigError(f"run.d_sae = {self.d_sae} must be a positive integer, e.g. 512")
         if self.target_l0 is not None and self.target_l0 <= 0:
             raise ConfigError(f"run.target_l0 = {self.target_l0} must be a positive integer, e.g. 20")
+        from saebench_sanity.devices import check_device_name, check_dtype_name
+
+        check_device_name(self.device, "run.device")
+        check_dtype_name(self.dtype, "run.dtype")
         for set_name, over in self.set_overrides.items():
             unknown = set(over) - SET_OVERRIDE_KEYS
             if unknown:
@@ -224,7 +235,8 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
     if "run" not in data or not isinstance(data["run"], dict):
         raise ConfigError(f"{source}: missing [run] table; see `saebench run --help` for the layout")
     run = dict(data["run"])
-    allowed_run = {"name", "sets", "architectures", "modes", "seeds", "metrics", "output_dir", "expansion", "d_sae", "target_l0"}
+    allowed_run = {"name", "sets", "architectures", "modes", "seeds", "metrics", "output_dir", "expansion", "d_sae", "target_l0",
+                   "device", "dtype"}
     unknown = set(run) - allowed_run
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in [run]: {sorted(unknown)}; allowed: {sorted(allowed_run)}")
@@ -249,6 +261,9 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
     for key in ("expansion", "d_sae", "target_l0"):
         if key in run:
             kwargs[key] = _expect(run, key, (int,), "run")
+    for key in ("device", "dtype"):
+        if key in run:
+            kwargs[key] = str(_expect(run, key, (str,), "run"))
 
     for table, target in (("architectures", "architecture_params"), ("modes", "mode_params"),
                           ("metrics", "metric_params"), ("sets", "set_overrides")):
