@@ -123,6 +123,40 @@ def test_keyboard_interrupt_propagates_and_finished_cells_stay(tmp_path, fake_re
     with pytest.raises(KeyboardInterrupt):
         run_once(cfg, fake_registry, reporter=StopAfterFirst())
     store = ResultStore(cfg.output_dir)
-    assert len(store.iter_results()) == 1 and len(store.trainings()) == 1
+    # the cohort (trained + untrained of seed 0) trained together and saved both checkpoints before
+    # the interrupt; the first cell's record is complete, the second was not scored yet
+    assert len(store.iter_results()) == 1 and len(store.trainings()) == 2
     _, _, resumed = run_once(cfg, fake_registry)
-    assert [o.trained_now for o in resumed] == [False, True]
+    assert [o.trained_now for o in resumed] == [False, False]
+    assert [o.status for o in resumed] == ["ok", "ok"] and len(store.iter_results()) == 2
+
+
+def test_cohorts_group_the_modes_of_one_seed(tmp_path, fake_registry):
+    from saebench_sanity.harness.executor import cohorts
+
+    cfg = cfg_for(tmp_path, seeds=[0, 1], architectures=["topk", "relu"])
+    plan = build_plan(cfg, fake_registry)
+    groups = cohorts(plan.cells)
+    assert len(groups) == 4  # 2 architectures x 2 seeds
+    for group in groups:
+        assert sorted(c.mode for c in group) == ["trained", "untrained"]
+        assert len({(c.arch, c.seed, c.set_name) for c in group}) == 1
+    assert sorted(c.key for g in groups for c in g) == sorted(plan.cell_keys)
+
+
+def test_a_failing_member_fails_alone(tmp_path, fake_registry, monkeypatch):
+    from saebench_sanity.errors import DataError
+    from saebench_sanity.training import cohort
+
+    real = cohort.train_cells
+
+    def first_member_diverges(members, *args, **kwargs):
+        results = real(members, *args, **kwargs)
+        return [DataError("diverged (loss nan) at step 3"), *results[1:]]
+
+    monkeypatch.setattr(cohort, "train_cells", first_member_diverges)
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"])
+    _, store, outcomes = run_once(cfg, fake_registry)
+    assert [o.status for o in outcomes] == ["failed", "ok"]
+    assert "diverged (loss nan) at step 3" in outcomes[0].error
+    assert len(store.trainings()) == 1 and store.load_result(outcomes[0].key)["status"] == "failed"

@@ -93,28 +93,63 @@ def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     return {k: info.get(k) for k in keep}
 
 
-def _train_and_save(cell: Cell, aset: Any, store: ResultStore, registry: Any, reporter: Any) -> dict[str, Any]:
-    from saebench_sanity.architectures.checkpoint import save_checkpoint
-    from saebench_sanity.training.trainer import train_cell
-
-    result = train_cell(
-        registry.get("architecture", cell.arch), registry.get("training_mode", cell.mode), aset,
-        d_sae=cell.d_sae, target_l0=cell.target_l0, arch_overrides=dict(cell.arch_overrides),
-        mode_params=dict(cell.mode_params), training=cell.training, seed=cell.seed,
-        progress=lambda step, total, loss: reporter.train_progress(cell, step, total, loss),
-    )
+def _train_info(cell: Cell, result: Any) -> dict[str, Any]:
+    """The checkpoint's ``train.json`` for one trained cell (``result``: a ``TrainResult``)."""
     loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
-    info = {
+    return {
         "key": cell.key, "cell": cell.identity(), "code": code_version(),
         "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
         "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
         "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
         "loss_curve": loss_curve, "mse_curve": [[int(s), float(v)] for s, v in result.mse_curve],
     }
-    reporter.phase(cell, "saving")
-    store.write_checkpoint(cell.key, lambda path: save_checkpoint(result.sae, path, batch_size=cell.training.batch_size), info)
-    store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
-    return info
+
+
+def cohorts(cells: list[Cell]) -> list[list[Cell]]:
+    """The plan's cells grouped into cohorts, in plan order of their first cell.
+
+    A cohort is every cell that shares a set, an architecture (with its resolved params), a size,
+    a training config, a dtype and a seed: the trained SAE and its baselines of one seed, which
+    train on the identical batches (``train_batches(batch_size, seed)``). Cells that take no
+    optimizer step (``trains = False``, e.g. ``untrained``) join their cohort too: they cost no
+    training and are scored like the others."""
+    from saebench_sanity.activations.base import stable_hash
+
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        key = stable_hash({"set": cell.set_name, "manifest": cell.set_manifest_hash, "arch": cell.arch,
+                           "arch_params": cell.arch_params, "d_sae": cell.d_sae, "target_l0": cell.target_l0,
+                           "training": dataclasses.asdict(cell.training), "dtype": cell.dtype, "seed": cell.seed})
+        groups.setdefault(key, []).append(cell)
+    return list(groups.values())
+
+
+def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: Any, reporter: Any,
+                    device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Train the cells of one cohort together, save each as soon as the cohort is done; returns
+    ``{cell key: train info}`` of the cells whose checkpoints were written."""
+    from saebench_sanity.architectures.checkpoint import save_checkpoint
+    from saebench_sanity.training.cohort import train_cells
+
+    lead = cells[0]
+    results = train_cells(
+        [(registry.get("architecture", c.arch), registry.get("training_mode", c.mode), dict(c.mode_params), c.seed)
+         for c in cells],
+        aset, d_sae=lead.d_sae, target_l0=lead.target_l0, arch_overrides=dict(lead.arch_overrides),
+        training=lead.training, device=device, dtype=lead.dtype,
+        progress=lambda i, step, total, loss: reporter.train_progress(cells[i], step, total, loss),
+    )
+    infos: dict[str, dict[str, Any]] = {}
+    for cell, result in zip(cells, results):
+        if isinstance(result, BaseException):  # this member failed (diverged); the others are saved
+            infos[cell.key] = {"error": result}
+            continue
+        info = _train_info(cell, result)
+        reporter.phase(cell, "saving")
+        store.write_checkpoint(cell.key, lambda path, r=result: save_checkpoint(r.sae, path, batch_size=cell.training.batch_size), info)
+        store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
+        infos[cell.key] = info
+    return infos
 
 
 def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
@@ -130,8 +165,12 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
-             registry: Any, *, force: bool = False, reporter: Any = None) -> CellOutcome:
-    """Train (unless checkpointed), score (unless recorded) and store one cell."""
+             registry: Any, *, force: bool = False, reporter: Any = None,
+             trained: dict[str, Any] | None = None) -> CellOutcome:
+    """Train (unless checkpointed), score (unless recorded) and store one cell.
+
+    ``trained``: this cell's train info when its cohort trained it just now (``run_cohort``), or
+    ``{"error": exception}`` when its training failed there."""
     reporter = reporter or NullReporter()
     loaded = None if force else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
@@ -139,9 +178,16 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     record.setdefault("metrics", {})
     out = CellOutcome(key=cell.key, label=cell.label, status=OK)
     try:
-        if force or not store.has_checkpoint(cell.key):
+        if trained is not None and "error" in trained:
+            raise trained["error"]
+        if trained is not None:
+            info = trained
+            out.trained_now = True
+        elif force or not store.has_checkpoint(cell.key):
             reporter.phase(cell, "training")
-            info = _train_and_save(cell, aset, store, registry, reporter)
+            info = _train_and_save([cell], aset, store, registry, reporter)[cell.key]
+            if "error" in info:
+                raise info["error"]
             out.trained_now = True
         else:
             info = rejudge_convergence(store.load_train_info(cell.key), cell)
@@ -229,25 +275,62 @@ def write_run_manifest(plan: Plan, store: ResultStore) -> None:
     })
 
 
+def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
+               store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+               device: str = "cpu", on_done: Callable[[Cell, CellOutcome], None] | None = None) -> list[CellOutcome]:
+    """Train the cells of one cohort (``cohorts``) that have no checkpoint yet as one program, then
+    score and store each cell (``run_cell``). A cell whose training failed is recorded as failed;
+    the others of its cohort go on. ``on_done(cell, outcome)`` is called as each cell is stored."""
+    reporter = reporter or NullReporter()
+    todo = [c for c in cells if force or not store.has_checkpoint(c.key)]
+    infos: dict[str, dict[str, Any]] = {}
+    if todo:
+        for c in todo:
+            reporter.phase(c, "training")
+        try:
+            infos = _train_and_save(todo, aset, store, registry, reporter, device=device)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the cohort failed as a whole (e.g. its data): each cell records it
+            infos = {c.key: {"error": exc} for c in todo}
+    outcomes = []
+    for cell in cells:
+        outcome = run_cell(cell, metrics, aset, eval_acts, store, registry, force=force,
+                           reporter=reporter, trained=infos.get(cell.key))
+        if on_done is not None:
+            on_done(cell, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
 def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
             jobs: int = 1) -> list[CellOutcome]:
-    """Run every cell of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
+    """Run every cohort of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
+    from saebench_sanity.devices import resolve_device
+
     reporter = reporter or NullReporter()
+    device = resolve_device(plan.config.device, "run.device")
     store.clean_temporaries()  # leftovers of a killed run; nothing else writes here now
     write_run_manifest(plan, store)
     reporter.start(plan)
+    index = {c.key: i for i, c in enumerate(plan.cells)}
     try:
         if jobs > 1:
-            outcomes = _execute_pool(plan, store, force=force, reporter=reporter, jobs=jobs)
+            outcomes = _execute_pool(plan, store, force=force, reporter=reporter, jobs=jobs, device=device)
         else:
             cache = _SetCache(registry, plan.config, plan.sets)
-            outcomes = []
-            for i, cell in enumerate(plan.cells):
-                reporter.cell_start(cell, i)
-                outcome = run_cell(cell, plan.metrics, cache.get(cell.set_name), cache.eval_acts(cell.set_name),
-                                   store, registry, force=force, reporter=reporter)
-                reporter.cell_done(cell, outcome)
-                outcomes.append(outcome)
+            done: dict[str, CellOutcome] = {}
+            for group in cohorts(plan.cells):
+                for cell in group:
+                    reporter.cell_start(cell, index[cell.key])
+
+                def finished(cell: Cell, outcome: CellOutcome) -> None:
+                    reporter.cell_done(cell, outcome)
+                    done[cell.key] = outcome
+
+                run_cohort(group, plan.metrics, cache.get(group[0].set_name), cache.eval_acts(group[0].set_name),
+                           store, registry, force=force, reporter=reporter, device=device, on_done=finished)
+            outcomes = [done[c.key] for c in plan.cells if c.key in done]
     finally:
         reporter.finish()
     return outcomes
@@ -267,40 +350,49 @@ def _worker_init(cfg: Any, threads: int) -> None:
     _WORKER.update(registry=registry, cache=_SetCache(registry, cfg))
 
 
-def _worker_run(cell: Cell, metrics: list[MetricPlan], root: str, force: bool) -> CellOutcome:
+def _worker_run(cells: list[Cell], metrics: list[MetricPlan], root: str, force: bool, device: str) -> list[CellOutcome]:
     cache = _WORKER["cache"]
-    return run_cell(cell, metrics, cache.get(cell.set_name), cache.eval_acts(cell.set_name),
-                    ResultStore(root), _WORKER["registry"], force=force)
+    name = cells[0].set_name
+    return run_cohort(cells, metrics, cache.get(name), cache.eval_acts(name), ResultStore(root), _WORKER["registry"],
+                      force=force, device=device)
 
 
-def _execute_pool(plan: Plan, store: ResultStore, *, force: bool, reporter: Any, jobs: int) -> list[CellOutcome]:
+def _execute_pool(plan: Plan, store: ResultStore, *, force: bool, reporter: Any, jobs: int,
+                  device: str = "cpu") -> list[CellOutcome]:
+    """Cohorts as process-pool tasks (each worker rebuilds the registry, so entry-point plugins
+    load there too); a worker's results reach the store directly, this process only reports."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
+    index = {c.key: i for i, c in enumerate(plan.cells)}
     outcomes: dict[str, CellOutcome] = {}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                initargs=(plan.config, threads))
     try:
         futures = {}
-        for i, cell in enumerate(plan.cells):
-            futures[pool.submit(_worker_run, cell, plan.metrics, str(store.root), force)] = (i, cell)
+        for group in cohorts(plan.cells):
+            futures[pool.submit(_worker_run, group, plan.metrics, str(store.root), force, device)] = group
         for fut in as_completed(futures):
-            i, cell = futures[fut]
-            reporter.cell_start(cell, i)
+            group = futures[fut]
             try:
-                outcome = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cell, not the run
-                outcome = CellOutcome(key=cell.key, label=cell.label, status=FAILED, error=one_line(exc),
-                                      error_kind="bug")
-                rec = store.load_result(cell.key) or {"key": cell.key, "label": cell.label,
-                                                      "cell": cell.identity(), "metrics": {}}
-                rec.update(status=FAILED, error=outcome.error)
-                store.write_result(cell.key, rec)
-            reporter.cell_done(cell, outcome)
-            outcomes[cell.key] = outcome
+                results = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cohort's cells, not the run
+                results = []
+                for cell in group:
+                    outcome = CellOutcome(key=cell.key, label=cell.label, status=FAILED, error=one_line(exc),
+                                          error_kind="bug")
+                    rec = store.load_result(cell.key) or {"key": cell.key, "label": cell.label,
+                                                          "cell": cell.identity(), "metrics": {}}
+                    rec.update(status=FAILED, error=outcome.error)
+                    store.write_result(cell.key, rec)
+                    results.append(outcome)
+            for cell, outcome in zip(group, results):
+                reporter.cell_start(cell, index[cell.key])
+                reporter.cell_done(cell, outcome)
+                outcomes[cell.key] = outcome
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
