@@ -167,3 +167,35 @@ def test_probing_sae_sees_the_sets_normalized_activations():
     z = torch.randn(5, 4)
     assert torch.allclose(wrapped.decode(z), Linear().decode(z) / 2.5)
     assert P.LMHandle(None, None, "h", scale=1.0).sae_in_model_space(wrapped) is wrapped
+
+
+def test_probing_token_activations_are_cached_on_disk_across_processes(tiny_lm, tmp_path, monkeypatch):
+    """A named model's probing activations are written once and read back bit for bit by a new
+    process (simulated by clearing the in-process cache); a torn file is recomputed, never used."""
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path))
+    lm = P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="tiny-disk",
+                    weights_id="tiny:sha-0:resid_post.1")
+    texts = ["alpha beta", "gamma delta epsilon", "zeta"]
+    P._ACT_CACHE.clear()
+    acts, pool = P.token_activations(lm, texts, ctx_len=8)
+    files = list((tmp_path / "probing").glob("*.safetensors"))
+    assert len(files) == 1
+
+    calls = []
+    monkeypatch.setattr("saebench_sanity.models.hook_points.record", lambda *a, **k: calls.append(1))
+    P._ACT_CACHE.clear()
+    acts2, pool2 = P.token_activations(lm, texts, ctx_len=8)
+    assert not calls and torch.equal(acts, acts2) and torch.equal(pool, pool2)
+
+    files[0].write_bytes(b"torn")
+    monkeypatch.undo()
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path))
+    P._ACT_CACHE.clear()
+    acts3, _ = P.token_activations(lm, texts, ctx_len=8)
+    assert torch.equal(acts, acts3)
+
+    # weights that cannot be named are never cached on disk
+    files[0].unlink()
+    P._ACT_CACHE.clear()
+    P.token_activations(P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="anon"), texts, ctx_len=8)
+    assert not list((tmp_path / "probing").glob("*.safetensors"))

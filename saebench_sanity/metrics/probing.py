@@ -17,13 +17,17 @@ Definition (SAEBench ``sparse_probing``, ``probe_training.py``):
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from saebench_sanity.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 def _np(x: Any) -> np.ndarray:
@@ -130,12 +134,15 @@ class LMHandle:
         source: the original handle (for extras such as held-out contexts).
         scale: the set's normalization factor: the SAE was trained on ``x * scale`` (see
             ``activations.reader.Normalizer``); :meth:`sae_in_model_space` accounts for it.
+        weights_id: names the weights across processes (model id + weights sha256 or hub revision
+            + hook point), or None when they cannot be named: then nothing is cached on disk.
     """
 
     def __init__(self, model: Any, tokenizer: Any, hook_point: str, identity: str = "", source: Any = None,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, weights_id: str | None = None) -> None:
         self.model, self.tokenizer, self.hook_point = model, tokenizer, hook_point
         self.identity = identity or f"{type(model).__name__}@{id(model)}"
+        self.weights_id = weights_id
         self.source = source
         self.scale = float(scale)
 
@@ -176,7 +183,9 @@ def lm_handle(ctx: Any) -> LMHandle:
     info = getattr(h, "info", None) or {}
     identity = f"{info.get('id', type(model).__name__)}@{id(model)}:{info.get('sha256') or info.get('revision') or ''}:{hook}"
     scale = getattr(getattr(h, "normalizer", None), "scale", 1.0)
-    return LMHandle(model, tok, hook, identity=identity, source=h, scale=scale)
+    weights = info.get("sha256") or info.get("revision")
+    weights_id = f"{info.get('id')}:{weights}:{hook}" if weights and info.get("id") else None
+    return LMHandle(model, tok, hook, identity=identity, source=h, scale=scale, weights_id=weights_id)
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[Any, Any, Any]:
@@ -214,18 +223,74 @@ def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, bat
     """Model activations at the hook point for each text: ``([n, L, d] float32, pool mask [n, L])``.
 
     Cached in-process by (model identity, hook point, texts, ctx_len): every cell of a set probes
-    the same texts, only the SAE changes, so the model runs once per set and process."""
+    the same texts, only the SAE changes, so the model runs once per set and process. When the
+    weights can be named (``LMHandle.weights_id``) the result is also kept on disk
+    (:func:`probing_cache_dir`), so a new worker process does not run the model again (measured on
+    the default real set: 60-160 s for a worker's first cell)."""
     from saebench_sanity.activations.base import stable_hash
     from saebench_sanity.models.hook_points import record
 
     key = (lm.identity, lm.hook_point, stable_hash(list(texts)), ctx_len)
     if key not in _ACT_CACHE:
-        ids, attn, pool = tokenize_texts(lm.tokenizer, texts, ctx_len)
-        acts = record(lm.model, lm.hook_point, ids, attn, batch_size=batch_size)
+        path = None
+        if lm.weights_id is not None:
+            path = probing_cache_dir() / f"{stable_hash({'weights': lm.weights_id, 'texts': key[2], 'ctx_len': ctx_len})[:32]}.safetensors"
+        cached = _load_cached(path) if path is not None else None
+        if cached is None:
+            ids, attn, pool = tokenize_texts(lm.tokenizer, texts, ctx_len)
+            acts = record(lm.model, lm.hook_point, ids, attn, batch_size=batch_size)
+            if path is not None:
+                _save_cached(path, acts, pool)
+            cached = (acts, pool)
         if len(_ACT_CACHE) > 16:
             _ACT_CACHE.pop(next(iter(_ACT_CACHE)))
-        _ACT_CACHE[key] = (acts, pool)
+        _ACT_CACHE[key] = cached
     return _ACT_CACHE[key]
+
+
+def probing_cache_dir() -> Path:
+    """``$SAEBENCH_CACHE/probing`` (default ``~/.cache/saebench-sanity/probing``): model activations
+    of the probing texts, one safetensors file per (weights, hook point, texts, context length)."""
+    from saebench_sanity.models.default_model import cache_root
+
+    return cache_root() / "probing"
+
+
+def _load_cached(path: Path) -> tuple[Any, Any] | None:
+    """``(acts, pool)`` from a cache file, or None if it is missing or unreadable (then recomputed
+    and rewritten: a cache never decides a number)."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        return None
+    try:
+        data = load_file(str(path))
+        return data["acts"], data["pool"]
+    except Exception:  # noqa: BLE001 - a torn or foreign file is recomputed
+        logger.warning("probing cache file %s is unreadable; recomputing it", path)
+        return None
+
+
+def _save_cached(path: Path, acts: Any, pool: Any) -> None:
+    """Write atomically (a temporary file in the same folder, then rename): two workers that
+    compute the same entry at once each leave a whole file."""
+    import os
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"acts": acts.contiguous(), "pool": pool.contiguous()}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full or read-only cache disk costs speed, not results
+        logger.warning("could not write probing cache %s (%s); continuing without it", path, exc)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 def sae_pooled(sae: Any, acts: Any, pool: Any, batch_size: int = 4096) -> Any:
