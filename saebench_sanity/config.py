@@ -21,7 +21,8 @@ Layout of a config file (every table optional except ``[run]``)::
     dtype = "float32"           # float32 | float64 | bfloat16
 
     [training]                  # defaults for every cell
-    steps = 2000
+    max_steps = 2000            # a maximum: cells stop early when converged (early_stop = true);
+                                # `steps` is read as an alias of max_steps
     batch_size = 1024
     lr = 3e-4
 
@@ -35,7 +36,7 @@ Layout of a config file (every table optional except ``[run]``)::
     cos_threshold = 0.8
 
     [sets.study-constant]       # per-set overrides: training fields, expansion, d_sae,
-    steps = 20000               # target_l0, and set parameters under `params`
+    max_steps = 20000           # target_l0, and set parameters under `params`
     target_l0 = 20
 
     [verdict]
@@ -59,15 +60,21 @@ EMBEDDED_SUITES = ("default", "quick", "real-long", "real-resid24")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training budget and schedule for one cell.
+    """Training budget, schedule and convergence rule for one cell.
 
-    The lr schedule and the sparsity-coefficient warm-up are SAELens's own
-    (``SAETrainerConfig.lr_scheduler_name`` etc.); ``curve_every`` / ``convergence_*`` drive the
-    UNDERTRAINED rule (a cell whose loss still falls by more than ``convergence_rel_tol`` over the
-    last ``convergence_window`` fraction of steps is marked UNDERTRAINED, not judged).
+    ``max_steps`` is a maximum: with ``early_stop`` a cell stops when the convergence rule
+    (``training.convergence``) says its loss, MSE and (with ground truth) recovery are level, after
+    its lr decay (``lr_decay_steps``, linear to 0 as SAELens's constant + decay schedule). The lr
+    is constant after SAELens's linear warm-up (``lr_warm_up_steps``); the sparsity-coefficient
+    warm-up is SAELens's own. ``curve_every`` / ``convergence_*`` / ``recovery_every`` drive the
+    UNDERTRAINED rule (a cell whose improvement over the last ``convergence_window`` of its
+    constant-lr steps exceeds ``convergence_rel_tol`` with ``convergence_confidence`` is marked
+    UNDERTRAINED, not judged). ``steps`` (the name before budgets became maxima) is accepted as an
+    alias of ``max_steps`` as a keyword, in TOML tables and in set recommendations; giving both is
+    an error.
     """
 
-    steps: int = 2000
+    max_steps: int = 2000
     batch_size: int = 1024
     lr: float = 3e-4
     lr_scheduler: str = "constant"
@@ -78,24 +85,85 @@ class TrainingConfig:
     curve_every: int = 20
     convergence_window: float = 0.2
     convergence_rel_tol: float = 0.02
+    convergence_confidence: float = 0.9
+    early_stop: bool = True
+    min_steps: int = 0
+    #: steps between recovery probes on sets with ground truth (a multiple of curve_every); None: every curve point
+    recovery_every: int | None = None
     n_init_samples: int = 8192
 
+    @property
+    def steps(self) -> int:
+        """Alias of ``max_steps`` (read-only)."""
+        return self.max_steps
+
     def __post_init__(self) -> None:
-        _positive(self, "steps", allow_zero=False)
+        _positive(self, "max_steps", allow_zero=False)
         _positive(self, "batch_size", allow_zero=False)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"training.lr = {self.lr!r} must be a positive finite number, e.g. 3e-4")
-        for name in ("lr_warm_up_steps", "lr_decay_steps", "sparsity_warm_up_steps", "dead_feature_window", "n_init_samples"):
+        for name in ("lr_warm_up_steps", "lr_decay_steps", "sparsity_warm_up_steps", "dead_feature_window",
+                     "n_init_samples", "min_steps"):
             _positive(self, name, allow_zero=True)
         _positive(self, "curve_every", allow_zero=False)
-        if not 0 < self.convergence_window <= 1:
+        if not (isinstance(self.convergence_window, (int, float)) and 0 < self.convergence_window <= 1):
             raise ConfigError(f"training.convergence_window = {self.convergence_window!r} must be in (0, 1], e.g. 0.2")
-        if not self.convergence_rel_tol >= 0:
-            raise ConfigError(f"training.convergence_rel_tol = {self.convergence_rel_tol!r} must be >= 0, e.g. 0.02")
-        if self.lr_scheduler not in {"constant", "cosineannealing", "cosineannealingwarmrestarts"}:
-            raise ConfigError(f"training.lr_scheduler = {self.lr_scheduler!r}; use 'constant' or 'cosineannealing' (SAELens scheduler names)")
-        if self.lr_warm_up_steps + self.lr_decay_steps > self.steps:
-            raise ConfigError(f"training.lr_warm_up_steps + lr_decay_steps ({self.lr_warm_up_steps + self.lr_decay_steps}) exceed training.steps ({self.steps}); shorten them")
+        if not (isinstance(self.convergence_rel_tol, (int, float)) and 0 <= self.convergence_rel_tol < math.inf):
+            raise ConfigError(f"training.convergence_rel_tol = {self.convergence_rel_tol!r} must be a finite number >= 0, e.g. 0.02")
+        if not (isinstance(self.convergence_confidence, (int, float)) and 0 < self.convergence_confidence < 1):
+            raise ConfigError(f"training.convergence_confidence = {self.convergence_confidence!r} must be in (0, 1), e.g. 0.9")
+        if not isinstance(self.early_stop, bool):
+            raise ConfigError(f"training.early_stop = {self.early_stop!r} must be true or false")
+        if self.recovery_every is not None:
+            _positive(self, "recovery_every", allow_zero=False)
+            if self.recovery_every % self.curve_every:
+                raise ConfigError(f"training.recovery_every = {self.recovery_every} must be a multiple of training.curve_every "
+                                  f"({self.curve_every}): recovery is probed at curve points")
+        if self.lr_scheduler != "constant":
+            raise ConfigError(f"training.lr_scheduler = {self.lr_scheduler!r}; only 'constant' is supported (the convergence "
+                              "rule judges a constant-lr phase; use lr_warm_up_steps / lr_decay_steps for the schedule)")
+        if self.lr_warm_up_steps + self.lr_decay_steps > self.max_steps:
+            raise ConfigError(f"training.lr_warm_up_steps + lr_decay_steps ({self.lr_warm_up_steps + self.lr_decay_steps}) "
+                              f"exceed training.max_steps ({self.max_steps}); shorten them")
+        if self.min_steps > self.max_steps:
+            raise ConfigError(f"training.min_steps ({self.min_steps}) exceeds training.max_steps ({self.max_steps}); lower it")
+
+
+def _training_with_alias(cls: type, init: Any) -> Any:
+    """Wrap the dataclass ``__init__`` so ``steps=N`` means ``max_steps=N``.
+
+    ``dataclasses.replace(cfg, steps=N)`` passes both names (the old ``max_steps`` and the new
+    ``steps``): there ``steps`` wins, as the caller asked for it."""
+
+    def __init__(self: Any, *args: Any, steps: Any = None, **kwargs: Any) -> None:
+        if steps is None:
+            init(self, *args, **kwargs)
+            return
+        kwargs["max_steps"] = steps
+        try:
+            init(self, *args, **kwargs)
+        except ConfigError as exc:  # name the key the user wrote
+            raise ConfigError(str(exc).replace("training.max_steps", "training.steps (max_steps)")) from None
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+TrainingConfig.__init__ = _training_with_alias(TrainingConfig, TrainingConfig.__init__)  # type: ignore[method-assign]
+#: accepted in [training] and [sets.NAME] tables and set recommendations as an alias of max_steps
+TRAINING_ALIASES = {"steps": "max_steps"}
+
+
+def training_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``table`` with alias keys (``steps``) renamed to their field (``max_steps``); ConfigError
+    when both are given."""
+    out = dict(table)
+    for alias, name in TRAINING_ALIASES.items():
+        if alias in out:
+            if name in out:
+                raise ConfigError(f"{where}: both {alias!r} and {name!r} given; keep {name!r} ({alias!r} is its old name)")
+            out[name] = out.pop(alias)
+    return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +180,8 @@ class VerdictConfig:
             raise ConfigError(f"verdict.n_sigma = {self.n_sigma!r} must be a finite number >= 0, e.g. 1.0")
 
 
-SET_OVERRIDE_KEYS = {f.name for f in fields(TrainingConfig)} | {"expansion", "d_sae", "target_l0", "params", "architectures"}
+SET_OVERRIDE_KEYS = ({f.name for f in fields(TrainingConfig)} | set(TRAINING_ALIASES)
+                     | {"expansion", "d_sae", "target_l0", "params", "architectures"})
 
 
 @dataclass(frozen=True)
@@ -162,6 +231,7 @@ class RunConfig:
             unknown = set(over) - SET_OVERRIDE_KEYS
             if unknown:
                 raise ConfigError(f"sets.{set_name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SET_OVERRIDE_KEYS)}")
+            training_keys(over, f"sets.{set_name}")
             archs = over.get("architectures", {})
             if not isinstance(archs, dict) or not all(isinstance(v, dict) for v in archs.values()):
                 raise ConfigError(f"sets.{set_name}.architectures: use [sets.{set_name}.architectures.NAME] tables of key = value pairs")
@@ -169,8 +239,9 @@ class RunConfig:
     # -- per-set resolution --------------------------------------------------------------------
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None) -> TrainingConfig:
         """Training budget for a set: run defaults < the set's recommendation < ``[sets.NAME]``."""
-        over = {k: v for k, v in {**(recommended or {}), **self.set_overrides.get(set_name, {})}.items()
-                if k in {f.name for f in fields(TrainingConfig)}}
+        merged = {**training_keys(recommended or {}, f"set {set_name!r} recommendation"),
+                  **training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")}
+        over = {k: v for k, v in merged.items() if k in {f.name for f in fields(TrainingConfig)}}
         try:
             return dataclasses.replace(self.training, **over)
         except ConfigError as exc:
@@ -273,11 +344,12 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
         kwargs[target] = {k: dict(v) for k, v in value.items()}
 
     training = data.get("training", {})
-    allowed_training = {f.name for f in fields(TrainingConfig)}
+    allowed_training = {f.name for f in fields(TrainingConfig)} | set(TRAINING_ALIASES)
     unknown = set(training) - allowed_training
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) in [training]: {sorted(unknown)}; allowed: {sorted(allowed_training)}")
-    kwargs["training"] = TrainingConfig(**training)
+    training_keys(training, f"{source}: [training]")  # both steps and max_steps: refused
+    kwargs["training"] = TrainingConfig(**training)  # steps= is read as max_steps, errors name it
 
     verdict = data.get("verdict", {})
     allowed_verdict = {f.name for f in fields(VerdictConfig)}
