@@ -1,0 +1,398 @@
+"""Batched training math of sae-lens's TopK family over a cohort of M members.
+
+Reproduces ``training_forward_pass`` of ``TopKTrainingSAE``, ``BatchTopKTrainingSAE`` and
+``MatryoshkaBatchTopKTrainingSAE`` (sae-lens 6.x) for stacked parameters ``W_enc [M, d_in, d_sae]``,
+``W_dec [M, d_sae, d_in]``, ``b_enc [M, d_sae]``, ``b_dec [M, d_in]`` on one shared batch.
+
+The math, per member (``n = ||W_dec rows||``, ``pre = (x - b_dec) @ W_enc + b_enc``):
+
+* selection score ``s = pre * n`` if ``rescale_acts_by_decoder_norm`` else ``pre`` (the flag is
+  per member: ``frozen_encoder`` turns it off for its member only);
+* TopK keeps the k largest ``s`` of each sample, BatchTopK the ``int(k * B)`` largest ``relu(s)``
+  of the whole batch; the kept latents decode with weight ``relu(pre)``. sae-lens writes this as
+  ``relu(pre * n) * (1 / n)``: the decoder norm cancels, so it gets no gradient from either side
+  (sae-lens differentiates through it twice and the two terms cancel to rounding). We skip it;
+  the selection (no gradient) still uses ``s``.
+* AuxK loss (sae-lens ``calculate_topk_aux_loss``): the ``k_aux = min(d_in // 2, n_dead)`` dead
+  latents with largest ``s`` decode with weight ``pre`` (again ``s / n``), no ``b_dec``, against the
+  detached residual; times ``aux_loss_coefficient * min(n_dead / (d_in // 2), 1)``.
+* Matryoshka: one extra MSE per inner width (``inner_mse_loss_{w}``), the reconstruction from the
+  kept latents below ``w`` plus ``b_dec``.
+* BatchTopK's ``topk_threshold`` EMA (float64) is updated inside ``loss`` under ``no_grad``, as
+  sae-lens does inside ``training_forward_pass``; ``update_state`` is therefore a no-op.
+
+Two implementations of the same math: **dense** (scatter the kept values into ``[M, B, d_sae]``,
+batched matmuls, autograd) and **sparse** (decode through an ``embedding_bag`` over the kept
+rows; gradients at the kept entries only: ``torch.sparse.sampled_addmm`` for the decode weights,
+sparse-dense matmuls for ``W_dec`` / ``W_enc`` / the input). ``use_sparse`` chooses (measured in
+benchmarks/test_bench_cohort.py). ``W_enc`` is stored transposed by the engine (``transposed``)
+so its rows are latents for the sparse gathers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from saebench_sanity.training.batched.base import BatchedOut, StepCtx
+
+#: sae-lens config values this math reproduces; any other value sends the member to the solo path.
+_REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
+
+
+def use_sparse(d_in: int, d_sae: int, k_per_sample: float, dtype: torch.dtype, device: torch.device) -> bool:
+    """The rule choosing the sparse step (measured at one CPU thread, benchmarks/test_bench_cohort.py):
+    sparse when the dictionary is large enough that the dense ``[B, d_sae]`` products dominate
+    (``d_in * d_sae >= 2**18``) and at most 1/8 of the latents are kept; float32 / float64 only
+    (torch's sparse kernels have no bfloat16 on CPU)."""
+    if dtype not in (torch.float32, torch.float64):
+        return False
+    return d_in * d_sae >= 2**18 and k_per_sample * 8 <= d_sae
+
+
+# -- sparse primitives ------------------------------------------------------------------------------
+class _SelectedPre(torch.autograd.Function):
+    """Pre-activations at the kept entries ``[N]`` with a sparse backward.
+
+    Inputs: ``values [N]`` (the dense forward's values there, detached), ``sae_in [R, d_in]``
+    (``R = M * B`` rows, all members), ``W_encT [L, d_in]`` (``L = M * d_sae`` latents),
+    ``b_enc [L]``, ``rows [N]``, ``cols [N]`` (global row / latent of each entry, distinct pairs)."""
+
+    @staticmethod
+    def forward(ctx, values, sae_in, W_encT, b_enc, rows, cols):  # type: ignore[override]
+        ctx.save_for_backward(sae_in, W_encT, rows, cols)
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        sae_in, W_encT, rows, cols = ctx.saved_tensors
+        R, L = sae_in.shape[0], W_encT.shape[0]
+        g_in = g_W = g_b = None
+        if ctx.needs_input_grad[1]:
+            A = torch.sparse_coo_tensor(torch.stack([rows, cols]), g, (R, L), check_invariants=False)
+            g_in = torch.sparse.mm(A, W_encT)
+        if ctx.needs_input_grad[2]:
+            At = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (L, R), check_invariants=False)
+            g_W = torch.sparse.mm(At, sae_in)
+        if ctx.needs_input_grad[3]:
+            g_b = torch.zeros(L, dtype=g.dtype, device=g.device).index_add_(0, cols, g)
+        return None, g_in, g_W, g_b, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """``out[r] = sum_{entries e of row r} w[e] * W_dec[cols[e]]`` ``[R, d_in]`` (no bias).
+
+    Entries must be grouped by row (``offsets [R]`` start of each row's entries) and distinct."""
+
+    @staticmethod
+    def forward(ctx, w, W_dec, rows, cols, offsets, crow):  # type: ignore[override]
+        ctx.save_for_backward(w, W_dec, rows, cols, crow)
+        return torch.nn.functional.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=w)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        w, W_dec, rows, cols, crow = ctx.saved_tensors
+        R, L = g.shape[0], W_dec.shape[0]
+        g_w = g_W = None
+        g = g.contiguous()
+        if ctx.needs_input_grad[0]:
+            # d out / d w[e] = W_dec[cols[e]] . g[rows[e]]: only at the kept entries
+            pattern = torch.sparse_csr_tensor(crow, cols, torch.zeros_like(w), (R, L), check_invariants=False)
+            g_w = torch.sparse.sampled_addmm(pattern, g, W_dec.T, beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            At = torch.sparse_coo_tensor(torch.stack([cols, rows]), w, (L, R), check_invariants=False)
+            g_W = torch.sparse.mm(At, g)
+        return g_w, g_W, None, None, None, None
+
+
+# -- selections ---------------------------------------------------------------------------------------
+class _Sel:
+    """Kept entries of every member: ``f [M, N]`` member-local flat index ``b * d_sae + j``,
+    grouped by sample ``b`` ascending; ``valid [M, N]`` bool or None (all valid)."""
+
+    def __init__(self, f: Tensor, valid: Tensor | None, B: int, d_sae: int) -> None:
+        self.f, self.valid, self.B, self.d_sae = f, valid, B, d_sae
+        M, N = f.shape
+        dev = f.device
+        self.latent = f % d_sae  # [M, N]
+        self.rows = (f // d_sae + torch.arange(M, device=dev).view(M, 1) * B).reshape(-1)
+        self.cols = (self.latent + torch.arange(M, device=dev).view(M, 1) * d_sae).reshape(-1)
+        self._crow: Tensor | None = None
+
+    def crow(self) -> Tensor:
+        """CSR row pointer ``[M * B + 1]`` of the entries (rows grouped ascending)."""
+        if self._crow is None:
+            R = self.f.shape[0] * self.B
+            counts = torch.bincount(self.rows, minlength=R)
+            crow = torch.zeros(R + 1, dtype=torch.long, device=self.f.device)
+            crow[1:] = counts.cumsum(0)
+            self._crow = crow
+        return self._crow
+
+    def mask(self, w: Tensor) -> Tensor:
+        return w if self.valid is None else torch.where(self.valid, w, torch.zeros_like(w))
+
+
+def _topk_sel(score: Tensor, ks: list[int]) -> tuple[_Sel, Tensor]:
+    """Per-sample top-``ks[m]`` of ``score [M, B, d_sae]``; returns the selection and the kept scores."""
+    M, B, d_sae = score.shape
+    kmax = max(ks)
+    vary = min(ks) != kmax
+    vals, idx = score.topk(kmax, dim=-1, sorted=vary)
+    valid = None
+    if vary:
+        k_t = torch.tensor(ks, device=score.device).view(M, 1, 1)
+        valid = (torch.arange(kmax, device=score.device).view(1, 1, kmax) < k_t).expand(M, B, kmax).reshape(M, -1)
+    f = (idx + torch.arange(B, device=score.device).view(1, B, 1) * d_sae).reshape(M, -1)
+    return _Sel(f, valid, B, d_sae), vals.reshape(M, -1)
+
+
+def _batch_topk_sel(score: Tensor, n_keep: list[int]) -> tuple[_Sel, Tensor]:
+    """BatchTopK: the ``n_keep[m]`` largest ``relu(score[m])`` over the whole batch."""
+    M, B, d_sae = score.shape
+    nmax = max(n_keep)
+    vary = min(n_keep) != nmax
+    vals, f = score.relu().reshape(M, B * d_sae).topk(nmax, dim=-1, sorted=vary)
+    valid = None
+    if vary:
+        valid = torch.arange(nmax, device=score.device).view(1, nmax) < torch.tensor(n_keep, device=score.device).view(M, 1)
+    f, order = f.sort(dim=-1)  # group by sample for the CSR / embedding_bag layout
+    vals = vals.gather(-1, order)
+    if valid is not None:
+        valid = valid.gather(-1, order)
+    return _Sel(f, valid, B, d_sae), vals
+
+
+# -- the family ---------------------------------------------------------------------------------------
+class _TopKFamily:
+    """Shared math; subclasses set the sae-lens class and the selection."""
+
+    param_names = ("W_enc", "W_dec", "b_enc", "b_dec")
+    #: parameters the engine stores as ``[M, *reversed(shape)]`` (contiguous) and hands to ``loss``
+    #: as a transposed view: W_enc rows become latents for the sparse gathers.
+    transposed = ("W_enc",)
+    batch_topk = False
+    matryoshka = False
+
+    def __init__(self, sparse: bool | None = None) -> None:
+        #: True / False forces the sparse / dense step; None applies ``use_sparse``.
+        self.sparse = sparse
+
+    # -- contract ---------------------------------------------------------------------------------
+    def _cls(self) -> type:
+        raise NotImplementedError
+
+    def supports(self, sae: Any) -> bool:
+        if type(sae) is not self._cls():
+            return False
+        cfg = sae.cfg
+        for key, want in _REQUIRED_CFG.items():
+            if getattr(cfg, key, want) != want:
+                return False
+        if self.matryoshka and bool(getattr(cfg, "use_matryoshka_aux_loss", False)):
+            return False  # per-level AuxK: not batched, the solo path trains it
+        if getattr(sae, "b_enc", None) is None or not isinstance(sae.W_enc, torch.nn.Parameter):
+            return False
+        names = {n for n, _ in sae.named_parameters()}
+        return names == set(self.param_names)
+
+    def group_key(self, sae: Any) -> tuple:
+        """Members with equal keys can share one stacked program."""
+        key: tuple = (type(sae).__name__, int(sae.cfg.d_in), int(sae.cfg.d_sae))
+        if self.matryoshka:
+            key += (tuple(int(w) for w in sae.cfg.matryoshka_widths),)
+        return key
+
+    def init_state(self, saes: list[Any]) -> dict[str, Tensor]:
+        dev = saes[0].W_dec.device
+        cfgs = [s.cfg for s in saes]
+        state = {
+            "rescale": torch.tensor([bool(c.rescale_acts_by_decoder_norm) for c in cfgs], device=dev),
+            "apply_b_dec": torch.tensor([1.0 if c.apply_b_dec_to_input else 0.0 for c in cfgs], device=dev),
+            "aux_coef": torch.tensor([float(c.aux_loss_coefficient) for c in cfgs], dtype=torch.float64, device=dev),
+            # host-side per-member config (never moved to the device: topk sizes are Python ints)
+            "host_k": torch.tensor([float(c.k) for c in cfgs], dtype=torch.float64),
+        }
+        if self.batch_topk:
+            state["topk_threshold"] = torch.stack([s.topk_threshold.detach().to(torch.float64) for s in saes]).to(dev)
+            state["threshold_lr"] = torch.tensor([float(c.topk_threshold_lr) for c in cfgs], dtype=torch.float64, device=dev)
+        return state
+
+    def update_state(self, state: dict[str, Tensor], p: dict[str, Tensor], x: Tensor, ctx: StepCtx) -> None:
+        """No-op: BatchTopK's threshold EMA runs inside ``loss`` (under ``no_grad``)."""
+
+    def write_back(self, p: dict[str, Tensor], state: dict[str, Tensor], saes: list[Any]) -> None:
+        with torch.no_grad():
+            for i, sae in enumerate(saes):
+                for name in self.param_names:
+                    param = getattr(sae, name)
+                    param.data.copy_(p[name][i].to(device=param.device, dtype=param.dtype))
+                if self.batch_topk:
+                    sae.topk_threshold = state["topk_threshold"][i].detach().to(
+                        device=sae.topk_threshold.device, dtype=sae.topk_threshold.dtype).clone()
+
+    # -- math ---------------------------------------------------------------------------------------
+    def _select(self, score: Tensor, state: dict[str, Tensor]) -> tuple[_Sel, Tensor]:
+        ks = state["host_k"].tolist()
+        if self.batch_topk:
+            return _batch_topk_sel(score, [int(k * score.shape[1]) for k in ks])
+        return _topk_sel(score, [int(k) for k in ks])
+
+    def loss(self, p: dict[str, Tensor], x: Tensor, state: dict[str, Tensor], ctx: StepCtx) -> BatchedOut:
+        W_enc, W_dec, b_enc, b_dec = p["W_enc"], p["W_dec"], p["b_enc"], p["b_dec"]
+        M, d_in, d_sae = W_enc.shape
+        B = x.shape[0]
+        x = x.to(W_dec.dtype)
+        k_max = float(state["host_k"].max())
+        sparse = self.sparse if self.sparse is not None else use_sparse(d_in, d_sae, k_max, W_dec.dtype, W_dec.device)
+
+        sae_in = x.unsqueeze(0) - (state["apply_b_dec"].to(b_dec.dtype).unsqueeze(1) * b_dec).unsqueeze(1)  # [M, B, d_in]
+        if sparse:
+            with torch.no_grad():
+                pre_d = torch.baddbmm(b_enc.detach().unsqueeze(1), sae_in.detach(), W_enc.detach())
+        else:
+            pre_d = torch.baddbmm(b_enc.unsqueeze(1), sae_in, W_enc)  # [M, B, d_sae]
+        with torch.no_grad():
+            norm = W_dec.detach().norm(dim=-1)  # [M, d_sae]
+            scale = torch.where(state["rescale"].unsqueeze(1), norm, torch.ones_like(norm))
+            score = pre_d.detach() * scale.unsqueeze(1)
+        sel, kept_scores = self._select(score, state)
+
+        pre_flat = pre_d.reshape(M, B * d_sae)
+        if sparse:
+            W_encT = W_enc.transpose(1, 2).reshape(M * d_sae, d_in)
+            sae_in_flat = sae_in.reshape(M * B, d_in)
+            b_enc_flat = b_enc.reshape(M * d_sae)
+            W_dec_flat = W_dec.reshape(M * d_sae, d_in)
+
+            def gather_pre(s: _Sel) -> Tensor:
+                vals = pre_flat.gather(-1, s.f).reshape(-1)
+                return _SelectedPre.apply(vals, sae_in_flat, W_encT, b_enc_flat, s.rows, s.cols).view(M, -1)
+
+            def decode(s: _Sel, w: Tensor) -> Tensor:
+                offsets = s.crow()[:-1]
+                return _SparseDecode.apply(w.reshape(-1), W_dec_flat, s.rows, s.cols, offsets, s.crow()).view(M, B, d_in)
+        else:
+            def gather_pre(s: _Sel) -> Tensor:
+                return pre_flat.gather(-1, s.f)
+
+            def decode(s: _Sel, w: Tensor) -> Tensor:
+                acts = torch.zeros(M, B * d_sae, dtype=w.dtype, device=w.device).scatter(-1, s.f, w)
+                return torch.bmm(acts.view(M, B, d_sae), W_dec)
+
+        pre_sel = gather_pre(sel)  # [M, N]
+        w = sel.mask(pre_sel.relu())
+        out = decode(sel, w) + b_dec.unsqueeze(1)  # [M, B, d_in]
+        mse = (out - x).pow(2).sum(-1).mean(-1)  # [M]
+        losses: dict[str, Tensor] = {"mse_loss": mse}
+
+        with torch.no_grad():
+            fired = kept_scores > 0
+            if sel.valid is not None:
+                fired &= sel.valid
+            fire_counts = torch.zeros(M, d_sae, dtype=W_dec.dtype, device=W_dec.device).scatter_add_(
+                -1, sel.latent, fired.to(W_dec.dtype))
+            if self.batch_topk:
+                self._update_threshold(state, kept_scores, fired)
+
+        aux = self._aux_loss(state, ctx, score, x, out, gather_pre, decode, M, B, d_in, d_sae, W_dec)
+        losses["auxiliary_reconstruction_loss"] = aux
+        total = mse + aux
+        if self.matryoshka:
+            for width in state["host_widths"].tolist()[:-1]:
+                w_in = torch.where(sel.latent < width, w, torch.zeros_like(w))
+                inner_out = decode(sel, w_in) + b_dec.unsqueeze(1)
+                inner = (inner_out - x).pow(2).sum(-1).mean(-1)
+                losses[f"inner_mse_loss_{width}"] = inner
+                total = total + inner
+        return BatchedOut(total=total, losses=losses, fire_counts=fire_counts)
+
+    def _update_threshold(self, state: dict[str, Tensor], kept_scores: Tensor, fired: Tensor) -> None:
+        """sae-lens ``update_topk_threshold``: EMA of the smallest positive kept activation."""
+        inf = torch.full_like(kept_scores, math.inf)
+        min_pos = torch.where(fired, kept_scores, inf).amin(-1).to(torch.float64)  # [M]
+        thr, lr = state["topk_threshold"], state["threshold_lr"]
+        new = (1 - lr) * thr + lr * min_pos
+        state["topk_threshold"] = torch.where(torch.isfinite(min_pos), new, thr)
+
+    def _aux_loss(self, state, ctx, score, x, out, gather_pre, decode, M, B, d_in, d_sae, W_dec) -> Tensor:
+        """sae-lens ``calculate_topk_aux_loss`` per member ``[M]`` (0 where no latent is dead)."""
+        dead = ctx.dead_neuron_mask
+        zero = torch.zeros(M, dtype=W_dec.dtype, device=W_dec.device)
+        if dead is None:
+            return zero
+        dead = dead.to(device=score.device, dtype=torch.bool)
+        k_aux0 = d_in // 2
+        if score.device.type == "cpu":  # a host read is free on CPU: skip the term like sae-lens does
+            n_dead_host = dead.sum(-1).tolist()
+            if max(n_dead_host) == 0:
+                return zero
+        else:
+            n_dead_host = None
+        kmax = min(k_aux0, d_sae)
+        if kmax == 0:
+            return zero
+        n_dead = dead.sum(-1)  # [M]
+        masked = torch.where(dead.unsqueeze(1), score, torch.full_like(score, -math.inf))
+        sorted_needed = n_dead_host is None or min(n_dead_host) < kmax
+        _, idx = masked.topk(kmax, dim=-1, sorted=sorted_needed)
+        valid = None
+        if sorted_needed:
+            k_m = torch.clamp(n_dead, max=k_aux0).view(M, 1, 1)
+            valid = (torch.arange(kmax, device=score.device).view(1, 1, kmax) < k_m).expand(M, B, kmax).reshape(M, -1)
+        f = (idx + torch.arange(B, device=score.device).view(1, B, 1) * d_sae).reshape(M, -1)
+        s = _Sel(f, valid, B, d_sae)
+        u = s.mask(gather_pre(s))
+        recons = decode(s, u)
+        residual = (x - out).detach()
+        per = (recons - residual).pow(2).sum(-1).mean(-1)  # [M]
+        # sae-lens: aux_loss_coefficient * min(num_dead / k_aux, 1.0) * auxk_loss (python floats first)
+        scale = torch.clamp(n_dead.to(torch.float64) / k_aux0, max=1.0)
+        coef = (state["aux_coef"] * scale).to(per.dtype)
+        return torch.where(n_dead > 0, coef * per, zero)
+
+
+class TopKBatched(_TopKFamily):
+    """sae-lens ``TopKTrainingSAE``."""
+
+    def _cls(self) -> type:
+        from sae_lens.saes.topk_sae import TopKTrainingSAE
+
+        return TopKTrainingSAE
+
+
+class BatchTopKBatched(_TopKFamily):
+    """sae-lens ``BatchTopKTrainingSAE`` (EMA ``topk_threshold`` per member, float64)."""
+
+    batch_topk = True
+
+    def _cls(self) -> type:
+        from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
+
+        return BatchTopKTrainingSAE
+
+
+class MatryoshkaBatchTopKBatched(_TopKFamily):
+    """sae-lens ``MatryoshkaBatchTopKTrainingSAE`` (BatchTopK plus one MSE per inner width;
+    ``use_matryoshka_aux_loss = True`` is not batched: ``supports`` says False)."""
+
+    batch_topk = True
+    matryoshka = True
+
+    def _cls(self) -> type:
+        from sae_lens.saes.matryoshka_batchtopk_sae import MatryoshkaBatchTopKTrainingSAE
+
+        return MatryoshkaBatchTopKTrainingSAE
+
+    def init_state(self, saes: list[Any]) -> dict[str, Tensor]:
+        widths = {tuple(int(w) for w in s.cfg.matryoshka_widths) for s in saes}
+        if len(widths) != 1:
+            from saebench_sanity.errors import PluginError
+
+            raise PluginError(f"matryoshka cohort with different widths {sorted(widths)}; group members by group_key")
+        state = super().init_state(saes)
+        state["host_widths"] = torch.tensor(next(iter(widths)), dtype=torch.long)
+        return state
