@@ -168,16 +168,24 @@ def training_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class VerdictConfig:
-    """Parameters of the verdict rule (the rule itself lives in ``leaderboard.verdict``)."""
+    """Parameters of the verdict rule (the rule itself lives in ``leaderboard.verdict``;
+    docs/verdict-rule.md). ``n_sigma`` (the old fixed-margin rule) is retired: a config that sets
+    it is refused with one line naming ``confidence``."""
 
     min_effect: float = 0.01
-    n_sigma: float = 1.0
+    confidence: float = 0.95     # one-sided confidence of each bound (BEATS / FAILS / AT CHANCE)
+    min_seeds: int = 3           # fewer seeds on a side: SEEDS, no verdict
+    l0_tolerance: float = 0.10   # final L0 within target * (1 ± this), else L0 NOT MATCHED
 
     def __post_init__(self) -> None:
         if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
             raise ConfigError(f"verdict.min_effect = {self.min_effect!r} must be a finite number >= 0, e.g. 0.01")
-        if not (self.n_sigma >= 0 and math.isfinite(self.n_sigma)):
-            raise ConfigError(f"verdict.n_sigma = {self.n_sigma!r} must be a finite number >= 0, e.g. 1.0")
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) or not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"verdict.confidence = {self.confidence!r} must be a number in [0.5, 1), e.g. 0.95")
+        if isinstance(self.min_seeds, bool) or not isinstance(self.min_seeds, int) or self.min_seeds < 2:
+            raise ConfigError(f"verdict.min_seeds = {self.min_seeds!r} must be an integer >= 2, e.g. 3")
+        if isinstance(self.l0_tolerance, bool) or not isinstance(self.l0_tolerance, (int, float)) or not 0 < self.l0_tolerance < 1:
+            raise ConfigError(f"verdict.l0_tolerance = {self.l0_tolerance!r} must be a number in (0, 1), e.g. 0.1")
 
 
 SET_OVERRIDE_KEYS = ({f.name for f in fields(TrainingConfig)} | set(TRAINING_ALIASES)
@@ -352,6 +360,9 @@ def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
     kwargs["training"] = TrainingConfig(**training)  # steps= is read as max_steps, errors name it
 
     verdict = data.get("verdict", {})
+    if "n_sigma" in verdict:
+        raise ConfigError(f"{source}: verdict.n_sigma was retired (the verdict rule now uses t-intervals); "
+                          "remove it and set verdict.confidence instead, e.g. 0.95 (docs/verdict-rule.md)")
     allowed_verdict = {f.name for f in fields(VerdictConfig)}
     unknown = set(verdict) - allowed_verdict
     if unknown:

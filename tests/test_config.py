@@ -20,7 +20,8 @@ def test_minimal_config_gets_study_faithful_defaults():
     # the study's synthetic SAE: "about 2000 steps of 1024, Adam lr 3e-4" (STUDY.md), constant lr
     t = cfg.training
     assert (t.steps, t.batch_size, t.lr, t.lr_scheduler) == (2000, 1024, 3e-4, "constant")
-    assert (cfg.verdict.min_effect, cfg.verdict.n_sigma) == (0.01, 1.0)
+    v = cfg.verdict
+    assert (v.min_effect, v.confidence, v.min_seeds, v.l0_tolerance) == (0.01, 0.95, 3, 0.1)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 import json
 
+import pandas as pd
 import pytest
+from scipy import stats
 
 from saebench_sanity.cli import main
 from saebench_sanity.harness.store import ResultStore
@@ -26,21 +28,26 @@ VALUES = {
 }
 
 
-def make_results(root, unconverged=()):
+def make_results(root, unconverged=(), l0=None, values=None):
+    """Toy results: topk targets L0 3 (``k``), relu has a target but an L1 penalty; ``l0``:
+    (arch, mode) -> the ``reconstruction.l0`` score (default 3.0 everywhere)."""
     st = ResultStore(root)
     keys = []
-    for (arch, mode), vals in VALUES.items():
+    for (arch, mode), vals in (values or VALUES).items():
         for seed, v in enumerate(vals):
             key = f"{arch}-{mode}-{seed}"
             keys.append(key)
             st.write_result(key, {
                 "key": key, "label": f"toy/{arch}/{mode}/s{seed}", "status": "ok", "error": None,
                 "cell": {"set": "toy", "arch": arch, "mode": mode, "seed": seed, "is_baseline": mode in BASELINES,
-                         "trains": mode != "untrained"},
-                "training": {"converged": (arch, mode) not in unconverged, "steps": 10},
+                         "trains": mode != "untrained", "target_l0": 3,
+                         "arch_params": {"k": 3} if arch == "topk" else {"l1_coefficient": 1.0}},
+                "training": {"converged": (arch, mode) not in unconverged, "steps": 0 if mode == "untrained" else 10 + seed,
+                             "l0_train": 9.0},
                 "metrics": {
                     "reconstruction:abc": {"name": "reconstruction", "status": "ok",
-                                           "scores": {"explained_variance": v, "mse": 1 - v, "l0": 3.0},
+                                           "scores": {"explained_variance": v, "mse": 1 - v,
+                                                      "l0": (l0 or {}).get((arch, mode), 3.0)},
                                            "score_info": {"explained_variance": EV, "mse": MSE, "l0": L0},
                                            "score_order": ["explained_variance", "mse", "l0"], "seconds": 0.1},
                     "ground_truth:def": {"name": "ground_truth", "status": "skipped", "seconds": 0.0,
@@ -66,14 +73,23 @@ def test_summary_numbers_and_verdicts(tmp_path):
     t = aggregate.summary(col)
     r = row(t, "topk", "explained_variance")
     assert r["trained_mean"] == pytest.approx(0.82) and r["trained_sd"] == pytest.approx(0.02)
-    assert r["best_baseline"] == "frozen_encoder" and r["diff"] == pytest.approx(0.21)
+    assert r["baseline"] == "frozen_encoder" and r["diff"] == pytest.approx(0.21)
     assert r["verdict"] == "BEATS"  # untrained (0.95) is a reference and does not decide
     assert r["verdict_vs_frozen_decoder"] == "BEATS"
+    # the interval numbers against each baseline: Welch, as scipy computes it
+    ref = stats.ttest_ind(VALUES[("topk", "trained")], VALUES[("topk", "frozen_encoder")], equal_var=False,
+                          alternative="greater")
+    assert r["d_vs_frozen_encoder"] == pytest.approx(0.21) and r["df_vs_frozen_encoder"] == pytest.approx(ref.df)
+    assert r["lower_vs_frozen_encoder"] == pytest.approx(ref.confidence_interval(0.95).low)
+    assert r["lower"] == r["lower_vs_frozen_encoder"] and r["upper"] == r["upper_vs_frozen_encoder"]
     r = row(t, "relu", "explained_variance")
-    assert r["best_baseline"] == "frozen_decoder" and r["verdict"] == "FAILS"
+    assert r["baseline"] == "frozen_decoder" and r["verdict"] == "FAILS" and r["fails_vs"] == "frozen_decoder"
     assert r["verdict_vs_frozen_encoder"] == "BEATS"
     r = row(t, "relu", "mse")  # lower is better: same story
-    assert r["best_baseline"] == "frozen_decoder" and r["verdict"] == "FAILS"
+    assert r["baseline"] == "frozen_decoder" and r["verdict"] == "FAILS"
+    # steps used (mean over seeds) and final L0 (the reconstruction.l0 score) per mode
+    assert r["trained_steps"] == 11 and r["untrained_steps"] == 0 and r["frozen_decoder_l0"] == 3.0
+    assert row(t, "topk", "mse")["target_l0"] == 3 and pd.isna(r["target_l0"])  # relu's L1 targets no L0
     assert row(t, "topk", "l0")["verdict"] == "—"
     assert col.skipped == [("toy", "ground_truth", "needs ground_truth; set 'toy' provides nothing extra")]
     assert col.failed == [("toy/gated/trained/s0", "RuntimeError: boom")]
@@ -99,14 +115,22 @@ def test_markdown_has_command_chance_verdicts_notes_and_rule(tmp_path):
     assert "| arch" in md and "explained_variance ↑" in md and "mse ↓" in md
     assert "**FAILS**" in md and "BEATS" in md
     assert "0.820 ± 0.020" in md  # trained topk EV, mean ± sd
-    assert "chance" in md.splitlines()[md.splitlines().index(next(l for l in md.splitlines() if l.startswith("| arch")))]
+    score_header = next(line for line in md.splitlines() if line.startswith("| arch") and "score" in line)
+    assert "chance" in score_header and "bounds" in score_header
+    assert "| arch   | target L0   | trained   | frozen_decoder   | frozen_encoder   | untrained   |" in md
+    assert "| topk   | 3           | 11 / 3.0  | 11 / 3.0         | 11 / 3.0         | 0 / 3.0     |" in md
+    assert "| relu   | —           | 11 / 3.0" in md
     assert "skipped on `toy`: needs ground_truth" in md and "toy/gated/trained/s0` failed: RuntimeError: boom" in md
     assert "![toy](toy/toy.png)" in md
-    assert md.rstrip().endswith("read every score against its chance level.")
+    assert md.rstrip().endswith("Read every score against its chance level.") and "false BEATS" in md
     payload = json.loads(out.json)
     assert payload["command"] == "saebench leaderboard --results res --out lb --name toy"
     assert {r["verdict"] for r in payload["rows"]} >= {"BEATS", "FAILS", "—"}
     assert out.csv.splitlines()[0].startswith("set,arch,metric,score,direction,chance")
+    assert {"lower_vs_frozen_decoder", "upper_vs_frozen_decoder", "se_vs_frozen_decoder", "df_vs_frozen_decoder",
+            "trained_steps", "trained_l0"} <= set(out.csv.splitlines()[0].split(","))
+    assert (payload["confidence"], payload["min_seeds"], payload["l0_tolerance"]) == (0.95, 3, 0.1)
+    assert "n_sigma" not in payload  # the retired rule's parameter, still in the recorded run.json, is ignored
 
 
 def test_files_are_deterministic_and_check_detects_drift(tmp_path, monkeypatch):
@@ -216,3 +240,33 @@ def test_a_results_directory_without_run_json_still_collects_every_record(tmp_pa
     everything = aggregate.collect(tmp_path / "res")
     assert len(everything.long) == len(aggregate.collect(tmp_path / "res", sets=["toy"]).long) > 0
     assert aggregate.collect(tmp_path / "res", sets=["other"]).long.empty
+
+
+def test_l0_not_matched_only_where_the_architecture_targets_an_l0(tmp_path):
+    # topk's frozen encoder ends at L0 5 against k = 3; relu's (an L1 penalty) at 9: only topk is withheld
+    make_results(tmp_path / "res", l0={("topk", "frozen_encoder"): 5.0, ("relu", "frozen_encoder"): 9.0})
+    col = aggregate.collect(tmp_path / "res")
+    t = aggregate.summary(col)
+    r = row(t, "topk", "explained_variance")
+    assert r["verdict"] == "L0 NOT MATCHED" and r["frozen_encoder_l0"] == 5.0
+    assert r["verdict_vs_frozen_decoder"] == "BEATS" and r["verdict_vs_frozen_encoder"] == "L0 NOT MATCHED"
+    assert row(t, "relu", "explained_variance")["verdict"] == "FAILS"
+    md = render.render(col, name="toy", results="res", out="lb").markdown
+    assert "L0 NOT MATCHED 2" in md  # topk EV and mse
+    assert "| topk   | 3           | 11 / 3.0  | 11 / 3.0         | 11 / 5.0" in md
+
+
+def test_fewer_than_three_seeds_give_no_verdict(tmp_path):
+    two = {key: vals[:2] for key, vals in VALUES.items()}
+    make_results(tmp_path / "res", values=two)
+    t = aggregate.summary(aggregate.collect(tmp_path / "res"))
+    assert set(t[t["direction"].notna()]["verdict"]) == {"SEEDS"}
+
+
+def test_constant_rows_never_fail(tmp_path):
+    const = {key: [0.5, 0.5, 0.5] for key in VALUES}
+    make_results(tmp_path / "res", values=const)
+    t = aggregate.summary(aggregate.collect(tmp_path / "res"))
+    judged = t[t["direction"].notna()]
+    # EV has chance 0 (0.5 is far from it): no interval, INCONCLUSIVE; never FAILS
+    assert set(judged["verdict"]) == {"INCONCLUSIVE"}

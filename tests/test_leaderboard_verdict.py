@@ -1,15 +1,25 @@
-"""The verdict rule on hand-made numbers: every branch, both directions, the margin."""
+"""The verdict rule: its intervals against scipy's own Welch t-test, every label, and its error
+rates by Monte Carlo (the numbers printed under every table)."""
 
 import math
+import re
 import statistics
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from saebench_sanity.leaderboard import verdict as V
 
+CONF = 0.95
+ALPHA = 1 - CONF
 
-def S(values, converged=True):
-    return V.Stats.of(values, [converged] * len(values))
+
+def S(values, converged=True, l0=None):
+    return V.Stats.of(values, [converged] * len(values), l0=l0)
+
+
+T3 = [0.80, 0.82, 0.84]
 
 
 def test_stats_are_mean_and_sample_sd_of_finite_values():
@@ -22,95 +32,261 @@ def test_stats_are_mean_and_sample_sd_of_finite_values():
     assert not V.Stats.of([1.0, 2.0], [True, False]).converged
 
 
-def test_beats_when_better_than_best_baseline_by_more_than_margin():
-    v = V.judge(S([0.80, 0.82, 0.84]), {"a": S([0.50, 0.52]), "b": S([0.70, 0.71])}, "higher", 0.01, 1.0)
+# -- the intervals, against an independent computation -----------------------------------------------
+def test_welch_bounds_equal_scipys_welch_t_interval():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n_t, n_b = rng.integers(3, 7, size=2)
+        t = rng.normal(0.5, rng.uniform(0.01, 0.2), n_t)
+        b = rng.normal(0.45, rng.uniform(0.01, 0.2), n_b)
+        for k in (1, 3):
+            others = {f"z{i}": S(list(b + 10)) for i in range(k - 1)}  # far-away extra baselines only set k
+            v = V.judge(S(list(t)), {"a": S(list(b)), **others}, "higher", 0.0, CONF)
+            c = v.comparisons["a"]
+            ref = stats.ttest_ind(t, b, equal_var=False, alternative="greater")
+            assert c.d == pytest.approx(t.mean() - b.mean(), abs=1e-12)
+            assert c.df == pytest.approx(ref.df, rel=1e-9)
+            assert c.lower == pytest.approx(ref.confidence_interval(CONF).low, rel=1e-9, abs=1e-12)
+            up = stats.ttest_ind(t, b, equal_var=False, alternative="less").confidence_interval(1 - ALPHA / k).high
+            assert c.upper == pytest.approx(up, rel=1e-9, abs=1e-12)
+
+
+def test_labels_equal_scipys_t_tests_with_holm_on_random_rows():
+    """BEATS = every one-sided Welch test of delta_b <= m rejected at alpha (no correction);
+    FAILS = Holm rejects some test of delta_b >= m (smallest p below alpha/k)."""
+    rng = np.random.default_rng(1)
+    seen = set()
+    for i in range(400):
+        k = int(rng.integers(1, 4))
+        n = int(rng.integers(3, 6))
+        m = float(rng.choice([0.0, 0.01, 0.05]))
+        sd = float(rng.uniform(0.005, 0.05))
+        t = rng.normal(0.5, sd, n)
+        bs = {f"b{j}": rng.normal(0.5 - rng.uniform(-0.06, 0.12), sd * rng.uniform(0.5, 2), n) for j in range(k)}
+        direction = "higher" if i % 2 else "lower"
+        sign = 1 if direction == "higher" else -1
+        v = V.judge(S(list(sign * t)), {name: S(list(sign * b)) for name, b in bs.items()}, direction, m, CONF)
+        p_beat = [stats.ttest_ind(t - m, b, equal_var=False, alternative="greater").pvalue for b in bs.values()]
+        p_fail = [stats.ttest_ind(t - m, b, equal_var=False, alternative="less").pvalue for b in bs.values()]
+        expected = V.BEATS if max(p_beat) < ALPHA else V.FAILS if min(p_fail) < ALPHA / k else V.INCONCLUSIVE
+        assert v.label == expected, (i, v, p_beat, p_fail)
+        seen.add(v.label)
+    assert seen == {V.BEATS, V.FAILS, V.INCONCLUSIVE}
+
+
+def test_a_fixed_trained_value_gets_the_one_sample_t_interval_of_the_baselines():
+    b = [0.60, 0.63, 0.61, 0.66]
+    v = V.judge(S([0.70]), {"a": S(b)}, "higher", 0.01, CONF, fixed_trained=True)
+    ref = stats.ttest_1samp(b, 0.70, alternative="less").confidence_interval(CONF)  # interval for mean(b)
+    c = v.comparisons["a"]
+    assert c.df == 3 and c.lower == pytest.approx(0.70 - ref.high)
     assert v.label == V.BEATS
-    assert v.best_baseline == "b"  # the strongest competitor decides
-    assert v.diff == pytest.approx(0.82 - 0.705)
-    assert v.margin == pytest.approx(math.sqrt(0.02 ** 2 + statistics.stdev([0.70, 0.71]) ** 2))
+    # the same single value as a seed of a recipe: too few seeds
+    assert V.judge(S([0.70]), {"a": S(b)}, "higher", 0.01, CONF).label == V.SEEDS
 
 
-def test_fails_when_best_baseline_is_better_or_equal():
-    assert V.judge(S([0.5, 0.5]), {"a": S([0.6, 0.6])}, "higher", 0.01, 1.0).label == V.FAILS
-    equal = V.judge(S([0.5, 0.5]), {"a": S([0.5, 0.5])}, "higher", 0.01, 1.0)
-    assert equal.label == V.FAILS and equal.diff == 0.0
+def test_holm_step_down():
+    assert V.holm({"a": 0.01, "b": 0.02, "c": 0.03}, 0.05) == ("a", "b", "c")   # .01<.0167, .02<.025, .03<.05
+    assert V.holm({"a": 0.01, "b": 0.03, "c": 0.04}, 0.05) == ("a",)             # .03 > .025 stops
+    assert V.holm({"a": 0.02, "b": 0.001}, 0.05) == ("a", "b")
+    assert V.holm({"a": 0.03, "b": 0.04, "c": 0.01}, 0.02) == ()
+    assert V.holm({"a": math.nan, "b": 0.001}, 0.05) == ("b",)
 
 
-def test_inconclusive_when_better_but_within_margin():
-    # d = 0.005 > 0 but below min_effect 0.01 (no spread)
-    assert V.judge(S([0.505, 0.505]), {"a": S([0.5, 0.5])}, "higher", 0.01, 1.0).label == V.INCONCLUSIVE
-    # d = 0.05 > min_effect but the seed spread is larger: sqrt(0.1^2 + 0.1^2) = 0.141
-    noisy = V.judge(S([0.45, 0.65]), {"a": S([0.4, 0.6])}, "higher", 0.01, 1.0)
-    assert noisy.label == V.INCONCLUSIVE and noisy.margin == pytest.approx(math.sqrt(2) * statistics.stdev([0.4, 0.6]))
-    # the same d with n_sigma 0 only has to clear min_effect
-    assert V.judge(S([0.45, 0.65]), {"a": S([0.4, 0.6])}, "higher", 0.01, 0.0).label == V.BEATS
+# -- the labels ---------------------------------------------------------------------------------------
+def test_beats_needs_every_baseline_beaten_by_more_than_min_effect():
+    base = {"a": S([0.50, 0.52, 0.51]), "b": S([0.70, 0.71, 0.72])}
+    v = V.judge(S(T3), base, "higher", 0.01, CONF)
+    assert v.label == V.BEATS and v.baseline == "b" and v.diff == pytest.approx(0.82 - 0.71)
+    assert v.lower > 0.01
+    # an equal third baseline keeps it from BEATS: within the seed noise, INCONCLUSIVE
+    assert V.judge(S(T3), {**base, "c": S([0.81, 0.83, 0.82])}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
+    # and with seeds tight enough to show it equivalent within min_effect, FAILS
+    tight = [0.820, 0.821, 0.822]
+    v = V.judge(S(tight), {**base, "c": S([0.8205, 0.8215, 0.8225])}, "higher", 0.01, CONF)
+    assert v.label == V.FAILS and v.fails_vs == ("c",) and v.baseline == "c"
+    # a min_effect above the advantage: not BEATS
+    assert V.judge(S(T3), base, "higher", 0.2, CONF).label != V.BEATS
 
 
-def test_margin_is_the_larger_of_min_effect_and_spread():
-    t, b = S([1.0, 1.0]), S([0.0, 0.0])
-    assert V.margin(t, b, 0.2, 1.0) == 0.2
-    assert V.margin(S([1.0, 3.0]), S([0.0, 0.0]), 0.2, 2.0) == pytest.approx(2 * math.sqrt(2))
+def test_fails_is_equivalence_within_min_effect_or_worse_with_confidence():
+    tight = [0.500, 0.501, 0.502]
+    assert V.judge(S(tight), {"a": S([0.5005, 0.5015, 0.5025])}, "higher", 0.01, CONF).label == V.FAILS  # tie
+    assert V.judge(S(tight), {"a": S([0.60, 0.61, 0.62])}, "higher", 0.01, CONF).label == V.FAILS        # worse
+    # ties under seed noise as large as min_effect: no confidence either way
+    noisy = V.judge(S([0.49, 0.50, 0.52]), {"a": S([0.48, 0.51, 0.52])}, "higher", 0.01, CONF)
+    assert noisy.label == V.INCONCLUSIVE
+
+
+def test_rows_whose_sides_are_all_constant_never_fail():
+    zero = S([0.0, 0.0, 0.0])
+    v = V.judge(zero, {"a": zero, "b": zero}, "lower", 0.01, CONF)
+    assert v.label == V.INCONCLUSIVE and v.diff == 0 and math.isnan(v.lower) and math.isnan(v.upper)
+    same = S([0.9513] * 3)
+    assert V.judge(same, {"a": same}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
+    # a constant baseline clearly better than a constant trained value: still no interval
+    assert V.judge(S([0.1] * 3), {"a": S([0.9] * 3)}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
 
 
 def test_lower_is_better_flips_the_sign():
-    # mse: trained 0.1, baseline 0.3 -> trained better by 0.2
-    v = V.judge(S([0.1, 0.1]), {"a": S([0.3, 0.3]), "b": S([0.2, 0.2])}, "lower", 0.01, 1.0)
-    assert v.label == V.BEATS and v.best_baseline == "b" and v.diff == pytest.approx(0.1)
-    assert V.judge(S([0.3, 0.3]), {"a": S([0.2, 0.2])}, "lower", 0.01, 1.0).label == V.FAILS
+    v = V.judge(S([0.10, 0.11, 0.12]), {"a": S([0.30, 0.31, 0.32]), "b": S([0.20, 0.21, 0.22])}, "lower", 0.01, CONF)
+    assert v.label == V.BEATS and v.baseline == "b" and v.diff == pytest.approx(0.1)
+    assert V.judge(S([0.30, 0.31, 0.32]), {"a": S([0.20, 0.21, 0.22])}, "lower", 0.01, CONF).label == V.FAILS
 
 
-def test_undertrained_trained_or_best_baseline_is_not_judged():
-    base = {"a": S([0.9, 0.9]), "b": S([0.1, 0.1])}
-    assert V.judge(S([0.5, 0.5], converged=False), base, "higher", 0.01, 1.0).label == V.UNDERTRAINED
-    unconverged_best = {"a": S([0.9, 0.9], converged=False), "b": S([0.1, 0.1])}
-    assert V.judge(S([0.5, 0.5]), unconverged_best, "higher", 0.01, 1.0).label == V.UNDERTRAINED
-    # a non-best baseline that did not converge does not block the verdict
-    other = {"a": S([0.9, 0.9]), "b": S([0.1, 0.1], converged=False)}
-    assert V.judge(S([0.5, 0.5]), other, "higher", 0.01, 1.0).label == V.FAILS
-    # one unconverged seed is enough
-    mixed = V.Stats.of([0.5, 0.5], [True, False])
-    assert V.judge(mixed, {"b": S([0.1, 0.1])}, "higher", 0.01, 1.0).label == V.UNDERTRAINED
+def test_seeds_no_data_and_descriptive():
+    assert V.judge(S([0.9, 0.9]), {"a": S([0.1, 0.2, 0.3])}, "higher", 0.01, CONF).label == V.SEEDS
+    assert V.judge(S(T3), {"a": S([0.1, 0.2])}, "higher", 0.01, CONF).label == V.SEEDS
+    assert V.judge(S([0.9, 0.9]), {"a": S([0.1, 0.2])}, "higher", 0.01, CONF, min_seeds=2).label == V.BEATS
+    assert V.judge(V.Stats.of([]), {"a": S(T3)}, "higher", 0.01, CONF).label == V.NO_DATA
+    assert V.judge(S(T3), {}, "higher", 0.01, CONF).label == V.NO_DATA
+    assert V.judge(S(T3), {"a": S(T3), "b": V.Stats.of([])}, "higher", 0.01, CONF).label == V.NO_DATA
+    assert V.judge(S(T3), {"a": S(T3)}, None, 0.01, CONF).label == V.DESCRIPTIVE
+    with pytest.raises(ValueError, match="confidence"):
+        V.judge(S(T3), {"a": S(T3)}, "higher", 0.01, 1.5)
 
 
-def test_no_data_and_descriptive_scores():
-    assert V.judge(V.Stats.of([]), {"a": S([0.1])}, "higher", 0.01, 1.0).label == V.NO_DATA
-    assert V.judge(S([0.1]), {}, "higher", 0.01, 1.0).label == V.NO_DATA
-    assert V.judge(S([0.1]), {"a": V.Stats.of([])}, "higher", 0.01, 1.0).label == V.NO_DATA
-    assert V.judge(S([0.1]), {"a": S([0.2])}, None, 0.01, 1.0).label == V.DESCRIPTIVE
+def test_undertrained_when_the_trained_cell_or_any_baseline_did_not_converge():
+    low, high = S([0.1, 0.11, 0.12]), S([0.5, 0.51, 0.52])
+    assert V.judge(S([0.5, 0.51, 0.52], converged=False), {"a": low}, "higher", 0.01, CONF).label == V.UNDERTRAINED
+    assert V.judge(high, {"a": low, "b": S([0.1, 0.11, 0.12], converged=False)}, "higher", 0.01, CONF).label == V.UNDERTRAINED
+    at_budget = V.judge(high, {"a": S([0.1, 0.11, 0.12], converged=False)}, "higher", 0.01, CONF, require_converged=False)
+    assert at_budget.label == V.BEATS
+    mixed = V.Stats.of([0.5, 0.51, 0.52], [True, False, True])
+    assert V.judge(mixed, {"b": low}, "higher", 0.01, CONF).label == V.UNDERTRAINED
 
 
-def test_best_baseline_ties_go_to_first_sorted_name():
-    assert V.best_baseline(S([0.5]), {"zeta": S([0.4]), "alpha": S([0.4])}, "higher") == "alpha"
+def test_l0_not_matched_when_a_side_misses_the_target_by_more_than_the_tolerance():
+    t, b = [0.9, 0.91, 0.92], [0.5, 0.51, 0.52]
+    ok = V.judge(S(t, l0=31.0), {"a": S(b, l0=34.0)}, "higher", 0.01, CONF, target_l0=32)
+    assert ok.label == V.BEATS  # 31 and 34 are within 10% of 32
+    assert V.judge(S(t, l0=22.8), {"a": S(b, l0=32.0)}, "higher", 0.01, CONF, target_l0=32).label == V.L0_NOT_MATCHED
+    assert V.judge(S(t, l0=32.0), {"a": S(b, l0=87.4)}, "higher", 0.01, CONF, target_l0=32).label == V.L0_NOT_MATCHED
+    assert V.judge(S(t), {"a": S(b, l0=32.0)}, "higher", 0.01, CONF, target_l0=32).label == V.L0_NOT_MATCHED  # unknown
+    # no target (an L1 architecture): no L0 step
+    assert V.judge(S(t, l0=62.0), {"a": S(b, l0=141.0)}, "higher", 0.01, CONF).label == V.BEATS
+    # a looser tolerance
+    assert V.judge(S(t, l0=22.8), {"a": S(b, l0=32.0)}, "higher", 0.01, CONF, target_l0=32, l0_tolerance=0.3).label == V.BEATS
+
+
+def test_at_chance_needs_every_side_within_min_effect_of_chance_with_confidence():
+    floor = S([0.5, 0.5, 0.5])
+    assert V.judge(floor, {"fd": floor, "fe": floor}, "higher", 0.01, CONF, chance=0.5).label == V.AT_CHANCE
+    # without a chance level the same numbers have no interval: INCONCLUSIVE
+    assert V.judge(floor, {"fd": floor}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
+    # a tight cloud at chance: its TOST interval 0.5 ± t(.95;2)*0.001/sqrt(3) lies inside 0.5 ± 0.01
+    near = S([0.499, 0.500, 0.501])
+    assert V.judge(near, {"fd": near}, "higher", 0.01, CONF, chance=0.5).label == V.AT_CHANCE
+    # a noisy judge around 0.5: not shown to be at chance (and no side shown better)
+    t, b = S([0.58, 0.50, 0.67]), S([0.42, 0.58, 0.67])
+    assert V.judge(t, {"fd": b}, "higher", 0.01, CONF, chance=0.5).label == V.INCONCLUSIVE
+    # trained clearly above chance while the baseline sits at it: judged as usual
+    assert V.judge(S([0.9, 0.91, 0.92]), {"fd": floor}, "higher", 0.01, CONF, chance=0.5).label == V.BEATS
+    # baseline clearly above chance while trained sits at it: FAILS, not AT CHANCE
+    assert V.judge(near, {"fd": S([0.8, 0.81, 0.82])}, "higher", 0.01, CONF, chance=0.5).label == V.FAILS
+    # unconverged still comes first
+    assert V.judge(V.Stats.of([0.5] * 3, [False, True, True]), {"fd": floor}, "higher", 0.01, CONF,
+                   chance=0.5).label == V.UNDERTRAINED
+
+
+def test_compare_is_the_rule_against_one_baseline_without_correction():
+    t, b = S(T3), S([0.70, 0.72, 0.71])
+    one = V.compare(t, b, "higher", 0.01, CONF)
+    assert one.label == V.BEATS
+    assert one.comparisons["baseline"].upper < V.judge(t, {"a": b, "z": S([0.0, 0.01, 0.02])}, "higher", 0.01,
+                                                        CONF).comparisons["a"].upper  # k = 2 widens the upper bound
 
 
 def test_per_score_min_effect_overrides_default():
     assert V.effective_min_effect(None, 0.01) == 0.01
     assert V.effective_min_effect(0.05, 0.01) == 0.05
-    assert V.judge(S([0.53, 0.53]), {"a": S([0.5, 0.5])}, "higher", V.effective_min_effect(0.05, 0.01), 1.0).label == V.INCONCLUSIVE
 
 
-def test_rule_text_states_margin_and_every_verdict():
-    text = V.rule_text(0.02, 2.0, ["frozen_decoder"], ["untrained"])
-    for word in ("BEATS", "FAILS", "INCONCLUSIVE", "UNDERTRAINED", "NO DATA", "0.02", "2 x sqrt", "untrained",
-                 "frozen_decoder", "chance"):
+# -- error rates -------------------------------------------------------------------------------------
+def _mc_tol(p, n):
+    return 4 * math.sqrt(max(p, 0.002) * (1 - p) / n) + 1e-9
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_false_beats_and_false_fails_under_no_effect_stay_below_alpha(k):
+    """The old rule (FAILS whenever d <= 0 against the best of k noisy baselines) gave P(FAILS) of
+    0.50 (k = 1) to 0.75 (k = 3) here: this fails for it."""
+    n = 20_000
+    r = V.error_rates(3, k, 0.0, n_draws=n, seed=7)
+    assert r[V.BEATS] <= ALPHA + _mc_tol(ALPHA, n)
+    assert r[V.FAILS] <= ALPHA + _mc_tol(ALPHA, n)
+    assert sum(r.values()) == pytest.approx(1.0)
+    if k == 1:  # one baseline at the boundary: the level is (nearly) attained
+        assert r[V.BEATS] > 0.02
+
+
+def test_error_rates_move_the_right_way_with_the_effect():
+    r0, r1, r3 = (V.error_rates(3, 3, e, n_draws=20_000, seed=3) for e in (0, 1, 3))
+    assert r0[V.BEATS] < r1[V.BEATS] < r3[V.BEATS]
+    assert r0[V.FAILS] > r1[V.FAILS] > r3[V.FAILS]
+    assert r3[V.FAILS] < 0.001
+    # a clearly worse trained SAE is found out
+    assert V.error_rates(3, 3, -6, n_draws=5_000, seed=3)[V.FAILS] > 0.5
+
+
+def test_error_rates_match_scipys_welch_tests_on_an_independent_simulation():
+    """Independent Monte Carlo: per draw, scipy's ttest_ind p-values (BEATS: all below alpha;
+    FAILS: the smallest below alpha/k), different RNG stream."""
+    n_draws, n, k, effect = 6_000, 3, 2, 1.0
+    rng = np.random.default_rng(99)
+    se_true = math.sqrt(2 / n)
+    t = rng.standard_normal((n_draws, 1, n))
+    b = rng.standard_normal((n_draws, k, n)) - effect * se_true
+    p_beat = stats.ttest_ind(t, b, axis=-1, equal_var=False, alternative="greater").pvalue  # [draws, k]
+    p_fail = stats.ttest_ind(t, b, axis=-1, equal_var=False, alternative="less").pvalue
+    beats = (p_beat < ALPHA).all(-1).mean()
+    fails = ((p_fail < ALPHA / k).any(-1) & ~(p_beat < ALPHA).all(-1)).mean()
+    r = V.error_rates(n, k, effect, n_draws=40_000, seed=5)
+    assert r[V.BEATS] == pytest.approx(beats, abs=_mc_tol(beats, n_draws))
+    assert r[V.FAILS] == pytest.approx(fails, abs=_mc_tol(fails, n_draws) + 0.002)
+
+
+def test_rule_text_states_rates_that_a_fresh_monte_carlo_reproduces():
+    rule = V.Rule(min_effect=0.02)
+    text = V.rule_text(rule, ["frozen_decoder", "soft_frozen_decoder", "frozen_encoder"], ["untrained"])
+    for word in ("BEATS", "FAILS", "INCONCLUSIVE", "UNDERTRAINED", "NO DATA", "SEEDS", "L0 NOT MATCHED",
+                 "AT CHANCE", "0.02", "Holm", "intersection-union", "untrained", "frozen_decoder", "chance",
+                 "--rates"):
         assert word in text
+    assert text == V.rule_text(rule, ["frozen_decoder", "soft_frozen_decoder", "frozen_encoder"], ["untrained"])
+    for n in V.RATE_SEEDS:
+        m = re.search(rf"{n} seeds: false BEATS ([\d.]+)% and false FAILS ([\d.]+)% with no effect; "
+                      r"false FAILS ([\d.]+)% / ([\d.]+)% and BEATS ([\d.]+)% / ([\d.]+)%", text)
+        assert m, text
+        fb0, ff0, ff1, ff3, b1, b3 = (float(x) / 100 for x in m.groups())
+        draws = 20_000
+        fresh = {e: V.error_rates(n, 3, e, n_draws=draws, seed=12345) for e in (0, 1, 3)}
+        for stated, prob in ((fb0, fresh[0][V.BEATS]), (ff0, fresh[0][V.FAILS]), (ff1, fresh[1][V.FAILS]),
+                             (ff3, fresh[3][V.FAILS]), (b1, fresh[1][V.BEATS]), (b3, fresh[3][V.BEATS])):
+            assert stated == pytest.approx(prob, abs=_mc_tol(prob, draws) + 0.0006)
 
 
-def test_at_chance_when_trained_and_best_baseline_both_sit_at_the_chance_level():
-    from saebench_sanity.leaderboard import verdict as V
+def test_rates_command_prints_the_table(capsys):
+    assert V.main(["--rates", "--seeds", "3", "--baselines", "1", "--effects", "0", "--draws", "2000"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["seeds", "baselines", "effect(SE)", "P(BEATS)", "P(FAILS)", "P(INCONCL)"]
+    n, k, e, pb, pf, pi = out[2].split()
+    assert (n, k) == ("3", "1") and float(pb) + float(pf) + float(pi) == pytest.approx(1.0, abs=2e-4)
 
-    floor = V.Stats.of([0.5, 0.5, 0.5])
-    # RAVEL: every edit a no-op, trained and baselines exactly at the 0.5 floor
-    assert V.judge(floor, {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.AT_CHANCE
-    # without a chance level the same numbers are a tie: FAILS
-    assert V.judge(floor, {"fd": floor}, "higher", 0.01, 1.0).label == V.FAILS
-    # a noisy judge around 0.5: within the margin of chance on both sides
-    t, b = V.Stats.of([0.58, 0.50, 0.67]), V.Stats.of([0.42, 0.58, 0.67])
-    assert V.judge(t, {"fd": b}, "higher", 0.01, 1.0, chance=0.5).label == V.AT_CHANCE
-    # trained clearly above chance while the baseline sits at it: judged as usual
-    assert V.judge(V.Stats.of([0.9, 0.91, 0.92]), {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.BEATS
-    # baseline clearly above chance while trained sits at it: FAILS, not AT CHANCE
-    assert V.judge(floor, {"fd": V.Stats.of([0.8, 0.8, 0.8])}, "higher", 0.01, 1.0, chance=0.5).label == V.FAILS
-    # unconverged still comes first
-    unconv = V.Stats.of([0.5, 0.5], [False, True])
-    assert V.judge(unconv, {"fd": floor}, "higher", 0.01, 1.0, chance=0.5).label == V.UNDERTRAINED
+
+# -- configuration --------------------------------------------------------------------------------------
+def test_verdict_config_validates_and_refuses_the_retired_n_sigma():
+    from saebench_sanity import config
+    from saebench_sanity.errors import ConfigError
+
+    base = {"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]}}
+    cfg = config.from_dict({**base, "verdict": {"confidence": 0.9, "min_seeds": 5, "l0_tolerance": 0.2}})
+    assert (cfg.verdict.confidence, cfg.verdict.min_seeds, cfg.verdict.l0_tolerance) == (0.9, 5, 0.2)
+    with pytest.raises(ConfigError, match="n_sigma was retired.*confidence"):
+        config.from_dict({**base, "verdict": {"min_effect": 0.01, "n_sigma": 1.0}})
+    for bad, name in (({"confidence": 1.0}, "confidence"), ({"confidence": 0.3}, "confidence"),
+                      ({"min_seeds": 1}, "min_seeds"), ({"l0_tolerance": 0}, "l0_tolerance")):
+        with pytest.raises(ConfigError, match=f"verdict.{name}"):
+            config.from_dict({**base, "verdict": bad})
+    for suite in ("default", "quick", "real-long", "real-resid24"):
+        assert config.embedded(suite).verdict.confidence == 0.95

@@ -1,5 +1,6 @@
-"""From the results store to pandas tables: one long table of per-seed scores, then one row per
-(set, architecture, score) with every mode's mean ± sd and the verdict (``leaderboard.verdict``)."""
+"""From the results store to pandas tables: one long table of per-seed scores, one table of cells
+(steps used, final training L0, L0 target), then one row per (set, architecture, score) with every
+mode's mean ± sd, steps and final L0, the interval numbers and the verdict (``leaderboard.verdict``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Any
 import pandas as pd
 
 from saebench_sanity.activations.base import stable_hash
+from saebench_sanity.architectures.sparsity import targets_l0
 from saebench_sanity.errors import DataError
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.leaderboard import verdict as V
 
 LONG_COLUMNS = ["set", "arch", "mode", "seed", "is_baseline", "trains", "converged", "metric", "score",
                 "value", "direction", "chance", "min_effect", "order"]
+CELL_COLUMNS = ["set", "arch", "mode", "seed", "steps", "l0_train", "target_l0"]
+#: the score whose per-seed mean is a mode's final L0 (else the training's ``l0_train``)
+L0_SCORE = ("reconstruction", "l0")
 
 
 @dataclass
@@ -25,7 +30,6 @@ class Collected:
 
     long: pd.DataFrame
     min_effect: float
-    n_sigma: float
     modes: list[str]            # in run order
     baselines: list[str]
     references: list[str]
@@ -37,6 +41,36 @@ class Collected:
     metric_params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: metric name -> {stable_hash(params): the judge identities its records name (``details.judge``)}
     judges: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: one row per ok cell: steps used, the training's final L0, the L0 target (CELL_COLUMNS)
+    cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
+    confidence: float = V.DEFAULT_CONFIDENCE
+    min_seeds: int = V.MIN_SEEDS
+    l0_tolerance: float = V.L0_TOLERANCE
+
+    @property
+    def rule(self) -> V.Rule:
+        return V.Rule(self.min_effect, self.confidence, self.min_seeds, self.l0_tolerance)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        return None
+    return float(v)
+
+
+def cell_target_l0(cell: dict[str, Any]) -> float | None:
+    """The L0 a cell's architecture aims at (its ``k`` or ``target_l0`` parameter, else the cell's
+    ``target_l0``), or None when its sparsity does not target an L0 (``sparsity.targets_l0``: ReLU
+    and Gated use an L1 penalty). A plugin counts as targeting L0 when its recorded parameters
+    carry ``k`` or ``target_l0`` (records do not store the spec's ``sparsity_param``)."""
+    params = cell.get("arch_params") or {}
+    knob = "k" if "k" in params else "target_l0" if "target_l0" in params else ""
+    if not targets_l0(str(cell.get("arch", "")), knob):
+        return None
+    for value in (params.get("k"), params.get("target_l0"), cell.get("target_l0")):
+        if _number(value) is not None:
+            return _number(value)
+    return None
 
 
 def _ordered(values: list[str]) -> list[str]:
@@ -59,23 +93,27 @@ def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
     return run, [rec for rec in (store.load_result(key) for key in cell_keys) if rec is not None]
 
 
-def collect(results_dir: str | Path, *, min_effect: float | None = None, n_sigma: float | None = None,
+def collect(results_dir: str | Path, *, min_effect: float | None = None, confidence: float | None = None,
             sets: list[str] | None = None) -> Collected:
     """Read a results directory (only the cells and metrics of its last run when ``run.json``
     exists; only the activation sets ``sets`` when given)."""
     run, records = load(results_dir)
-    return from_records(run, records, min_effect=min_effect, n_sigma=n_sigma, sets=sets)
+    return from_records(run, records, min_effect=min_effect, confidence=confidence, sets=sets)
 
 
 def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effect: float | None = None,
-                 n_sigma: float | None = None, sets: list[str] | None = None) -> Collected:
+                 confidence: float | None = None, sets: list[str] | None = None) -> Collected:
     """:func:`collect` on records already read (:func:`load`), so one read serves several
-    leaderboards (a run over two set families)."""
+    leaderboards (a run over two set families). The rule's parameters come from the run's
+    recorded ``[verdict]`` table, else the defaults (a recorded ``n_sigma`` of the retired rule is
+    ignored)."""
     only = None if sets is None else set(sets)
     metric_keys = set(run.get("metric_keys") or [])
     verdict_cfg = (run.get("config") or {}).get("verdict") or {}
     min_eff = float(min_effect if min_effect is not None else verdict_cfg.get("min_effect", 0.01))
-    sig = float(n_sigma if n_sigma is not None else verdict_cfg.get("n_sigma", 1.0))
+    conf = V.check_confidence(confidence if confidence is not None else verdict_cfg.get("confidence", V.DEFAULT_CONFIDENCE))
+    min_seeds = int(verdict_cfg.get("min_seeds", V.MIN_SEEDS))
+    l0_tol = float(verdict_cfg.get("l0_tolerance", V.L0_TOLERANCE))
     config_modes = list((run.get("config") or {}).get("modes") or [])
     config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if only is None or s in only]
     config_archs = list((run.get("config") or {}).get("architectures") or [])
@@ -87,6 +125,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
         return (config_archs.index(arch) if arch in config_archs else len(config_archs), arch)
 
     rows: list[dict[str, Any]] = []
+    cells: list[dict[str, Any]] = []
     skipped: dict[tuple[str, str], str] = {}
     failed, metric_errors = [], []
     metric_params: dict[str, list[dict[str, Any]]] = {}
@@ -100,7 +139,11 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
         if rec.get("status") != "ok":
             failed.append((rec.get("label", "?"), rec.get("error") or "failed"))
             continue
-        converged = bool((rec.get("training") or {}).get("converged", False))
+        training = rec.get("training") or {}
+        converged = bool(training.get("converged", False))
+        cells.append({"set": cell["set"], "arch": cell["arch"], "mode": cell["mode"], "seed": int(cell["seed"]),
+                      "steps": _number(training.get("steps")), "l0_train": _number(training.get("l0_train")),
+                      "target_l0": cell_target_l0(cell)})
         for mkey, entry in sorted((rec.get("metrics") or {}).items()):
             if metric_keys and mkey not in metric_keys:
                 continue
@@ -134,7 +177,8 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                               score_rank.get(score, len(score_rank)), score),
                 })
     long = pd.DataFrame(rows, columns=LONG_COLUMNS)
-    return Collected(long=long, min_effect=min_eff, n_sigma=sig, modes=[m for m in _ordered(modes) if m],
+    return Collected(long=long, min_effect=min_eff, confidence=conf, min_seeds=min_seeds, l0_tolerance=l0_tol,
+                     cells=pd.DataFrame(cells, columns=CELL_COLUMNS), modes=[m for m in _ordered(modes) if m],
                      baselines=_ordered(baselines), references=_ordered(references),
                      sets=[s for s in _ordered(sets) if s],
                      skipped=sorted((s, m, r) for (s, m), r in skipped.items()),
@@ -143,17 +187,49 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                      judges={m: {p: sorted(ids) for p, ids in by.items()} for m, by in judges.items()})
 
 
+def _mean(values: list[Any]) -> float:
+    vals = [float(v) for v in values if _number(v) is not None]
+    return math.fsum(vals) / len(vals) if vals else math.nan
+
+
+def mode_training(col: Collected) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """``(set, arch, mode) -> {"steps", "l0", "target_l0"}``: steps used (mean over seeds), the final
+    L0 (mean over seeds of the ``reconstruction.l0`` score, else of the training's ``l0_train``;
+    NaN when neither is recorded) and the cell's L0 target (None if its architecture targets none)."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    if col.cells.empty:
+        return out
+    scored: dict[tuple[str, str, str], float] = {}
+    if not col.long.empty:
+        l0_rows = col.long[(col.long["metric"] == L0_SCORE[0]) & (col.long["score"] == L0_SCORE[1])]
+        for key, grp in l0_rows.groupby(["set", "arch", "mode"], sort=False):
+            scored[key] = _mean(grp["value"].tolist())
+    for key, grp in col.cells.groupby(["set", "arch", "mode"], sort=False):
+        l0 = scored.get(key, math.nan)
+        if not math.isfinite(l0):
+            l0 = _mean(grp["l0_train"].tolist())
+        targets = [t for t in grp["target_l0"].tolist() if _number(t) is not None]
+        out[key] = {"steps": _mean(grp["steps"].tolist()), "l0": l0, "target_l0": targets[0] if targets else None}
+    return out
+
+
 def summary(col: Collected) -> pd.DataFrame:
-    """One row per (set, arch, metric, score): every mode's mean/sd/n/converged, the best
-    baseline, d, margin, the verdict, and the verdict against each single baseline."""
+    """One row per (set, arch, metric, score): every mode's mean/sd/n/converged, steps used and
+    final L0; the baseline shown (FAILS: smallest upper bound, else smallest d) with its d and
+    bounds; the verdict; the comparison at equal budget; the baselines Holm finds as good or
+    better; per baseline d, se, df, bounds and the verdict against that baseline alone."""
     out: list[dict[str, Any]] = []
     if col.long.empty:
         return pd.DataFrame(out)
+    rule = col.rule
     order_sets = {s: i for i, s in enumerate(col.sets)}
+    training = mode_training(col)
     # one pass over the long table: per-seed values and convergence of every (group, mode)
     per_mode: dict[tuple, V.Stats] = {}
     for gkey, grp in col.long.groupby(["set", "arch", "metric", "score", "mode"], sort=False):
-        per_mode[gkey] = V.Stats.of(grp["value"].tolist(), grp["converged"].tolist())
+        l0 = training.get((gkey[0], gkey[1], gkey[4]), {}).get("l0")
+        per_mode[gkey] = V.Stats.of(grp["value"].tolist(), grp["converged"].tolist(),
+                                    l0=l0 if l0 is not None and math.isfinite(l0) else None)
     empty = V.Stats.of([])
     for (set_name, arch, metric, score), grp in col.long.groupby(["set", "arch", "metric", "score"], sort=False):
         order = grp["order"].iloc[0]
@@ -165,21 +241,35 @@ def summary(col: Collected) -> pd.DataFrame:
         stats = {mode: per_mode.get((set_name, arch, metric, score, mode), empty) for mode in col.modes}
         trained = stats.get("trained", empty)
         base_stats = {b: stats[b] for b in col.baselines if b in stats}
-        v = V.judge(trained, base_stats, direction, min_eff, col.n_sigma, chance=chance)
+        targets = [training[(set_name, arch, m)]["target_l0"] for m in col.modes
+                   if (set_name, arch, m) in training and training[(set_name, arch, m)]["target_l0"] is not None]
+        target = targets[0] if targets else None
+        kw = dict(min_seeds=rule.min_seeds, chance=chance, target_l0=target, l0_tolerance=rule.l0_tolerance)
+        v = V.judge(trained, base_stats, direction, min_eff, rule.confidence, **kw)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,
-                               "direction": direction, "chance": chance, "min_effect": min_eff}
+                               "direction": direction, "chance": chance, "min_effect": min_eff, "target_l0": target}
         for mode in col.modes:
             s = stats[mode]
+            info = training.get((set_name, arch, mode), {})
             row[f"{mode}_mean"] = s.mean
             row[f"{mode}_sd"] = s.sd
             row[f"{mode}_n"] = s.n
             row[f"{mode}_converged"] = s.converged
-        row.update(best_baseline=v.best_baseline, diff=v.diff, margin=v.margin, verdict=v.label,
-                   at_budget=V.judge(trained, base_stats, direction, min_eff, col.n_sigma, require_converged=False,
-                                     chance=chance).label)
+            row[f"{mode}_steps"] = info.get("steps", math.nan)
+            row[f"{mode}_l0"] = info.get("l0", math.nan)
+        row.update(baseline=v.baseline, diff=v.diff, lower=v.lower, upper=v.upper, verdict=v.label,
+                   at_budget=V.judge(trained, base_stats, direction, min_eff, rule.confidence,
+                                     require_converged=False, **kw).label,
+                   fails_vs=";".join(v.fails_vs))
         for b in col.baselines:
-            row[f"verdict_vs_{b}"] = V.compare(trained, base_stats.get(b, V.Stats.of([])), direction, min_eff, col.n_sigma,
-                                               chance=chance).label
+            c = v.comparisons.get(b)
+            row[f"d_vs_{b}"] = c.d if c else None
+            row[f"se_vs_{b}"] = c.se if c else None
+            row[f"df_vs_{b}"] = c.df if c else None
+            row[f"lower_vs_{b}"] = c.lower if c else None
+            row[f"upper_vs_{b}"] = c.upper if c else None
+            row[f"verdict_vs_{b}"] = V.compare(trained, base_stats.get(b, empty), direction, min_eff, rule.confidence,
+                                               **kw).label
         row["_order"] = (order_sets.get(set_name, len(order_sets)), set_name, *order)
         out.append(row)
     out.sort(key=lambda r: r["_order"])

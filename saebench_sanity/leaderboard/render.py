@@ -88,6 +88,35 @@ def fmt_stats(row: pd.Series, mode: str) -> str:
     return text
 
 
+def fmt_bounds(lower: Any, upper: Any) -> str:
+    """``[lower, upper]`` of the comparison shown; ``—`` when it has no interval (zero spread)."""
+    if lower is None or upper is None or pd.isna(lower) or pd.isna(upper):
+        return "—"
+    return f"[{fmt(lower)}, {fmt(upper)}]"
+
+
+def fmt_training(info: dict[str, Any]) -> str:
+    """``steps / L0`` of one mode (mean over seeds); ``—`` for what was not recorded."""
+    steps, l0 = info.get("steps"), info.get("l0")
+    s = "—" if steps is None or pd.isna(steps) else f"{steps:.0f}"
+    z = "—" if l0 is None or pd.isna(l0) else f"{l0:.1f}"
+    return f"{s} / {z}"
+
+
+def training_table(col: Collected, set_name: str, archs: list[str]) -> str:
+    """Per architecture of a set: the L0 target and every mode's steps used / final L0."""
+    from saebench_sanity.leaderboard.aggregate import mode_training
+
+    info = mode_training(col)
+    rows = []
+    for arch in archs:
+        targets = [info[(set_name, arch, m)]["target_l0"] for m in col.modes if (set_name, arch, m) in info]
+        target = next((t for t in targets if t is not None), None)
+        rows.append([arch, "—" if target is None else f"{target:g}",
+                     *[fmt_training(info.get((set_name, arch, m), {})) for m in col.modes]])
+    return tabulate(rows, headers=["arch", "target L0", *col.modes], tablefmt="github", disable_numparse=True)
+
+
 def _round(v: Any) -> Any:
     if isinstance(v, bool) or v is None:
         return v
@@ -133,14 +162,17 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
     they were filtered to, named in the regenerate command)."""
     table = summary(col)
     cmd = command_line(results, out, name, family)
-    rule = V.rule_text(col.min_effect, col.n_sigma, col.baselines, col.references)
+    rule = V.rule_text(col.rule, col.baselines, col.references)
     md: list[str] = [f"# Leaderboard: {name}", "",
                      f"Regenerate the table with `{cmd}` (`--check` verifies this file is current); "
                      f"re-run the suite that produced the results with `{_producer(results)}`.", ""]
-    md.append("Does each trained SAE beat its random baselines on the same data? One table per activation "
-              "set; one row per (architecture, score). Columns: every training mode as mean ± sd over seeds, "
-              "the score's chance level or floor, the best baseline, d (trained advantage over it), the "
-              "margin it must exceed, and the verdict (rule at the end).")
+    md.append("Does each trained SAE beat its random baselines on the same data? Per activation set: a table "
+              "of steps used / final L0 per mode (mean over seeds; the target L0 where the architecture aims "
+              "at one), then one row per (architecture, score). Columns: the score's chance level or floor, "
+              "every training mode as mean ± sd over seeds, the closest baseline (for FAILS: the one shown as "
+              "good or better), d (trained advantage over it) and its one-sided bounds [lower, upper] "
+              f"(lower at {col.confidence:g}, upper Holm-adjusted), and the verdict (rule at the end). "
+              "The CSV and JSON add d, se, df and bounds against every baseline.")
     md.append("")
     for set_name in col.sets:
         part = table[table["set"] == set_name] if not table.empty else table
@@ -162,7 +194,11 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
         md.append("")
         md.append(f"![{set_name}]({name}/{set_name}.png)")
         md.append("")
-        headers = ["arch", "score", "chance", *col.modes, "best baseline", "d", "margin", "verdict"]
+        md.append("Steps used / final L0:")
+        md.append("")
+        md.append(training_table(col, set_name, list(part["arch"].drop_duplicates())))
+        md.append("")
+        headers = ["arch", "score", "chance", *col.modes, "baseline", "d", "bounds", "verdict"]
         rows = []
         for label, (_, r) in zip(score_labels(part), part.iterrows()):
             verdict = r["verdict"]
@@ -170,7 +206,7 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
                 verdict = f"{verdict} [{r['at_budget']}]"
             rows.append([r["arch"], label, fmt(r["chance"]),
                          *[fmt_stats(r, m) for m in col.modes],
-                         name_or_dash(r["best_baseline"]), fmt(r["diff"]), fmt(r["margin"]),
+                         name_or_dash(r["baseline"]), fmt(r["diff"]), fmt_bounds(r["lower"], r["upper"]),
                          f"**{verdict}**" if r["verdict"] == V.FAILS else verdict])
         md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
         md.append("")
@@ -192,7 +228,8 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
     csv_text = csv_df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
     records = [{k: _round(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
     payload = {
-        "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "n_sigma": col.n_sigma,
+        "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "confidence": col.confidence,
+        "min_seeds": col.min_seeds, "l0_tolerance": col.l0_tolerance,
         "modes": col.modes, "baselines": col.baselines, "references": col.references, "sets": col.sets,
         "metric_params": col.metric_params,
         "judges": sorted({j for m, variants in col.metric_params.items() for p in variants if (j := judge_identity(col, m, p))}),
