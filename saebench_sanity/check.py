@@ -4,10 +4,12 @@ Takes an SAE in the SAELens on-disk format (a local folder, or a SAELens pretrai
 id when online), an activation set whose ``d_in`` matches, trains the random baselines with the
 same architecture, size and sparsity on that set, scores everything on the same held-out data
 with the chosen metrics and applies the leaderboard's verdict rule (``leaderboard.verdict``),
-with the user's SAE as a single "seed".
+with the user's SAE as one fixed value (``fixed_trained``: a one-sample t interval over the
+baselines' seeds, which need at least ``min_seeds``).
 
-Exit status (see ``cli_check``): 0 when the SAE BEATS the best baseline on every chosen score
-with a direction, 1 when any verdict is something else, 2 on bad input.
+Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
+direction, 1 otherwise (``CheckReport.outcome`` says whether some score FAILS, the verdicts are
+mixed or inconclusive, or no score could be judged), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ class CheckOptions:
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int | None = None
     min_effect: float = 0.01
-    n_sigma: float = 1.0
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"--confidence = {self.confidence!r} must be in [0.5, 1), e.g. 0.95")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError("--seeds must list non-negative integers, e.g. --seeds 0,1,2")
         if self.steps is not None and self.steps <= 0:
@@ -53,9 +57,26 @@ class CheckReport:
         judged = [r for r in self.rows if r["direction"] is not None]
         return bool(judged) and all(r["verdict"] == "BEATS" for r in judged)
 
+    @property
+    def outcome(self) -> str:
+        """``PASS`` (BEATS on every score with a direction), ``FAIL`` (some score FAILS),
+        ``NO VERDICT`` (no score could be judged: too few seeds, undertrained, L0 not matched, no
+        data) or ``INCONCLUSIVE`` (none fails, not all beat)."""
+        from saebench_sanity.leaderboard.verdict import FAILS, JUDGED
+
+        judged = [r for r in self.rows if r["direction"] is not None]
+        if self.passed:
+            return "PASS"
+        if any(r["verdict"] == FAILS for r in judged):
+            return "FAIL"
+        if not any(r["verdict"] in JUDGED for r in judged):
+            return "NO VERDICT"
+        return "INCONCLUSIVE"
+
     def to_dict(self) -> dict[str, Any]:
         return {"sae": self.sae, "set": self.set_name, "architecture": self.architecture,
-                "baselines": self.baselines, "passed": self.passed, "scores": self.rows, "skipped": self.skipped}
+                "baselines": self.baselines, "passed": self.passed, "outcome": self.outcome,
+                "scores": self.rows, "skipped": self.skipped}
 
 
 def load_user_sae(target: str, sae_id: str | None = None) -> tuple[Any, str]:
@@ -121,7 +142,8 @@ def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
     from saebench_sanity import config as config_mod
     from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
-    from saebench_sanity.leaderboard.verdict import Stats, judge
+    from saebench_sanity.architectures.sparsity import targets_l0
+    from saebench_sanity.leaderboard.verdict import MIN_SEEDS, Stats, judge
     from saebench_sanity.training.trainer import train_cell
 
     say = progress or (lambda _msg: None)
@@ -183,6 +205,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
 
     user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}) for spec in applicable}
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
+    base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
             for seed in opts.seeds:
@@ -194,20 +217,43 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                 inference = load_checkpoint(folder)
                 scores = {spec.name: _score(spec, inference, aset, eval_acts, {}) for spec in applicable}
                 base_scores[mode.name].append((scores, bool(res.converged)))
+                base_l0[mode.name].append(_final_l0(scores, res.l0_train))
 
+    # the L0 step of the rule: only for architectures whose sparsity targets an L0
+    l0_target = float(target_l0) if target_l0 is not None and targets_l0(arch.name, arch.sparsity_param) else None
+    user_l0 = _final_l0(user_scores, math.nan)
+    if not math.isfinite(user_l0):
+        user_l0 = _measured_l0(sae, eval_acts)
+    report.sae["l0"] = user_l0
     for spec in applicable:
         for score, info in spec.scores.items():
             if wanted_scores[spec.name] is not None and score not in wanted_scores[spec.name]:
                 continue
-            user = Stats.of([user_scores[spec.name][score]])
-            per_mode = {m: Stats.of([s[spec.name][score] for s, _ in runs], [c for _, c in runs])
+            user = Stats.of([user_scores[spec.name][score]], l0=user_l0)
+            per_mode = {m: Stats.of([s[spec.name][score] for s, _ in runs], [c for _, c in runs],
+                                    l0=_mean_or_none(base_l0[m]))
                         for m, runs in base_scores.items()}
             min_effect = opts.min_effect if info.min_effect is None else info.min_effect
-            v = judge(user, per_mode, info.direction, min_effect, opts.n_sigma, chance=info.chance)
+            v = judge(user, per_mode, info.direction, min_effect, opts.confidence, min_seeds=MIN_SEEDS,
+                      chance=info.chance, target_l0=l0_target, fixed_trained=True)
             report.rows.append({
                 "metric": spec.name, "score": score, "direction": info.direction, "chance": info.chance,
-                "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "converged": s.converged}
-                                                for m, s in per_mode.items()},
-                "best_baseline": v.best_baseline, "diff": v.diff, "margin": v.margin, "verdict": v.label,
+                "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "n": s.n, "converged": s.converged,
+                                                    "l0": s.l0} for m, s in per_mode.items()},
+                "baseline": v.baseline, "diff": v.diff, "lower": v.lower, "upper": v.upper, "verdict": v.label,
+                "fails_vs": list(v.fails_vs),
+                "comparisons": {b: {"d": c.d, "se": c.se, "df": c.df, "lower": c.lower, "upper": c.upper}
+                                for b, c in v.comparisons.items()},
             })
     return report
+
+
+def _final_l0(scores: dict[str, dict[str, float]], fallback: float) -> float:
+    """The ``reconstruction.l0`` score when it was computed, else ``fallback`` (latents per sample)."""
+    value = (scores.get("reconstruction") or {}).get("l0")
+    return float(value) if value is not None and math.isfinite(float(value)) else float(fallback)
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    vals = [v for v in values if math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None

@@ -23,16 +23,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "check", help="does YOUR SAE (SAELens format) beat the random baselines?",
         description="Train the study's random baselines with your SAE's architecture, size and sparsity on an "
-                    "activation set, score all on the same held-out data and print verdicts. Exit 0: beats every "
-                    "baseline on every chosen score; 1: fails any; 2: bad input.")
+                    "activation set, score all on the same held-out data and print verdicts (rule: "
+                    "docs/verdict-rule.md). Exit 0: beats every baseline on every chosen score; 1: does not (the "
+                    "last line says FAIL, INCONCLUSIVE or NO VERDICT); 2: bad input.")
     p.add_argument("target", help="SAELens SAE folder (cfg.json + sae_weights.safetensors), or a SAELens release name with --sae-id")
     p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet)")
     p.add_argument("--set", dest="set_name", required=True, help="registered activation set with the SAE's d_in (see `saebench list`)")
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2)")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2; fewer than 3 give no verdict)")
     p.add_argument("--steps", type=int, help="training steps per baseline (default: the set's recommended budget)")
     p.add_argument("--min-effect", type=float, default=0.01, help="minimum effect for BEATS (default 0.01)")
+    p.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence of the verdict bounds (default 0.95)")
     p.add_argument("--json", dest="json_path", help="write the machine-readable report to this file")
     return p
 
@@ -41,11 +43,12 @@ def render(report: Any) -> None:
     from rich.table import Table
 
     from saebench_sanity.leaderboard.render import fmt as _fmt
+    from saebench_sanity.leaderboard.render import fmt_bounds
     from saebench_sanity.report import STYLE, table_console
 
     console = table_console(200)
     table = Table(title=f"saebench check: {report.sae['source']} on {report.set_name} ({report.architecture})")
-    for col in ("score", "dir", "chance", "your SAE", *report.baselines, "best baseline", "verdict"):
+    for col in ("score", "dir", "chance", "your SAE", *report.baselines, "baseline", "d", "bounds", "verdict"):
         table.add_column(col)
     for r in report.rows:
         style = STYLE.get(r["verdict"], "")
@@ -53,14 +56,20 @@ def render(report: Any) -> None:
         for m in report.baselines:
             b = r["baselines"][m]
             cells.append(f"{_fmt(b['mean'])}±{_fmt(b['sd'])}" + ("" if b["converged"] else "†"))
-        cells += [r["best_baseline"] or "", f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
+        cells += [r["baseline"] or "", _fmt(r["diff"]), fmt_bounds(r["lower"], r["upper"]),
+                  f"[{style}]{r['verdict']}[/]" if style else r["verdict"]]
         table.add_row(*cells)
     console.print(table)
     for metric, reason in report.skipped.items():
         console.print(f"skipped {metric}: {reason}")
-    console.print("† = a seed still improving at the end of training (UNDERTRAINED); verdict rule: saebench_sanity/leaderboard/verdict.py")
-    console.print("[green]PASS[/]: beats every baseline on every score" if report.passed
-                  else "[bold red]FAIL[/]: does not beat the baselines on every score (see verdicts)")
+    console.print("† = a seed still improving at the end of training (UNDERTRAINED); verdict rule: docs/verdict-rule.md")
+    console.print({
+        "PASS": "[green]PASS[/]: beats every baseline on every score",
+        "FAIL": "[bold red]FAIL[/]: some baseline is as good or better on some score (FAILS)",
+        "INCONCLUSIVE": "[yellow]INCONCLUSIVE[/]: fails on no score but does not beat every baseline on every score",
+        "NO VERDICT": "[magenta]NO VERDICT[/]: no score could be judged (see the labels: SEEDS needs --seeds with at "
+                      "least 3 seeds; UNDERTRAINED needs more --steps)",
+    }[report.outcome])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from saebench_sanity.registry import get_registry
 
     opts = CheckOptions(target=args.target, set_name=args.set_name, sae_id=args.sae_id, metrics=args.metrics,
-                        modes=args.modes, seeds=args.seeds, steps=args.steps, min_effect=args.min_effect)
+                        modes=args.modes, seeds=args.seeds, steps=args.steps, min_effect=args.min_effect,
+                        confidence=args.confidence)
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -14,7 +14,7 @@ from rich.table import Table
 from saebench_sanity.leaderboard import verdict as V
 
 STYLE = {V.BEATS: "green", V.FAILS: "bold red", V.INCONCLUSIVE: "yellow", V.UNDERTRAINED: "magenta", V.AT_CHANCE: "cyan",
-         V.NO_DATA: "dim", V.DESCRIPTIVE: "dim"}
+         V.L0_NOT_MATCHED: "blue", V.SEEDS: "dim magenta", V.NO_DATA: "dim", V.DESCRIPTIVE: "dim"}
 
 
 def table_console(width: int = 180, **kwargs: Any) -> Console:
@@ -71,7 +71,7 @@ class RichReporter:
 def verdict_tables(table: Any, col: Any) -> list[Table]:
     """One rich table per set: the judged scores of the Markdown leaderboard (descriptive scores
     such as L0 are in the Markdown file only, to keep the terminal table narrow)."""
-    from saebench_sanity.leaderboard.render import fmt, fmt_stats, name_or_dash, score_labels
+    from saebench_sanity.leaderboard.render import fmt, fmt_bounds, fmt_stats, name_or_dash, score_labels
 
     out = []
     if table is None or table.empty:
@@ -81,14 +81,14 @@ def verdict_tables(table: Any, col: Any) -> list[Table]:
         if part.empty:
             continue
         t = Table(title=f"{set_name}", title_justify="left", show_lines=False)
-        for h in ["arch", "score", "chance", *col.modes, "best baseline", "d", "margin", "verdict"]:
+        for h in ["arch", "score", "chance", *col.modes, "baseline", "d", "bounds", "verdict"]:
             t.add_column(h.replace("_", " "), no_wrap=h in ("score", "verdict"), overflow="fold")
         for label, (_, r) in zip(score_labels(part), part.iterrows()):
             verdict = r["verdict"]
             shown = f"{verdict} [{r['at_budget']}]" if verdict == V.UNDERTRAINED and "at_budget" in r else verdict
             t.add_row(r["arch"], label, fmt(r["chance"]),
-                      *[fmt_stats(r, m) for m in col.modes], name_or_dash(r["best_baseline"]), fmt(r["diff"]),
-                      fmt(r["margin"]), f"[{STYLE.get(verdict, '')}]{escape(shown)}[/]")
+                      *[fmt_stats(r, m) for m in col.modes], name_or_dash(r["baseline"]), fmt(r["diff"]),
+                      fmt_bounds(r["lower"], r["upper"]), f"[{STYLE.get(verdict, '')}]{escape(shown)}[/]")
         out.append(t)
     return out
 
@@ -128,7 +128,7 @@ def print_final(console: Console, result: Any) -> None:
     col = result.collected
     for set_name, metric, reason in col.skipped:
         console.print(f"[dim]skipped {metric} on {set_name}: {reason}[/dim]")
-    console.print(rule_text(col.min_effect, col.n_sigma, col.baselines, col.references).replace("**", ""))
+    console.print(rule_text(col.rule, col.baselines, col.references).replace("**", ""))
     s = result.summary
     console.print(f"{s['cells']} cells: trained {s['trained_now']} now ({s['train_seconds']:.1f} s), "
                   f"{s['cells'] - s['trained_now'] - s['failed']} from cache, {s['failed']} failed, "

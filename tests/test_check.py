@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from scipy import stats
 
 from saebench_sanity import cli_check
 from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
@@ -16,7 +17,7 @@ from saebench_sanity.training.trainer import train_cell
 
 pytestmark = pytest.mark.slow
 
-CHECK = ["--set", "synth-easy", "--modes", "frozen_decoder", "--seeds", "0,1", "--steps", "300",
+CHECK = ["--set", "synth-easy", "--modes", "frozen_decoder", "--seeds", "0,1,2", "--steps", "300",
          "--metrics", "reconstruction.explained_variance,reconstruction.mse"]
 
 
@@ -46,6 +47,12 @@ def test_a_suite_trained_sae_beats_the_frozen_decoder_and_exits_0(trained_sae, t
     assert report["passed"] is True
     assert {r["score"] for r in report["scores"]} == {"explained_variance", "mse"}
     assert all(r["verdict"] == "BEATS" for r in report["scores"])
+    assert report["outcome"] == "PASS"
+    # the interval: the SAE's fixed value against a one-sample t interval of the baselines' mean
+    r = next(r for r in report["scores"] if r["score"] == "explained_variance")
+    b, c = r["baselines"]["frozen_decoder"], r["comparisons"]["frozen_decoder"]
+    assert b["n"] == 3 and c["df"] == 2 and c["d"] == r["diff"] == pytest.approx(r["sae"] - b["mean"])
+    assert c["lower"] == pytest.approx(r["sae"] - (b["mean"] + stats.t.ppf(0.95, 2) * b["sd"] / 3 ** 0.5))
 
 
 def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_path):
@@ -61,6 +68,17 @@ def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_p
     report = json.loads(out.read_text())
     assert report["passed"] is False
     assert any(r["verdict"] == "FAILS" for r in report["scores"])
+    assert report["outcome"] == "FAIL"
+
+
+def test_one_baseline_seed_gives_no_verdict_and_does_not_print_fail(trained_sae, tmp_path, capsys):
+    argv = [str(trained_sae), *CHECK[:CHECK.index("--seeds")], "--seeds", "0", *CHECK[CHECK.index("--seeds") + 2:]]
+    out = tmp_path / "report.json"
+    assert _run([*argv, "--json", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["outcome"] == "NO VERDICT" and {r["verdict"] for r in report["scores"]} == {"SEEDS"}
+    printed = capsys.readouterr().out
+    assert "NO VERDICT" in printed and "FAIL" not in printed
 
 
 def test_a_folder_that_is_not_an_sae_is_a_one_line_data_error(tmp_path):
