@@ -1,8 +1,13 @@
-"""``saebench activations build|list|verify|rm``: manage stored real activation sets.
+"""``saebench activations build|list|verify|fingerprint|rm``: manage stored real activation sets.
 
 Wired into ``saebench`` by ``cli.py`` (``add_parser`` / ``run``). Bad input raises a
 ``SaebenchError`` (one line, exit 2): an unknown or non-stored set name, a hook point the model
-does not have, an empty corpus folder, a shard that fails its hash or is truncated.
+does not have, an empty corpus folder, a shard that fails its hash or is truncated, an
+unreadable fingerprint file.
+
+Exit codes of ``verify``: 0 every shard matches its manifest (and, with ``--against FILE``, the
+set's fingerprint matches FILE's within ``--rtol``); 1 the fingerprint does not match (one line
+per mismatch on stdout); 2 a shard fails its hash, the set is not built, or bad input.
 """
 
 from __future__ import annotations
@@ -23,8 +28,16 @@ def add_parser(subparsers: Any) -> None:
     b.add_argument("names", nargs="*", metavar="NAME")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("list", help="registered real sets, whether built, tokens, size on disk, manifest hash")
-    v = sub.add_parser("verify", help="re-hash every shard of stored sets against their manifests")
+    v = sub.add_parser("verify", help="re-hash every shard of stored sets against their manifests; with --against, "
+                                      "compare the set's fingerprint with a stored one (another machine's build)")
     v.add_argument("names", nargs="*", metavar="NAME", help="default: every built set")
+    v.add_argument("--against", metavar="FILE", help="a fingerprint JSON (`saebench activations fingerprint NAME --out FILE`); "
+                                                     "exit 1 when a statistic differs by more than --rtol of its scale")
+    v.add_argument("--rtol", type=float, default=None, metavar="X",
+                   help="tolerance of --against, as a fraction of each statistic's scale (default 1e-4)")
+    f = sub.add_parser("fingerprint", help="write a built set's fingerprint (identity, per-dim moments, fixed projections) as JSON")
+    f.add_argument("name", metavar="NAME")
+    f.add_argument("--out", metavar="FILE", help="default: stdout")
     r = sub.add_parser("rm", help="delete a stored set (it is rebuilt on next use)")
     r.add_argument("names", nargs="+", metavar="NAME")
 
@@ -56,6 +69,38 @@ def _size(path: Any) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
+def _verify_against(names: list[str], path: str, rtol: float | None, console: Any) -> int:
+    """Compare the fingerprint of the one set in ``names`` with the JSON at ``path`` (exit code)."""
+    import json
+    from pathlib import Path
+
+    from saebench_sanity.activations import fingerprint as fp
+    from saebench_sanity.activations.store import fingerprint
+
+    if len(names) != 1:
+        raise DataError(f"--against compares one set with one fingerprint file; name exactly one set (got {len(names)})")
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read fingerprint file {path!r} ({exc}); write one with "
+                        f"`saebench activations fingerprint {names[0]} --out FILE`") from exc
+    if not isinstance(stored, dict) or "train" not in stored or "eval" not in stored:
+        raise DataError(f"{path!r} is not a fingerprint file; write one with `saebench activations fingerprint NAME --out FILE`")
+    tol = fp.DEFAULT_RTOL if rtol is None else float(rtol)
+    try:
+        mismatches = fp.compare(stored, fingerprint(_stored_set(names[0]).path), rtol=tol)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise DataError(f"fingerprint file {path!r} lacks or mangles field {exc}; write it again with "
+                        f"`saebench activations fingerprint {names[0]} --out FILE`") from exc
+    for line in mismatches:
+        sys.stdout.write(f"{names[0]}: {line}\n")
+    if mismatches:
+        console.print(f"[red]MISMATCH[/red] {names[0]}: {len(mismatches)} fingerprint mismatch(es) against {path} (rtol {tol:g})")
+        return 1
+    console.print(f"[green]ok[/green] {names[0]}: identity and fingerprint match {path} (rtol {tol:g})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -76,15 +121,15 @@ def run(args: argparse.Namespace) -> int:
     if action == "list":
         from rich.table import Table
 
-        from saebench_sanity.activations.store import is_complete, manifest_hash, read_manifest
+        from saebench_sanity.activations.store import identity_hash, is_complete, read_manifest
 
-        table = Table("name", "hook point", "built", "train tokens", "eval tokens", "size MB", "manifest sha256")
+        table = Table("name", "hook point", "built", "train tokens", "eval tokens", "size MB", "identity sha256")
         for spec in _stored_specs():
             s = _stored_set(spec.name)
             if is_complete(s.path):
                 m = read_manifest(s.path)
                 table.add_row(spec.name, m["hook_point"], "yes", f"{m['n_train_tokens']:,}", f"{m['n_eval_tokens']:,}",
-                              f"{_size(s.path) / 1e6:.0f}", manifest_hash(s.path)[:16])
+                              f"{_size(s.path) / 1e6:.0f}", identity_hash(s.path)[:16])
             else:
                 state = "partial" if s.path.exists() else "no"
                 table.add_row(spec.name, s.config.hook_point, state, "", "", f"{_size(s.path) / 1e6:.0f}", "")
@@ -108,6 +153,25 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{'[red]FAILED[/red]' if found else '[green]ok[/green]'} {name}: {n - len(found)}/{n} shards match the manifest")
         if problems:
             raise DataError(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+        if args.against:
+            return _verify_against(names, args.against, args.rtol, console)
+        return 0
+    if action == "fingerprint":
+        import json
+
+        from saebench_sanity.activations.store import fingerprint, is_complete
+
+        s = _stored_set(args.name)
+        if not is_complete(s.path):
+            raise DataError(f"activation set {args.name!r} is not built; run `saebench activations build {args.name}`")
+        text = json.dumps(fingerprint(s.path), indent=1, sort_keys=True) + "\n"
+        if args.out:
+            from saebench_sanity.harness.store import atomic_write_text
+
+            atomic_write_text(args.out, text)
+            console.print(f"wrote the fingerprint of {args.name} to {args.out}")
+        else:
+            sys.stdout.write(text)
         return 0
     if action == "rm":
         for name in args.names:

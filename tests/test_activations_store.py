@@ -38,9 +38,9 @@ def _build(env, root, name="tiny-set", **over):
     return st.build_store(name, replace(cfg, **over), base / root, progress=False, model_bundle=bundle)
 
 
-def test_same_inputs_give_the_same_manifest_hash_and_manifest_has_the_promised_fields(env):
+def test_same_inputs_give_the_same_identity_hash_and_manifest_has_the_promised_fields(env):
     a, b = _build(env, "a"), _build(env, "b")
-    assert st.manifest_hash(a) == st.manifest_hash(b)
+    assert st.identity_hash(a) == st.identity_hash(b)
     m = st.read_manifest(a)
     assert m["d_in"] == 16 and m["hook_point"] == "resid_post.1" and m["dtype"] == "float32"
     assert m["model"]["sha256"] and m["corpus"]["sha256"] and m["tokens"]["context_len"] == 16
@@ -54,21 +54,27 @@ def test_same_inputs_give_the_same_manifest_hash_and_manifest_has_the_promised_f
     assert m["normalization"]["method"] == "expected_average_only_in"
     assert "time" not in json.dumps(m).lower()
     # a different hook point is different data
-    assert st.manifest_hash(_build(env, "c", hook_point="resid_post.0")) != st.manifest_hash(a)
+    assert st.identity_hash(_build(env, "c", hook_point="resid_post.0")) != st.identity_hash(a)
 
 
-def test_library_versions_are_recorded_but_not_part_of_the_identity_while_shard_hashes_are(env, monkeypatch):
+def test_library_versions_are_recorded_but_not_part_of_the_identity(env, monkeypatch):
     a = _build(env, "a")
     monkeypatch.setattr(st, "library_versions", lambda: {"torch": "9.9", "transformers": "99.0"})
     newer = _build(env, "newer-libs")
     assert st.read_manifest(newer)["library_versions"] == {"torch": "9.9", "transformers": "99.0"}
     assert st.read_manifest(newer)["library_versions"] != st.read_manifest(a)["library_versions"]
-    assert st.manifest_hash(newer) == st.manifest_hash(a)
-    # one stored number different (as a library that computes differently would give): new identity
-    m = st.read_manifest(newer)
-    m["shards"][0]["sha256"] = "0" * 64
-    (newer / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    assert st.manifest_hash(newer) != st.manifest_hash(a)
+    assert st.identity_hash(newer) == st.identity_hash(a)
+
+
+def test_a_store_of_the_old_format_is_refused_with_the_fix(env, tmp_path):
+    src = _build(env, "a")
+    old = tmp_path / "old"
+    shutil.copytree(src, old)
+    m = st.read_manifest(old)
+    m["format"] = "saebench-activations/1"
+    (old / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(DataError, match="activations rm old"):
+        st.identity_hash(old)
 
 
 def test_bf16_store_halves_activation_bytes(env):
@@ -96,7 +102,7 @@ def test_flipped_byte_and_truncated_shard_are_detected_and_never_read(env):
 
 
 def test_interrupted_build_keeps_finished_shards_and_resumes_to_the_same_manifest(env, monkeypatch):
-    reference = st.manifest_hash(_build(env, "a"))
+    reference = st.identity_hash(_build(env, "a"))
     real = st._build_shard
     calls = []
 
@@ -118,7 +124,7 @@ def test_interrupted_build_keeps_finished_shards_and_resumes_to_the_same_manifes
     monkeypatch.setattr(st, "_build_shard", lambda *a, **k: (calls.append(a[5]), real(*a, **k)))
     _build(env, "resume")
     assert calls == ["train-00001", "train-00002", "train-00003"]  # finished shards skipped
-    assert st.manifest_hash(out) == reference
+    assert st.identity_hash(out) == reference
 
 
 def test_disk_full_is_a_data_error_and_resume_after_it_works(env, monkeypatch):
@@ -133,7 +139,7 @@ def test_disk_full_is_a_data_error_and_resume_after_it_works(env, monkeypatch):
     with pytest.raises(DataError, match="free disk space"):
         _build(env, "full")
     monkeypatch.setattr(st, "_fsync_write", real)
-    assert st.manifest_hash(_build(env, "full")) == st.manifest_hash(_build(env, "a"))
+    assert st.identity_hash(_build(env, "full")) == st.identity_hash(_build(env, "a"))
 
 
 def test_resume_with_different_inputs_is_refused(env, monkeypatch):
@@ -187,7 +193,10 @@ def test_normalization_scales_mean_squared_norm_to_d_in_and_undo_inverts_it(env)
     assert float((normed.double() ** 2).sum(1).mean()) == pytest.approx(16.0, rel=1e-5)
     torch.testing.assert_close(s.normalizer.undo(normed), raw)
     assert Normalizer(2.0).undo(Normalizer(2.0).apply(torch.ones(3))).tolist() == [1.0, 1.0, 1.0]
-    assert s.manifest()["scaling_factor"] == pytest.approx(reader.normalizer.scale)
+    # the factor is computed from float activations: served, stored in the store, not in the set's identity
+    assert "scaling_factor" not in s.manifest() and s.manifest()["normalization"] == "expected_average_only_in"
+    fp_train = reader.manifest["fingerprint"]["train"]
+    assert fp_train["mean_sq_norm"] == pytest.approx(reader.manifest["normalization"]["mean_squared_norm"], rel=1e-12)
     assert s.d_in == 16 and "model" in s.provides
     # eval contexts are held out: none of their context ids appear in training shards
     eval_ids = set(reader.load_shard(reader.manifest["eval_shard"])["context_ids"].tolist())

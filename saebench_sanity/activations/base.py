@@ -5,8 +5,9 @@ held-out evaluation tensor ``[n_eval, d_in]``, and, when it has them, ground tru
 feature dictionary ``[n_features, d_in]``) or a model handle (for loss-recovered and friends).
 
 Its manifest is a JSON-ready dict of everything that determines the data (generator parameters,
-seed, a hash of a fixed probe batch, shard hashes for on-disk sets); ``manifest_hash`` of it is
-part of every cell's cache key, so the same name always means the same data.
+seed, a hash of a fixed probe batch; for on-disk real sets the recipe: model weights, hook point,
+token ids, sizes, not float bytes); ``manifest_hash`` of it is part of every cell's cache key, so
+the same name always means the same data.
 """
 
 from __future__ import annotations

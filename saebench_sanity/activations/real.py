@@ -18,7 +18,7 @@ from typing import Any
 
 from saebench_sanity.activations.base import NEED_MODEL, ActivationSet
 from saebench_sanity.activations.reader import Normalizer, StoreReader
-from saebench_sanity.activations.store import StoreConfig, build_store, is_complete, manifest_hash, model_identity, store_dir
+from saebench_sanity.activations.store import StoreConfig, build_store, identity_hash, is_complete, model_identity, store_dir
 from saebench_sanity.errors import DataError
 
 _MODELS: dict[tuple, tuple[Any, Any, dict[str, Any]]] = {}
@@ -58,6 +58,9 @@ class ModelHandle:
         eval_contexts: held-out token contexts ``[n_ctx, context_len]`` int64.
         excluded_token_ids: special-token ids whose positions are not SAE data (kept clean when splicing).
         normalizer: the set's normalization (``undo`` before splicing SAE outputs into the model).
+        mean_activation: mean activation ``[d_in]`` float32 in the model's (un-normalized) space
+            over the training split's stored rows (special-token positions excluded), the
+            reference of mean ablation; None if the set does not provide one.
     """
 
     model: Any
@@ -66,6 +69,7 @@ class ModelHandle:
     eval_contexts: Any
     excluded_token_ids: list[int]
     normalizer: Normalizer
+    mean_activation: Any = None
 
 
 def check_sae_d_in(sae_d_in: int, activation_set: Any) -> None:
@@ -135,11 +139,15 @@ class RealActivationSet(ActivationSet):
 
     # -- ActivationSet -----------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
+        """The set's recipe (its hash keys every cell): the store's identity hash (model and
+        weights, hook point, corpus and token ids, sizes, dtype; ``store.identity``) plus how it
+        is served. No float computed from the activations (the normalization factor differs in
+        its last bits between machines; it is in the store's fingerprint instead)."""
         m = self.reader.manifest
-        return {"kind": "real", "name": self.name, "store_manifest_sha256": manifest_hash(self.path),
+        return {"kind": "real", "name": self.name, "store_identity_sha256": identity_hash(self.path),
                 "model": m["model"], "hook_point": m["hook_point"], "d_in": m["d_in"],
                 "corpus": m["corpus"], "n_train_tokens": m["n_train_tokens"], "n_eval_tokens": m["n_eval_tokens"],
-                "normalize": self.normalize, "scaling_factor": self.normalizer.scale,
+                "normalize": self.normalize, "normalization": m["normalization"]["method"],
                 "buffer_rows": self.buffer_rows}
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Any]:
@@ -172,10 +180,13 @@ class RealActivationSet(ActivationSet):
         if (built.get("sha256"), built.get("revision")) != (now.get("sha256"), now.get("revision")):
             raise DataError(f"activation set {self.name!r} was built from different weights of {built.get('id')!r} than the "
                             f"ones installed now; run `saebench activations rm {self.name}` and build again")
+        import torch
+
         return ModelHandle(model=model, tokenizer=tokenizer, hook_point=reader.manifest["hook_point"],
                            eval_contexts=reader.eval_contexts(),
                            excluded_token_ids=list(reader.manifest["tokens"]["excluded_token_ids"]),
-                           normalizer=self.normalizer)
+                           normalizer=self.normalizer,
+                           mean_activation=torch.tensor(reader.manifest["fingerprint"]["train"]["mean"], dtype=torch.float32))
 
 
 def build_real_set(**params: Any) -> RealActivationSet:

@@ -21,12 +21,22 @@ fsynced and renamed into place, then its sidecar is written the same way. A re-r
 shard whose sidecar exists and whose file re-hashes to it; anything else is rebuilt. Ctrl-C or a
 full disk therefore loses at most the shard being written (its temporary file is removed).
 
-Manifest: model (id, revision / weight sha256, dtype), hook point, d_in, corpus (id, sha256),
-tokenization (context length, BOS handling, excluded ids, sha256 of the token contexts), stored
-dtype, token counts, per-shard sha256, library versions and the normalization statistics. No
-timestamps or paths, so the same inputs give the same ``manifest_hash`` (build timings go to
-``build-log.json``, outside the manifest). The library versions are provenance, not identity:
-they are recorded but not hashed, since the per-shard sha256s already pin every stored number.
+Manifest: model (id, revision / weight sha256, dtype, sha256 of the loaded weight tensors), hook
+point, d_in, corpus (id, sha256), tokenization (context length, BOS handling, excluded ids, sha256
+of the token contexts), stored dtype, token counts, per-shard sha256 of the file and of the rows'
+token and context ids, library versions, the normalization statistics and the set's fingerprint
+(``fingerprint``). No timestamps or paths.
+
+Identity (``identity`` / ``identity_hash``): the *recipe* of the set, i.e. the manifest without
+anything that depends on float bytes: model and weights hash, hook point, corpus and token
+hashes, context length, sizes, shard layout and the token ids of every stored row, dtype. The
+same recipe built on another machine (other matmul kernels, thread count, batch size: the
+float32 activations differ in their last bits) therefore has the same identity, and cells keyed
+by it keep their keys. What the numbers are is checked separately: the per-shard file sha256s
+verify integrity on the machine that built the store (bit for bit), and the fingerprint
+(``fingerprint`` module: per-dimension moments and fixed projections) must match a fresh build
+anywhere within a stated tolerance (``saebench activations verify NAME --against FILE``).
+Library versions are provenance: recorded, never hashed.
 
 Integrity when reading (``reader``): a shard's bytes are read once, hashed, compared with the
 manifest and only then parsed from those same bytes, so a flipped byte or a truncated file is a
@@ -47,7 +57,7 @@ from typing import Any
 from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.errors import ConfigError, DataError
 
-FORMAT = "saebench-activations/1"
+FORMAT = "saebench-activations/2"
 MANIFEST = "manifest.json"
 PLAN = "build-plan.json"
 STORE_DTYPES = ("float32", "bfloat16")
@@ -145,9 +155,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise DataError(f"activation store {str(path)!r} is not built (no {MANIFEST}); run `saebench activations build {Path(path).name}`")
     try:
-        return json.loads(p.read_text())
+        manifest = json.loads(p.read_text())
     except ValueError as exc:
         raise DataError(f"activation store manifest {str(p)!r} is corrupt; run `saebench activations rm {Path(path).name}` and build again") from exc
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"activation store {str(path)!r} has format {manifest.get('format')!r}, this version reads {FORMAT!r} "
+                        f"(identity by recipe, fingerprint); run `saebench activations rm {Path(path).name}` and build again")
+    return manifest
 
 
 def _load_model(cfg: StoreConfig, console: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -164,6 +178,31 @@ def model_identity(info: dict[str, Any]) -> dict[str, Any]:
     """The part of ``load_causal_lm``'s info that identifies the weights (no paths, no timings)."""
     return {k: info.get(k) for k in ("id", "source", "revision", "sha256", "gguf_file", "dtype", "architecture",
                                      "n_layers", "d_model")}
+
+
+def weights_hash(model: Any) -> str:
+    """sha256 over the model's state dict as loaded (names, dtypes, shapes and tensor bytes, in
+    name order): the weights the activations were computed with, whatever file format they came
+    from (a GGUF de-quantized on load, safetensors, .bin). Bit-exact loading makes it the same on
+    every machine; ~1 s for SmolLM2-135M."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _ids_sha256(*tensors: Any) -> str:
+    """sha256 of integer tensors as little-endian int32 bytes (the same on every machine)."""
+    import torch
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.to(torch.int32).numpy().astype("<i4").tobytes())
+    return h.hexdigest()
 
 
 def _serialize_shard(tensors: dict[str, Any], meta: dict[str, str]) -> bytes:
@@ -186,6 +225,23 @@ def _valid_sidecar(shard: Path) -> dict[str, Any] | None:
     return meta
 
 
+def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[Any, Any, list[int], list[int], Any]:
+    """The token side of a recipe: ``(corpus, contexts [n_ctx, context_len] int64, train context
+    indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if the corpus
+    is too short)."""
+    from saebench_sanity.activations.corpus import keep_mask, load_corpus, split_contexts, tokenize_contexts
+
+    corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
+    max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
+    contexts = tokenize_contexts(corpus, tokenizer, cfg.context_len, max_contexts=max_ctx)
+    n_ctx = contexts.shape[0]
+    if max_ctx is not None and n_ctx < max_ctx:
+        raise DataError(f"corpus {corpus.id!r} gives {n_ctx} contexts of {cfg.context_len} tokens, fewer than the "
+                        f"{max_ctx} requested; lower n_train_contexts or use more text")
+    train_idx, eval_idx = split_contexts(n_ctx, cfg.n_eval_contexts, SPLIT_SALT)
+    return corpus, contexts, train_idx, eval_idx, keep_mask(contexts, tokenizer)
+
+
 def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder.
@@ -196,7 +252,7 @@ def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any =
     """
     import torch
 
-    from saebench_sanity.activations.corpus import keep_mask, load_corpus, special_token_ids, split_contexts, tokenize_contexts
+    from saebench_sanity.activations.corpus import special_token_ids
     from saebench_sanity.models.hook_points import resolve_hook_point
 
     out = store_dir(root, name)
@@ -204,17 +260,11 @@ def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any =
         return out
     model, tokenizer, info = model_bundle or _load_model(cfg, console)
     resolve_hook_point(model, cfg.hook_point)  # DataError listing valid names if absent
-    corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
-    max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
-    contexts = tokenize_contexts(corpus, tokenizer, cfg.context_len, max_contexts=max_ctx)
+    corpus, contexts, train_idx, eval_idx, keep = recipe_contexts(cfg, tokenizer)
     n_ctx = contexts.shape[0]
-    if max_ctx is not None and n_ctx < max_ctx:
-        raise DataError(f"corpus {corpus.id!r} gives {n_ctx} contexts of {cfg.context_len} tokens, fewer than the "
-                        f"{max_ctx} requested; lower n_train_contexts or use more text")
-    train_idx, eval_idx = split_contexts(n_ctx, cfg.n_eval_contexts, SPLIT_SALT)
-    keep = keep_mask(contexts, tokenizer)
     plan = {
-        "format": FORMAT, "name": name, "config": asdict(cfg), "model": model_identity(info),
+        "format": FORMAT, "name": name, "config": asdict(cfg),
+        "model": {**model_identity(info), "weights_sha256": weights_hash(model)},
         "corpus": {"id": corpus.id, "sha256": corpus.sha256, "n_documents": len(corpus.documents), "n_chars": corpus.n_chars},
         "tokens": {"context_len": cfg.context_len, "prepend_bos": True, "separator": "bos",
                    "excluded_token_ids": special_token_ids(tokenizer), "n_contexts": n_ctx,
@@ -301,13 +351,19 @@ def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: li
     data = _serialize_shard(tensors, {"saebench": json.dumps({"set": name, "shard": tag, "format": FORMAT}, sort_keys=True)})
     rows32 = rows.to(torch.float64)
     side = {"file": f"shards/{path.name}", "sha256": sha256_bytes(data), "bytes": len(data), "rows": int(rows.shape[0]),
-            "d": int(rows.shape[1]), "contexts": len(idx), "sum_sq_norm": float((rows32 ** 2).sum())}
+            "d": int(rows.shape[1]), "contexts": len(idx), "sum_sq_norm": float((rows32 ** 2).sum()),
+            "ids_sha256": _ids_sha256(tensors["token_ids"], tensors["context_ids"])}
     _fsync_write(path, data)
     _fsync_write(path.with_name(path.name + ".json"), _json_bytes(side))
 
 
 def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConfig) -> dict[str, Any]:
     import math
+
+    import torch
+    from safetensors.torch import load
+
+    from saebench_sanity.activations import fingerprint as fp
 
     entries = []
     for tag, _ in jobs:
@@ -319,7 +375,13 @@ def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConf
     d_in = int(eval_entry["d"])
     n_train = sum(e["rows"] for e in train)
     msn = sum(e["sum_sq_norm"] for e in train) / max(n_train, 1)
-    shard_fields = ("file", "sha256", "bytes", "rows", "contexts")
+    shard_fields = ("file", "sha256", "bytes", "rows", "contexts", "ids_sha256")
+
+    def shard_rows(entry: dict[str, Any]) -> Any:
+        # the sidecar check above re-hashed every file; parse them again for the fingerprint
+        return load((out / entry["file"]).read_bytes())["activations"].to(torch.float32)
+
+    fingerprint = fp.compute((shard_rows(e) for e in train), shard_rows(eval_entry))
     return {
         **{k: plan[k] for k in ("format", "name", "model", "corpus", "tokens")},
         "hook_point": cfg.hook_point,
@@ -334,19 +396,45 @@ def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConf
                           "mean_squared_norm": msn,
                           "scaling_factor": math.sqrt(d_in / msn) if msn > 0 and d_in else 1.0},
         "library_versions": library_versions(),
+        "fingerprint": fingerprint,
     }
 
 
-#: manifest fields that record how a store was made, not what it holds: left out of its hash.
-PROVENANCE_FIELDS = ("library_versions",)
+#: Version of the identity's definition (part of it: a new definition gives new hashes).
+IDENTITY_FORMAT = "saebench-activations-identity/1"
+#: shard fields that depend only on the recipe (not on float bytes or the file format).
+_SHARD_RECIPE_FIELDS = ("file", "rows", "contexts", "ids_sha256")
 
 
-def manifest_hash(path: str | Path) -> str:
-    """The store's identity: sha256 of its manifest without the provenance fields. A newer
-    transformers or torch that computes the same activations gives the same shard sha256s and so
-    the same hash (results stay comparable across installs); one that changes a single number
-    changes a shard's sha256 and with it the hash."""
-    return stable_hash({k: v for k, v in read_manifest(path).items() if k not in PROVENANCE_FIELDS})
+def identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The recipe part of a manifest (see module doc): everything that decides what the set is,
+    nothing that depends on float bytes (shard file sha256s and sizes, normalization
+    statistics, the fingerprint) or on the install (library versions)."""
+    def shard(e: dict[str, Any]) -> dict[str, Any]:
+        return {k: e[k] for k in _SHARD_RECIPE_FIELDS}
+
+    return {
+        "identity_format": IDENTITY_FORMAT,
+        **{k: manifest[k] for k in ("format", "name", "model", "corpus", "tokens", "hook_point", "d_in", "dtype",
+                                    "n_train_tokens", "n_eval_tokens")},
+        "shards": [shard(e) for e in manifest["shards"]],
+        "eval_shard": shard(manifest["eval_shard"]),
+        "normalization": {"method": manifest["normalization"]["method"]},
+    }
+
+
+def identity_hash(path: str | Path) -> str:
+    """The store's identity: ``stable_hash(identity(manifest))``, equal for the same recipe on
+    any machine, install or thread count. It keys every cell trained on the set."""
+    return stable_hash(identity(read_manifest(path)))
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """The set's fingerprint (``fingerprint.compute`` at build time) with the set's name, identity
+    hash and recipe: what ``saebench activations fingerprint`` writes and ``verify --against``
+    compares."""
+    m = read_manifest(path)
+    return {"set": m["name"], "identity_sha256": stable_hash(identity(m)), **m["fingerprint"], "recipe": identity(m)}
 
 
 def remove_store(path: str | Path) -> None:
