@@ -11,10 +11,23 @@ computed as in ``sae_lens.evals.get_recons_loss``):
 * ``kl_div``: mean over every position (the last one too, as SAELens) of ``KL(p_clean || p_sae)`` of the next-token distributions;
   ``kl_div_score = (kl_zero - kl_sae) / kl_zero``.
 
+Mean ablation (not in SAEBench; reported next to it): ``ce_mean_ablation`` replaces the
+activation at the positions the SAE replaces by the set's mean activation (``ModelHandle.
+mean_activation``: for real sets the mean over the training split's stored rows; a handle
+without one gets the mean over the scored contexts' non-special positions), and
+``loss_recovered_mean_ablation = (ce_mean - ce_sae) / (ce_mean - ce_clean)``, likewise
+``kl_div_score_mean_ablation``. An SAE whose output ignores its input and equals the mean scores
+exactly 0: it is the chance level of reconstruction, where zero ablation is a floor far below
+it. Why both: in a Llama without biases, zeroing the residual stream after layer L zeroes every
+later layer's input (RMSNorm(0) = 0), so the logits are 0 and ``ce_zero = ln(vocab)`` exactly
+(uniform predictions, 10.8 nats for SmolLM2's 49,152 tokens): a reference so bad that every
+reconstruction that keeps the scale of the activations scores near 1.
+
 As in SAELens, the reconstruction replaces the activation only at positions whose token is not
 special (BOS/EOS/PAD keep their clean activation: the SAE never saw them) and zero-ablation zeroes
-every position. Reconstructions are computed in the set's normalized space and un-normalized
-before splicing (``ModelHandle.normalizer``).
+every position; mean ablation replaces the same positions as the SAE. Reconstructions are
+computed in the set's normalized space and un-normalized before splicing
+(``ModelHandle.normalizer``).
 
 Pure functions (tensors in, numbers out) first; ``loss_recovered_scores`` is the registered
 metric's factory.
@@ -56,6 +69,11 @@ def loss_recovered(ce_clean: float, ce_sae: float, ce_zero: float) -> float:
     """``(ce_zero - ce_sae) / (ce_zero - ce_clean)``; NaN when zero-ablation costs nothing."""
     denom = ce_zero - ce_clean
     return float("nan") if abs(denom) < 1e-12 else (ce_zero - ce_sae) / denom
+
+
+def kl_div_score(kl_reference: float, kl_sae: float) -> float:
+    """``(kl_reference - kl_sae) / kl_reference``; NaN when the reference changes nothing."""
+    return float("nan") if kl_reference < 1e-12 else (kl_reference - kl_sae) / kl_reference
 
 
 def run_with_replacement(model: Any, hook_point: str, contexts: Any, replace: Callable[[Any, Any], Any] | None,
@@ -119,42 +137,85 @@ def zero_replacement(x: Any, _ids: Any) -> Any:
     return torch.zeros_like(x)
 
 
+def mean_replacement(mean: Any, excluded_token_ids: list[int]) -> Callable[[Any, Any], Any]:
+    """``replace(x, ids)``: the constant ``mean`` ``[d]`` (model space) at non-special positions,
+    the clean activation at special ones (the positions ``sae_replacement`` replaces)."""
+    import torch
+
+    special = torch.tensor(sorted(excluded_token_ids), dtype=torch.int64)
+
+    def replace(x: Any, ids: Any) -> Any:
+        keep = ~torch.isin(ids, special) if special.numel() else torch.ones_like(ids, dtype=torch.bool)
+        return torch.where(keep[..., None], mean.to(x.dtype).expand_as(x), x)
+
+    return replace
+
+
+def scored_positions_mean(clean: Any, ids: Any, excluded_token_ids: list[int]) -> Any:
+    """Mean ``[d]`` of ``clean`` ``[n, seq, d]`` over positions whose token is not special."""
+    import torch
+
+    special = torch.tensor(sorted(excluded_token_ids), dtype=torch.int64)
+    keep = ~torch.isin(ids, special) if special.numel() else torch.ones_like(ids, dtype=torch.bool)
+    return clean[keep].to(torch.float64).mean(0).to(clean.dtype)
+
+
 class _Reference:
-    """Per set and process: the clean run of the held-out contexts (hook-point activation, log
-    next-token distribution, CE) and the zero-ablation run, computed once and shared by every
-    SAE scored in this process (SAELens recomputes them per SAE)."""
+    """Per set and process: the clean run of the held-out contexts (hook-point activation, clean
+    logits ``[n_ctx, seq, vocab]`` float32, CE), the zero-ablation run and the mean-ablation run,
+    computed once and shared by every SAE scored in this process (SAELens recomputes them per
+    SAE). Scoring runs ``batch_size`` contexts at a time, so the float64 log-softmaxes stay at
+    ``batch_size * seq * vocab`` (0.2 GB for 4 SmolLM2 contexts) whatever ``n_ctx`` is."""
 
     def __init__(self, handle: Any, contexts: Any, batch_size: int) -> None:
         import torch
 
         from saebench_sanity.models.resume import SplicedRunner
 
-        self.contexts = contexts
+        self.contexts, self.batch_size = contexts, batch_size
         self.runner = SplicedRunner(handle.model, handle.hook_point, contexts, batch_size=batch_size)
         with torch.inference_mode():
-            clean = self.runner.logits(self.runner.clean)
-        s, n = next_token_ce_sum(clean, contexts)
+            self.clean_logits = self.runner.logits(self.runner.clean)
+        s, n = 0.0, 0
+        for rows in self._chunks():
+            bs, bn = next_token_ce_sum(self.clean_logits[rows], contexts[rows])
+            s, n = s + bs, n + bn
         self.ce_clean = s / n
-        self.clean_logits = clean
         self.zero = self.score(zero_replacement)
+        mean = handle.mean_activation
+        self.mean_source = "set" if mean is not None else "scored contexts"
+        if mean is None:
+            mean = scored_positions_mean(self.runner.clean, contexts, handle.excluded_token_ids)
+        self.mean = self.score(mean_replacement(torch.as_tensor(mean), handle.excluded_token_ids))
+
+    def _chunks(self) -> list[Any]:
+        import torch
+
+        n = int(self.contexts.shape[0])
+        return [torch.arange(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
 
     def score(self, replace: Callable[[Any, Any], Any]) -> dict[str, float]:
         """``{"ce", "kl"}`` with ``replace(activation, ids)`` spliced in at the hook point."""
         import torch
 
+        ce, n, kl, nk = 0.0, 0, 0.0, 0
         with torch.inference_mode():
-            logits = self.runner.logits(replace(self.runner.clean, self.contexts))
-        s, n = next_token_ce_sum(logits, self.contexts)
-        k, nk = kl_sum(self.clean_logits, logits)
-        return {"ce": s / n, "kl": k / nk}
+            for rows in self._chunks():
+                ids = self.contexts[rows]
+                logits = self.runner.logits(replace(self.runner.clean[rows], ids), rows=rows)
+                s, k = next_token_ce_sum(logits, ids)
+                ks, kk = kl_sum(self.clean_logits[rows], logits)
+                ce, n, kl, nk = ce + s, n + k, kl + ks, nk + kk
+        return {"ce": ce / n, "kl": kl / nk}
 
 
 _REFERENCES: dict[tuple, _Reference] = {}
 
 
-def loss_recovered_scores(ctx: Any, n_contexts: int = 4, batch_size: int = 4) -> dict[str, float]:
+def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -> dict[str, float]:
     """Factory of the ``loss_recovered`` metric: scores on the set's first ``n_contexts``
-    held-out contexts (``ctx.activation_set.resource("model")``).
+    held-out contexts (``ctx.activation_set.resource("model")``), against the zero-ablation
+    (SAEBench) and the mean-ablation references (module doc).
 
     The clean and zero-ablation runs are computed once per set and process; per SAE only the
     layers after the hook point run (``models.resume``), with the same numbers as a full
@@ -170,12 +231,17 @@ def loss_recovered_scores(ctx: Any, n_contexts: int = 4, batch_size: int = 4) ->
         _REFERENCES[key] = _Reference(handle, contexts, batch_size)
     ref = _REFERENCES[key]
     sae_run = ref.score(sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids))
-    kl_zero = ref.zero["kl"]
+    ctx.extras.setdefault("details", {})["loss_recovered"] = {
+        "n_contexts": int(contexts.shape[0]), "n_predictions": int(contexts.shape[0] * (contexts.shape[1] - 1)),
+        "mean_ablation_mean": ref.mean_source}
     return {
         "loss_recovered": loss_recovered(ref.ce_clean, sae_run["ce"], ref.zero["ce"]),
+        "loss_recovered_mean_ablation": loss_recovered(ref.ce_clean, sae_run["ce"], ref.mean["ce"]),
         "kl_div": sae_run["kl"],
-        "kl_div_score": float("nan") if kl_zero < 1e-12 else (kl_zero - sae_run["kl"]) / kl_zero,
+        "kl_div_score": kl_div_score(ref.zero["kl"], sae_run["kl"]),
+        "kl_div_score_mean_ablation": kl_div_score(ref.mean["kl"], sae_run["kl"]),
         "ce_clean": ref.ce_clean,
         "ce_sae": sae_run["ce"],
         "ce_zero": ref.zero["ce"],
+        "ce_mean_ablation": ref.mean["ce"],
     }
