@@ -1,8 +1,12 @@
 """One training loop for every cell (architecture x mode x seed) over any activation set.
 
-The optimisation is sae-lens's own ``SAETrainer``: Adam, its lr schedule (warm-up / decay),
-the sparsity-coefficient warm-up read from the SAE's ``get_coefficients``, gradient clipping and
-dead-latent tracking. We drive it through its public per-step seams (``maybe_reset_sparsity``,
+The optimisation is sae-lens's own ``SAETrainer``: Adam, the sparsity-coefficient warm-up read
+from the SAE's ``get_coefficients``, gradient clipping and dead-latent tracking. The lr of each
+step is ``training.lr * control.lr_factor(step)`` from the cell's ``ConvergenceControl``
+(``training.convergence``: SAELens-style warm-up, constant lr, a linear decay to 0 that starts
+when the convergence rule says level), set on the optimizer before the step instead of
+sae-lens's scheduler, whose length would have to be known in advance; the cell stops at the end
+of that decay or at ``training.max_steps``. We drive it through its public per-step seams (``maybe_reset_sparsity``,
 ``step``, ``n_training_steps``) instead of ``fit()`` because a cell must run code after every
 optimizer step (the soft-frozen projection ``mode.after_step``), record the loss curve for the
 UNDERTRAINED rule, report progress and validate every batch -- ``fit()`` offers none of these
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from saebench_sanity.errors import DataError, PluginError
-from saebench_sanity.training.convergence import assess_training
+from saebench_sanity.training.convergence import ConvergenceControl, recovery_probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from saebench_sanity.config import TrainingConfig
@@ -41,13 +45,18 @@ class TrainResult:
 
     Attributes:
         sae: the sae-lens ``TrainingSAE`` after training (save with ``architectures.checkpoint``).
-        steps: optimizer steps taken (0 for ``untrained``).
+        steps: optimizer steps taken (0 for ``untrained``; < ``training.max_steps`` when the cell
+            stopped early).
         seconds: wall time of the training loop.
         loss_curve: ``(step, mean total loss over the interval)`` every ``training.curve_every``
             steps, plus the final partial interval.
         mse_curve: the same for sae-lens's ``mse_loss`` term.
-        converged: the ``training.convergence`` rule; True for 0-step modes.
-        convergence: its info (``rel_improvement``, ``window``, ...).
+        l0_curve: the same for the mean number of active latents per sample.
+        recovery_curve: ``(step, recovery)`` probed on ``W_dec`` (sets with ground truth only).
+        converged: not UNDERTRAINED under the ``training.convergence`` rule (its state is
+            ``convergence["state"]``: improving / level / undecided); True for 0-step modes.
+        convergence: ``ConvergenceControl.result()`` info: ``state``, per-curve decisions
+            (``curves``), ``steps``, ``decay_start``, ``level_at``, ``series`` (every curve).
         dead_fraction: fraction of latents sae-lens counts dead (not fired for
             ``training.dead_feature_window`` steps); for 0-step modes: never fired on the sample.
         l0_train: mean active latents per sample over the last sparsity window (sae-lens's
@@ -59,6 +68,8 @@ class TrainResult:
     seconds: float
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     mse_curve: list[tuple[int, float]] = field(default_factory=list)
+    l0_curve: list[tuple[int, float]] = field(default_factory=list)
+    recovery_curve: list[tuple[int, float]] = field(default_factory=list)
     converged: bool = True
     convergence: dict[str, float] = field(default_factory=dict)
     dead_fraction: float = 0.0
@@ -85,8 +96,11 @@ def check_batch(batch: Any, d_in: int, set_name: str) -> Any:
 class CellTrainer:
     """sae-lens ``SAETrainer`` stepped one batch at a time, with the mode's post-step hook.
 
-    ``step(batch)`` is the whole per-step path ``train_cell`` uses (benchmarked against a plain
-    ``SAETrainer.step`` in benchmarks/test_bench_training.py).
+    ``step(batch, lr_factor)`` is the whole per-step path ``train_cell`` uses (benchmarked
+    against a plain ``SAETrainer.step`` in benchmarks/test_bench_training.py). sae-lens's own lr
+    scheduler is built constant and overridden: the lr of each step is ``training.lr *
+    lr_factor``, set on the optimizer just before the step. ``last_l0`` is the mean number of
+    active latents per sample of the last step's batch.
     """
 
     def __init__(self, sae: Any, mode: Any, training: "TrainingConfig", *, total_steps: int,
@@ -101,10 +115,10 @@ class CellTrainer:
             total_training_samples=max(1, total_steps) * bs,
             train_batch_size_samples=bs,
             lr=float(training.lr),
-            lr_end=float(training.lr) / 10,  # sae-lens runner default
-            lr_scheduler_name=training.lr_scheduler,
-            lr_warm_up_steps=int(training.lr_warm_up_steps),
-            lr_decay_steps=int(training.lr_decay_steps),
+            lr_end=float(training.lr),  # unused: no sae-lens decay (the schedule is the ConvergenceControl's)
+            lr_scheduler_name="constant",
+            lr_warm_up_steps=0,
+            lr_decay_steps=0,
             dead_feature_window=int(training.dead_feature_window),
             # the last window's firing statistics give l0_train: make it the convergence window
             feature_sampling_window=max(1, math.ceil(total_steps * float(training.convergence_window))),
@@ -112,14 +126,20 @@ class CellTrainer:
             device="cpu",
         )
         self.trainer = SAETrainer(cfg, sae, data_provider=data if data is not None else iter(()))
+        self.lr = float(training.lr)
+        self.last_l0 = math.nan
 
-    def step(self, batch: Any) -> tuple[float, float]:
-        """One optimizer step on ``batch`` ``[n, d_in]``; returns ``(total loss, mse loss)``."""
+    def step(self, batch: Any, lr_factor: float = 1.0) -> tuple[float, float]:
+        """One optimizer step on ``batch`` ``[n, d_in]`` at lr ``training.lr * lr_factor``;
+        returns ``(total loss, mse loss)``."""
         batch = check_batch(batch, self.d_in, self.set_name)
+        for group in self.trainer.optimizer.param_groups:
+            group["lr"] = self.lr * float(lr_factor)
         self.trainer.maybe_reset_sparsity()
         out = self.trainer.step(batch)
         self.trainer.n_training_steps += 1
         self.mode.after_step(self.sae)
+        self.last_l0 = float((out.feature_acts != 0).sum()) / max(1, out.feature_acts.shape[0])
         return float(out.loss.detach()), float(out.losses["mse_loss"].detach())
 
     def finish(self) -> tuple[float, float]:
@@ -188,21 +208,20 @@ def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -
 def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
                arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
                progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train one cell and return its ``TrainResult`` (see module docstring for seeding).
+    """Train one cell until the convergence rule stops it or ``training.max_steps``; return its
+    ``TrainResult`` (see module docstring for seeding and the schedule).
 
-    ``progress(step, total_steps, last_interval_mean_loss)`` is called after every
-    ``training.curve_every`` steps and at the end. KeyboardInterrupt propagates.
+    ``progress(step, max_steps, last_interval_mean_loss)`` is called after every
+    ``training.curve_every`` steps and at the end. A NaN/inf loss stops the cell with a
+    DataError naming the step and the loss. KeyboardInterrupt propagates.
     """
     from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
 
     sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                    arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed)
     set_name = getattr(activation_set, "name", "?")
-    total = int(training.steps) if mode.trains else 0
     t0 = time.perf_counter()
-    loss_curve: list[tuple[int, float]] = []
-    mse_curve: list[tuple[int, float]] = []
-    if total == 0:
+    if not mode.trains:
         if threshold_is_stale(sae, 0):
             calibrate_threshold(sae, sample, int(training.batch_size))
         dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
@@ -210,36 +229,47 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
         if progress is not None:
             progress(0, 0, math.nan)
         return TrainResult(sae=sae, steps=0, seconds=time.perf_counter() - t0, converged=True,
-                           convergence={"rel_improvement": 0.0, "window": 0.0}, dead_fraction=dead, l0_train=l0)
+                           convergence={"state": "level", "rel_improvement": 0.0, "window": 0.0, "steps": 0},
+                           dead_fraction=dead, l0_train=l0)
 
+    control = ConvergenceControl(training, probe=recovery_probe(activation_set))
+    total = control.max_steps
     batches = iter(activation_set.train_batches(int(training.batch_size), seed))
     cell = CellTrainer(sae, mode, training, total_steps=total, data=batches, set_name=set_name)
     every = int(training.curve_every)
-    acc_loss = acc_mse = 0.0
+    acc = {"loss": 0.0, "mse": 0.0, "l0": 0.0}
     acc_n = 0
+    step = 0
     for step in range(1, total + 1):
         try:
             batch = next(batches)
         except StopIteration:
             raise DataError(f"activation set {set_name!r} ran out of batches after {step - 1} of {total} steps; "
                             "train_batches must be endless") from None
-        loss, mse = cell.step(batch)
+        loss, mse = cell.step(batch, control.lr_factor(step))
         if not math.isfinite(loss):
             raise DataError(f"training on activation set {set_name!r} diverged (loss {loss}) at step {step}; "
                             "lower training.lr or check the activations' scale")
-        acc_loss, acc_mse, acc_n = acc_loss + loss, acc_mse + mse, acc_n + 1
+        acc["loss"] += loss
+        acc["mse"] += mse
+        acc["l0"] += cell.last_l0
+        acc_n += 1
         if step % every == 0 or step == total:
-            loss_curve.append((step, acc_loss / acc_n))
-            mse_curve.append((step, acc_mse / acc_n))
-            acc_loss = acc_mse = 0.0
+            stop = control.observe(step, {k: v / acc_n for k, v in acc.items()}, sae)
+            acc = dict.fromkeys(acc, 0.0)
             acc_n = 0
             if progress is not None:
-                progress(step, total, loss_curve[-1][1])
+                progress(step, total, control.curves["loss"][-1][1])
+            if stop:
+                break
     dead, l0 = cell.finish()
-    if threshold_is_stale(sae, total):
+    if threshold_is_stale(sae, step):
         calibrate_threshold(sae, sample, int(training.batch_size))
     mode.check(sae)
     seconds = time.perf_counter() - t0
-    converged, info = assess_training(loss_curve, training)
-    return TrainResult(sae=sae, steps=total, seconds=seconds, loss_curve=loss_curve, mse_curve=mse_curve,
-                       converged=converged, convergence=info, dead_fraction=dead, l0_train=l0)
+    converged, info = control.result()
+    curves = control.curves
+    return TrainResult(sae=sae, steps=step, seconds=seconds, loss_curve=list(curves["loss"]),
+                       mse_curve=list(curves["mse"]), l0_curve=list(curves.get("l0", [])),
+                       recovery_curve=list(curves.get("recovery", [])), converged=converged, convergence=info,
+                       dead_fraction=dead, l0_train=l0)

@@ -1,0 +1,238 @@
+"""ConvergenceControl (lr schedule, early stop, recovery probe), its config fields, and the solo
+trainer that uses it: tiny real training runs, plus the issue's study-constant-mini case (slow)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from saebench_sanity import config  # noqa: E402
+from saebench_sanity.activations.base import ActivationSet, GroundTruth  # noqa: E402
+from saebench_sanity.builtin.architectures import ARCHITECTURES  # noqa: E402
+from saebench_sanity.builtin.modes import MODES  # noqa: E402
+from saebench_sanity.config import TrainingConfig  # noqa: E402
+from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
+from saebench_sanity.training.convergence import IMPROVING, LEVEL, ConvergenceControl, recovery_probe  # noqa: E402
+from saebench_sanity.training.trainer import train_cell  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ARCHS = {a.name: a for a in ARCHITECTURES}
+MODE_SPECS = {m.name: m for m in MODES}
+
+
+# -- the lr schedule -----------------------------------------------------------------------------
+def _sae_lens_factors(max_steps, warm_up, decay):
+    """lr factor of optimizer steps 1..max_steps under sae-lens's own constant schedule."""
+    from sae_lens.training.optim import get_lr_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_lr_scheduler("constant", opt, training_steps=max_steps, lr=1.0, warm_up_steps=warm_up,
+                             decay_steps=decay, lr_end=1.0, num_cycles=1)
+    out = []
+    for _ in range(max_steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("warm_up,decay", [(0, 0), (5, 0), (0, 10), (7, 20)])
+def test_a_full_budget_follows_sae_lens_constant_schedule(warm_up, decay):
+    training = TrainingConfig(max_steps=60, curve_every=10, lr_warm_up_steps=warm_up, lr_decay_steps=decay,
+                              early_stop=False)
+    control = ConvergenceControl(training)
+    ours = [control.lr_factor(s) for s in range(1, 61)]
+    assert ours == pytest.approx(_sae_lens_factors(60, warm_up, decay), abs=1e-12)
+
+
+def _feed(control, value_at, every=10):
+    """Drive ``control`` as a trainer does: observe every ``every`` steps; returns the stop step."""
+    for step in range(1, control.max_steps + 1):
+        control.lr_factor(step)
+        if step % every == 0 or step == control.max_steps:
+            v = value_at(step)
+            if control.observe(step, {"loss": v, "mse": v, "l0": 3.0}, None):
+                return step
+    raise AssertionError("the control never stopped the member")
+
+
+def test_a_level_member_decays_from_its_first_level_point_and_stops_at_the_end_of_the_decay():
+    training = TrainingConfig(max_steps=2000, curve_every=10, lr_decay_steps=55)
+    control = ConvergenceControl(training)
+    stop = _feed(control, lambda s: 1.0 + math.exp(-s / 30))
+    level_at = control.level_at
+    assert level_at is not None and level_at < 400
+    # the decay start moves by < curve_every steps so that its end is a curve point
+    assert control.decay_start == level_at + 5 and stop == control.decay_start + 55
+    assert control.lr_factor(control.decay_start) == 1.0
+    assert control.lr_factor(control.decay_start + 1) == 1.0
+    assert control.lr_factor(stop) == pytest.approx(1 / 55)
+    converged, info = control.result()
+    assert converged and info["state"] == LEVEL and info["steps"] == stop and info["stopped_early"]
+    assert info["curves"]["loss"]["window_end"] <= control.decay_start
+    assert [s for s, _ in info["series"]["loss"]][-1] == stop and "l0" in info["series"]
+
+
+def test_min_steps_holds_the_early_stop_back():
+    training = TrainingConfig(max_steps=2000, curve_every=10, min_steps=900)
+    control = ConvergenceControl(training)
+    assert _feed(control, lambda s: 1.0) == 900 and control.level_at == 900
+
+
+def test_a_member_that_keeps_improving_runs_to_max_steps_and_stays_undertrained():
+    training = TrainingConfig(max_steps=600, curve_every=10, lr_decay_steps=100)
+    control = ConvergenceControl(training)
+    assert _feed(control, lambda s: 3.0 - s / 400) == 600
+    assert control.level_at is None and control.decay_start == 500
+    converged, info = control.result()
+    assert not converged and info["state"] == IMPROVING and not info["stopped_early"]
+    assert info["curves"]["loss"]["window_end"] == 500  # judged before the decay
+
+
+def test_without_early_stop_a_level_member_uses_its_whole_budget():
+    control = ConvergenceControl(TrainingConfig(max_steps=700, curve_every=10, early_stop=False))
+    assert _feed(control, lambda s: 1.0) == 700 and control.level_at is None
+    assert control.result()[1]["state"] == LEVEL
+
+
+def test_a_probe_curve_is_recorded_and_judged():
+    class View:
+        def __init__(self, w):
+            self.w = w
+
+        def param(self, name):
+            assert name == "W_dec"
+            return self.w
+
+    class Truth:
+        name, d_in = "t", 4
+        ground_truth = GroundTruth(features=torch.eye(4))
+
+    probe = recovery_probe(Truth())
+    assert recovery_probe(object()) is None
+    control = ConvergenceControl(TrainingConfig(max_steps=200, curve_every=10, recovery_every=20), probe=probe)
+    for step in range(10, 201, 10):
+        k = min(4, step // 50)  # one more true feature found every 50 steps
+        w = torch.cat([torch.eye(4)[:k], torch.ones(4 - k, 4)]) if k < 4 else torch.eye(4)
+        control.observe(step, {"loss": 1.0, "mse": 1.0}, View(w))
+    rec = control.curves["recovery"]
+    assert [s for s, _ in rec] == list(range(20, 201, 20)) and rec[-1][1] == 1.0
+    assert control.level_at is None  # loss and MSE were level, recovery was not
+
+
+# -- config --------------------------------------------------------------------------------------
+BASE = {"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]}}
+
+
+def test_steps_is_read_as_max_steps_everywhere():
+    assert config.from_dict({**BASE, "training": {"steps": 300}}).training.max_steps == 300
+    cfg = config.from_dict({**BASE, "sets": {"synth-easy": {"max_steps": 700}}})
+    assert cfg.training_for("synth-easy", recommended={"steps": 2000}).max_steps == 700
+    assert cfg.training_for("other", recommended={"steps": 2000}).steps == 2000
+    assert TrainingConfig(steps=5).max_steps == 5
+
+
+@pytest.mark.parametrize("data,fragment", [
+    ({**BASE, "training": {"steps": 10, "max_steps": 10}}, "keep 'max_steps'"),
+    ({**BASE, "sets": {"synth-easy": {"steps": 10, "max_steps": 10}}}, "sets.synth-easy"),
+    ({**BASE, "training": {"convergence_confidence": 1.0}}, "training.convergence_confidence"),
+    ({**BASE, "training": {"early_stop": "yes"}}, "training.early_stop"),
+    ({**BASE, "training": {"min_steps": 5000}}, "training.min_steps"),
+    ({**BASE, "training": {"recovery_every": 15, "curve_every": 10}}, "multiple of training.curve_every"),
+    ({**BASE, "training": {"lr_scheduler": "cosineannealing"}}, "only 'constant'"),
+    ({**BASE, "training": {"max_steps": 0}}, "training.max_steps"),
+])
+def test_bad_convergence_fields_are_named_in_one_line(data, fragment):
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(data)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+# -- the solo trainer ----------------------------------------------------------------------------
+class SparseTruthSet(ActivationSet):
+    """16 unit features in 8 dims, ~1.5 active per sample (magnitudes 1-2), with ground truth."""
+
+    name = "test-sparse-truth"
+
+    def __init__(self, d_in=8, n_features=16, scale=1.0):
+        self.d_in, self.scale = d_in, scale
+        g = torch.Generator().manual_seed(0)
+        f = torch.randn(n_features, d_in, generator=g)
+        self.features = f / f.norm(dim=1, keepdim=True)
+
+    @property
+    def ground_truth(self):
+        return GroundTruth(features=self.features)
+
+    def manifest(self):
+        return {"kind": self.name}
+
+    def _draw(self, n, g):
+        on = torch.rand(n, self.features.shape[0], generator=g) < 1.5 / self.features.shape[0]
+        return self.scale * (on * (1 + torch.rand(n, self.features.shape[0], generator=g))) @ self.features
+
+    def train_batches(self, batch_size, seed):
+        g = torch.Generator().manual_seed(seed)
+        while True:
+            yield self._draw(batch_size, g)
+
+    def eval_activations(self):
+        return self._draw(256, torch.Generator().manual_seed(9))
+
+
+def _train(training, data=None, arch="topk", mode="trained"):
+    return train_cell(ARCHS[arch], MODE_SPECS[mode], data or SparseTruthSet(), d_sae=32, target_l0=2,
+                      arch_overrides={}, mode_params={}, training=training, seed=0)
+
+
+def test_early_stop_ends_a_tiny_run_before_max_steps_and_records_the_steps():
+    training = TrainingConfig(max_steps=800, batch_size=128, lr=1e-2, curve_every=10, lr_decay_steps=40,
+                              n_init_samples=512)
+    res = _train(training)
+    info = res.convergence
+    assert res.steps < 800 and res.steps == info["steps"] == info["decay_start"] + 40
+    assert info["level_at"] is not None and info["stopped_early"] and res.converged
+    assert res.loss_curve[-1][0] == res.steps and len(res.recovery_curve) == len(res.loss_curve)
+    assert {k for k in info["curves"]} == {"loss", "mse", "recovery"}
+    full = _train(TrainingConfig(**{**training.__dict__, "early_stop": False}))
+    assert full.steps == 800 and full.convergence["level_at"] is None
+
+
+def test_a_cell_that_cannot_converge_within_max_steps_stays_undertrained():
+    training = TrainingConfig(max_steps=200, batch_size=128, lr=2e-4, curve_every=10, n_init_samples=512)
+    res = _train(training)
+    assert res.steps == 200 and not res.converged and res.convergence["state"] == IMPROVING
+    assert res.convergence["curves"]["loss"]["lo"] > 0.02
+
+
+def test_a_non_finite_loss_stops_the_cell_naming_step_and_loss():
+    training = TrainingConfig(max_steps=50, batch_size=64, lr=1e-2, curve_every=10, n_init_samples=256)
+    with pytest.raises(DataError, match=r"diverged \(loss (inf|nan)\) at step 1;"):
+        _train(training, data=SparseTruthSet(scale=1e30), arch="relu")
+
+
+def test_untrained_cells_take_no_steps():
+    res = _train(TrainingConfig(max_steps=100, batch_size=64, n_init_samples=256), mode="untrained")
+    assert res.steps == 0 and res.converged and res.convergence["state"] == LEVEL
+
+
+# -- the issue's case: study-constant-mini, ReLU and Gated, lr 3e-3, batch 256, l1 1.0 -----------
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["relu", "gated"])
+def test_study_constant_mini_l1_saes_at_200_steps_are_undertrained_by_recovery(arch):
+    """At 200 steps (default suite before this rule) the total loss no longer falls, yet
+    recovery is still rising (ReLU 0.9%, Gated 0.2% of 1024 features, on its way to 54% / 31% at
+    2,000 steps): UNDERTRAINED, because recovery is improving."""
+    from saebench_sanity.registry import get_registry
+
+    aset = get_registry().get("activation_set", "study-constant-mini").build()
+    training = TrainingConfig(max_steps=200, batch_size=256, lr=3e-3, curve_every=10, n_init_samples=4096)
+    res = train_cell(ARCHS[arch], MODE_SPECS["trained"], aset, d_sae=1024, target_l0=6,
+                     arch_overrides={"l1_coefficient": 1.0}, mode_params={}, training=training, seed=0)
+    states = {k: d["state"] for k, d in res.convergence["curves"].items()}
+    assert not res.converged and states["recovery"] == IMPROVING, states
+    assert states["loss"] != IMPROVING, states
+    assert res.recovery_curve[-1][1] < 0.02
