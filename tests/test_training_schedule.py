@@ -236,3 +236,31 @@ def test_study_constant_mini_l1_saes_at_200_steps_are_undertrained_by_recovery(a
     assert not res.converged and states["recovery"] == IMPROVING, states
     assert states["loss"] != IMPROVING, states
     assert res.recovery_curve[-1][1] < 0.02
+
+
+# -- stored records are re-judged from the curves they carry --------------------------------------
+def test_a_stored_record_is_rejudged_from_its_curves_without_retraining():
+    from types import SimpleNamespace
+
+    from saebench_sanity.harness.executor import _training_summary, rejudge_convergence
+
+    training = TrainingConfig(max_steps=800, batch_size=128, lr=1e-2, curve_every=10, lr_decay_steps=40,
+                              n_init_samples=512)
+    res = _train(training)
+    info = {"steps": res.steps, "converged": res.converged, "convergence": dict(res.convergence),
+            "loss_curve": [list(p) for p in res.loss_curve], "mse_curve": [list(p) for p in res.mse_curve]}
+    cell = SimpleNamespace(training=training)
+    same = rejudge_convergence(info, cell)
+    assert same["converged"] == res.converged and same["convergence"]["curves"] == res.convergence["curves"]
+    summary = _training_summary(same)
+    assert set(summary["convergence"]["series"]) >= {"loss", "mse", "recovery"} and summary["steps"] == res.steps
+    # a record whose recovery was still rising at the end is UNDERTRAINED whatever it said when written
+    rising = {**info["convergence"]["series"], "recovery": [[s, s / 1000] for s, _ in info["convergence"]["series"]["loss"]]}
+    stale = {**info, "converged": True, "convergence": {**info["convergence"], "series": rising}}
+    again = rejudge_convergence(stale, cell)
+    assert not again["converged"] and again["convergence"]["curves"]["recovery"]["state"] == IMPROVING
+    # records from before the series were stored: the loss and MSE curves
+    legacy = {"steps": 200, "converged": True, "convergence": {"rel_improvement": 0.0},
+              "loss_curve": [[s, 3.0 - s / 100] for s in range(10, 201, 10)], "mse_curve": []}
+    old = rejudge_convergence(legacy, SimpleNamespace(training=TrainingConfig(max_steps=200, curve_every=10)))
+    assert not old["converged"] and set(old["convergence"]["curves"]) == {"loss"}

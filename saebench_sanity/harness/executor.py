@@ -154,14 +154,18 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
 
 def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
     """A stored cell's training info with ``converged``/``convergence`` from the UNDERTRAINED rule
-    of the code reading it, applied to the stored loss curve: a changed rule re-judges cached
-    cells without retraining them. 0-step cells stay converged by definition."""
+    of the code reading it, applied to the stored curves (``convergence.series``: loss, MSE,
+    recovery; records from before it: ``loss_curve`` / ``mse_curve``) up to the recorded end of
+    the constant-lr phase: a changed rule re-judges cached cells without retraining them. 0-step
+    cells stay converged by definition."""
     if int(info.get("steps") or 0) <= 0 or not info.get("loss_curve"):
         return info
     from saebench_sanity.training.convergence import assess_training
 
-    converged, convergence = assess_training([(int(s), float(v)) for s, v in info["loss_curve"]], cell.training)
-    return {**info, "converged": bool(converged), "convergence": dict(convergence)}
+    stored = dict(info.get("convergence") or {})
+    series = stored.get("series") or {k: info[f"{k}_curve"] for k in ("loss", "mse") if info.get(f"{k}_curve")}
+    converged, convergence = assess_training(series, cell.training, end_step=stored.get("end_step"))
+    return {**info, "converged": bool(converged), "convergence": {**stored, **convergence}}
 
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
