@@ -119,8 +119,7 @@ def _reference(sae, x, coef_name: str, coef: float, dead, step: int):
 
 def _check_cohort(arch: str, saes: list, *, coefs=(0.25, 1.0, 0.5, 0.9), dead=None, step=3, seed=1) -> None:
     """Every member of ``saes`` against sae-lens, then member independence."""
-    batched = batched_for(saes[0])
-    assert batched is not None and all(batched_for(s) is not None for s in saes)
+    assert batched_for(saes[0]) is not None and all(batched_for(s) is not None for s in saes)
     M = len(saes)
     x = DATA._draw(BATCH, torch.Generator().manual_seed(seed))
     name = COEF_NAME[arch]
@@ -128,13 +127,15 @@ def _check_cohort(arch: str, saes: list, *, coefs=(0.25, 1.0, 0.5, 0.9), dead=No
     coef_values = [scale[i] * coefs[i % len(coefs)] for i in range(M)]
     ctx = StepCtx(step=step, coefficients={name: torch.tensor(coef_values, dtype=torch.float64)},
                   dead_neuron_mask=dead)
+    refs = [_reference(s, x, name, coef_values[i], None if dead is None else dead[i], step) for i, s in enumerate(saes)]
+    batched = batched_for(saes[0])
     state = batched.init_state(saes)
     p = _stack(batched, saes)
     out = batched.loss(p, x, state, ctx)
+    assert out.total.shape == (M,) and out.fire_counts.shape == (M, D_SAE)
     grads = torch.autograd.grad(out.total.sum(), [p[n] for n in batched.param_names])
     grads = dict(zip(batched.param_names, grads))
-    for i, sae in enumerate(saes):
-        loss, losses, fire, ref_grads = _reference(sae, x, name, coef_values[i], None if dead is None else dead[i], step)
+    for i, (loss, losses, fire, ref_grads) in enumerate(refs):
         _close(out.total[i], loss, f"{arch} member {i} total")
         assert set(out.losses) == set(losses), f"{arch}: loss keys {sorted(out.losses)} vs sae-lens {sorted(losses)}"
         for k, v in losses.items():
@@ -237,11 +238,15 @@ def test_supports_refuses_what_it_does_not_reproduce():
     assert batched_for(sub) is None
 
 
-def test_cohort_with_mixed_structural_config_is_refused():
+def test_structural_config_splits_cohorts():
     a = _cohort("jumprelu", modes=("trained",))[0]
     b = _cohort("jumprelu", modes=("trained",), overrides={"jumprelu_bandwidth": 0.1})[0]
+    arch = JumpReLUBatched()
+    assert arch.group_key(a) != arch.group_key(b)  # the engine puts them in separate programs
     with pytest.raises(ConfigError, match="jumprelu_bandwidth"):
-        JumpReLUBatched().init_state([a, b])
+        arch.init_state([a, b])
+    c = _cohort("jumprelu", modes=("frozen_encoder",), seed=3)[0]
+    assert arch.group_key(a) == arch.group_key(c)
     r1 = _cohort("relu", modes=("trained",))[0]
     r2 = _cohort("relu", modes=("trained",), overrides={"lp_norm": 2.0})[0]
     with pytest.raises(ConfigError, match="lp_norm"):
