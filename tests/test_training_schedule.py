@@ -15,7 +15,14 @@ from saebench_sanity.builtin.architectures import ARCHITECTURES  # noqa: E402
 from saebench_sanity.builtin.modes import MODES  # noqa: E402
 from saebench_sanity.config import TrainingConfig  # noqa: E402
 from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
-from saebench_sanity.training.convergence import IMPROVING, LEVEL, ConvergenceControl, recovery_probe  # noqa: E402
+from saebench_sanity.training.convergence import (  # noqa: E402
+    IMPROVING,
+    LEVEL,
+    ConvergenceControl,
+    pack_curve,
+    recovery_probe,
+    unpack_curve,
+)
 from saebench_sanity.training.trainer import train_cell  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,7 +80,7 @@ def test_a_level_member_decays_from_its_first_level_point_and_stops_at_the_end_o
     converged, info = control.result()
     assert converged and info["state"] == LEVEL and info["steps"] == stop and info["stopped_early"]
     assert info["curves"]["loss"]["window_end"] <= control.decay_start
-    assert [s for s, _ in info["series"]["loss"]][-1] == stop and "l0" in info["series"]
+    assert [s for s, _ in unpack_curve(info["series"]["loss"])][-1] == stop and "l0" in info["series"]
 
 
 def test_min_steps_holds_the_early_stop_back():
@@ -255,7 +262,8 @@ def test_a_stored_record_is_rejudged_from_its_curves_without_retraining():
     summary = _training_summary(same)
     assert set(summary["convergence"]["series"]) >= {"loss", "mse", "recovery"} and summary["steps"] == res.steps
     # a record whose recovery was still rising at the end is UNDERTRAINED whatever it said when written
-    rising = {**info["convergence"]["series"], "recovery": [[s, s / 1000] for s, _ in info["convergence"]["series"]["loss"]]}
+    steps = [s for s, _ in unpack_curve(info["convergence"]["series"]["loss"])]
+    rising = {**info["convergence"]["series"], "recovery": pack_curve([(s, s / 1000) for s in steps])}
     stale = {**info, "converged": True, "convergence": {**info["convergence"], "series": rising}}
     again = rejudge_convergence(stale, cell)
     assert not again["converged"] and again["convergence"]["curves"]["recovery"]["state"] == IMPROVING
@@ -264,3 +272,13 @@ def test_a_stored_record_is_rejudged_from_its_curves_without_retraining():
               "loss_curve": [[s, 3.0 - s / 100] for s in range(10, 201, 10)], "mse_curve": []}
     old = rejudge_convergence(legacy, SimpleNamespace(training=TrainingConfig(max_steps=200, curve_every=10)))
     assert not old["converged"] and set(old["convergence"]["curves"]) == {"loss"}
+
+
+def test_stored_curves_round_trip_and_are_what_the_rule_judged():
+    curve = [(10, 5.123456789), (20, 0.0087890625), (30, 1e-9)]
+    assert unpack_curve(pack_curve(curve)) == curve
+    control = ConvergenceControl(TrainingConfig(max_steps=30, curve_every=10))
+    for s, v in curve:
+        control.observe(s, {"loss": v, "mse": v}, None)
+    assert control.curves["loss"] == [(10, 5.123457), (20, 0.008789062), (30, 1e-9)]
+    assert unpack_curve(control.result()[1]["series"]["loss"]) == control.curves["loss"]

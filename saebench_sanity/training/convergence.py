@@ -237,10 +237,21 @@ def assess(curve: Sequence[tuple[int, float]], window_fraction: float, rel_tol: 
 
 
 # -- a cell ------------------------------------------------------------------------------------------
-def _as_curves(curves: Mapping[str, Sequence[Any]] | Sequence[Any]) -> dict[str, list[tuple[int, float]]]:
+def pack_curve(curve: Sequence[tuple[int, float]]) -> str:
+    """``"step:value step:value ..."``: a curve as one JSON string (a list of pairs takes 4 lines
+    per point in the indented result records; 800 points x 4 curves per cell added up)."""
+    return " ".join(f"{int(s)}:{float(v)!r}" for s, v in curve)
+
+
+def unpack_curve(text: str) -> list[tuple[int, float]]:
+    """Inverse of :func:`pack_curve`."""
+    return [(int(a), float(b)) for a, b in (item.split(":") for item in text.split())]
+
+
+def _as_curves(curves: Mapping[str, Any] | Sequence[Any]) -> dict[str, list[tuple[int, float]]]:
     if not isinstance(curves, Mapping):  # a bare loss curve (the rule before this one)
         curves = {"loss": curves}
-    return {k: [(int(s), float(v)) for s, v in c] for k, c in curves.items()}
+    return {k: unpack_curve(c) if isinstance(c, str) else [(int(s), float(v)) for s, v in c] for k, c in curves.items()}
 
 
 def judge(curves: Mapping[str, Sequence[Any]] | Sequence[Any], training: Any, *, end_step: float | None = None,
@@ -290,6 +301,10 @@ def assess_training(curves: Mapping[str, Sequence[Any]] | Sequence[Any], trainin
     return judge(curves, training, end_step=end_step if end_step is not None else constant_phase_end(training))
 
 
+def _g7(value: Any) -> float:
+    return float(f"{float(value):.7g}")
+
+
 # -- training -----------------------------------------------------------------------------------------
 def recovery_probe(activation_set: Any, cos_threshold: float = RECOVERY_COS) -> Callable[[Any], float] | None:
     """A probe ``member -> recovery`` for ``ConvergenceControl`` when the set has ground truth
@@ -324,7 +339,9 @@ class ConvergenceControl:
             (end of its decay, or ``max_steps``).
         ``result() -> (converged, info)``: the rule (``judge``) on the constant-lr part of the
             curves; ``info`` adds ``steps`` (taken), ``decay_start``, ``level_at`` (step the rule
-            first said level, or None), ``stopped_early`` and ``series`` (every recorded curve).
+            first said level, or None), ``stopped_early`` and ``series`` (every recorded curve,
+            :func:`pack_curve` strings; values kept to 7 significant digits, the precision of a
+            float32 loss, when observed, so a stored record re-judges to the same decision).
         ``decay_start``, ``curves``: the current decay start and recorded curves.
     """
 
@@ -357,9 +374,9 @@ class ConvergenceControl:
     def observe(self, step: int, values: Mapping[str, float], member: Any) -> bool:
         self.steps = int(step)
         for name, value in values.items():
-            self.curves.setdefault(name, []).append((int(step), float(value)))
+            self.curves.setdefault(name, []).append((int(step), _g7(value)))
         if self.probe is not None and (step % self.recovery_every == 0 or step >= self.max_steps):
-            self.curves["recovery"].append((int(step), float(self.probe(member))))
+            self.curves["recovery"].append((int(step), _g7(self.probe(member))))
         if (self.early_stop and self.level_at is None and step >= self.min_steps and step > self.warm_up
                 and step <= self.max_steps - self.decay and self._level(step)):
             self.level_at = int(step)
@@ -386,5 +403,5 @@ class ConvergenceControl:
         converged, info = judge(self.curves, self.training, end_step=end)
         info.update(steps=self.steps, decay_start=self.decay_start, level_at=self.level_at,
                     stopped_early=self.steps < self.max_steps,
-                    series={k: [[s, v] for s, v in c] for k, c in self.curves.items()})
+                    series={k: pack_curve(c) for k, c in self.curves.items()})
         return converged, info
