@@ -251,3 +251,53 @@ def test_structural_config_splits_cohorts():
     r2 = _cohort("relu", modes=("trained",), overrides={"lp_norm": 2.0})[0]
     with pytest.raises(ConfigError, match="lp_norm"):
         StandardBatched().init_state([r1, r2])
+
+
+# -- 100 steps through the cohort engine against sae-lens's own trainer ------------------------------
+ENGINE_TRAIN = TrainingConfig(steps=100, batch_size=BATCH, lr=3e-3, curve_every=10, n_init_samples=256,
+                              dead_feature_window=10, sparsity_warm_up_steps=30)
+
+
+def _build64(arch: str, mode: str, overrides: dict, target_l0):
+    sae, mode_obj, sample = build_cell(ARCHS[arch], MODE_SPECS[mode], DATA, d_sae=D_SAE, target_l0=target_l0,
+                                       arch_overrides=dict(overrides), mode_params={}, training=ENGINE_TRAIN, seed=2)
+    sae.to(torch.float64)
+    for param in sae.parameters():  # the engine keeps every tensor in its dtype, JumpReLU's threshold too
+        param.data = param.data.to(torch.float64)
+    return sae, mode_obj, sample
+
+
+@pytest.mark.parametrize(("arch", "overrides", "target_l0"), [
+    ("relu", {"lp_norm": 2.0, "apply_b_dec_to_input": False}, None),
+    ("gated", {"apply_b_dec_to_input": False}, None),
+    ("jumprelu", {"jumprelu_sparsity_loss_mode": "step", "jumprelu_ste_to_input": True,
+                  "pre_act_loss_coefficient": 3e-2, "jumprelu_init_threshold": 0.3}, None),
+    ("jumprelu", {"jumprelu_sparsity_loss_mode": "tanh", "pre_act_loss_coefficient": 1e-2}, None),
+], ids=["relu-l2-no-bdec-input", "gated-no-bdec-input", "jumprelu-step-ste-preact", "jumprelu-tanh-preact"])
+def test_cohort_members_follow_sae_lens_for_100_steps_float64(arch, overrides, target_l0):
+    """Configurations the engine's own fidelity test does not build: every trainable mode as one
+    cohort through ``train_cohort``, each member against sae-lens's ``SAETrainer`` (``CellTrainer``)
+    on the same batches; parameters equal to 1e-12 relative after 100 steps (warm-up, dead-latent
+    pre-act loss live after step 10)."""
+    from saebench_sanity.training.engine import FixedBudget, Member, train_cohort
+    from saebench_sanity.training.trainer import CellTrainer
+
+    members = []
+    for mode in TRAINABLE_MODES:
+        sae, mode_obj, sample = _build64(arch, mode, overrides, target_l0)
+        members.append(Member(sae=sae, mode=mode_obj, control=FixedBudget(ENGINE_TRAIN), sample_acts=sample, name=mode))
+    results = train_cohort(members, DATA.train_batches(BATCH, 9), ENGINE_TRAIN, dtype="float64", set_name=DATA.name)
+    assert [r.path for r in results] == ["batched"] * len(TRAINABLE_MODES)
+    saw_dead = False
+    for mode, res in zip(TRAINABLE_MODES, results):
+        ref, mode_obj, _ = _build64(arch, mode, overrides, target_l0)
+        cell = CellTrainer(ref, mode_obj, ENGINE_TRAIN, total_steps=ENGINE_TRAIN.steps, set_name=DATA.name)
+        batches = DATA.train_batches(BATCH, 9)
+        for _ in range(ENGINE_TRAIN.steps):
+            cell.step(next(batches))
+            saw_dead |= bool(cell.trainer.dead_neurons.any())
+        assert res.steps == ENGINE_TRAIN.steps and res.failure is None
+        for name, param in ref.named_parameters():
+            _close(getattr(res.sae, name), param, f"{arch} {mode} {name} after 100 steps")
+    if "pre_act_loss_coefficient" in overrides:
+        assert saw_dead, "no dead latent appeared: the pre-act loss was never live"

@@ -108,6 +108,26 @@ class _CenteredMatmul(torch.autograd.Function):
         return None, g_b, g_W
 
 
+class _RowNorm(torch.autograd.Function):
+    """``W.norm(dim=-1)`` ``[*lead, n]`` of ``W`` ``[*lead, n, k]`` (sae-lens's ``W_dec.norm(dim=1)``).
+
+    Written by hand for the backward: torch's makes three passes over ``W`` (``W / norm``, times the
+    gradient, a zero-norm mask); here one, ``W * (g / norm)`` with the ratio formed on the small
+    ``[*lead, n]`` side (equal to rounding; a zero row gets zero gradient, as in torch)."""
+
+    @staticmethod
+    def forward(ctx: Any, W: Tensor) -> Tensor:
+        n = W.norm(dim=-1)
+        ctx.save_for_backward(W, n)
+        return n
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> Tensor:  # type: ignore[override]
+        W, n = ctx.saved_tensors
+        scale = torch.where(n > 0, g / n, torch.zeros_like(n))
+        return W * scale.unsqueeze(-1)
+
+
 class _PenaltyBatched:
     """Shared parts of the three archs: support checks, grouping, state, write-back."""
 
@@ -198,7 +218,7 @@ class StandardBatched(_PenaltyBatched):
         hidden_pre = self._encode(p, x, state, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
         feature_acts = torch.relu(hidden_pre)
         mse = self._mse(p, feature_acts, x)
-        weighted = feature_acts * _row(p["W_dec"].norm(dim=-1))
+        weighted = feature_acts * _row(_RowNorm.apply(p["W_dec"]))
         sparsity = weighted.norm(p=self.lp_norm, dim=-1)  # [*lead, B]
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, feature_acts)
@@ -255,7 +275,7 @@ class JumpReLUBatched(_PenaltyBatched):
                                       self.bandwidth, self.ste_to_input).movedim(0, -2)
         mse = self._mse(p, feature_acts, x)
         threshold = p["threshold"].to(hidden_pre.dtype)  # [*lead, d_sae]
-        W_dec_norm = p["W_dec"].norm(dim=-1)  # [*lead, d_sae]
+        W_dec_norm = _RowNorm.apply(p["W_dec"])  # [*lead, d_sae]
         if self.mode in ("step", "quadratic"):
             # summed in the [*lead, B, d_sae] layout: a contiguous [*lead, B] keeps the batch mean's order
             l0 = torch.sum(Step.apply(hidden_pre.movedim(-2, 0), threshold, self.bandwidth,
@@ -309,7 +329,7 @@ class GatedBatched(_PenaltyBatched):
         feature_acts = active * torch.relu(mag_pre)
         mse = self._mse(p, feature_acts, x)
         pi_gate_act = torch.relu(pi_gate)
-        W_dec_norm = _row(p["W_dec"].norm(dim=-1))
+        W_dec_norm = _row(_RowNorm.apply(p["W_dec"]))
         l1 = _col(coefs["l1"], pi_gate_act).squeeze(-1) * torch.sum(pi_gate_act * W_dec_norm, dim=-1).mean(dim=-1)
         via_gate = pi_gate_act @ p["W_dec"] + _row(p["b_dec"])
         aux = (via_gate - x.to(via_gate.dtype)).pow(2).sum(dim=-1).mean(dim=-1)
