@@ -128,6 +128,35 @@ class _RowNorm(torch.autograd.Function):
         return W * scale.unsqueeze(-1)
 
 
+class _ReluL1(torch.autograd.Function):
+    """``(relu(h), sum_j relu(h)_bj * n_j)``: ReLU activations ``[*lead, B, d]`` and their
+    decoder-norm-weighted L1 norm per sample ``[*lead, B]`` (sae-lens's ``(f * n).norm(p=1, dim=-1)``
+    for ``f, n >= 0``), as one matrix-vector product.
+
+    Written by hand to save passes over ``[*lead, B, d]``: torch would form ``f * n``, its norm,
+    ``sgn`` and two products in the backward. The gradient is torch's (``sgn(0) = 0`` and the ReLU
+    mask agree: both zero where ``h <= 0``); sums run in another order (equal to rounding)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+        f = torch.relu(h)
+        ctx.save_for_backward(f, n)
+        return f, (f @ n.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx: Any, g_f: Tensor | None, g_s: Tensor | None) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        f, n = ctx.saved_tensors
+        g_n = None
+        if g_s is None:
+            g = g_f
+        else:
+            g_n = (g_s.unsqueeze(-2) @ f).squeeze(-2)
+            outer = (g_s.unsqueeze(-1), n.unsqueeze(-2))
+            g = outer[0] * outer[1] if g_f is None else torch.addcmul(g_f, *outer)
+        g_h = None if g is None else torch.ops.aten.threshold_backward(g, f, 0)
+        return g_h, g_n
+
+
 class _PenaltyBatched:
     """Shared parts of the three archs: support checks, grouping, state, write-back."""
 
@@ -216,10 +245,13 @@ class StandardBatched(_PenaltyBatched):
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         hidden_pre = self._encode(p, x, state, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
-        feature_acts = torch.relu(hidden_pre)
+        W_dec_norm = _RowNorm.apply(p["W_dec"])
+        if self.lp_norm == 1.0:
+            feature_acts, sparsity = _ReluL1.apply(hidden_pre, W_dec_norm)  # sparsity [*lead, B]
+        else:
+            feature_acts = torch.relu(hidden_pre)
+            sparsity = (feature_acts * _row(W_dec_norm)).norm(p=self.lp_norm, dim=-1)
         mse = self._mse(p, feature_acts, x)
-        weighted = feature_acts * _row(_RowNorm.apply(p["W_dec"]))
-        sparsity = weighted.norm(p=self.lp_norm, dim=-1)  # [*lead, B]
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, feature_acts)
 
