@@ -119,10 +119,11 @@ def _scores(sae, handle, name, **params):
     return lr.loss_recovered_scores(MetricContext(sae, _Set(handle, name), eval_acts=torch.zeros(1, 16)), **params)
 
 
-def test_metric_factory_on_a_real_set_handle(model, ids):
+def test_metric_factory_on_a_real_set_handle(sharp):
     from saebench_sanity.builtin.metrics_model import METRICS
 
-    scores = _scores(_Linear(lambda z: z), _handle(model, ids, "mlp_out.1", Normalizer(0.5)), "fake-real", n_contexts=4,
+    model, ids = sharp
+    scores = _scores(_Linear(lambda z: z), _handle(model, ids, "resid_post.1", Normalizer(0.5)), "fake-real", n_contexts=4,
                      batch_size=2)
     assert set(scores) == set(METRICS[0].scores)
     assert scores["loss_recovered"] == pytest.approx(1.0, abs=1e-4) and scores["kl_div"] == pytest.approx(0, abs=1e-6)

@@ -162,10 +162,15 @@ def scored_positions_mean(clean: Any, ids: Any, excluded_token_ids: list[int]) -
 
 class _Reference:
     """Per set and process: the clean run of the held-out contexts (hook-point activation, clean
-    logits ``[n_ctx, seq, vocab]`` float32, CE), the zero-ablation run and the mean-ablation run,
-    computed once and shared by every SAE scored in this process (SAELens recomputes them per
-    SAE). Scoring runs ``batch_size`` contexts at a time, so the float64 log-softmaxes stay at
-    ``batch_size * seq * vocab`` (0.2 GB for 4 SmolLM2 contexts) whatever ``n_ctx`` is."""
+    next-token distribution, CE), the zero-ablation run and the mean-ablation run, computed once
+    and shared by every SAE scored in this process (SAELens recomputes them per SAE).
+
+    Kept of the clean run: ``p_clean`` ``[n_ctx, seq, vocab]`` float32 and ``sum p log p`` per
+    position (float64), so one SAE costs one float64 log-softmax of its logits, from which both
+    its CE and ``KL(p_clean || p_sae) = sum p log p - sum p log q`` follow (computing KL from two
+    log-softmaxes took as long as the forward pass). Scoring runs ``batch_size`` contexts at a
+    time, so the float64 temporaries stay at ``batch_size * seq * vocab`` (0.2 GB for 4 SmolLM2
+    contexts) whatever ``n_ctx`` is."""
 
     def __init__(self, handle: Any, contexts: Any, batch_size: int) -> None:
         import torch
@@ -174,13 +179,17 @@ class _Reference:
 
         self.contexts, self.batch_size = contexts, batch_size
         self.runner = SplicedRunner(handle.model, handle.hook_point, contexts, batch_size=batch_size)
+        p_clean, plogp, ce, n = [], [], 0.0, 0
         with torch.inference_mode():
-            self.clean_logits = self.runner.logits(self.runner.clean)
-        s, n = 0.0, 0
-        for rows in self._chunks():
-            bs, bn = next_token_ce_sum(self.clean_logits[rows], contexts[rows])
-            s, n = s + bs, n + bn
-        self.ce_clean = s / n
+            for rows in self._chunks():
+                lp = torch.log_softmax(self.runner.logits(self.runner.clean[rows], rows=rows).to(torch.float64), dim=-1)
+                p = lp.exp()
+                plogp.append((p * lp).sum(-1))
+                p_clean.append(p.to(torch.float32))
+                s, k = _ce_from_logprobs(lp, contexts[rows])
+                ce, n = ce + s, n + k
+        self.p_clean, self.plogp = torch.cat(p_clean), torch.cat(plogp)
+        self.ce_clean = ce / n
         self.zero = self.score(zero_replacement)
         mean = handle.mean_activation
         self.mean_source = "set" if mean is not None else "scored contexts"
@@ -203,10 +212,17 @@ class _Reference:
             for rows in self._chunks():
                 ids = self.contexts[rows]
                 logits = self.runner.logits(replace(self.runner.clean[rows], ids), rows=rows)
-                s, k = next_token_ce_sum(logits, ids)
-                ks, kk = kl_sum(self.clean_logits[rows], logits)
-                ce, n, kl, nk = ce + s, n + k, kl + ks, nk + kk
+                lq = torch.log_softmax(logits.to(torch.float64), dim=-1)
+                s, k = _ce_from_logprobs(lq, ids)
+                kl_pos = self.plogp[rows] - (self.p_clean[rows].to(torch.float64) * lq).sum(-1)
+                ce, n, kl, nk = ce + s, n + k, kl + float(kl_pos.sum()), nk + int(kl_pos.numel())
         return {"ce": ce / n, "kl": kl / nk}
+
+
+def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[float, int]:
+    """``next_token_ce_sum`` from log-probabilities ``[b, s, V]`` already computed."""
+    nll = -logp[:, :-1].gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return float(nll.sum()), int(nll.numel())
 
 
 _REFERENCES: dict[tuple, _Reference] = {}

