@@ -6,16 +6,19 @@ and ``GatedTrainingSAE`` (gate and magnitude paths, L1 on the gate, auxiliary ga
 Each ``loss`` is its class's ``training_forward_pass`` over stacked parameters ``[M, ...]``,
 per-member numbers ``[M]`` and activations ``[M, B, d_sae]``, the batch ``x [B, d_in]`` shared
 (``torch.matmul`` on ``[M, ...]`` runs, per member, the same GEMM as sae-lens's 2-D ``@``). The
-operations and their order are sae-lens's own, so in float64 each member's loss and gradients equal
-its solo sae-lens step to rounding (tests/test_batched_l1.py; most bit for bit). JumpReLU uses
-sae-lens's own ``Step`` / ``JumpReLU`` autograd functions on a ``[B, M, d_sae]`` view, so the
-straight-through gradients are sae-lens's by construction. One change of arithmetic: ``b_dec``'s
-gradient through the encoder is a vector-matrix product instead of a GEMM (``_CenteredMatmul``).
+losses are sae-lens's operations in sae-lens's order; in float64 each member's loss and gradients
+equal its solo sae-lens step to rounding (tests/test_batched_l1.py). JumpReLU uses sae-lens's own
+``Step`` / ``JumpReLU`` autograd functions on a ``[B, M, d_sae]`` view, so the straight-through
+gradients are sae-lens's by construction. Three backward passes are written by hand to save work
+(same gradients, sums in another order): ``b_dec``'s gradient through the encoder as a
+vector-matrix product instead of a GEMM (``_CenteredMatmul``), the decoder row norms
+(``_RowNorm``), and ReLU with its L1 penalty (``_ReluL1``).
 
 Config that must be the same for the whole cohort (it changes the program, not a number):
 ``lp_norm`` (Standard), ``jumprelu_sparsity_loss_mode``, ``jumprelu_bandwidth``,
-``jumprelu_ste_to_input`` and whether ``pre_act_loss_coefficient`` is set (JumpReLU); they are bound
-to the instance by ``init_state`` (one instance per cohort). Per-member numbers ride in the state:
+``jumprelu_ste_to_input`` and whether ``pre_act_loss_coefficient`` is set (JumpReLU). ``group_key``
+keeps members that differ in them apart (the engine runs one program per key) and ``init_state``
+binds them to the instance (one instance per cohort). Per-member numbers ride in the state:
 ``apply_b_dec_to_input``, ``target_l0``, ``jumprelu_tanh_scale``, ``pre_act_loss_coefficient``; the
 sparsity coefficients come per member from ``StepCtx``.
 """
