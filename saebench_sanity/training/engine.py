@@ -193,6 +193,24 @@ def _batchable_mode(mode: Any) -> bool:
     return type(mode).after_step is TrainingMode.after_step or type(mode) is SoftFrozenDecoder
 
 
+def _fused_adam_ok(device: Any, dtype: Any) -> bool:
+    """torch's fused Adam kernel exists for this device / dtype (CPU and CUDA, float types)."""
+    import torch
+
+    if device.type not in ("cpu", "cuda"):
+        return False
+    try:  # probe once on a scalar: older builds lack the CPU kernel
+        from torch.optim.adam import adam
+
+        p = torch.zeros(2, dtype=dtype, device=device)
+        adam([p], [torch.ones_like(p)], [torch.zeros_like(p)], [torch.zeros_like(p)], [],
+             [torch.zeros((), dtype=torch.float32, device=device)], fused=True, amsgrad=False, beta1=0.9,
+             beta2=0.999, lr=1e-3, weight_decay=0.0, eps=1e-8, maximize=False)
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
 def _feature_sampling_window(training: "TrainingConfig", max_steps: int) -> int:
     # as CellTrainer: the last window's firing statistics give l0_train
     return max(1, math.ceil(max_steps * float(training.convergence_window)))
@@ -206,8 +224,8 @@ class _ParamView:
         return self._get(name)
 
 
-class _Track:
-    """Per-member bookkeeping shared by both paths."""
+class MemberTrack:
+    """Per-member bookkeeping shared by both paths (``index``: position in ``train_cohort``'s list)."""
 
     def __init__(self, index: int, member: Member, path: str) -> None:
         self.index, self.member, self.path = index, member, path
@@ -218,10 +236,14 @@ class _Track:
         self.result: MemberResult | None = None
 
 
-class _Cohort:
-    """The stacked program of one group of batched members (same arch class and shapes)."""
+class CohortProgram:
+    """The stacked program of one group of batched members (same arch class and shapes).
 
-    def __init__(self, arch: Any, tracks: list[_Track], training: "TrainingConfig", device: Any, dtype: Any) -> None:
+    ``train_cohort`` drives it; ``step(x, n_steps, step)`` is the whole per-step path (used
+    directly by benchmarks/test_bench_cohort.py). Build with ``CohortProgram(arch, [MemberTrack(i,
+    member, "batched"), ...], training, torch.device(...), dtype)``."""
+
+    def __init__(self, arch: Any, tracks: list[MemberTrack], training: "TrainingConfig", device: Any, dtype: Any) -> None:
         import torch
 
         from saebench_sanity.training.modes import SoftFrozenDecoder
@@ -243,9 +265,12 @@ class _Cohort:
             flags = [bool(getattr(s, name).requires_grad) for s in saes]
             self.trainable[name] = torch.tensor(flags, device=device)
             self.any_frozen[name] = not all(flags)
+        self.trainable_host = {n: [bool(getattr(s, n).requires_grad) for s in saes] for n in self.names}
         self.exp_avg = {n: torch.zeros_like(self.store[n]) for n in self.names}
         self.exp_avg_sq = {n: torch.zeros_like(self.store[n]) for n in self.names}
-        self.adam_step = 0
+        # Adam's per-tensor step counters (torch keeps them as float32 tensors on the param's device)
+        self.steps = {n: [torch.zeros((), dtype=torch.float32, device=device) for _ in saes] for n in self.names}
+        self.fused = _fused_adam_ok(device, dtype)
         state = arch.init_state(saes)
         # keys "host_*" (per member) and "shared_*" (whole cohort) stay on the CPU: Python-side config
         self.state = {k: (v if k.startswith(_HOST) else v.to(device)) for k, v in state.items()}
@@ -338,46 +363,49 @@ class _Cohort:
                 s.step()
 
     def _adam(self, step: int) -> None:
-        """Clip per member, then torch's single-tensor Adam step (see module docstring)."""
+        """Clip per member, then Adam with each member's lr.
+
+        torch's functional ``adam`` (the code behind ``torch.optim.Adam``; fused kernel where the
+        device has one) takes one lr per call, so it runs on per-member slices grouped by lr. A
+        frozen (member, tensor) slice is left out: no update, no moments, bit-identical."""
         import torch
+        from torch.optim.adam import adam
 
         M = len(self.tracks)
         with torch.no_grad():
-            grads = {}
             sq = torch.zeros(M, dtype=self.dtype, device=self.device)
             for n in self.names:
                 g = self.store[n].grad
                 if g is None:
                     g = self.store[n].grad = torch.zeros_like(self.store[n])
-                s = g.pow(2).reshape(M, -1).sum(-1)
+                s = torch.linalg.vector_norm(g.reshape(M, -1), dim=1).pow(2)
                 if self.any_frozen[n]:
                     s = torch.where(self.trainable[n], s, torch.zeros_like(s))
                 sq = sq + s
-                grads[n] = g
             # clip_grad_norm_(max_norm=1): coef = max_norm / (total_norm + 1e-6), clamped at 1
             coef = torch.clamp(CLIP_NORM / (sq.sqrt() + 1e-6), max=1.0)
-            self.adam_step += 1
-            t = self.adam_step
-            beta1, beta2 = ADAM_BETAS
-            bc1 = 1 - beta1 ** t
-            bc2_sqrt = (1 - beta2 ** t) ** 0.5
-            lrs = tuple(self._lr(tr, step) for tr in self.tracks)
-            step_size = torch.tensor([-lr / bc1 for lr in lrs], dtype=self.dtype, device=self.device)
+            groups: dict[float, tuple[list, list, list, list, list]] = {}
+            lrs = [self._lr(tr, step) for tr in self.tracks]
             for n in self.names:
-                g, p = grads[n], self.store[n]
-                shape = (M,) + (1,) * (g.ndim - 1)
-                g.mul_(coef.view(shape))
-                if self.any_frozen[n]:
-                    g.masked_fill_(~self.trainable[n].view(shape), 0)
-                ea, eas = self.exp_avg[n], self.exp_avg_sq[n]
-                ea.lerp_(g, 1 - beta1)
-                eas.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                denom = (eas.sqrt() / bc2_sqrt).add_(ADAM_EPS)
-                upd = (ea / denom).mul_(step_size.view(shape))
-                p.add_(upd)
-                p.grad = None
+                g = self.store[n].grad
+                g.mul_(coef.view((M,) + (1,) * (g.ndim - 1)))
+                for m in range(M):
+                    if not self.trainable_host[n][m]:
+                        continue
+                    lists = groups.setdefault(lrs[m], ([], [], [], [], []))
+                    lists[0].append(self.store[n][m])
+                    lists[1].append(g[m])
+                    lists[2].append(self.exp_avg[n][m])
+                    lists[3].append(self.exp_avg_sq[n][m])
+                    lists[4].append(self.steps[n][m])
+            for lr, (ps, gs, eas, esqs, steps) in groups.items():
+                adam(ps, gs, eas, esqs, [], steps, fused=self.fused, foreach=False if not self.fused else None,
+                     amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], lr=lr, weight_decay=0.0,
+                     eps=ADAM_EPS, maximize=False)
+            for n in self.names:
+                self.store[n].grad = None
 
-    def _lr(self, track: _Track, step: int) -> float:
+    def _lr(self, track: MemberTrack, step: int) -> float:
         # the same arithmetic as CellTrainer.step(batch, lr_factor)
         return float(self.training.lr) * float(track.member.control.lr_factor(step))
 
@@ -460,6 +488,8 @@ class _Cohort:
             self.exp_avg[n] = self.exp_avg[n].index_select(0, kd)
             self.exp_avg_sq[n] = self.exp_avg_sq[n].index_select(0, kd)
             self.trainable[n] = self.trainable[n].index_select(0, kd)
+            self.trainable_host[n] = [self.trainable_host[n][i] for i in keep]
+            self.steps[n] = [self.steps[n][i] for i in keep]
         self.state = {k: v if k.startswith("shared_") else v.index_select(0, kh if k.startswith("host_") else kd)
                       for k, v in self.state.items()}
         self.n_since_fired = self.n_since_fired.index_select(0, kd)
@@ -478,7 +508,7 @@ class _Cohort:
 class _Solo:
     """A member on the solo path: ``CellTrainer`` (sae-lens ``SAETrainer``) stepped in lockstep."""
 
-    def __init__(self, track: _Track, training: "TrainingConfig", set_name: str) -> None:
+    def __init__(self, track: MemberTrack, training: "TrainingConfig", set_name: str) -> None:
         from saebench_sanity.training.trainer import CellTrainer
 
         self.track = track
@@ -536,8 +566,8 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
     for i, m in enumerate(members):
         if not bool(getattr(m.mode, "trains", True)):
             raise ConfigError(f"train_cohort: member {m.name or i} has a mode that takes no steps ({type(m.mode).__name__})")
-        tracks.append(_Track(i, m, "batched"))
-    groups: dict[tuple, tuple[Any, list[_Track]]] = {}
+        tracks.append(MemberTrack(i, m, "batched"))
+    groups: dict[tuple, tuple[Any, list[MemberTrack]]] = {}
     solos: list[_Solo] = []
     for tr in tracks:
         arch = batched_for(tr.member.sae) if _batchable_mode(tr.member.mode) else None
@@ -548,7 +578,7 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
         key = (type(arch), arch.group_key(tr.member.sae) if hasattr(arch, "group_key") else
                (type(tr.member.sae).__name__, int(tr.member.sae.cfg.d_sae)))
         groups.setdefault(key, (arch, []))[1].append(tr)
-    cohorts = [_Cohort(arch, trs, training, dev, dt) for arch, trs in groups.values()]
+    cohorts = [CohortProgram(arch, trs, training, dev, dt) for arch, trs in groups.values()]
     log.info("cohort on %s: %d batched member(s) in %d program(s), %d solo", set_name,
              sum(len(c.tracks) for c in cohorts), len(cohorts), len(solos))
 
@@ -628,19 +658,19 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
     return [t.result for t in tracks]  # type: ignore[misc]
 
 
-def _record(tr: _Track, step: int, values: Mapping[str, float]) -> None:
+def _record(tr: MemberTrack, step: int, values: Mapping[str, float]) -> None:
     for k, v in values.items():
         tr.curves.setdefault(k, []).append((step, float(v)))
 
 
-def _attach_curves(tr: _Track) -> None:
+def _attach_curves(tr: MemberTrack) -> None:
     assert tr.result is not None
     tr.result.curves = tr.curves
     tr.result.loss_curve = list(tr.curves.get("loss", []))
     tr.result.mse_curve = list(tr.curves.get("mse", []))
 
 
-def _finish(c: _Cohort, pos: int, tr: _Track, steps: int, t0: float, *, failure: tuple[int, float] | None = None,
+def _finish(c: CohortProgram, pos: int, tr: MemberTrack, steps: int, t0: float, *, failure: tuple[int, float] | None = None,
             by_control: bool = False) -> None:
     dead, l0 = c.finish_member(pos)
     tr.result = MemberResult(sae=tr.member.sae, steps=steps, seconds=time.perf_counter() - t0, failure=failure,

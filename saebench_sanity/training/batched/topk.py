@@ -25,8 +25,7 @@ Two implementations of the same math: **dense** (scatter the kept values into ``
 batched matmuls, autograd) and **sparse** (decode through an ``embedding_bag`` over the kept
 rows; gradients at the kept entries only: ``torch.sparse.sampled_addmm`` for the decode weights,
 sparse-dense matmuls for ``W_dec`` / ``W_enc`` / the input). ``use_sparse`` chooses (measured in
-benchmarks/test_bench_cohort.py). ``W_enc`` is stored transposed by the engine (``transposed``)
-so its rows are latents for the sparse gathers.
+benchmarks/test_bench_cohort.py).
 """
 
 from __future__ import annotations
@@ -54,58 +53,69 @@ def use_sparse(d_in: int, d_sae: int, k_per_sample: float, dtype: torch.dtype, d
 
 
 # -- sparse primitives ------------------------------------------------------------------------------
+def _csr_mm(A: Tensor, dense: Tensor) -> Tensor:
+    """``A @ dense`` for a CSR ``A``. On CPU torch's native row-parallel kernel
+    (``torch.sparse.mm(..., "sum")``) is 2-3x faster than the MKL path behind ``@``, which
+    zero-fills and copies a column-major result (measured at 576 x 1152 and 768 x 16384)."""
+    if A.device.type == "cpu":
+        return torch.sparse.mm(A, dense, "sum")
+    return A @ dense
+
+
 class _SelectedPre(torch.autograd.Function):
     """Pre-activations at the kept entries ``[N]`` with a sparse backward.
 
-    Inputs: ``values [N]`` (the dense forward's values there, detached), ``sae_in [R, d_in]``
-    (``R = M * B`` rows, all members), ``W_encT [L, d_in]`` (``L = M * d_sae`` latents),
-    ``b_enc [L]``, ``rows [N]``, ``cols [N]`` (global row / latent of each entry, distinct pairs)."""
+    ``pre[b, j] = (x - a * b_dec)[b] @ W_enc[:, j] + b_enc[j]`` per member. Inputs: ``values [N]``
+    (the dense forward's values there, detached), ``sae_in [R, d_in]`` (``R = M * B`` rows, detached),
+    ``W_enc [M, d_in, d_sae]``, ``b_enc [M, d_sae]``, ``b_dec [M, d_in]``, ``a [M]`` (the
+    ``apply_b_dec_to_input`` flags), ``sel`` (the entries). The input gradient is never formed:
+    ``d pre / d b_dec = -a * W_enc^T``, so ``b_dec`` gets ``-a * W_enc @ (b_enc's gradient)``."""
 
     @staticmethod
-    def forward(ctx, values, sae_in, W_encT, b_enc, rows, cols):  # type: ignore[override]
-        ctx.save_for_backward(sae_in, W_encT, rows, cols)
+    def forward(ctx, values, sae_in, W_enc, b_enc, b_dec, a, sel):  # type: ignore[override]
+        ctx.save_for_backward(sae_in, W_enc, a)
+        ctx.sel = sel
         return values.clone()
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        sae_in, W_encT, rows, cols = ctx.saved_tensors
-        R, L = sae_in.shape[0], W_encT.shape[0]
-        g_in = g_W = g_b = None
-        if ctx.needs_input_grad[1]:
-            A = torch.sparse_coo_tensor(torch.stack([rows, cols]), g, (R, L), check_invariants=False)
-            g_in = torch.sparse.mm(A, W_encT)
-        if ctx.needs_input_grad[2]:
-            At = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (L, R), check_invariants=False)
-            g_W = torch.sparse.mm(At, sae_in)
+        sae_in, W_enc, a = ctx.saved_tensors
+        sel: _Sel = ctx.sel
+        M, d_in, d_sae = W_enc.shape
+        g_W = g_b = g_bdec = None
+        gb = torch.zeros(M * d_sae, dtype=g.dtype, device=g.device).index_add_(0, sel.cols, g).view(M, d_sae)
         if ctx.needs_input_grad[3]:
-            g_b = torch.zeros(L, dtype=g.dtype, device=g.device).index_add_(0, cols, g)
-        return None, g_in, g_W, g_b, None, None
+            g_b = gb
+        if ctx.needs_input_grad[4]:
+            # [M, 1, d_sae] @ [M, d_sae, d_in]: reads W_enc in its stored (latent-major) layout
+            g_bdec = -a.to(g.dtype).unsqueeze(1) * torch.bmm(gb.unsqueeze(1), W_enc.transpose(1, 2)).squeeze(1)
+        if ctx.needs_input_grad[2]:
+            g_W = _csr_mm(sel.by_latent(g), sae_in).view(M, d_sae, d_in).transpose(1, 2)  # view of the stored layout
+        return None, None, g_W, g_b, g_bdec, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
-    """``out[r] = sum_{entries e of row r} w[e] * W_dec[cols[e]]`` ``[R, d_in]`` (no bias).
-
-    Entries must be grouped by row (``offsets [R]`` start of each row's entries) and distinct."""
+    """``out[r] = sum_{entries e of row r} w[e] * W_dec[cols[e]]`` ``[R, d_in]`` (no bias), for
+    the entries of ``sel`` (grouped by row, distinct); ``W_dec [L, d_in]``, ``L = M * d_sae``."""
 
     @staticmethod
-    def forward(ctx, w, W_dec, rows, cols, offsets, crow):  # type: ignore[override]
-        ctx.save_for_backward(w, W_dec, rows, cols, crow)
-        return torch.nn.functional.embedding_bag(cols, W_dec, offsets, mode="sum", per_sample_weights=w)
+    def forward(ctx, w, W_dec, sel):  # type: ignore[override]
+        ctx.save_for_backward(w, W_dec)
+        ctx.sel = sel
+        return torch.nn.functional.embedding_bag(sel.cols, W_dec, sel.crow()[:-1], mode="sum", per_sample_weights=w)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        w, W_dec, rows, cols, crow = ctx.saved_tensors
-        R, L = g.shape[0], W_dec.shape[0]
+        w, W_dec = ctx.saved_tensors
+        sel: _Sel = ctx.sel
         g_w = g_W = None
         g = g.contiguous()
         if ctx.needs_input_grad[0]:
-            # d out / d w[e] = W_dec[cols[e]] . g[rows[e]]: only at the kept entries
-            pattern = torch.sparse_csr_tensor(crow, cols, torch.zeros_like(w), (R, L), check_invariants=False)
-            g_w = torch.sparse.sampled_addmm(pattern, g, W_dec.T, beta=0.0).values()
+            # d out / d w[e] = W_dec[cols[e]] . g[rows[e]]: computed only at the kept entries
+            g_w = torch.sparse.sampled_addmm(sel.by_row_pattern(w), g, W_dec.T, beta=0.0).values()
         if ctx.needs_input_grad[1]:
-            At = torch.sparse_coo_tensor(torch.stack([cols, rows]), w, (L, R), check_invariants=False)
-            g_W = torch.sparse.mm(At, g)
-        return g_w, g_W, None, None, None, None
+            g_W = _csr_mm(sel.by_latent(w), g)
+        return g_w, g_W, None
 
 
 # -- selections ---------------------------------------------------------------------------------------
@@ -121,6 +131,27 @@ class _Sel:
         self.rows = (f // d_sae + torch.arange(M, device=dev).view(M, 1) * B).reshape(-1)
         self.cols = (self.latent + torch.arange(M, device=dev).view(M, 1) * d_sae).reshape(-1)
         self._crow: Tensor | None = None
+        self._by_latent: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def by_latent(self, values: Tensor) -> Tensor:
+        """CSR ``[M * d_sae, M * B]`` with ``values [N]`` at (latent, row) of each entry: its product
+        with a ``[M * B, d]`` matrix is a parameter gradient computed from the kept entries only
+        (CSR: torch's CSR x dense kernel was ~3x faster than COO, which sorts on every product)."""
+        M, B, d_sae = self.f.shape[0], self.B, self.d_sae
+        if self._by_latent is None:
+            order = torch.argsort(self.cols, stable=True)
+            crow = torch.zeros(M * d_sae + 1, dtype=torch.long, device=self.f.device)
+            crow[1:] = torch.bincount(self.cols, minlength=M * d_sae).cumsum(0)
+            self._by_latent = (order, crow, self.rows.index_select(0, order))
+        order, crow, col = self._by_latent
+        return torch.sparse_csr_tensor(crow, col, values.index_select(0, order), (M * d_sae, M * B),
+                                       check_invariants=False)
+
+    def by_row_pattern(self, like: Tensor) -> Tensor:
+        """CSR ``[M * B, M * d_sae]`` pattern of the entries (values zero), for ``sampled_addmm``."""
+        M = self.f.shape[0]
+        return torch.sparse_csr_tensor(self.crow(), self.cols, torch.zeros_like(like), (M * self.B, M * self.d_sae),
+                                       check_invariants=False)
 
     def crow(self) -> Tensor:
         """CSR row pointer ``[M * B + 1]`` of the entries (rows grouped ascending)."""
@@ -171,8 +202,9 @@ class _TopKFamily:
     """Shared math; subclasses set the sae-lens class and the selection."""
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec")
-    #: parameters the engine stores as ``[M, *reversed(shape)]`` (contiguous) and hands to ``loss``
-    #: as a transposed view: W_enc rows become latents for the sparse gathers.
+    #: the engine stores W_enc as ``[M, d_sae, d_in]`` (latents as rows) and hands ``loss`` the
+    #: transposed view: the sparse step's W_enc gradient comes out in that layout, and a
+    #: transposing copy of it cost more than the whole sparse backward (measured at 768 x 16384).
     transposed = ("W_enc",)
     batch_topk = False
     matryoshka = False
@@ -263,18 +295,16 @@ class _TopKFamily:
 
         pre_flat = pre_d.reshape(M, B * d_sae)
         if sparse:
-            W_encT = W_enc.transpose(1, 2).reshape(M * d_sae, d_in)
-            sae_in_flat = sae_in.reshape(M * B, d_in)
-            b_enc_flat = b_enc.reshape(M * d_sae)
+            sae_in_flat = sae_in.detach().reshape(M * B, d_in)
             W_dec_flat = W_dec.reshape(M * d_sae, d_in)
+            a = state["apply_b_dec"]
 
             def gather_pre(s: _Sel) -> Tensor:
                 vals = pre_flat.gather(-1, s.f).reshape(-1)
-                return _SelectedPre.apply(vals, sae_in_flat, W_encT, b_enc_flat, s.rows, s.cols).view(M, -1)
+                return _SelectedPre.apply(vals, sae_in_flat, W_enc, b_enc, b_dec, a, s).view(M, -1)
 
             def decode(s: _Sel, w: Tensor) -> Tensor:
-                offsets = s.crow()[:-1]
-                return _SparseDecode.apply(w.reshape(-1), W_dec_flat, s.rows, s.cols, offsets, s.crow()).view(M, B, d_in)
+                return _SparseDecode.apply(w.reshape(-1), W_dec_flat, s).view(M, B, d_in)
         else:
             def gather_pre(s: _Sel) -> Tensor:
                 return pre_flat.gather(-1, s.f)
@@ -302,7 +332,7 @@ class _TopKFamily:
         losses["auxiliary_reconstruction_loss"] = aux
         total = mse + aux
         if self.matryoshka:
-            for width in state["host_widths"].tolist()[:-1]:
+            for width in state["shared_widths"].tolist()[:-1]:
                 w_in = torch.where(sel.latent < width, w, torch.zeros_like(w))
                 inner_out = decode(sel, w_in) + b_dec.unsqueeze(1)
                 inner = (inner_out - x).pow(2).sum(-1).mean(-1)
@@ -394,5 +424,5 @@ class MatryoshkaBatchTopKBatched(_TopKFamily):
 
             raise PluginError(f"matryoshka cohort with different widths {sorted(widths)}; group members by group_key")
         state = super().init_state(saes)
-        state["host_widths"] = torch.tensor(next(iter(widths)), dtype=torch.long)
+        state["shared_widths"] = torch.tensor(next(iter(widths)), dtype=torch.long)
         return state
