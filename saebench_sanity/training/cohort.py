@@ -1,13 +1,22 @@
 """Train the cells of one cohort: the trained SAE and its baselines of one (set, architecture,
-training config, seed), on the identical batch stream.
+training config, seed), on the identical batch stream, as one program (``training.engine``).
 
-``train_cells`` is what the harness calls; it returns one ``TrainResult`` (or the exception that
-stopped that member) per member, in order.
+``train_cells`` is what the harness calls. Per member it builds and prepares the SAE exactly as
+the solo path does (``trainer.build_cell``: seeding, the mode's random directions and fairness
+helpers), gives it its own ``ConvergenceControl`` (same ``max_steps`` and schedule shape for
+every mode; each stops when its own curves are level), trains the cohort with
+``engine.train_cohort`` and finishes each member as ``trainer.train_cell`` does (BatchTopK
+threshold calibration, the mode's invariants). Modes that take no optimizer step (``untrained``)
+go through ``trainer.train_cell`` directly: they cost no training.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from saebench_sanity.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from saebench_sanity.config import TrainingConfig
@@ -17,23 +26,82 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
                 target_l0: int | None, arch_overrides: dict[str, Any], training: "TrainingConfig",
                 device: str = "cpu", dtype: str = "float32",
                 progress: Callable[[int, int, int, float], None] | None = None) -> list[Any]:
-    """Train ``members`` = ``[(arch_spec, mode_spec, mode_params, seed), ...]`` of one cohort.
+    """Train ``members`` = ``[(arch_spec, mode_spec, mode_params, seed), ...]`` of one cohort
+    (one seed: they share ``activation_set.train_batches(batch_size, seed)``).
 
     Returns per member a ``training.trainer.TrainResult`` or the exception that stopped it (a
-    diverged member does not stop the others). ``progress(member_index, step, total, loss)``."""
-    from saebench_sanity.training.trainer import train_cell
+    member that fails to build or diverges does not stop the others).
+    ``progress(member_index, step, max_steps, loss)`` reports the cohort's progress (member 0)."""
+    from saebench_sanity.training.convergence import ConvergenceControl, recovery_probe
+    from saebench_sanity.training.engine import Member, train_cohort
+    from saebench_sanity.training.trainer import build_cell, train_cell
 
-    results: list[Any] = []
+    seeds = {int(m[3]) for m in members}
+    if len(seeds) > 1:
+        raise ValueError(f"a cohort shares one batch stream, so one seed; got seeds {sorted(seeds)}")
+    results: list[Any] = [None] * len(members)
+    batched: list[tuple[int, Any]] = []
+    probe = recovery_probe(activation_set)
+    t0 = time.perf_counter()
     for i, (arch_spec, mode_spec, mode_params, seed) in enumerate(members):
-        def report(step: int, total: int, loss: float, i: int = i) -> None:
-            if progress is not None:
-                progress(i, step, total, loss)
         try:
-            results.append(train_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
-                                      arch_overrides=arch_overrides, mode_params=mode_params, training=training,
-                                      seed=seed, progress=report))
+            if not bool(getattr(mode_spec, "trains", True)):
+                results[i] = train_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
+                                        arch_overrides=arch_overrides, mode_params=mode_params, training=training,
+                                        seed=seed)
+                continue
+            sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
+                                           arch_overrides=arch_overrides, mode_params=mode_params,
+                                           training=training, seed=seed)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded for this member; the cohort goes on
-            results.append(exc)
+            results[i] = exc
+            continue
+        control = ConvergenceControl(training, probe=probe)
+        batched.append((i, Member(sae=sae, mode=mode, control=control, sample_acts=sample,
+                                  name=f"{arch_spec.name}/{mode_spec.name}/s{seed}")))
+    if not batched:
+        return results
+    seed = int(members[batched[0][0]][3])
+    set_name = getattr(activation_set, "name", "?")
+    batches = iter(activation_set.train_batches(int(training.batch_size), seed))
+    build_seconds = time.perf_counter() - t0
+
+    def report(step: int, total: int, active: int) -> None:
+        if progress is not None:
+            progress(batched[0][0], step, total, math.nan)
+
+    out = train_cohort([m for _, m in batched], batches, training, device=device, dtype=dtype, set_name=set_name,
+                       progress=report)
+    for (i, member), res in zip(batched, out):
+        try:
+            results[i] = _finish(member, res, training, set_name, build_seconds / len(members))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one member's failed invariant fails that member only
+            results[i] = exc
     return results
+
+
+def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, extra_seconds: float) -> Any:
+    """A member's ``TrainResult``: what ``trainer.train_cell`` does after its loop."""
+    from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
+    from saebench_sanity.training.trainer import TrainResult
+
+    if res.failure is not None:
+        step, loss = res.failure
+        raise DataError(f"training on activation set {set_name!r} diverged (loss {loss}) at step {step}; "
+                        "lower training.lr or check the activations' scale")
+    sae = res.sae
+    if threshold_is_stale(sae, res.steps):
+        calibrate_threshold(sae, member.sample_acts, int(training.batch_size))
+    member.mode.check(sae)
+    converged, info = member.control.result()
+    info["path"] = res.path
+    curves = member.control.curves
+    return TrainResult(sae=sae, steps=int(res.steps), seconds=float(res.seconds) + extra_seconds,
+                       loss_curve=list(curves["loss"]), mse_curve=list(curves["mse"]),
+                       l0_curve=list(curves.get("l0", [])), recovery_curve=list(curves.get("recovery", [])),
+                       converged=converged, convergence=info, dead_fraction=float(res.dead_fraction),
+                       l0_train=float(res.l0_train))

@@ -1,0 +1,60 @@
+"""train_cells (the harness's cohort path) gives each member what the solo path gives that cell."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from saebench_sanity.config import TrainingConfig
+from saebench_sanity.errors import DataError
+from saebench_sanity.training.cohort import train_cells
+from saebench_sanity.training.trainer import train_cell
+
+MODES = ("trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder", "untrained")
+TRAINING = TrainingConfig(max_steps=60, batch_size=32, lr=3e-3, curve_every=5, n_init_samples=256)
+
+
+def members(reg, arch, seed=0):
+    return [(reg.get("architecture", arch), reg.get("training_mode", m), dict(reg.get("training_mode", m).params), seed)
+            for m in MODES]
+
+
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_each_member_follows_its_solo_cell(fake_registry, arch):
+    torch.set_num_threads(1)
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    kw = dict(d_sae=16, target_l0=2, arch_overrides={}, training=TRAINING)
+    together = train_cells(members(fake_registry, arch), aset, **kw)
+    for (arch_spec, mode_spec, params, seed), got in zip(members(fake_registry, arch), together):
+        alone = train_cell(arch_spec, mode_spec, aset, mode_params=params, seed=seed, **kw)
+        assert got.steps == alone.steps and got.converged == alone.converged
+        assert got.convergence.get("path", "batched" if mode_spec.trains else None) in ("batched", None)
+        for name, p in alone.sae.named_parameters():
+            # float32: the batched program sums in another order than sae-lens (1e-4, as the engine's tests)
+            torch.testing.assert_close(getattr(got.sae, name).detach(), p.detach(), rtol=1e-4, atol=1e-5, msg=name)
+        assert [s for s, _ in got.loss_curve] == [s for s, _ in alone.loss_curve]
+
+
+def test_a_member_that_cannot_build_fails_alone(fake_registry):
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    ms = members(fake_registry, "topk")
+    ms[1] = (ms[1][0], ms[1][1], {"init": "nonsense"}, 0)  # frozen_decoder with a bad init
+    out = train_cells(ms, aset, d_sae=16, target_l0=2, arch_overrides={}, training=TRAINING)
+    assert isinstance(out[1], Exception) and "nonsense" in str(out[1])
+    assert all(not isinstance(r, Exception) for i, r in enumerate(out) if i != 1)
+
+
+def test_a_cohort_has_one_seed(fake_registry):
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    with pytest.raises(ValueError, match="one seed"):
+        train_cells([*members(fake_registry, "topk", 0)[:1], *members(fake_registry, "topk", 1)[:1]], aset,
+                    d_sae=16, target_l0=2, arch_overrides={}, training=TRAINING)
+
+
+def test_a_diverging_member_is_a_data_error_naming_the_step(fake_registry):
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    hot = dataclasses.replace(TRAINING, lr=1e6)
+    out = train_cells(members(fake_registry, "relu")[:2], aset, d_sae=16, target_l0=2, arch_overrides={}, training=hot)
+    diverged = [r for r in out if isinstance(r, DataError)]
+    assert diverged, out
+    assert "diverged" in str(diverged[0]) and "at step" in str(diverged[0])
