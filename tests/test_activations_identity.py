@@ -88,6 +88,14 @@ def test_bytes_perturbed_by_1e7_keep_the_identity_and_match_the_fingerprint(env,
     assert st.identity(ma) == st.identity(mb)  # ...the recipe does not
     assert fp.compare(st.fingerprint(a), st.fingerprint(b)) == []
     assert 0 < max(fp.max_deviation(st.fingerprint(a), st.fingerprint(b)).values()) < 1e-5
+    # what keys the cells (harness.plan): the set's manifest hash, equal for both builds
+    from saebench_sanity.activations.real import RealActivationSet
+
+    base, bundle, cfg = env
+    params = {k: getattr(cfg, k) for k in ("model", "hook_point", "corpus", "context_len", "n_train_contexts",
+                                           "n_eval_contexts", "contexts_per_shard", "batch_size")}
+    sa, sb = (RealActivationSet("tiny-set", root=base / r, model_bundle=bundle, **params) for r in ("a", "jitter"))
+    assert sa.normalizer.scale != sb.normalizer.scale and sa.manifest_hash() == sb.manifest_hash()
 
 
 def test_scaled_activations_fail_the_fingerprint_with_one_line_per_statistic_group(env, monkeypatch):
