@@ -30,8 +30,8 @@ token and context ids, library versions, the normalization statistics and the se
 Identity (``identity`` / ``identity_hash``): the *recipe* of the set, i.e. the manifest without
 anything that depends on float bytes: model and weights hash, hook point, corpus and token
 hashes, context length, sizes, shard layout and the token ids of every stored row, dtype. The
-same recipe built on another machine (other matmul kernels, thread count, batch size: the
-float32 activations differ in their last bits) therefore has the same identity, and cells keyed
+same recipe built on another machine (other CPU kernels: the float32 activations differ in their
+last bits) or with another forward batch size therefore has the same identity, and cells keyed
 by it keep their keys. What the numbers are is checked separately: the per-shard file sha256s
 verify integrity on the machine that built the store (bit for bit), and the fingerprint
 (``fingerprint`` module: per-dimension moments and fixed projections) must match a fresh build
@@ -425,7 +425,7 @@ def identity(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def identity_hash(path: str | Path) -> str:
     """The store's identity: ``stable_hash(identity(manifest))``, equal for the same recipe on
-    any machine, install or thread count. It keys every cell trained on the set."""
+    any machine or install. It keys every cell trained on the set."""
     return stable_hash(identity(read_manifest(path)))
 
 
