@@ -91,6 +91,9 @@ class TrainingConfig:
     #: steps between recovery probes on sets with ground truth (a multiple of curve_every); None: every curve point
     recovery_every: int | None = None
     n_init_samples: int = 8192
+    #: steer the sparsity coefficient of penalty SAEs (L1, JumpReLU) so every member of a cohort ends
+    #: at the cell's target L0 (``training.sparsity_control``); TopK-family SAEs get it from k
+    match_l0: bool = True
 
     @property
     def steps(self) -> int:
@@ -112,8 +115,9 @@ class TrainingConfig:
             raise ConfigError(f"training.convergence_rel_tol = {self.convergence_rel_tol!r} must be a finite number >= 0, e.g. 0.02")
         if not (isinstance(self.convergence_confidence, (int, float)) and 0 < self.convergence_confidence < 1):
             raise ConfigError(f"training.convergence_confidence = {self.convergence_confidence!r} must be in (0, 1), e.g. 0.9")
-        if not isinstance(self.early_stop, bool):
-            raise ConfigError(f"training.early_stop = {self.early_stop!r} must be true or false")
+        for flag in ("early_stop", "match_l0"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"training.{flag} = {getattr(self, flag)!r} must be true or false")
         if self.recovery_every is not None:
             _positive(self, "recovery_every", allow_zero=False)
             if self.recovery_every % self.curve_every:

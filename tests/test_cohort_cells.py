@@ -1,4 +1,5 @@
-"""train_cells (the harness's cohort path) gives each member what the solo path gives that cell."""
+"""train_cells (the harness's cohort path): each batched member gives what the solo path (sae-lens's
+SAETrainer, ``CellTrainer``) gives that cell under the same controls."""
 
 import dataclasses
 
@@ -20,19 +21,37 @@ def members(reg, arch, seed=0):
 
 
 @pytest.mark.parametrize("arch", ["topk", "relu"])
-def test_each_member_follows_its_solo_cell(fake_registry, arch):
+def test_each_member_follows_its_solo_cell(fake_registry, arch, monkeypatch):
+    """relu members also run the matched-L0 controller (target 2): its scale follows the same
+    curve on both paths, so it is compared too."""
     torch.set_num_threads(1)
     aset = fake_registry.get("activation_set", "tiny-gauss").build()
     kw = dict(d_sae=16, target_l0=2, arch_overrides={}, training=TRAINING)
     together = train_cells(members(fake_registry, arch), aset, **kw)
-    for (arch_spec, mode_spec, params, seed), got in zip(members(fake_registry, arch), together):
-        alone = train_cell(arch_spec, mode_spec, aset, mode_params=params, seed=seed, **kw)
-        assert got.steps == alone.steps and got.converged == alone.converged
-        assert got.convergence.get("path", "batched" if mode_spec.trains else None) in ("batched", None)
+    monkeypatch.setattr("saebench_sanity.training.batched.batched_for", lambda sae: None)
+    solo = train_cells(members(fake_registry, arch), aset, **kw)
+    for mode, got, alone in zip(MODES, together, solo):
+        assert got.steps == alone.steps and got.converged == alone.converged, mode
+        if mode != "untrained":
+            assert got.convergence["path"] == "batched" and alone.convergence["path"] == "solo"
+        assert ("l0_control" in got.convergence) == (arch == "relu" and mode != "untrained")
+        if "l0_control" in got.convergence:
+            assert got.convergence["l0_control"]["scale"] == pytest.approx(alone.convergence["l0_control"]["scale"], rel=1e-4)
         for name, p in alone.sae.named_parameters():
             # float32: the batched program sums in another order than sae-lens (1e-4, as the engine's tests)
             torch.testing.assert_close(getattr(got.sae, name).detach(), p.detach(), rtol=1e-4, atol=1e-5, msg=name)
         assert [s for s, _ in got.loss_curve] == [s for s, _ in alone.loss_curve]
+
+
+def test_train_cell_is_a_cohort_of_one(fake_registry):
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    kw = dict(d_sae=16, target_l0=2, arch_overrides={}, training=TRAINING)
+    (arch_spec, mode_spec, params, seed) = members(fake_registry, "topk")[1]
+    one = train_cell(arch_spec, mode_spec, aset, mode_params=params, seed=seed, **kw)
+    cohort = train_cells(members(fake_registry, "topk"), aset, **kw)[1]
+    assert one.steps == cohort.steps
+    for name, p in one.sae.named_parameters():
+        torch.testing.assert_close(getattr(cohort.sae, name).detach(), p.detach(), rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_a_member_that_cannot_build_fails_alone(fake_registry):

@@ -58,11 +58,16 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
-def cell_target_l0(cell: dict[str, Any]) -> float | None:
-    """The L0 a cell's architecture aims at (its ``k`` or ``target_l0`` parameter, else the cell's
-    ``target_l0``), or None when its sparsity does not target an L0 (``sparsity.targets_l0``: ReLU
-    and Gated use an L1 penalty). A plugin counts as targeting L0 when its recorded parameters
-    carry ``k`` or ``target_l0`` (records do not store the spec's ``sparsity_param``)."""
+def cell_target_l0(cell: dict[str, Any], training: dict[str, Any] | None = None) -> float | None:
+    """The L0 a cell aims at: the target its training steered it to (``convergence.l0_control``:
+    the matched-L0 controller on an L1 or JumpReLU penalty), else its architecture's ``k`` or
+    ``target_l0`` parameter, else the cell's ``target_l0``; None when its sparsity does not target
+    an L0 (``sparsity.targets_l0``: ReLU and Gated trained without the controller). A plugin counts
+    as targeting L0 when its recorded parameters carry ``k`` or ``target_l0`` (records do not store
+    the spec's ``sparsity_param``)."""
+    control = ((training or {}).get("convergence") or {}).get("l0_control") or {}
+    if _number(control.get("target")) is not None:
+        return _number(control.get("target"))
     params = cell.get("arch_params") or {}
     knob = "k" if "k" in params else "target_l0" if "target_l0" in params else ""
     if not targets_l0(str(cell.get("arch", "")), knob):
@@ -143,7 +148,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
         converged = bool(training.get("converged", False))
         cells.append({"set": cell["set"], "arch": cell["arch"], "mode": cell["mode"], "seed": int(cell["seed"]),
                       "steps": _number(training.get("steps")), "l0_train": _number(training.get("l0_train")),
-                      "target_l0": cell_target_l0(cell)})
+                      "target_l0": cell_target_l0(cell, training)})
         for mkey, entry in sorted((rec.get("metrics") or {}).items()):
             if metric_keys and mkey not in metric_keys:
                 continue

@@ -8,6 +8,11 @@ every mode; each stops when its own curves are level), trains the cohort with
 ``engine.train_cohort`` and finishes each member as ``trainer.train_cell`` does (BatchTopK
 threshold calibration, the mode's invariants). Modes that take no optimizer step (``untrained``)
 go through ``trainer.train_cell`` directly: they cost no training.
+
+Matched sparsity: a member whose sparsity is a penalty (sae-lens coefficient ``l1`` or ``l0``:
+ReLU, Gated, JumpReLU) gets a ``MatchedL0Control`` when the cell has a target L0 and
+``training.match_l0`` is on, so the trained SAE and every baseline end at the same L0 (the
+TopK family has it by construction). The leaderboard checks every member's final L0.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
     ``progress(member_index, step, max_steps, loss)`` reports the cohort's progress (member 0)."""
     from saebench_sanity.training.convergence import ConvergenceControl, recovery_probe
     from saebench_sanity.training.engine import Member, train_cohort
+    from saebench_sanity.training.sparsity_control import MatchedL0Control, sparsity_coefficients
     from saebench_sanity.training.trainer import build_cell, train_cell
 
     seeds = {int(m[3]) for m in members}
@@ -58,7 +64,10 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
         except Exception as exc:  # noqa: BLE001 - recorded for this member; the cohort goes on
             results[i] = exc
             continue
-        control = ConvergenceControl(training, probe=probe)
+        control: Any = ConvergenceControl(training, probe=probe)
+        coefficients = sparsity_coefficients(sae)
+        if training.match_l0 and target_l0 is not None and coefficients:
+            control = MatchedL0Control(control, float(target_l0), coefficients)
         batched.append((i, Member(sae=sae, mode=mode, control=control, sample_acts=sample,
                                   name=f"{arch_spec.name}/{mode_spec.name}/s{seed}")))
     if not batched:

@@ -148,6 +148,15 @@ class MemberResult:
     path: str = "batched"
 
 
+def coefficient_scale(control: Any, name: str) -> float:
+    """Factor on a member's sae-lens coefficient ``name`` (after its warm-up) asked by its control:
+    ``control.coefficient_scale`` for the names in ``control.scaled_coefficients`` (e.g. the
+    matched-L0 controller, ``training.sparsity_control``), else 1."""
+    if name in getattr(control, "scaled_coefficients", ()):
+        return float(control.coefficient_scale)
+    return 1.0
+
+
 def resolve_device(device: Any) -> "torch.device":
     """``"cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) -> torch.device; ConfigError if
     this machine cannot run it."""
@@ -271,6 +280,7 @@ class CohortProgram:
         # Adam's per-tensor step counters (torch keeps them as float32 tensors on the param's device)
         self.steps = {n: [torch.zeros((), dtype=torch.float32, device=device) for _ in saes] for n in self.names}
         self.fused = _fused_adam_ok(device, dtype)
+        self._slices: dict[str, tuple] | None = None
         state = arch.init_state(saes)
         # keys "host_*" (per member) and "shared_*" (whole cohort) stay on the CPU: Python-side config
         self.state = {k: (v if k.startswith(_HOST) else v.to(device)) for k, v in state.items()}
@@ -300,9 +310,11 @@ class CohortProgram:
             if type(t.member.mode) is SoftFrozenDecoder:
                 self.soft.append((i, t.member.mode._d0.to(device=device, dtype=dtype),
                                   float(t.member.mode.params["min_cos"])))
-        self.acc: dict[str, Any] = {}
+        self.acc_keys: list[str] = []  # names of the rows of acc_sum
+        self.acc_sum: Any = None  # [K, M] float64 sums over the current curve interval
         self.acc_n = 0
         self.first_bad = torch.full((M,), -1, dtype=torch.long, device=device)
+        self.saw_bad = False  # a non-finite loss was seen (CPU: checked every step)
         self.bad_loss = torch.zeros(M, dtype=torch.float64, device=device)
         self._lr_key: tuple | None = None
         self._step_size = None
@@ -334,7 +346,9 @@ class CohortProgram:
         coefs: dict[str, Any] = {}
         if self.coef_scheds and self.coef_scheds[0]:
             for cname in self.coef_scheds[0]:
-                coefs[cname] = torch.tensor([s[cname].value for s in self.coef_scheds], dtype=torch.float64, device=self.device)
+                coefs[cname] = torch.tensor([s[cname].value * coefficient_scale(t.member.control, cname)
+                                             for s, t in zip(self.coef_scheds, self.tracks)],
+                                            dtype=torch.float64, device=self.device)
         dead = self.n_since_fired > self.dead_window if n_steps > self.dead_window else None
         ctx = StepCtx(step=n_steps, coefficients=coefs, dead_neuron_mask=dead)
         out = self.arch.loss(self.params(), x, self.state, ctx)
@@ -346,14 +360,18 @@ class CohortProgram:
             B = x.shape[0]
             self.n_frac = [n + int(self.training.batch_size) for n in self.n_frac]  # sae-lens counts the configured size
             total = out.total.detach()
-            bad = ~torch.isfinite(total)
-            new_bad = bad & (self.first_bad < 0)
-            self.first_bad = torch.where(new_bad, torch.full_like(self.first_bad, step), self.first_bad)
-            self.bad_loss = torch.where(new_bad, total.to(torch.float64), self.bad_loss)
-            vals = {"loss": total, **out.losses, "l0": out.fire_counts.sum(-1) / B}
-            for k, v in vals.items():
-                v = v.detach().to(torch.float64)
-                self.acc[k] = self.acc[k] + v if k in self.acc else v.clone()
+            # on CPU a read is free: only a non-finite step pays for the bookkeeping
+            if self.device.type != "cpu" or not bool(torch.isfinite(total).all()):
+                self.saw_bad = True
+                new_bad = ~torch.isfinite(total) & (self.first_bad < 0)
+                self.first_bad = torch.where(new_bad, torch.full_like(self.first_bad, step), self.first_bad)
+                self.bad_loss = torch.where(new_bad, total.to(torch.float64), self.bad_loss)
+            # one [K, M] float64 row per step: "loss", the sae-lens loss terms, "l0"
+            if not self.acc_keys:
+                self.acc_keys = ["loss", *out.losses, "l0"]
+            row = torch.stack([total, *(out.losses[k] for k in self.acc_keys[1:-1]), out.fire_counts.sum(-1) / B])
+            row = row.detach().to(torch.float64)
+            self.acc_sum = row if self.acc_sum is None else self.acc_sum.add_(row)
             self.acc_n += 1
         out.total.sum().backward()
         self._adam(step)
@@ -386,17 +404,22 @@ class CohortProgram:
             coef = torch.clamp(CLIP_NORM / (sq.sqrt() + 1e-6), max=1.0)
             groups: dict[float, tuple[list, list, list, list, list]] = {}
             lrs = [self._lr(tr, step) for tr in self.tracks]
+            if self._slices is None:  # per-member views of the stacked state (rebuilt after remove())
+                self._slices = {n: (self.store[n].unbind(0), self.exp_avg[n].unbind(0), self.exp_avg_sq[n].unbind(0))
+                                for n in self.names}
             for n in self.names:
                 g = self.store[n].grad
                 g.mul_(coef.view((M,) + (1,) * (g.ndim - 1)))
+                gs = g.unbind(0)
+                ps, eas, esqs = self._slices[n]
                 for m in range(M):
                     if not self.trainable_host[n][m]:
                         continue
                     lists = groups.setdefault(lrs[m], ([], [], [], [], []))
-                    lists[0].append(self.store[n][m])
-                    lists[1].append(g[m])
-                    lists[2].append(self.exp_avg[n][m])
-                    lists[3].append(self.exp_avg_sq[n][m])
+                    lists[0].append(ps[m])
+                    lists[1].append(gs[m])
+                    lists[2].append(eas[m])
+                    lists[3].append(esqs[m])
                     lists[4].append(self.steps[n][m])
             for lr, (ps, gs, eas, esqs, steps) in groups.items():
                 adam(ps, gs, eas, esqs, [], steps, fused=self.fused, foreach=False if not self.fused else None,
@@ -439,11 +462,11 @@ class CohortProgram:
         """Per member, the interval means since the last read (one device read)."""
         import torch
 
-        keys = list(self.acc)
-        if not keys or self.acc_n == 0:
+        keys = list(self.acc_keys)
+        if self.acc_sum is None or self.acc_n == 0:
             return [{} for _ in self.tracks]
-        table = torch.stack([self.acc[k] for k in keys]).cpu() / self.acc_n
-        self.acc, self.acc_n = {}, 0
+        table = self.acc_sum.cpu() / self.acc_n
+        self.acc_sum, self.acc_n = None, 0
         out = []
         for i in range(len(self.tracks)):
             vals = {k: float(table[j, i]) for j, k in enumerate(keys)}
@@ -480,6 +503,7 @@ class CohortProgram:
         import torch
 
         M = len(self.tracks)
+        self._slices = None
         keep = [i for i in range(M) if i not in set(positions)]
         kd = torch.tensor(keep, dtype=torch.long, device=self.device)
         kh = torch.tensor(keep, dtype=torch.long)
@@ -496,7 +520,8 @@ class CohortProgram:
         self.act_freq = self.act_freq.index_select(0, kd)
         self.first_bad = self.first_bad.index_select(0, kd)
         self.bad_loss = self.bad_loss.index_select(0, kd)
-        self.acc = {k: v.index_select(0, kd) for k, v in self.acc.items()}
+        if self.acc_sum is not None:
+            self.acc_sum = self.acc_sum.index_select(1, kd)
         self.n_frac = [self.n_frac[i] for i in keep]
         self.windows = [self.windows[i] for i in keep]
         self.coef_scheds = [self.coef_scheds[i] for i in keep]
@@ -522,7 +547,9 @@ class _Solo:
         tr = self.cell.trainer
         before = float(tr.act_freq_scores.sum())
         n_before = tr.n_frac_active_samples
-        loss, mse = self.cell.step(batch, self.track.member.control.lr_factor(step))
+        control = self.track.member.control
+        scales = {n: coefficient_scale(control, n) for n in getattr(control, "scaled_coefficients", ())}
+        loss, mse = self.cell.step(batch, control.lr_factor(step), coefficient_scales=scales)
         after = float(tr.act_freq_scores.sum())
         # the sparsity window may have been reset inside step(): then only this batch is counted
         fired = after if tr.n_frac_active_samples <= n_before else after - before
@@ -606,7 +633,7 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
             if not c.tracks:
                 continue
             boundary = step % every == 0 or any(step == t.max_steps for t in c.tracks)
-            fails = c.failures() if (sync_every_step or boundary) else [None] * len(c.tracks)
+            fails = c.failures() if (c.saw_bad or (boundary and not sync_every_step)) else [None] * len(c.tracks)
             stop: list[int] = []
             values = c.read_interval() if boundary else None
             for pos, tr in enumerate(c.tracks):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 
 @dataclass
@@ -34,18 +35,30 @@ class L0Controller:
     Attributes:
         target: the target L0 ``T`` (mean active latents per sample), > 0.
         gain: integral gain per observation on ``log(L0 / T)``.
-        max_step: largest change of ``log(scale)`` per observation (a dead or exploding interval
-            cannot swing the coefficient by more than ``exp(gain * max_step)``).
+        max_step: largest change of ``log(scale)`` per observation.
+        approach: the scale is held while L0 moves towards the target by more than this fraction
+            of its log-error per observation (0: by any amount). Near the target this makes the
+            last approach slow (a Gated frozen encoder crept from L0 7.2 to 6.5 over 1,000
+            steps, target 6); integrating there instead made it cycle between 5 and 7. Adam bounds every update by the lr, so L0 follows
+            the coefficient with a lag: integrating while L0 is already on its way overshoots
+            (measured: a ReLU cohort oscillated between L0 1 and 21 around a target of 6) and
+            winds up (a frozen-encoder ReLU, whose L0 can fall only as fast as its bias moves,
+            drove the scale to 1e10 and then to L0 0).
+        min_scale, max_scale: bounds of the scale (anti-windup).
         freeze_at: step from which the scale stays fixed (None: never).
         scale: the current multiplier of the sparsity coefficient.
     """
 
     target: float
-    gain: float = 0.5
+    gain: float = 0.2
     max_step: float = 1.0
+    approach: float = 0.0
+    min_scale: float = 1e-2
+    max_scale: float = 1e2
     freeze_at: int | None = None
     scale: float = 1.0
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, l0, scale after)
+    _prev_err: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.target > 0 and math.isfinite(self.target)):
@@ -54,14 +67,106 @@ class L0Controller:
     def observe(self, step: int, l0: float) -> float:
         """Record the interval-mean ``l0`` measured up to ``step``; returns the scale to use from
         the next step on."""
-        if self.freeze_at is None or step < self.freeze_at:
-            if math.isfinite(l0):
-                # a member with no active latent at all reads L0 0: treat it as far below target
-                err = math.log(max(l0, 1e-3) / self.target)
-                self.scale *= math.exp(self.gain * max(-self.max_step, min(self.max_step, err)))
+        if (self.freeze_at is None or step < self.freeze_at) and math.isfinite(l0):
+            # a member with no active latent at all reads L0 0: treat it as far below target
+            err = math.log(max(l0, 1e-3) / self.target)
+            prev = self._prev_err
+            approaching = prev is not None and err * prev > 0 and abs(err) < (1.0 - self.approach) * abs(prev)
+            if not approaching:
+                step_ = max(-self.max_step, min(self.max_step, err))
+                self.scale = min(self.max_scale, max(self.min_scale, self.scale * math.exp(self.gain * step_)))
+            self._prev_err = err
         self.history.append((int(step), float(l0), float(self.scale)))
         return self.scale
 
     def matched(self, l0: float, tolerance: float = 0.1) -> bool:
         """True if ``l0`` is within ``target * (1 +- tolerance)``."""
         return abs(l0 - self.target) <= tolerance * self.target
+
+
+#: sae-lens coefficient names (``TrainingSAE.get_coefficients()``) that set a sparsity penalty:
+#: "l1" (StandardTrainingSAE, GatedTrainingSAE), "l0" (JumpReLUTrainingSAE). A plugin SAE that names
+#: its penalty the same way gets the same control.
+SPARSITY_COEFFICIENTS = ("l1", "l0")
+
+
+def sparsity_coefficients(sae: Any) -> tuple[str, ...]:
+    """The sparsity-penalty coefficients of an sae-lens training SAE (empty for TopK-family SAEs,
+    whose L0 is set by ``k``)."""
+    try:
+        names = tuple(sae.get_coefficients())
+    except (AttributeError, NotImplementedError):
+        return ()
+    return tuple(n for n in names if n in SPARSITY_COEFFICIENTS)
+
+
+class MatchedL0Control:
+    """A member's ``ConvergenceControl`` with an ``L0Controller`` on its sparsity coefficient.
+
+    The engine multiplies the member's coefficients named in ``scaled_coefficients`` by
+    ``coefficient_scale`` (after sae-lens's warm-up). While the controller adapts, the convergence
+    rule may not call the member level (the objective is still moving). The controller freezes
+    once the member's interval L0 has been within ``settle_tolerance`` of the target for
+    ``settle`` observations in a row; from then on the rule needs a whole window of frozen-
+    coefficient steps (``min_steps`` is raised so that the last ``convergence_window`` of the
+    steps starts after the freeze). A frozen member whose L0 then leaves the ``band`` for
+    ``settle`` observations in a row (a trained SAE's L0 keeps drifting as it finds features) is
+    controlled again. A member that never settles is still adapting at ``max_steps``: it stays
+    UNDERTRAINED, or its final L0 reads L0 NOT MATCHED on the leaderboard.
+    """
+
+    def __init__(self, inner: Any, target: float, names: tuple[str, ...], *, settle: int = 5,
+                 settle_tolerance: float = 0.08, band: float = 0.1, **controller: Any) -> None:
+        self.inner = inner
+        self.controller = L0Controller(target=float(target), **controller)
+        self.scaled_coefficients = tuple(names)
+        self.settle, self.settle_tolerance, self.band = int(settle), float(settle_tolerance), float(band)
+        self.frozen_at: int | None = None
+        self.reopened = 0
+        self._count = 0
+        self._min_steps = int(inner.min_steps)
+        inner.min_steps = inner.max_steps + 1  # nothing is level while the coefficient moves
+
+    @property
+    def max_steps(self) -> int:
+        return int(self.inner.max_steps)
+
+    @property
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        return self.inner.curves
+
+    @property
+    def coefficient_scale(self) -> float:
+        return self.controller.scale
+
+    def lr_factor(self, step: int) -> float:
+        return self.inner.lr_factor(step)
+
+    def observe(self, step: int, values: Mapping[str, float], member: Any) -> bool:
+        l0 = float(values.get("l0", math.nan))
+        if self.frozen_at is None:
+            self.controller.observe(step, l0)
+            self._count = self._count + 1 if self.controller.matched(l0, self.settle_tolerance) else 0
+            if self._count >= self.settle:
+                self.frozen_at, self._count = int(step), 0
+                self.controller.freeze_at = int(step)
+                window = float(self.inner.training.convergence_window)
+                self.inner.min_steps = max(self._min_steps, math.ceil(step / max(1e-9, 1.0 - window)) + int(self.inner.curve_every))
+        elif self.inner.level_at is None:
+            self.controller.observe(step, l0)  # recorded, not acted on (frozen)
+            self._count = self._count + 1 if not self.controller.matched(l0, self.band) else 0
+            if self._count >= self.settle:
+                self.frozen_at, self._count = None, 0
+                self.controller.freeze_at = None
+                self.reopened += 1
+                self.inner.min_steps = self.inner.max_steps + 1
+        return bool(self.inner.observe(step, values, member))
+
+    def result(self) -> tuple[bool, dict[str, Any]]:
+        converged, info = self.inner.result()
+        final = [v for _, v in self.inner.curves.get("l0", [])[-3:]]
+        info["l0_control"] = {"target": self.controller.target, "scale": self.controller.scale,
+                              "frozen_at": self.frozen_at, "reopened": self.reopened,
+                              "coefficients": list(self.scaled_coefficients),
+                              "final_l0": (sum(final) / len(final)) if final else None}
+        return converged, info

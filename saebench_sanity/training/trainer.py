@@ -1,18 +1,17 @@
-"""One training loop for every cell (architecture x mode x seed) over any activation set.
+"""One cell's training: the solo path (sae-lens's ``SAETrainer``) and ``train_cell``.
 
-The optimisation is sae-lens's own ``SAETrainer``: Adam, the sparsity-coefficient warm-up read
-from the SAE's ``get_coefficients``, gradient clipping and dead-latent tracking. The lr of each
-step is ``training.lr * control.lr_factor(step)`` from the cell's ``ConvergenceControl``
-(``training.convergence``: SAELens-style warm-up, constant lr, a linear decay to 0 that starts
-when the convergence rule says level), set on the optimizer before the step instead of
-sae-lens's scheduler, whose length would have to be known in advance; the cell stops at the end
-of that decay or at ``training.max_steps``. We drive it through its public per-step seams (``maybe_reset_sparsity``,
-``step``, ``n_training_steps``) instead of ``fit()`` because a cell must run code after every
-optimizer step (the soft-frozen projection ``mode.after_step``), record the loss curve for the
-UNDERTRAINED rule, report progress and validate every batch -- ``fit()`` offers none of these
-hooks and adds tqdm / wandb / checkpoint behaviour a cell does not want. Everything else in
-``fit()`` that applies here is reproduced: sparsity-window resets and ``set_final_sae_metadata``
-(activation-norm folding does not apply: ``normalize_activations`` is not exposed).
+``train_cell`` trains one cell as a cohort of one (``training.cohort.train_cells`` over
+``training.engine.train_cohort``): the same control (``training.convergence.ConvergenceControl``,
+plus ``training.sparsity_control`` for penalty SAEs with a target L0) and the same finishing as the
+harness's cohorts. ``CellTrainer`` is the solo path the engine uses for SAEs it has no batched
+math for: sae-lens's own ``SAETrainer`` (Adam, the sparsity-coefficient warm-up read from the
+SAE's ``get_coefficients``, gradient clipping, dead-latent tracking), driven through its public
+per-step seams (``maybe_reset_sparsity``, ``step``, ``n_training_steps``) instead of ``fit()``,
+because a cell must run code after every optimizer step (the soft-frozen projection
+``mode.after_step``), set the lr of each step from its control (``training.lr *
+control.lr_factor(step)``, instead of sae-lens's scheduler, whose length would have to be known in
+advance), record curves and validate every batch; ``fit()`` offers none of these hooks. What else
+``fit()`` does that applies is reproduced: sparsity-window resets and ``set_final_sae_metadata``.
 
 Reproducibility: a cell's SAE is built from ``seed``; the mode's random directions come from the
 global torch RNG seeded with ``seed`` inside ``torch.random.fork_rng`` (the caller's RNG state is
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from saebench_sanity.errors import DataError, PluginError
-from saebench_sanity.training.convergence import ConvergenceControl, recovery_probe
 
 if TYPE_CHECKING:  # pragma: no cover
     from saebench_sanity.config import TrainingConfig
@@ -129,12 +127,19 @@ class CellTrainer:
         self.lr = float(training.lr)
         self.last_l0 = math.nan
 
-    def step(self, batch: Any, lr_factor: float = 1.0) -> tuple[float, float]:
+    def step(self, batch: Any, lr_factor: float = 1.0, coefficient_scales: dict[str, float] | None = None) -> tuple[float, float]:
         """One optimizer step on ``batch`` ``[n, d_in]`` at lr ``training.lr * lr_factor``;
-        returns ``(total loss, mse loss)``."""
+        returns ``(total loss, mse loss)``. ``coefficient_scales``: factors on sae-lens
+        coefficients (by name) from this step on, e.g. the matched-L0 controller's."""
         batch = check_batch(batch, self.d_in, self.set_name)
         for group in self.trainer.optimizer.param_groups:
             group["lr"] = self.lr * float(lr_factor)
+        for name, scale in (coefficient_scales or {}).items():
+            # the step reads current_value, and sae-lens's scheduler.step() after it recomputes
+            # current_value from the unscaled final_value: the factor applies to this step only,
+            # on top of the warm-up, exactly as the cohort engine applies it
+            sched = self.trainer.coefficient_schedulers[name]
+            sched.current_value = sched.current_value * float(scale)
         self.trainer.maybe_reset_sparsity()
         out = self.trainer.step(batch)
         self.trainer.n_training_steps += 1
@@ -215,61 +220,30 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
     ``training.curve_every`` steps and at the end. A NaN/inf loss stops the cell with a
     DataError naming the step and the loss. KeyboardInterrupt propagates.
     """
+    if bool(getattr(mode_spec, "trains", True)):
+        from saebench_sanity.training.cohort import train_cells
+
+        # a cohort of one: the same engine, control and finishing as the harness's cohorts (the
+        # engine's solo path drives sae-lens's SAETrainer for SAEs it has no batched math for)
+        (result,) = train_cells([(arch_spec, mode_spec, mode_params, seed)], activation_set, d_sae=d_sae,
+                                target_l0=target_l0, arch_overrides=arch_overrides, training=training,
+                                progress=None if progress is None else
+                                (lambda i, step, total, loss: progress(step, total, loss)))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
 
     sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                    arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed)
-    set_name = getattr(activation_set, "name", "?")
     t0 = time.perf_counter()
-    if not mode.trains:
-        if threshold_is_stale(sae, 0):
-            calibrate_threshold(sae, sample, int(training.batch_size))
-        dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
-        mode.check(sae)
-        if progress is not None:
-            progress(0, 0, math.nan)
-        return TrainResult(sae=sae, steps=0, seconds=time.perf_counter() - t0, converged=True,
-                           convergence={"state": "level", "rel_improvement": 0.0, "window": 0.0, "steps": 0},
-                           dead_fraction=dead, l0_train=l0)
-
-    control = ConvergenceControl(training, probe=recovery_probe(activation_set))
-    total = control.max_steps
-    batches = iter(activation_set.train_batches(int(training.batch_size), seed))
-    cell = CellTrainer(sae, mode, training, total_steps=total, data=batches, set_name=set_name)
-    every = int(training.curve_every)
-    acc = {"loss": 0.0, "mse": 0.0, "l0": 0.0}
-    acc_n = 0
-    step = 0
-    for step in range(1, total + 1):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            raise DataError(f"activation set {set_name!r} ran out of batches after {step - 1} of {total} steps; "
-                            "train_batches must be endless") from None
-        loss, mse = cell.step(batch, control.lr_factor(step))
-        if not math.isfinite(loss):
-            raise DataError(f"training on activation set {set_name!r} diverged (loss {loss}) at step {step}; "
-                            "lower training.lr or check the activations' scale")
-        acc["loss"] += loss
-        acc["mse"] += mse
-        acc["l0"] += cell.last_l0
-        acc_n += 1
-        if step % every == 0 or step == total:
-            stop = control.observe(step, {k: v / acc_n for k, v in acc.items()}, sae)
-            acc = dict.fromkeys(acc, 0.0)
-            acc_n = 0
-            if progress is not None:
-                progress(step, total, control.curves["loss"][-1][1])
-            if stop:
-                break
-    dead, l0 = cell.finish()
-    if threshold_is_stale(sae, step):
+    if threshold_is_stale(sae, 0):
         calibrate_threshold(sae, sample, int(training.batch_size))
+    dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
     mode.check(sae)
-    seconds = time.perf_counter() - t0
-    converged, info = control.result()
-    curves = control.curves
-    return TrainResult(sae=sae, steps=step, seconds=seconds, loss_curve=list(curves["loss"]),
-                       mse_curve=list(curves["mse"]), l0_curve=list(curves.get("l0", [])),
-                       recovery_curve=list(curves.get("recovery", [])), converged=converged, convergence=info,
+    if progress is not None:
+        progress(0, 0, math.nan)
+    return TrainResult(sae=sae, steps=0, seconds=time.perf_counter() - t0, converged=True,
+                       convergence={"state": "level", "rel_improvement": 0.0, "window": 0.0, "steps": 0},
                        dead_fraction=dead, l0_train=l0)
