@@ -251,3 +251,41 @@ def test_cuda_cohort_follows_cpu_cohort():
     for ra, rb in zip(a, b):
         for name, p in ra.sae.named_parameters():
             assert _max_rel(getattr(rb.sae, name).detach().cpu(), p.detach()) < 1e-9
+
+
+def test_cone_projection_without_host_reads_equals_modes():
+    from saebench_sanity.training.engine import _cone_rows
+    from saebench_sanity.training.modes import project_to_cone
+
+    g = torch.Generator().manual_seed(0)
+    d0 = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=1)
+    for dtype in (torch.float32, torch.float64):
+        W = (d0 + 0.8 * torch.randn(300, 16, generator=g)).to(dtype)
+        assert torch.equal(_cone_rows(W, d0.to(dtype), 0.8), project_to_cone(W, d0, 0.8))
+
+
+def test_exact_topk_selects_what_torch_topk_selects():
+    from saebench_sanity.training.batched.topk import _topk_exact
+
+    g = torch.Generator().manual_seed(0)
+    for rows, n, k in ((1, 4000, 100), (4, 640, 32), (64, 900, 20)):
+        v = torch.randn(rows, n, generator=g) * 2 + torch.randn(rows, 1, generator=g)
+        for x in (v, v.relu(), v.double()):
+            want = x.topk(k, dim=-1, sorted=False)
+            got = _topk_exact(x, k)
+            assert torch.equal(want.indices.sort(-1).values, got[1].sort(-1).values)
+            assert torch.equal(want.values.sort(-1).values, got[0].sort(-1).values)
+    tied = torch.zeros(2, 800)
+    tied[:, :40] = 1.0  # 40 entries tie at the 32nd value: torch's own choice is kept
+    assert torch.equal(_topk_exact(tied, 32)[1], tied.topk(32, dim=-1, sorted=False).indices)
+
+
+def test_bfloat16_cohort_runs_dense_and_writes_back_in_the_sae_dtype():
+    training = TrainingConfig(steps=20, batch_size=BATCH, lr=3e-3, n_init_samples=256, curve_every=10)
+    members = _members("batchtopk", torch.float32, modes=("trained", "soft_frozen_decoder"), training=training)
+    results = train_cohort(members, DATA.train_batches(BATCH, SEED), training, dtype="bfloat16")
+    for r, m in zip(results, members):
+        assert r.failure is None and r.steps == 20 and r.sae.W_dec.dtype == torch.float32
+        assert all(math.isfinite(v) for _, v in r.loss_curve)
+        assert r.loss_curve[-1][1] < r.loss_curve[0][1]
+        m.mode.check(r.sae)

@@ -43,11 +43,11 @@ _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
 
 
 def use_sparse(d_in: int, d_sae: int, k_per_sample: float, dtype: torch.dtype, device: torch.device) -> bool:
-    """The rule choosing the sparse step: float32 / float64 (torch's sparse kernels have no
-    bfloat16 on CPU) and at most a quarter of the latents kept. Measured at one CPU thread
+    """The rule choosing the sparse step: CPU or CUDA, float32 / float64 (torch's sparse kernels
+    have no bfloat16 on CPU, no CSR on MPS) and at most a quarter of the latents kept. Measured at one CPU thread
     (4-member cohort, per-member step, sparse vs dense): 32 x 96 k 3 equal; 32 x 256 k 4 1.1x;
     32 x 1024 k 6 2.5x; 100 x 3200 k 20 1.7x; 576 x 1152 k 32 ~2x (benchmarks/test_bench_cohort.py)."""
-    if dtype not in (torch.float32, torch.float64):
+    if dtype not in (torch.float32, torch.float64) or torch.device(device).type not in ("cpu", "cuda"):
         return False
     return k_per_sample * 4 <= d_sae
 
