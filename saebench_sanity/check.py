@@ -144,7 +144,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
     from saebench_sanity.architectures.sparsity import targets_l0
     from saebench_sanity.leaderboard.verdict import MIN_SEEDS, Stats, judge
-    from saebench_sanity.training.trainer import train_cell
+    from saebench_sanity.training.cohort import train_cells
 
     say = progress or (lambda _msg: None)
     set_spec = registry.get("activation_set", opts.set_name)
@@ -206,12 +206,17 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}) for spec in applicable}
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
+    controlled = False
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in modes:
-            for seed in opts.seeds:
-                say(f"training baseline {mode.name} seed {seed} ({training.steps} steps)")
-                res = train_cell(arch, mode, aset, d_sae=int(sae.cfg.d_sae), target_l0=target_l0,
-                                 arch_overrides=arch_overrides, mode_params={}, training=training, seed=seed)
+        for seed in opts.seeds:
+            # the baselines of one seed are one cohort: identical batches, one batched program
+            say(f"training baselines {', '.join(m.name for m in modes)} seed {seed} (at most {training.max_steps} steps)")
+            results = train_cells([(arch, mode, {}, seed) for mode in modes], aset, d_sae=int(sae.cfg.d_sae),
+                                  target_l0=target_l0, arch_overrides=arch_overrides, training=training)
+            for mode, res in zip(modes, results):
+                if isinstance(res, BaseException):
+                    raise res
+                controlled = controlled or "l0_control" in (res.convergence or {})
                 folder = Path(tmp) / f"{mode.name}-{seed}"
                 save_checkpoint(res.sae, folder, calibration_acts=eval_acts)
                 inference = load_checkpoint(folder)
@@ -219,8 +224,10 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                 base_scores[mode.name].append((scores, bool(res.converged)))
                 base_l0[mode.name].append(_final_l0(scores, res.l0_train))
 
-    # the L0 step of the rule: only for architectures whose sparsity targets an L0
-    l0_target = float(target_l0) if target_l0 is not None and targets_l0(arch.name, arch.sparsity_param) else None
+    # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
+    # whose baselines were steered to the user's L0 (training.match_l0)
+    l0_target = (float(target_l0) if target_l0 is not None
+                 and (controlled or targets_l0(arch.name, arch.sparsity_param)) else None)
     user_l0 = _final_l0(user_scores, math.nan)
     if not math.isfinite(user_l0):
         user_l0 = _measured_l0(sae, eval_acts)

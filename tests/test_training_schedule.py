@@ -288,9 +288,10 @@ def test_stored_curves_round_trip_and_are_what_the_rule_judged():
 @pytest.mark.slow
 def test_study_constant_mini_relu_converges_at_a_longer_budget_with_early_stop():
     """The same ReLU cell with a maximum of 10,000 steps: still improving at the study's 2,000
-    (recovery ~54% and rising), level -- loss, MSE and recovery -- at ~7,900 steps with ~90% of the
-    features recovered, where early stop ends it. (Gated recovers more slowly: still rising at
-    8,000 steps, too long for the test suite.)"""
+    (recovery rising), level -- loss, MSE and recovery -- well before 10,000 steps, where early stop
+    ends it. Its L1 coefficient is steered to the target L0 6 (training.match_l0): it then recovers
+    ~76% of the features (93% with its L1 left free at L0 ~3-4). (Gated recovers more slowly: still
+    rising at 8,000 steps, too long for the test suite.)"""
     from saebench_sanity.registry import get_registry
 
     aset = get_registry().get("activation_set", "study-constant-mini").build()
@@ -300,7 +301,8 @@ def test_study_constant_mini_relu_converges_at_a_longer_budget_with_early_stop()
                      arch_overrides={"l1_coefficient": 1.0}, mode_params={}, training=training, seed=0)
     info = res.convergence
     assert res.converged and info["state"] == LEVEL and info["stopped_early"] and 2_000 < res.steps < 10_000
-    assert res.recovery_curve[-1][1] > 0.8
+    assert res.recovery_curve[-1][1] > 0.6
+    assert abs(res.convergence["l0_control"]["final_l0"] - 6) <= 0.6  # matched within 10%
     # the prefix a 2,000-step budget would have judged: recovery still improving
     curves = {k: unpack_curve(v) for k, v in info["series"].items() if k in ("loss", "mse", "recovery")}
     at_2000, early = judge(curves, training, end_step=2_000)
