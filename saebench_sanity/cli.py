@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "suite's real half on the layer-24 set, ~30 min)")
     p.add_argument("--force", action="store_true", help="retrain and rescore cells that are already stored")
     p.add_argument("--metrics", type=_csv_list, metavar="A,B", help="only these metrics")
+    p.add_argument("--sets", type=_csv_list, metavar="A,B", help="only these activation sets of the suite (the cells "
+                   "keep their identity: a later run of the whole suite reuses them)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the config's run.output_dir)")
     p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="cells in parallel (process pool)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per process (default: torch's)")
@@ -161,6 +163,17 @@ def with_device(cfg, device: str | None, dtype: str | None):
     return cfg
 
 
+def only_sets(cfg, names: list[str]):
+    """``cfg`` narrowed to the activation sets ``names`` (``--sets``), each of which the suite must list."""
+    import dataclasses
+
+    unknown = [n for n in names if n not in cfg.sets]
+    if unknown:
+        raise SaebenchError(f"--sets: {', '.join(unknown)} not in this suite's sets ({', '.join(cfg.sets)}); "
+                            "pick from those or pass --config")
+    return dataclasses.replace(cfg, sets=tuple(n for n in cfg.sets if n in names))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
@@ -170,6 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(chosen) > 1:
         raise SaebenchError(f"{' and '.join(chosen)} each choose a suite; pass only one")
     cfg = with_device(load_config(args.config, args.quick, suite=args.suite), args.device, args.dtype)
+    if args.sets:
+        cfg = only_sets(cfg, args.sets)
     registry = get_registry()
     for problem in registry.problems:
         sys.stderr.write(f"warning: {problem}\n")

@@ -137,3 +137,15 @@ def test_suite_flag_names_an_embedded_suite_and_refuses_unknown_names_and_a_seco
     assert "unknown embedded suite 'nope'" in one_line_error(capsys, main(["run", "--suite", "nope"]))
     assert "only one" in one_line_error(capsys, main(["run", "--suite", "quick", "--quick"]))
 
+
+
+def test_run_sets_narrows_the_suite_and_refuses_foreign_sets(capsys, tmp_path):
+    from saebench_sanity.cli import main, only_sets
+    from saebench_sanity.config import embedded
+
+    cfg = only_sets(embedded("default"), ["study-constant-mini"])
+    assert cfg.sets == ("study-constant-mini",) and cfg.set_overrides == embedded("default").set_overrides
+    code = main(["run", "--quick", "--sets", "synth-zipf", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --sets: synth-zipf not in this suite's sets (synth-easy, study-variable-mini)")
+    assert not (tmp_path / "o").exists()
