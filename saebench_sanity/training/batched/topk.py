@@ -44,9 +44,10 @@ _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
 
 def use_sparse(d_in: int, d_sae: int, k_per_sample: float, dtype: torch.dtype, device: torch.device) -> bool:
     """The rule choosing the sparse step: CPU or CUDA, float32 / float64 (torch's sparse kernels
-    have no bfloat16 on CPU, no CSR on MPS) and at most a quarter of the latents kept. Measured at one CPU thread
-    (4-member cohort, per-member step, sparse vs dense): 32 x 96 k 3 equal; 32 x 256 k 4 1.1x;
-    32 x 1024 k 6 2.5x; 100 x 3200 k 20 1.7x; 576 x 1152 k 32 ~2x (benchmarks/test_bench_cohort.py)."""
+    have no bfloat16 on CPU, no CSR on MPS) and at most a quarter of the latents kept. One-off
+    measurement at one CPU thread (a 4-member TopK ``CohortProgram.step``, forced sparse vs dense,
+    per-member speed-up of sparse): 32 x 96 k 3 1.0x; 32 x 256 k 4 1.1x; 32 x 1024 k 6 1.9-2.5x;
+    100 x 3200 k 20 1.7x; 576 x 1152 k 32 ~2x. Never slower in what was measured."""
     if dtype not in (torch.float32, torch.float64) or torch.device(device).type not in ("cpu", "cuda"):
         return False
     return k_per_sample * 4 <= d_sae
@@ -129,8 +130,8 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     (NaN) or too many (e.g. BatchTopK's zeros), or the k-th value is tied, plain ``topk`` runs instead. Measured at one
     thread: [1024, 1152] k 32 8.4 -> 5.0 ms; BatchTopK [4, 294912] k 8192 8.7 -> 4.9 ms;
     [1, 16.8M] k 65536 213 -> 57 ms; slower for long rows ([1024, 16384] k 64: 46 -> 61 ms) and
-    tiny k, where plain ``topk`` is used (the rule below). Hand-written: torch has no faster
-    exact top-k on CPU."""
+    tiny k, where plain ``topk`` is used (the rule below; one-off measurements at one thread).
+    Hand-written: torch has no faster exact top-k on CPU."""
     R, N = v.shape
     if v.device.type != "cpu" or k < 16 or N < 8 * k or (R > 64 and N > 4096):
         return v.topk(k, dim=-1, sorted=False)
