@@ -71,9 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train and score the matrix of a suite, then print the leaderboard")
     p.add_argument("--config", metavar="FILE", help="run configuration TOML (default: the embedded default suite)")
     p.add_argument("--quick", action="store_true", help="the embedded quick suite (tiny, < 1 minute)")
-    p.add_argument("--suite", metavar="NAME", help="an embedded suite by name: default, quick, real-long "
-                   "(BatchTopK on real data at 2,500 steps, ~20 min), real-resid24 (the default "
-                   "suite's real half on the layer-24 set, ~30 min)")
+    p.add_argument("--suite", metavar="NAME", help="an embedded suite by name: default, quick, real-resid24 (the default "
+                   "suite's real half on the layer-24 set)")
     p.add_argument("--force", action="store_true", help="retrain and rescore cells that are already stored")
     p.add_argument("--metrics", type=_csv_list, metavar="A,B", help="only these metrics")
     p.add_argument("--sets", type=_csv_list, metavar="A,B", help="only these activation sets of the suite (the cells "

@@ -55,7 +55,7 @@ from typing import Any
 
 from saebench_sanity.errors import ConfigError
 
-EMBEDDED_SUITES = ("default", "quick", "real-long", "real-resid24")
+EMBEDDED_SUITES = ("default", "quick", "real-resid24")
 
 
 @dataclass(frozen=True)

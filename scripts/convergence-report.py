@@ -1,6 +1,6 @@
 """Per-cell UNDERTRAINED figures of a run folder, with a bootstrap interval of each estimate.
 
-    python scripts/convergence-report.py saebench-runs/real-long [--modes trained] [--draws 400]
+    python scripts/convergence-report.py saebench-runs/default [--modes trained] [--draws 400]
 
 For every trained cell of the run (its ``run.json`` cell keys, read from the checkpoints' stored
 loss curves) it prints the rule's verdict and ``rel_improvement`` (``training.convergence``,

@@ -132,7 +132,7 @@ def test_config_and_quick_together_is_an_error(tmp_path, capsys):
 def test_suite_flag_names_an_embedded_suite_and_refuses_unknown_names_and_a_second_choice(capsys):
     from saebench_sanity.harness.run import load_config
 
-    assert load_config(suite="real-long").name == "real-long"
+    assert load_config(suite="real-resid24").name == "real-resid24"
     assert load_config(suite="quick") == load_config(quick=True)
     assert "unknown embedded suite 'nope'" in one_line_error(capsys, main(["run", "--suite", "nope"]))
     assert "only one" in one_line_error(capsys, main(["run", "--suite", "quick", "--quick"]))

@@ -288,5 +288,5 @@ def test_verdict_config_validates_and_refuses_the_retired_n_sigma():
                       ({"min_seeds": 1}, "min_seeds"), ({"l0_tolerance": 0}, "l0_tolerance")):
         with pytest.raises(ConfigError, match=f"verdict.{name}"):
             config.from_dict({**base, "verdict": bad})
-    for suite in ("default", "quick", "real-long", "real-resid24"):
+    for suite in ("default", "quick", "real-resid24"):
         assert config.embedded(suite).verdict.confidence == 0.95
