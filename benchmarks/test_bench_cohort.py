@@ -41,7 +41,7 @@ BIG = (768, 16384, 1024, 64)
 def _one_thread():
     from saebench_sanity.training.engine import tune_allocator
 
-    tune_allocator()  # as train_cohort does in every training process (both paths run under it)
+    tune_allocator()  # as the harness does in every training process (both paths run under it)
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

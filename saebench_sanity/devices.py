@@ -74,4 +74,6 @@ def resolve_dtype(dtype: str, device: str, option: str = "dtype") -> Any:
     check_dtype_name(dtype, option)
     if dtype == "float64" and device.startswith("mps"):
         raise ConfigError(f"{option} = 'float64' is not supported on {device}; use float32 or bfloat16 there")
+    if dtype == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{option} = 'bfloat16' is not supported by {device}; use float32")
     return getattr(torch, dtype)

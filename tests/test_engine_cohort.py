@@ -239,7 +239,7 @@ def test_bad_device_and_dtype_are_config_errors():
     with pytest.raises(ConfigError, match="dtype"):
         train_cohort(members, DATA.train_batches(BATCH, SEED), TRAIN, dtype="int8")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA"):
+        with pytest.raises(ConfigError, match="'cuda' is not available on this machine"):
             train_cohort(members, DATA.train_batches(BATCH, SEED), TRAIN, device="cuda")
 
 

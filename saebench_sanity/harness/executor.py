@@ -312,8 +312,11 @@ def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = Fals
     """Run every cohort of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
     from saebench_sanity.devices import resolve_device
 
+    from saebench_sanity.training.engine import tune_allocator
+
     reporter = reporter or NullReporter()
     device = resolve_device(plan.config.device, "run.device")
+    tune_allocator()  # this process trains (jobs = 1); pool workers tune themselves
     store.clean_temporaries()  # leftovers of a killed run; nothing else writes here now
     write_run_manifest(plan, store)
     reporter.start(plan)
@@ -349,7 +352,10 @@ def _worker_init(cfg: Any, threads: int) -> None:
 
     from saebench_sanity.registry import get_registry
 
+    from saebench_sanity.training.engine import tune_allocator
+
     torch.set_num_threads(max(1, threads))
+    tune_allocator()
     registry = get_registry(refresh=True)  # plugins load in every worker process
     _WORKER.update(registry=registry, cache=_SetCache(registry, cfg))
 

@@ -160,39 +160,22 @@ def coefficient_scale(control: Any, name: str) -> float:
 
 
 def resolve_device(device: Any) -> "torch.device":
-    """``"cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) -> torch.device; ConfigError if
-    this machine cannot run it."""
+    """``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` (or a torch.device) -> torch.device;
+    ConfigError if this machine cannot run it (``saebench_sanity.devices``)."""
     import torch
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device = {device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device = {device!r} but CUDA is not available here; use cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device = {device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError(f"device = {device!r} but MPS is not available here; use cpu")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device = {device!r} is not supported; use cpu, cuda, cuda:N or mps")
-    return dev
+    from saebench_sanity.devices import resolve_device as resolve
+
+    return torch.device(resolve(str(device)))
 
 
 def resolve_dtype(dtype: Any, device: "torch.device") -> "torch.dtype":
-    """``float32 | float64 | bfloat16`` (string or torch.dtype) -> torch.dtype the device can train in."""
-    import torch
+    """``float32 | float64 | bfloat16`` (string or torch.dtype) -> the torch dtype ``device`` can
+    train in (``saebench_sanity.devices``)."""
+    from saebench_sanity.devices import resolve_dtype as resolve
 
-    names = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-    dt = names.get(dtype, dtype) if isinstance(dtype, str) else dtype
-    if dt not in names.values():
-        raise ConfigError(f"dtype = {dtype!r} is not supported; use float32, float64 or bfloat16")
-    if device.type == "mps" and dt is torch.float64:
-        raise ConfigError("dtype = float64 is not available on mps; use float32")
-    if device.type == "cuda" and dt is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"dtype = bfloat16 is not supported by {device}; use float32")
-    return dt
+    name = str(dtype).removeprefix("torch.")
+    return resolve(name, str(device))
 
 
 _ALLOCATOR_TUNED = False
@@ -205,8 +188,10 @@ def tune_allocator() -> None:
     mmap threshold each one comes back from the kernel as fresh pages, and the page faults cost
     ~7% of a 576 x 1152 cohort step and ~6x on a 50 MB ``zeros`` (one-off measurements with the
     torch profiler; the solo step's time did not change). Raising the mmap / trim thresholds (256 / 512 MB) makes them reuse heap memory.
-    Process-wide and permanent, so ``train_cohort`` calls it once: a training worker's resident
-    memory then stays at its peak instead of shrinking between steps."""
+    Process-wide and permanent, so only processes the suite owns call it (the harness's
+    ``execute`` and its pool workers), never ``train_cohort`` itself: a library user's process
+    keeps glibc's defaults. A training worker's resident memory then stays at its peak instead of
+    shrinking between steps."""
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return
@@ -654,7 +639,6 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
     dt = resolve_dtype(dtype, dev)
     if not members:
         return []
-    tune_allocator()
     d_ins = {int(m.sae.cfg.d_in) for m in members}
     if len(d_ins) != 1:
         raise ConfigError(f"train_cohort: members have different d_in {sorted(d_ins)}; a cohort shares its batches")
