@@ -48,24 +48,7 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-class _GaussianSet:
-    """Anisotropic Gaussian activations ``[n, d_in]`` with a mean offset (shape of a residual stream)."""
-
-    name = "bench-gaussian"
-
-    def __init__(self, d_in: int) -> None:
-        self.d_in = d_in
-        g = torch.Generator().manual_seed(0)
-        self.scale = torch.rand(d_in, generator=g) * 2
-        self.offset = torch.randn(d_in, generator=g)
-
-    def train_batches(self, batch_size, seed):
-        g = torch.Generator().manual_seed(seed)
-        while True:
-            yield torch.randn(batch_size, self.d_in, generator=g) * self.scale + self.offset
-
-    def sample_activations(self, n, seed=0):
-        return next(self.train_batches(n, seed + 7919))
+from _bench_data import GaussianSet  # noqa: E402
 
 
 def _training(batch: int) -> TrainingConfig:
@@ -131,7 +114,7 @@ def test_bench_cohort_member_step(benchmark, arch, size):
 
     d_in, d_sae, batch, k = SIZES[size]
     benchmark.group = f"cohort {arch} {size} d_in={d_in} d_sae={d_sae} batch={batch} k={k}"
-    data, training = _GaussianSet(d_in), _training(batch)
+    data, training = GaussianSet(d_in), _training(batch)
     x = next(data.train_batches(batch, 1))
     step = _program(arch, COHORT, data, d_sae, k, training)
     cells = []
@@ -157,7 +140,7 @@ def test_bench_cell_trainer_step(benchmark, arch):
 
     d_in, d_sae, batch, k = SIZES["real"]
     benchmark.group = f"cohort {arch} real d_in={d_in} d_sae={d_sae} batch={batch} k={k}"
-    data, training = _GaussianSet(d_in), _training(batch)
+    data, training = GaussianSet(d_in), _training(batch)
     x = next(data.train_batches(batch, 1))
     sae, mode_obj, _ = _build(arch, "trained", data, d_sae, k, training)
     cell = CellTrainer(sae, mode_obj, training, total_steps=training.steps, set_name=data.name)
@@ -175,7 +158,7 @@ def test_bench_big_sparse_step(benchmark, arch):
 
     d_in, d_sae, batch, k = BIG
     benchmark.group = f"sparse step {arch} d_in={d_in} d_sae={d_sae} batch={batch} k={k}"
-    data, training = _GaussianSet(d_in), _training(batch)
+    data, training = GaussianSet(d_in), _training(batch)
     x = next(data.train_batches(batch, 1))
     step = _program(arch, ("trained",), data, d_sae, k, training)
     spec = ARCHS[arch]

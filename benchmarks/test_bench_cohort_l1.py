@@ -36,27 +36,10 @@ COHORT = ("trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder")
 TRAINING = TrainingConfig(steps=STEPS, batch_size=BATCH, lr=3e-3, curve_every=STEPS, n_init_samples=2048)
 
 
-class _ResidLike:
-    """Anisotropic Gaussian activations ``[n, 576]`` with a mean offset (shape of a residual stream)."""
-
-    name = "bench-resid-like"
-    d_in = D_IN
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.scale = torch.rand(D_IN, generator=g) * 2
-        self.offset = torch.randn(D_IN, generator=g)
-
-    def train_batches(self, batch_size, seed):
-        g = torch.Generator().manual_seed(seed)
-        while True:
-            yield torch.randn(batch_size, D_IN, generator=g) * self.scale + self.offset
-
-    def sample_activations(self, n, seed=0):
-        return next(self.train_batches(n, seed + 7919))
+from _bench_data import GaussianSet  # noqa: E402
 
 
-DATA = _ResidLike()
+DATA = GaussianSet(D_IN, "bench-resid-like")
 BATCHES = list(itertools.islice(DATA.train_batches(BATCH, 1), STEPS))
 
 

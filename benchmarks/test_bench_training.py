@@ -28,27 +28,10 @@ MODE_SPECS = {m.name: m for m in MODES}
 TRAINING = TrainingConfig(steps=1000, batch_size=BATCH, lr=3e-4, n_init_samples=2048)
 
 
-class _GaussianSet:
-    """Anisotropic Gaussian activations ``[n, 768]`` with a mean offset (shape of a residual stream)."""
-
-    name = "bench-gaussian"
-    d_in = D_IN
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.scale = torch.rand(D_IN, generator=g) * 2
-        self.offset = torch.randn(D_IN, generator=g)
-
-    def train_batches(self, batch_size, seed):
-        g = torch.Generator().manual_seed(seed)
-        while True:
-            yield torch.randn(batch_size, D_IN, generator=g) * self.scale + self.offset
-
-    def sample_activations(self, n, seed=0):
-        return next(self.train_batches(n, seed + 7919))
+from _bench_data import GaussianSet  # noqa: E402
 
 
-DATA = _GaussianSet()
+DATA = GaussianSet(D_IN)
 BATCH_X = next(DATA.train_batches(BATCH, 1))
 
 

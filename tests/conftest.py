@@ -165,3 +165,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def tiny_store_env(base: Path):
+    """``(base, (model, tokenizer, info), StoreConfig)``: a tiny random Llama saved under ``base``,
+    a 12-file corpus of CPython docs topics, and a store config that harvests 60 + 8 contexts of 16
+    tokens from its layer-1 residual stream (the activation-store tests' fixture)."""
+    from pydoc_data.topics import topics
+
+    from saebench_sanity.activations import store as st
+    from saebench_sanity.models.loading import load_causal_lm
+    from saebench_sanity.models.tiny import save_tiny_llama
+
+    bundle = load_causal_lm(save_tiny_llama(base / "tiny", hidden=16, layers=2))
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for i, k in enumerate(sorted(topics)[:12]):
+        (corpus / f"{i:02d}.txt").write_text(topics[k])
+    cfg = st.StoreConfig(model=str(base / "tiny"), hook_point="resid_post.1", corpus=str(corpus), context_len=16,
+                         n_train_contexts=60, n_eval_contexts=8, contexts_per_shard=16, batch_size=8)
+    return base, bundle, cfg

@@ -24,24 +24,14 @@ from saebench_sanity.activations import fingerprint as fp  # noqa: E402
 from saebench_sanity.activations import store as st  # noqa: E402
 from saebench_sanity.models import hook_points  # noqa: E402
 from saebench_sanity.models.loading import load_causal_lm  # noqa: E402
-from saebench_sanity.models.tiny import save_tiny_llama  # noqa: E402
+from conftest import tiny_store_env  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("identity")
-    bundle = load_causal_lm(save_tiny_llama(base / "tiny", hidden=16, layers=2))
-    corpus = base / "corpus"
-    corpus.mkdir()
-    from pydoc_data.topics import topics
-
-    for i, k in enumerate(sorted(topics)[:12]):
-        (corpus / f"{i:02d}.txt").write_text(topics[k])
-    cfg = st.StoreConfig(model=str(base / "tiny"), hook_point="resid_post.1", corpus=str(corpus), context_len=16,
-                         n_train_contexts=60, n_eval_contexts=8, contexts_per_shard=16, batch_size=8)
-    return base, bundle, cfg
+    return tiny_store_env(tmp_path_factory.mktemp("identity"))
 
 
 def _build(env, root, name="tiny-set", bundle=None, **over):
