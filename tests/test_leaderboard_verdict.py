@@ -290,3 +290,28 @@ def test_verdict_config_validates_and_refuses_the_retired_n_sigma():
             config.from_dict({**base, "verdict": bad})
     for suite in ("default", "quick", "real-resid24"):
         assert config.embedded(suite).verdict.confidence == 0.95
+
+
+def test_fails_supported_by_a_settled_baseline_stands_when_another_is_unsettled():
+    """A converged baseline that is already as good is final: the trained SAE fails whatever a
+    still-improving baseline would do. BEATS (or INCONCLUSIVE) must wait for every baseline."""
+    from saebench_sanity.leaderboard.verdict import FAILS, UNDERTRAINED, L0_NOT_MATCHED, Stats, judge
+
+    trained = Stats.of([0.80, 0.81, 0.79])
+    as_good = Stats.of([0.82, 0.83, 0.81])             # converged, better: supports FAILS
+    weak_improving = Stats.of([0.50, 0.52, 0.51], [True, False, True])
+    assert judge(trained, {"a": as_good, "b": weak_improving}, "higher", 0.01).label == FAILS
+    # the same FAILS supported only by the unconverged baseline waits
+    assert judge(trained, {"a": Stats.of([0.82, 0.83, 0.81], [False, True, True]),
+                           "b": Stats.of([0.5, 0.52, 0.51])}, "higher", 0.01).label == UNDERTRAINED
+    # BEATS the settled baseline, an unsettled one remains: no verdict
+    assert judge(trained, {"a": Stats.of([0.5, 0.52, 0.51]), "b": weak_improving}, "higher", 0.01).label == UNDERTRAINED
+    # the trained SAE itself unconverged: never judged
+    assert judge(Stats.of([0.8, 0.81, 0.79], [False, True, True]), {"a": as_good}, "higher", 0.01).label == UNDERTRAINED
+    # L0: a settled, L0-matched baseline supports FAILS although another misses the target L0
+    l0 = dict(target_l0=32.0)
+    t = Stats.of([0.80, 0.81, 0.79], l0=32.0)
+    good = Stats.of([0.82, 0.83, 0.81], l0=31.0)
+    off = Stats.of([0.5, 0.52, 0.51], l0=60.0)
+    assert judge(t, {"a": good, "b": off}, "higher", 0.01, **l0).label == FAILS
+    assert judge(t, {"a": Stats.of([0.5, 0.52, 0.51], l0=31.0), "b": off}, "higher", 0.01, **l0).label == L0_NOT_MATCHED

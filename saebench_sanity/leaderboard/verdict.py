@@ -32,13 +32,16 @@ Labels, first that applies:
 1. ``NO DATA``        no trained value, no baseline, or a baseline without values;
 2. ``SEEDS``          fewer than ``min_seeds`` seeds on the trained side or some baseline: no interval
                       worth the name, no verdict;
-3. ``UNDERTRAINED``   some seed of the trained cell or of a baseline did not converge (records'
+3. ``UNDERTRAINED``   some seed of the trained cell, or of a baseline, did not converge (records'
                       ``training.converged``): no verdict, train longer. The rest of the rule applied
                       anyway gives the comparison *at equal budget*, shown in brackets;
-4. ``L0 NOT MATCHED`` the cell targets an L0 (only architectures whose sparsity knob targets L0,
-                      ``architectures.sparsity.targets_l0``) and the trained SAE's or a baseline's
-                      final L0 is unknown or outside ``target * (1 ± l0_tolerance)``: the sides are
-                      not compared at equal sparsity, no verdict;
+4. ``L0 NOT MATCHED`` the cell targets an L0 (its training steered it there, or its architecture's
+                      sparsity knob targets one, ``architectures.sparsity.targets_l0``) and the
+                      trained SAE's or a baseline's final L0 is unknown or outside
+                      ``target * (1 ± l0_tolerance)``: not compared at equal sparsity, no verdict.
+                      One exception to 3 and 4 for baselines: a FAILS that a *settled* baseline
+                      (converged, L0 matched) supports on its own (Holm rejects it) stands even when
+                      another baseline is unsettled: the settled one is final and already as good;
 5. ``AT CHANCE``      the score has a chance level / floor ``c`` and the trained SAE's and every
                       baseline's one-sided-bound interval ``mean ± t(confidence; n-1) * sd/sqrt(n)``
                       lies within ``[c - m, c + m]`` (an equivalence test, TOST, per side; all sides
@@ -294,13 +297,27 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
     else:
         key = min(comps.values(), key=lambda c: (c.d, c.baseline))
     base = dict(baseline=key.baseline, diff=key.d, lower=key.lower, upper=key.upper, comparisons=comps, fails_vs=fails_vs)
-    if require_converged and not (trained.converged and all(b.converged for b in baselines.values())):
+    if require_converged and not trained.converged:
         return Verdict(UNDERTRAINED, **base)
-    if target_l0 is not None and not (l0_matched(trained.l0, target_l0, l0_tolerance)
-                                      and all(l0_matched(b.l0, target_l0, l0_tolerance) for b in baselines.values())):
+    if target_l0 is not None and not l0_matched(trained.l0, target_l0, l0_tolerance):
         return Verdict(L0_NOT_MATCHED, **base)
+
+    def settled(s: Stats) -> bool:
+        return (s.converged or not require_converged) and (target_l0 is None or l0_matched(s.l0, target_l0, l0_tolerance))
+
+    unsettled = [b for b, s in baselines.items() if not settled(s)]
+    if unsettled:
+        # A FAILS that a settled baseline supports on its own stands: that baseline is final and
+        # already as good, whatever the unsettled ones would do. Anything else waits for them.
+        support = [b for b in fails_vs if b not in unsettled]
+        if label != FAILS or not support:
+            first = UNDERTRAINED if any(require_converged and not baselines[b].converged for b in unsettled) else L0_NOT_MATCHED
+            return Verdict(first, **base)
+        at_chance_sides = [baselines[b] for b in support]
+    else:
+        at_chance_sides = list(baselines.values())
     if chance is not None and _side_at_chance(trained, chance, min_effect, confidence, fixed_trained) and all(
-            _side_at_chance(b, chance, min_effect, confidence) for b in baselines.values()):
+            _side_at_chance(b, chance, min_effect, confidence) for b in at_chance_sides):
         return Verdict(AT_CHANCE, **base)
     return Verdict(label, **base)
 
@@ -397,8 +414,9 @@ def rule_text(rule: Rule, baselines: Sequence[str] = (), references: Sequence[st
         f"Verdicts, first that applies: NO DATA (missing values); SEEDS (fewer than {rule.min_seeds} seeds on a "
         "side: no verdict); UNDERTRAINED (a seed of the trained cell or of a baseline still improving at the end "
         "of training (saebench_sanity/training/convergence.py): not judged, train longer); "
-        f"L0 NOT MATCHED (the architecture targets an L0 and the trained SAE's or a baseline's final L0 is outside "
-        f"±{100 * rule.l0_tolerance:g}% of the target: not compared at equal sparsity); "
+        f"L0 NOT MATCHED (the cell targets an L0 and the trained SAE's or a baseline's final L0 is outside "
+        f"±{100 * rule.l0_tolerance:g}% of the target: not compared at equal sparsity); except that a FAILS "
+        "supported by a settled baseline (converged, L0 matched) stands when another baseline is unsettled; "
         f"AT CHANCE (the score has a chance level or floor c and every side's mean, ± t({conf}; n-1) sd/sqrt(n), "
         "lies within min_effect of c: the metric separates nothing here); "
         "BEATS (lower_b > min_effect for every baseline: an intersection-union test, no correction needed); "
