@@ -77,3 +77,21 @@ def test_a_diverging_member_is_a_data_error_naming_the_step(fake_registry):
     diverged = [r for r in out if isinstance(r, DataError)]
     assert diverged, out
     assert "diverged" in str(diverged[0]) and "at step" in str(diverged[0])
+
+
+def test_batchtopk_members_serve_their_k_after_an_early_stop(fake_registry):
+    """The inference threshold is the moving average's fixed point at the final weights (not the
+    lagging average itself), for runs long enough that sae-lens would not call it stale."""
+    import copy
+
+    from saebench_sanity.architectures.batchtopk import calibrate_threshold
+
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    training = dataclasses.replace(TRAINING, max_steps=500, early_stop=False)
+    ms = [m for m in members(fake_registry, "batchtopk") if m[1].trains]
+    out = train_cells(ms, aset, d_sae=16, target_l0=2, arch_overrides={}, training=training)
+    sample = aset.sample_activations(training.n_init_samples, seed=0)
+    for res in out:
+        probe = copy.deepcopy(res.sae)
+        want = calibrate_threshold(probe, sample, training.batch_size)
+        assert float(res.sae.topk_threshold) == pytest.approx(want, rel=1e-6)
