@@ -89,3 +89,16 @@ class BatchedArch(Protocol):
         """Copy member i's slice of every stacked parameter / state back into ``saes[i]`` (in the
         sae's own dtype and device)."""
         ...
+
+
+def copy_params_into(p: "dict[str, Tensor]", saes: list, names: "tuple[str, ...]") -> None:
+    """Copy member ``i``'s slice of every stacked parameter ``p[name]`` ``[M, ...]`` into
+    ``saes[i]``'s sae-lens parameter of that name, in the SAE's own dtype and device (the shared
+    part of every ``BatchedArch.write_back``)."""
+    import torch
+
+    with torch.no_grad():
+        for i, sae in enumerate(saes):
+            for name in names:
+                dst = getattr(sae, name)
+                dst.data.copy_(p[name][i].detach().to(dtype=dst.dtype, device=dst.device))

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from saebench_sanity.errors import ConfigError
-from saebench_sanity.training.batched.base import BatchedOut, StepCtx
+from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
 
 _SUPPORTED_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -188,11 +188,7 @@ class _PenaltyBatched:
         """Nothing: these classes keep no running state (JumpReLU's threshold clamp happens in ``loss``)."""
 
     def write_back(self, p: dict[str, Tensor], state: dict[str, Tensor], saes: list[Any]) -> None:
-        with torch.no_grad():
-            for i, sae in enumerate(saes):
-                for name in self.param_names:
-                    dst = getattr(sae, name)
-                    dst.data.copy_(p[name][i].detach().to(dtype=dst.dtype, device=dst.device))
+        copy_params_into(p, saes, self.param_names)
 
     def loss(self, p: dict[str, Tensor], x: Tensor, state: dict[str, Tensor], ctx: StepCtx) -> BatchedOut:
         """See ``base.BatchedArch.loss``: ``p[name]`` ``[M, ...]``, ``x`` ``[B, d_in]``; returns ``[M]``

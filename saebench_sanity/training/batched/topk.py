@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saebench_sanity.training.batched.base import BatchedOut, StepCtx
+from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
 
 #: sae-lens config values this math reproduces; any other value sends the member to the solo path.
 _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
@@ -314,14 +314,11 @@ class _TopKFamily:
         """No-op: BatchTopK's threshold EMA runs inside ``loss`` (under ``no_grad``)."""
 
     def write_back(self, p: dict[str, Tensor], state: dict[str, Tensor], saes: list[Any]) -> None:
-        with torch.no_grad():
+        copy_params_into(p, saes, self.param_names)
+        if self.batch_topk:
             for i, sae in enumerate(saes):
-                for name in self.param_names:
-                    param = getattr(sae, name)
-                    param.data.copy_(p[name][i].to(device=param.device, dtype=param.dtype))
-                if self.batch_topk:
-                    sae.topk_threshold = state["topk_threshold"][i].detach().to(
-                        device=sae.topk_threshold.device, dtype=sae.topk_threshold.dtype).clone()
+                sae.topk_threshold = state["topk_threshold"][i].detach().to(
+                    device=sae.topk_threshold.device, dtype=sae.topk_threshold.dtype).clone()
 
     # -- math ---------------------------------------------------------------------------------------
     def _select(self, score: Tensor, state: dict[str, Tensor]) -> tuple[_Sel, Tensor]:
