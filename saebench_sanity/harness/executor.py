@@ -146,7 +146,7 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
             continue
         info = _train_info(cell, result)
         reporter.phase(cell, "saving")
-        store.write_checkpoint(cell.key, lambda path, r=result: save_checkpoint(r.sae, path, batch_size=cell.training.batch_size), info)
+        store.write_checkpoint(cell.key, lambda path, r=result, c=cell: save_checkpoint(r.sae, path, batch_size=c.training.batch_size), info)
         store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
         infos[cell.key] = info
     return infos
