@@ -121,7 +121,7 @@ def test_markdown_has_command_chance_verdicts_notes_and_rule(tmp_path):
     assert "| topk   | 3           | 11 / 3.0  | 11 / 3.0         | 11 / 3.0         | 0 / 3.0     |" in md
     assert "| relu   | —           | 11 / 3.0" in md
     assert "skipped on `toy`: needs ground_truth" in md and "toy/gated/trained/s0` failed: RuntimeError: boom" in md
-    assert "![toy](toy/toy.png)" in md
+    assert "![toy: trained vs best baseline](toy/toy.png)" in md and "(toy/toy-modes.png)" in md
     assert md.rstrip().endswith("Read every score against its chance level.") and "false BEATS" in md
     payload = json.loads(out.json)
     assert payload["command"] == "saebench leaderboard --results res --out lb --name toy"

@@ -20,7 +20,7 @@ METRICS = [
         params={"tasks": ["code_language", "name_language", "doc_topic", "city_continent"],
                 "k_values": [1, 2, 5], "ctx_len": 48, "seed": 0},
         scores={
-            "top1": ScoreInfo(direction="higher", chance=0.5, definition=_PROBE.format(k=1)),
+            "top1": ScoreInfo(direction="higher", chance=0.5, headline="sparse probing top-1", definition=_PROBE.format(k=1)),
             "top2": ScoreInfo(direction="higher", chance=0.5, definition=_PROBE.format(k=2)),
             "top5": ScoreInfo(direction="higher", chance=0.5, definition=_PROBE.format(k=5)),
             "full_probe": ScoreInfo(direction=None, chance=0.5,
@@ -36,7 +36,7 @@ METRICS = [
         params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 4, "n_activating": 3,
                 "n_random": 3, "ctx_len": 16, "n_contexts": 512, "seed": 0, "detection": "auto"},
         scores={
-            "score": ScoreInfo(direction="higher", chance=0.5,
+            "score": ScoreInfo(direction="higher", chance=0.5, headline="AutoInterp",
                                definition="SAEBench/delphi detection: mean over sampled live latents of the judge's balanced accuracy "
                                           "on activating vs non-activating held-out contexts; the judge (params.judge) is part of the result identity"),
             "parse_failure_rate": ScoreInfo(direction=None, chance=None,
@@ -56,7 +56,7 @@ METRICS = [
             "isolation": ScoreInfo(direction="higher", chance=1.0,
                                    definition="SAEBench RAVEL isolation: fraction of edits that leave the other attribute's answer unchanged "
                                               "(a no-op edit scores 1.0)"),
-            "score": ScoreInfo(direction="higher", chance=0.5,
+            "score": ScoreInfo(direction="higher", chance=0.5, headline="RAVEL",
                                definition="mean of cause and isolation (study); floor 0.5 = an SAE whose edits do nothing "
                                           "(study: a collapsed baseline scores 0.485)"),
         },

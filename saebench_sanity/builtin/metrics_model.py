@@ -15,7 +15,7 @@ METRICS = [
         factory="saebench_sanity.metrics.loss_recovered:loss_recovered_scores",
         scores={
             "loss_recovered": ScoreInfo(
-                direction="higher", chance=0.0,
+                direction="higher", chance=0.0, headline="loss recovered",
                 definition="zero-ablation reference, SAEBench core ce_loss_score: (CE_zero_ablation - CE_sae) / (CE_zero_ablation - CE_clean)"),
             "loss_recovered_mean_ablation": ScoreInfo(
                 direction="higher", chance=0.0,

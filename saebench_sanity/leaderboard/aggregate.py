@@ -13,12 +13,11 @@ import pandas as pd
 
 from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.architectures.sparsity import targets_l0
-from saebench_sanity.errors import DataError
-from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.leaderboard import verdict as V
+from saebench_sanity.leaderboard.headline import headline_of
 
 LONG_COLUMNS = ["set", "arch", "mode", "seed", "is_baseline", "trains", "converged", "metric", "score",
-                "value", "direction", "chance", "min_effect", "order"]
+                "value", "direction", "chance", "min_effect", "headline", "headline_priority", "order"]
 CELL_COLUMNS = ["set", "arch", "mode", "seed", "steps", "l0_train", "target_l0"]
 #: the score whose per-seed mean is a mode's final L0 (else the training's ``l0_train``)
 L0_SCORE = ("reconstruction", "l0")
@@ -41,6 +40,8 @@ class Collected:
     metric_params: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: metric name -> {stable_hash(params): the judge identities its records name (``details.judge``)}
     judges: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: cells the run planned that have no record (``set/arch/mode/sSEED``): the board is partial
+    missing: list[str] = field(default_factory=list)
     #: one row per ok cell: steps used, the training's final L0, the L0 target (CELL_COLUMNS)
     cells: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CELL_COLUMNS))
     confidence: float = V.DEFAULT_CONFIDENCE
@@ -88,14 +89,10 @@ def _ordered(values: list[str]) -> list[str]:
 def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(run.json contents or {}, result records)`` of a results directory: the records of its
     last run's cells when ``run.json`` lists them, else every record."""
-    store = ResultStore(results_dir)
-    if not store.results.is_dir():
-        raise DataError(f"no results under {str(results_dir)!r}; run `saebench run` first or pass --results DIR")
-    run = store.load_run() or {}
-    cell_keys = run.get("cell_keys")
-    if cell_keys is None:
-        return run, store.iter_results()
-    return run, [rec for rec in (store.load_result(key) for key in cell_keys) if rec is not None]
+    from saebench_sanity.leaderboard import inputs
+
+    run, records, _ = inputs.load(results_dir)  # strict: an empty or corrupted folder is a DataError
+    return run, records
 
 
 def collect(results_dir: str | Path, *, min_effect: float | None = None, confidence: float | None = None,
@@ -123,6 +120,11 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
     config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if only is None or s in only]
     config_archs = list((run.get("config") or {}).get("architectures") or [])
     metric_rank = {k.split(":")[0]: i for i, k in enumerate(run.get("metric_keys") or [])}
+    missing = []
+    if len(records) < len(run.get("cell_keys") or []):
+        from saebench_sanity.leaderboard.inputs import missing_cells
+
+        missing = [m for m in missing_cells(run, records) if only is None or "/" not in m or m.split("/")[0] in only]
     if only is not None:
         records = [rec for rec in records if (rec.get("cell") or {}).get("set") in only]
 
@@ -171,12 +173,14 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
             mname = entry.get("name", mkey.split(":")[0])
             for score, value in sorted((entry.get("scores") or {}).items()):
                 info = infos.get(score) or {}
+                headline, headline_priority = headline_of(mname, score, info)
                 rows.append({
                     "set": cell["set"], "arch": cell["arch"], "mode": cell["mode"], "seed": int(cell["seed"]),
                     "is_baseline": bool(cell.get("is_baseline")), "trains": bool(cell.get("trains", True)),
                     "converged": converged, "metric": entry.get("name", mkey.split(":")[0]), "score": score,
                     "value": value if value is not None else math.nan,
                     "direction": info.get("direction"), "chance": info.get("chance"), "min_effect": info.get("min_effect"),
+                    "headline": headline, "headline_priority": headline_priority,
                     # display order: architectures and metrics as configured, scores as declared
                     "order": (arch_rank(cell["arch"]), metric_rank.get(mname, len(metric_rank)), mname,
                               score_rank.get(score, len(score_rank)), score),
@@ -187,7 +191,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                      baselines=_ordered(baselines), references=_ordered(references),
                      sets=[s for s in _ordered(sets) if s],
                      skipped=sorted((s, m, r) for (s, m), r in skipped.items()),
-                     failed=sorted(failed), metric_errors=sorted(metric_errors),
+                     failed=sorted(failed), metric_errors=sorted(metric_errors), missing=missing,
                      metric_params={m: metric_params[m] for m in sorted(metric_params, key=lambda m: metric_rank.get(m, len(metric_rank)))},
                      judges={m: {p: sorted(ids) for p, ids in by.items()} for m, by in judges.items()})
 
@@ -252,7 +256,8 @@ def summary(col: Collected) -> pd.DataFrame:
         kw = dict(min_seeds=rule.min_seeds, chance=chance, target_l0=target, l0_tolerance=rule.l0_tolerance)
         v = V.judge(trained, base_stats, direction, min_eff, rule.confidence, **kw)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,
-                               "direction": direction, "chance": chance, "min_effect": min_eff, "target_l0": target}
+                               "direction": direction, "chance": chance, "min_effect": min_eff, "target_l0": target,
+                               "headline": first["headline"] or None, "headline_priority": int(first["headline_priority"])}
         for mode in col.modes:
             s = stats[mode]
             info = training.get((set_name, arch, mode), {})

@@ -17,6 +17,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from saebench_sanity.harness.store import atomic_write_text
+from saebench_sanity.leaderboard import headline as H
 from saebench_sanity.leaderboard import verdict as V
 from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.leaderboard.aggregate import Collected, summary
@@ -157,26 +158,60 @@ class Rendered:
     table: pd.DataFrame
 
 
+def headline_section(rows: list[dict[str, Any]], set_name: str, name: str) -> list[str]:
+    """Markdown of one set's headline table (``rows``: the board's JSON rows), its verdict plot
+    and which recorded score fills each column."""
+    cols, table_rows = H.table(rows, set_name)
+    if not cols:
+        return ["No headline score recorded for this set (see the full table).", ""]
+    n_fail = sum(r.fails for r in table_rows)
+    lines = [f"{len(table_rows)} SAEs; {n_fail} fail to beat a random baseline on some score.", ""]
+    body = [[r.arch, *[r.cells[c.title].text for c in cols], ", ".join(r.fails_on) or "—"] for r in table_rows]
+    body = [[f"**{cell}**" if cell.startswith(H.MARK[V.FAILS]) else cell for cell in line] for line in body]
+    lines.append(tabulate(body, headers=["SAE", *[f"{c.title} {ARROW.get(c.direction, '')}".strip() for c in cols],
+                                         "fails on"], tablefmt="github", disable_numparse=True))
+    lines += ["", f"![{set_name}: trained vs best baseline]({name}/{set_name}.png)", "",
+              "Columns: " + "; ".join(f"{c.title} = `{c.metric}.{c.score}`" for c in cols) + ".", ""]
+    return lines
+
+
 def render(col: Collected, *, name: str, results: str, out: str, family: str | None = None) -> Rendered:
     """Text of the three leaderboard files for the collected results (``family``: the set family
-    they were filtered to, named in the regenerate command)."""
+    they were filtered to, named in the regenerate command). A pure function of ``col``."""
     table = summary(col)
     cmd = command_line(results, out, name, family)
     rule = V.rule_text(col.rule, col.baselines, col.references)
+    records = [{k: _round(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
+    marks = ", ".join(f"{H.MARK[lab]} {lab}" for lab in V.VERDICTS if H.MARK.get(lab))
     md: list[str] = [f"# Leaderboard: {name}", "",
                      f"Regenerate the table with `{cmd}` (`--check` verifies this file is current); "
                      f"re-run the suite that produced the results with `{_producer(results)}`.", ""]
-    md.append("Does each trained SAE beat its random baselines on the same data? Per activation set: a table "
-              "of steps used / final L0 per mode (mean over seeds; the target L0 where the architecture aims "
-              "at one), then one row per (architecture, score). Columns: the score's chance level or floor, "
-              "every training mode as mean ± sd over seeds, the closest baseline (for FAILS: the one shown as "
-              "good or better), d (trained advantage over it) and its one-sided bounds [lower, upper] "
-              f"(lower at {col.confidence:g}, upper Holm-adjusted), and the verdict (rule at the end). "
-              "The CSV and JSON add d, se, df and bounds against every baseline.")
+    md.append("Does each trained SAE beat its random baselines on the same data? The headline table answers "
+              "it per activation set: one row per SAE (architecture), one column per headline score, each cell "
+              "the trained SAE's score (mean over seeds) vs the closest random baseline's (for FAILS: one shown "
+              "as good or better) and the verdict; the last column names every score on which the SAE FAILS. "
+              f"Marks: {marks}; an UNDERTRAINED cell shows in brackets what it would read at equal budget. "
+              "Full scores follow; the same boards, sortable and filterable: [index.html](index.html).")
     md.append("")
+    if col.missing:
+        md += [f"**Partial results**: {len(col.missing)} planned cell(s) have no record, so some cells read NO DATA "
+               f"or rest on fewer seeds: {', '.join(col.missing)}.", ""]
+    md += ["## Headline", ""]
+    for set_name in col.sets:
+        md += [f"### {set_name}", ""]
+        part = [r for r in records if r.get("set") == set_name]
+        md += headline_section(records, set_name, name) if part else ["No scores recorded for this set.", ""]
+    md += ["## Full scores", "",
+           "Per activation set: steps used / final L0 per mode (mean over seeds; the target L0 where the "
+           "architecture aims at one), then one row per (architecture, score with a direction). Columns: the "
+           "score's chance level or floor, every training mode as mean ± sd over seeds († some seed did not "
+           "converge), the closest baseline, d (trained advantage over it) and its one-sided bounds [lower, upper] "
+           f"(lower at {col.confidence:g}, upper Holm-adjusted), and the verdict (rule at the end). Descriptive "
+           f"scores (no direction: L0, CE values, outlier shares, parse failures) are in {name}.csv and {name}.json "
+           "only, which also add d, se, df and bounds against every baseline.", ""]
     for set_name in col.sets:
         part = table[table["set"] == set_name] if not table.empty else table
-        md.append(f"## {set_name}")
+        md.append(f"### {set_name}")
         md.append("")
         if part.empty:
             md.append("No scores recorded for this set.")
@@ -192,8 +227,6 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
                      + ", ".join(f"{lab} {int(budget[lab])}" for lab in V.VERDICTS if lab in budget) + ".")
         md.append(line)
         md.append("")
-        md.append(f"![{set_name}]({name}/{set_name}.png)")
-        md.append("")
         md.append("Steps used / final L0:")
         md.append("")
         md.append(training_table(col, set_name, list(part["arch"].drop_duplicates())))
@@ -201,6 +234,8 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
         headers = ["arch", "score", "chance", *col.modes, "baseline", "d", "bounds", "verdict"]
         rows = []
         for label, (_, r) in zip(score_labels(part), part.iterrows()):
+            if not isinstance(r["direction"], str):
+                continue  # descriptive: CSV / JSON only
             verdict = r["verdict"]
             if verdict == V.UNDERTRAINED:
                 verdict = f"{verdict} [{r['at_budget']}]"
@@ -208,7 +243,10 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
                          *[fmt_stats(r, m) for m in col.modes],
                          name_or_dash(r["baseline"]), fmt(r["diff"]), fmt_bounds(r["lower"], r["upper"]),
                          f"**{verdict}**" if r["verdict"] == V.FAILS else verdict])
-        md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+        if rows:
+            md.append(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+            md.append("")
+        md.append(f"![{set_name}: every mode]({name}/{set_name}-modes.png)")
         md.append("")
     settings = settings_lines(col)
     if settings:
@@ -220,13 +258,14 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
         notes.append(f"- cell `{label}` failed: {error}")
     for label, metric, error in col.metric_errors:
         notes.append(f"- metric `{metric}` errored on `{label}`: {error}")
+    for label in col.missing:
+        notes.append(f"- cell `{label}` has no record (the run did not finish it)")
     if notes:
         md += ["## Notes", "", *notes, ""]
     md += ["---", "", rule, ""]
 
     csv_df = table.copy()
     csv_text = csv_df.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    records = [{k: _round(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
     payload = {
         "name": name, "command": cmd, "rule": rule, "min_effect": col.min_effect, "confidence": col.confidence,
         "min_seeds": col.min_seeds, "l0_tolerance": col.l0_tolerance,
@@ -237,6 +276,7 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
         "skipped": [{"set": s, "metric": m, "reason": r} for s, m, r in col.skipped],
         "failed": [{"cell": c, "error": e} for c, e in col.failed],
         "metric_errors": [{"cell": c, "metric": m, "error": e} for c, m, e in col.metric_errors],
+        "missing": col.missing,
     }
     json_text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
     return Rendered(markdown="\n".join(md), csv=csv_text, json=json_text, table=table)
@@ -244,7 +284,10 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
 
 def write(col: Collected, *, name: str, results: str, out: str, plots: bool = True,
           family: str | None = None) -> list[Path]:
-    """Write ``<out>/<name>.{md,csv,json}`` and (``plots``) ``<out>/<name>/<set>.png``; returns paths."""
+    """Write ``<out>/<name>.{md,csv,json}``, (``plots``) ``<out>/<name>/<set>.png`` (verdicts) and
+    ``<set>-modes.png`` (every mode), and ``<out>/index.html`` over every board in ``out``."""
+    from saebench_sanity.leaderboard import html
+
     rendered = render(col, name=name, results=results, out=out, family=family)
     out_dir = Path(out)
     paths = []
@@ -253,19 +296,29 @@ def write(col: Collected, *, name: str, results: str, out: str, plots: bool = Tr
         atomic_write_text(path, text)
         paths.append(path)
     if plots:
-        from saebench_sanity.leaderboard.plots import plot_set
+        from saebench_sanity.leaderboard.plots import plot_headline, plot_set
 
+        rows = json.loads(rendered.json)["rows"]
         for set_name in col.sets:
             path = out_dir / name / f"{set_name}.png"
+            if plot_headline(rows, set_name, path):
+                paths.append(path)
+            path = out_dir / name / f"{set_name}-modes.png"
             if plot_set(col, rendered.table, set_name, path):
                 paths.append(path)
+    index = out_dir / html.INDEX
+    atomic_write_text(index, html.index_html(out_dir))
+    paths.append(index)
     return paths
 
 
 def check(col: Collected, *, name: str, results: str, out: str, family: str | None = None) -> list[str]:
-    """Names of the leaderboard text files under ``out`` that differ from a fresh rendering
-    (missing files count as differing). PNGs are checked for presence only: their pixels depend on
-    the installed matplotlib / freetype."""
+    """Names of the leaderboard files under ``out`` that differ from a fresh rendering (missing
+    files count as differing), ``index.html`` included (rebuilt from this board's fresh JSON and
+    the other boards' JSON files in ``out``). PNGs are checked for presence only: their pixels
+    depend on the installed matplotlib / freetype."""
+    from saebench_sanity.leaderboard import html
+
     rendered = render(col, name=name, results=results, out=out, family=family)
     out_dir = Path(out)
     differ = []
@@ -273,9 +326,18 @@ def check(col: Collected, *, name: str, results: str, out: str, family: str | No
         path = out_dir / f"{name}.{ext}"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             differ.append(str(path))
-    for set_name in col.sets:
-        if not rendered.table.empty and (rendered.table["set"] == set_name).any():
-            path = out_dir / name / f"{set_name}.png"
+    rows = json.loads(rendered.json)["rows"]
+    for set_name in col.sets:  # the plots write() draws: verdicts where a headline score exists,
+        expected = []          # every mode where a score has a direction
+        if H.columns(rows, set_name):
+            expected.append(set_name)
+        if any(r.get("set") == set_name and r.get("direction") for r in rows):
+            expected.append(f"{set_name}-modes")
+        for stem in expected:
+            path = out_dir / name / f"{stem}.png"
             if not path.is_file():
                 differ.append(str(path))
+    index = out_dir / html.INDEX
+    if not index.is_file() or index.read_text(encoding="utf-8") != html.index_html(out_dir, {name: rendered.json}):
+        differ.append(str(index))
     return differ

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Literal
 
+from saebench_sanity.errors import PluginError
 from saebench_sanity.spec import Spec, resolve_ref
 
 Direction = Literal["higher", "lower"]
@@ -30,12 +31,25 @@ class ScoreInfo:
         min_effect: the smallest difference that counts as a real effect for this score; None
             takes the default of ``leaderboard.verdict``.
         definition: one line saying which definition this follows (SAELens / SAEBench / study).
+        headline: title of the leaderboard's headline column this score fills (e.g. ``"explained
+            variance"``); ``""`` keeps it to the full table. Only scores with a direction can
+            be headline scores. Recorded with every result, so a board names what the run declared.
+        headline_priority: where several scores recorded for one activation set fill the same
+            headline column, the highest priority shows (``reconstruction_bulk``'s explained
+            variance over ``reconstruction``'s on sets where both ran).
     """
 
     direction: Direction | None = "higher"
     chance: float | None = None
     min_effect: float | None = None
     definition: str = ""
+    headline: str = ""
+    headline_priority: int = 0
+
+    def __post_init__(self) -> None:
+        if self.headline and self.direction is None:
+            raise PluginError(f"ScoreInfo(headline={self.headline!r}) needs a direction: a descriptive score "
+                              "gets no verdict, so it cannot fill a headline column")
 
 
 @dataclass(frozen=True)

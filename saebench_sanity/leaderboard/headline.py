@@ -1,0 +1,184 @@
+"""The headline table: per activation set, one row per architecture (one trained SAE), one column
+per headline score, each cell the trained SAE against its closest random baseline with the verdict.
+
+Which scores are headline scores is declared by each metric (``ScoreInfo.headline`` and
+``headline_priority``) and recorded with its results; this module only reads the leaderboard's
+summary rows (``aggregate.summary`` as records, or a board's JSON ``rows``), so the Markdown, the
+terminal report and the HTML page show the same cells.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
+
+from saebench_sanity.leaderboard import verdict as V
+
+#: one mark per label, so a cell reads at a glance even without colour
+MARK = {V.BEATS: "✓", V.FAILS: "✗", V.INCONCLUSIVE: "?", V.AT_CHANCE: "≈", V.UNDERTRAINED: "↻",
+        V.L0_NOT_MATCHED: "≠", V.SEEDS: "#", V.NO_DATA: "∅", V.DESCRIPTIVE: ""}
+
+
+@lru_cache(maxsize=None)
+def _declared(metric: str, score: str) -> tuple[str, int]:
+    """``(headline, priority)`` the installed metric spec declares for a score; ``("", 0)`` when the
+    metric is not registered (a plugin that is not installed)."""
+    from saebench_sanity.errors import SaebenchError
+    from saebench_sanity.registry import get_registry
+
+    try:
+        info = get_registry().get("metric", metric).scores.get(score)
+    except SaebenchError:
+        return "", 0
+    return (info.headline, int(info.headline_priority)) if info is not None else ("", 0)
+
+
+def headline_of(metric: str, score: str, info: Mapping[str, Any]) -> tuple[str, int]:
+    """``(headline column title or "", priority)`` of a recorded score: its recorded ``score_info``,
+    else (records written before scores declared a headline) the installed metric's declaration."""
+    if "headline" in info:
+        return str(info.get("headline") or ""), int(info.get("headline_priority") or 0)
+    return _declared(metric, score)
+
+
+def short(v: Any) -> str:
+    """Compact number for a headline cell: ``.607``, ``-.012``, ``1.23``, ``0``; ``—`` when missing."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    v = float(v)
+    if v == 0:
+        return "0"
+    if 0.001 <= abs(v) < 1:
+        text = f"{v:.3f}"
+        return text.replace("0.", ".", 1)
+    return f"{v:.3g}"
+
+
+def labels(rows: list[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """``(metric, score) -> label``: the score's name, ``metric.score`` where two metrics of the
+    rows share a score name."""
+    owners: dict[str, set[str]] = {}
+    for r in rows:
+        owners.setdefault(str(r["score"]), set()).add(str(r["metric"]))
+    return {(str(r["metric"]), str(r["score"])): (f"{r['metric']}.{r['score']}" if len(owners[str(r["score"])]) > 1
+                                                  else str(r["score"])) for r in rows}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One headline column of a set: its title and the recorded score that fills it."""
+
+    title: str
+    metric: str
+    score: str
+    direction: str | None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One SAE against its closest baseline on one headline score."""
+
+    verdict: str
+    at_budget: str | None
+    trained: float | None
+    baseline: str | None
+    baseline_mean: float | None
+    min_effect: float | None
+
+    @property
+    def text(self) -> str:
+        """``✗ FAILS .607 vs .595 frozen_decoder``; an UNDERTRAINED cell adds its equal-budget
+        verdict in brackets; a missing score reads ``∅ NO DATA (not recorded)``."""
+        if self.verdict == V.NO_DATA and self.trained is None:
+            return f"{MARK[V.NO_DATA]} {V.NO_DATA} (not recorded)"
+        label = self.verdict + (f" [{self.at_budget}]" if self.verdict == V.UNDERTRAINED and self.at_budget else "")
+        versus = f" vs {short(self.baseline_mean)} {self.baseline}" if self.baseline else ""
+        return f"{MARK.get(self.verdict, '')} {label} {short(self.trained)}{versus}".strip()
+
+
+@dataclass
+class Row:
+    """One SAE (set, architecture): its headline cells and every judged score it FAILS on."""
+
+    set: str
+    arch: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+    fails_on: list[str] = field(default_factory=list)
+
+    @property
+    def fails(self) -> bool:
+        return bool(self.fails_on)
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def columns(rows: Iterable[Mapping[str, Any]], set_name: str) -> list[Column]:
+    """The headline columns of one set, in the order their scores appear in ``rows`` (metrics as
+    configured, scores as declared); per title the score with the highest priority."""
+    best: dict[str, tuple[int, Column]] = {}
+    order: list[str] = []
+    for r in rows:
+        title = _str(r.get("headline"))
+        if r.get("set") != set_name or not title or not _str(r.get("direction")):
+            continue
+        prio = int(_num(r.get("headline_priority")) or 0)
+        col = Column(title, str(r["metric"]), str(r["score"]), str(r["direction"]))
+        if title not in best:
+            order.append(title)
+            best[title] = (prio, col)
+        elif prio > best[title][0]:
+            best[title] = (prio, col)
+    return [best[t][1] for t in order]
+
+
+def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], list[Row]]:
+    """Headline columns and one :class:`Row` per architecture of ``set_name`` (architectures in
+    the order of ``rows``). A column an architecture has no row for is a ``NO DATA`` cell."""
+    cols = columns(rows, set_name)
+    part = [r for r in rows if r.get("set") == set_name]
+    names = labels(part)
+    out: dict[str, Row] = {}
+    for r in part:
+        out.setdefault(str(r["arch"]), Row(set_name, str(r["arch"])))
+    by_key = {(str(r["arch"]), str(r["metric"]), str(r["score"])): r for r in part}
+    for arch, row in out.items():
+        for c in cols:
+            r = by_key.get((arch, c.metric, c.score))
+            if r is None:
+                row.cells[c.title] = Cell(V.NO_DATA, None, None, None, None, None)
+                continue
+            base = _str(r.get("baseline"))
+            row.cells[c.title] = Cell(str(r.get("verdict")), _str(r.get("at_budget")), _num(r.get("trained_mean")),
+                                      base, _num(r.get(f"{base}_mean")) if base else None, _num(r.get("min_effect")))
+        row.fails_on = [names[(str(r["metric"]), str(r["score"]))] for r in part
+                        if str(r["arch"]) == arch and r.get("verdict") == V.FAILS]
+    return cols, list(out.values())
+
+
+def failing(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> list[Row]:
+    """Every SAE (set, architecture) that FAILS on at least one judged score."""
+    return [row for s in sets for row in table(rows, s)[1] if row.fails]
+
+
+def counts(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> dict[str, int]:
+    """How many headline cells carry each label, over ``sets`` (what the HTML page shows)."""
+    out: dict[str, int] = {}
+    for s in sets:
+        for row in table(rows, s)[1]:
+            for cell in row.cells.values():
+                out[cell.verdict] = out.get(cell.verdict, 0) + 1
+    return out
