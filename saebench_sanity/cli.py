@@ -22,7 +22,8 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPT = 0, 1, 2, 130
 
 #: Subcommands implemented in their own modules (each exposes ``add_parser(subparsers)`` and
 #: ``run(args) -> int``); a module that is missing simply does not add its command.
-EXTENSIONS = {"activations": "saebench_sanity.cli_activations", "check": "saebench_sanity.cli_check"}
+EXTENSIONS = {"activations": "saebench_sanity.cli_activations", "check": "saebench_sanity.cli_check",
+              "verify": "saebench_sanity.cli_verify"}
 
 
 def _extension(module: str):

@@ -13,12 +13,12 @@ the same name always means the same data.
 from __future__ import annotations
 
 import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from saebench_sanity.io import stable_hash  # noqa: F401 - re-exported: it lived here before io.py
 from saebench_sanity.spec import Spec, resolve_ref
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,12 +29,6 @@ NEED_GROUND_TRUTH = "ground_truth"
 NEED_MODEL = "model"
 NEED_LABELS = "labels"
 NEED_JUDGE = "judge"
-
-
-def stable_hash(obj: Any) -> str:
-    """sha256 hex of the canonical JSON of ``obj`` (sorted keys, no whitespace)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def tensor_hash(t: "torch.Tensor") -> str:

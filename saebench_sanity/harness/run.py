@@ -14,6 +14,7 @@ from saebench_sanity.config import RunConfig
 from saebench_sanity.harness.executor import CellOutcome, execute, summarize
 from saebench_sanity.harness.plan import Plan, build_plan
 from saebench_sanity.harness.store import ResultStore
+from saebench_sanity.locks import run_lock
 
 
 @dataclass
@@ -48,15 +49,24 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
         metrics: list[str] | None = None, jobs: int = 1, reporter: Any = None, plots: bool = True,
         leaderboards: str | None = None) -> RunResult:
     """Plan and execute ``cfg`` and write its leaderboard to ``<leaderboards>/<name>.*`` (default
-    ``<output_dir>/leaderboards``)."""
-    from saebench_sanity.leaderboard import aggregate, render
+    ``<output_dir>/leaderboards``). The results folder is locked for the whole run
+    (``locks.run_lock``) and healed before any cell runs (``ResultStore.heal``)."""
     from saebench_sanity.registry import get_registry
 
     if out is not None:
         cfg = dataclasses.replace(cfg, output_dir=str(out))
-    registry = registry or get_registry()
+    with run_lock(cfg.output_dir):  # one writer per results folder: a second run refuses (exit 2)
+        return _run_locked(cfg, registry or get_registry(), force=force, metrics=metrics, jobs=jobs,
+                           reporter=reporter, plots=plots, leaderboards=leaderboards)
+
+
+def _run_locked(cfg: RunConfig, registry: Any, *, force: bool, metrics: list[str] | None, jobs: int,
+                reporter: Any, plots: bool, leaderboards: str | None) -> RunResult:
+    from saebench_sanity.leaderboard import aggregate, render
+
     plan = build_plan(cfg, registry, metrics=metrics)
     store = ResultStore(cfg.output_dir)
+    store.heal(plan.cell_keys)  # damaged records/checkpoints of this plan go to quarantine/ and are redone
     outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
     lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
     paths = []
