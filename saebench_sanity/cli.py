@@ -4,21 +4,44 @@ Start-up is kept fast: this module imports only argparse and the package's light
 torch / sae-lens are imported by the subcommands that train or score (``run``), never by
 ``--help``, ``list`` or ``leaderboard``.
 
-Errors: a ``SaebenchError`` (bad input) prints ``error: <one line>`` and exits 2; any other
-exception prints one line plus a hint to re-run with ``--debug`` (which shows the traceback) and
-exits 1; Ctrl-C exits 130 (finished cells are already on disk).
+Errors: a ``SaebenchError`` (bad input) prints ``error: <one line>`` and exits 2; a full disk
+exits 2 with the free space; any other exception prints one line plus a hint to re-run with
+``--debug`` (which shows the traceback) and exits 1; ``run`` exits 3 when it finished but a cell or
+a metric errored; Ctrl-C exits 130 (finished cells are already on disk). The codes are listed in
+``saebench --help`` (``EPILOG``) and docs/configuration.md.
+
+Logging: library modules log through ``logging.getLogger(__name__)``; the CLI shows warnings,
+``-v`` adds progress notes (info), ``-vv`` debug, ``--quiet`` only errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
+import math
+import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from saebench_sanity.errors import SaebenchError
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPT = 0, 1, 2, 130
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPT = 0, 1, 2, 3, 130
+
+EPILOG = """exit codes:
+  0    success (run: every planned cell and metric is stored)
+  1    unexpected error, a bug (one line; --debug shows the traceback); leaderboard --check:
+       files out of date; check: FAIL or INCONCLUSIVE
+  2    bad input, refused before any work: config, arguments, names, data, an output path that
+       cannot be written; also a full disk ("free N MB")
+  3    run: finished, but some cell or metric errored (the first is named; the rest are stored,
+       re-run to retry them); check: NO VERDICT
+  130  interrupted (finished cells are saved; run the same command again to resume)
+"""
+
+log = logging.getLogger("saebench_sanity.cli")
 
 #: Subcommands implemented in their own modules (each exposes ``add_parser(subparsers)`` and
 #: ``run(args) -> int``); a module that is missing simply does not add its command.
@@ -42,14 +65,125 @@ def _csv_list(text: str) -> list[str]:
     return items
 
 
-def _positive_int(text: str) -> int:
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type: an integer in ``lo..hi`` (``--steps 99999999999999999999`` is refused)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not an integer in {lo:,}..{hi:,}")
+        return value
+
+    return parse
+
+
+def bounded_float(lo: float, hi: float, *, hi_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in ``[lo, hi]`` (or ``[lo, hi)``); ``nan`` / ``inf`` are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number in [{lo:g}, {hi:g}{')' if hi_open else ']'}")
+        return value
+
+    return parse
+
+
+_positive_int = bounded_int(1, 1024)
+
+
+def check_writable_dir(path: str | os.PathLike[str], option: str) -> Path:
+    """``path`` as a folder this process can write into (created if missing); SaebenchError
+    naming ``option`` otherwise (a file, ``/dev/null``, a read-only or missing parent). Checked
+    by writing a probe file, because ``os.access`` says yes to root on read-only mounts."""
+    import tempfile
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise SaebenchError(f"{option} {str(folder)!r} is not a folder (it is a file or device); pass a folder path")
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
-    return value
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".saebench-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(exc, folder) from None
+        raise SaebenchError(f"{option} {str(folder)!r} cannot be written ({exc.strerror or exc}); pass a writable folder") from None
+    return folder
+
+
+def check_writable_file(path: str | os.PathLike[str], option: str) -> Path:
+    """``path`` as a file this process can create or replace (its folder is checked by a probe);
+    SaebenchError naming ``option`` otherwise."""
+    target = Path(path)
+    if target.is_dir():
+        raise SaebenchError(f"{option} {str(target)!r} is a folder; pass a file path")
+    if target.exists() and not target.is_file():
+        raise SaebenchError(f"{option} {str(target)!r} is not a regular file; pass a file path")
+    check_writable_dir(target.parent if str(target.parent) else Path("."), f"{option} folder")
+    return target
+
+
+def disk_full(exc: BaseException | None, where: str | os.PathLike[str] | None) -> SaebenchError:
+    """The one-line error for ENOSPC / EDQUOT: what could not be written and the free space left."""
+    import shutil
+
+    place = Path(getattr(exc, "filename", None) or where or ".")
+    probe = place
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free / 2**20
+        free_text = f"free {free:,.0f} MB"
+    except OSError:
+        free_text = "free space unknown"
+    return SaebenchError(f"no space left on the disk of {str(place)!r} ({free_text}); free space or pass another --out, "
+                         "then re-run (finished cells are kept)")
+
+
+def _says_disk_full(text: str) -> bool:
+    # safetensors and torch report a full disk in their own error types, only in the text
+    return "No space left on device" in text or "StorageFull" in text or "Disk quota exceeded" in text
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if _says_disk_full(str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class _LogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+_HANDLER: logging.Handler | None = None
+
+
+def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Route the package's log records to stderr: warnings by default, ``-v`` info, ``-vv`` debug,
+    ``--quiet`` errors only. Replaces the handler of an earlier call (tests call ``main`` often)."""
+    global _HANDLER
+    logger = logging.getLogger("saebench_sanity")
+    if _HANDLER is not None:
+        logger.removeHandler(_HANDLER)
+    _HANDLER = logging.StreamHandler(sys.stderr)
+    _HANDLER.setFormatter(_LogFormatter())
+    logger.addHandler(_HANDLER)
+    logger.setLevel(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(verbose, 0), 2)])
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,9 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     from saebench_sanity import __version__
 
     parser = _Parser(prog="saebench", description="Does this sparse autoencoder beat a random baseline? "
-                     "Train SAEs and their random baselines on the same data and compare them.")
+                     "Train SAEs and their random baselines on the same data and compare them.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"saebench-sanity {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    _verbosity_options(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help="train and score the matrix of a suite, then print the leaderboard")
@@ -79,8 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", type=_csv_list, metavar="A,B", help="only these activation sets of the suite (the cells "
                    "keep their identity: a later run of the whole suite reuses them)")
     p.add_argument("--out", metavar="DIR", help="output directory (default: the config's run.output_dir)")
-    p.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="cells in parallel (process pool)")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads per process (default: torch's)")
+    p.add_argument("--jobs", type=bounded_int(1, 1024), default=None, metavar="N", help="cohorts in parallel: local: a pool "
+                   "of N processes (default: one per core, 1 = in this process); ray: the CPUs of the Ray instance it starts")
+    p.add_argument("--executor", default="local", metavar="NAME", help="what runs the cohorts: local (this machine, default) "
+                   "or ray (a Ray cluster: pip install \"saebench-sanity[ray]\"; see docs/distributed.md)")
+    p.add_argument("--address", metavar="ADDRESS", help="--executor ray: host:port of a Ray cluster's head, or auto (the "
+                   "cluster `ray start` runs here); default: start a local Ray instance")
+    p.add_argument("--threads", type=bounded_int(1, 1024), metavar="N", help="torch threads per process (default: torch's)")
     p.add_argument("--device", metavar="D", help="where SAEs train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps "
                    "(default: the config's run.device, else auto)")
     p.add_argument("--dtype", metavar="T", help="training precision: float32, float64, bfloat16 (default: the config's run.dtype, else float32)")
@@ -105,7 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
         ext = _extension(module)
         if ext is not None:
             ext.add_parser(sub)
+    for subparser in sub.choices.values():  # `saebench run -v` as well as `saebench -v run`
+        _verbosity_options(subparser, argparse.SUPPRESS)
     return parser
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="more log output (-v: progress notes, -vv: debug)")
+    parser.add_argument("--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False,
+                        help="only errors (no progress, no notes)")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -174,33 +324,108 @@ def only_sets(cfg, names: list[str]):
     return dataclasses.replace(cfg, sets=tuple(n for n in cfg.sets if n in names))
 
 
+def preflight(cfg: Any, registry: Any, *, out: str | None, leaderboards: str | None,
+              metrics: list[str] | None = None) -> list[str]:
+    """Everything about a run that can be refused before anything is imported, planned or
+    trained (each a one-line SaebenchError, exit 2): names and spec parameters
+    (``config.check_names``), output folders (writable), sizes of sets that declare ``d_in``
+    (bounds and the memory estimate). Returns the precedence notes to print (a ``[training]`` /
+    ``[run]`` value that a set's recommended budget replaces)."""
+    from saebench_sanity.config import check_names
+
+    check_names(cfg, registry)
+    for name in metrics or ():
+        registry.get("metric", name)
+    check_writable_dir(out or cfg.output_dir, "--out" if out else "run.output_dir")
+    if leaderboards:
+        check_writable_dir(leaderboards, "--leaderboards")
+    notes = []
+    for set_name in cfg.sets:
+        spec = registry.get("activation_set", set_name)
+        recommended = dict(getattr(spec, "training", {}) or {})
+        cfg.training_for(set_name, recommended)  # cross-field rules of the merged budget
+        d_in = getattr(spec, "d_in", None)
+        if isinstance(d_in, int) and not isinstance(d_in, bool) and d_in > 0:
+            cfg.size_for(set_name, d_in, recommended)
+        notes += cfg.overridden_by_set(set_name, recommended)
+    return notes
+
+
+def _first_metric_error(result: Any) -> tuple[str, str, str] | None:
+    """(cell label, metric, message) of the first metric that errored in this run."""
+    for o in result.outcomes:
+        for metric, info in o.metrics.items():
+            if info.get("status") == "error":
+                message = ""
+                try:
+                    record = result.store.load_result(o.key) or {}
+                    message = next((m.get("error") or "" for m in record.get("metrics", {}).values()
+                                    if m.get("name") == metric and m.get("status") == "error"), "")
+                except Exception:  # noqa: BLE001 - the message is a courtesy; the count is what matters
+                    pass
+                return o.label, metric, message
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
-    from saebench_sanity.report import RichReporter, print_final, table_console
 
     chosen = [flag for flag, given in (("--config", args.config), ("--quick", args.quick), ("--suite", args.suite)) if given]
     if len(chosen) > 1:
         raise SaebenchError(f"{' and '.join(chosen)} each choose a suite; pass only one")
-    cfg = with_device(load_config(args.config, args.quick, suite=args.suite), args.device, args.dtype)
+    cfg = load_config(args.config, args.quick, suite=args.suite)
     if args.sets:
         cfg = only_sets(cfg, args.sets)
+    if args.device is not None or args.dtype is not None:  # names now; the device is resolved after the preflight
+        import dataclasses
+
+        from saebench_sanity.devices import check_device_name, check_dtype_name
+
+        cfg = dataclasses.replace(cfg, device=check_device_name(args.device, "--device") if args.device else cfg.device,
+                                  dtype=check_dtype_name(args.dtype, "--dtype") if args.dtype else cfg.dtype)
     registry = get_registry()
     for problem in registry.problems:
-        sys.stderr.write(f"warning: {problem}\n")
+        log.warning("%s", problem)
+    notes = preflight(cfg, registry, out=args.out, leaderboards=args.leaderboards, metrics=args.metrics)
+    for note in notes:
+        log.warning("%s", note)
+    # the executor now: Ray missing or an address nobody answers is one line before any work
+    executor = registry.get("executor", args.executor).build(jobs=args.jobs, address=args.address)
+    if args.executor == "local":  # other executors resolve the device where the cells train
+        cfg = with_device(cfg, args.device, args.dtype)  # imports torch: after the cheap checks
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    quiet = bool(getattr(args, "quiet", False))
+    if quiet:
+        reporter = None
+    else:
+        from saebench_sanity.report import RichReporter
+
+        reporter = RichReporter()
     result = run(cfg, registry, out=args.out, force=args.force, metrics=args.metrics, jobs=args.jobs,
-                 reporter=RichReporter(), plots=not args.no_plots, leaderboards=args.leaderboards)
-    print_final(table_console(), result)
+                 reporter=reporter, plots=not args.no_plots, leaderboards=args.leaderboards, executor=executor)
+    if not quiet:
+        from saebench_sanity.report import print_final, table_console
+
+        print_final(table_console(), result)
     failed = [o for o in result.outcomes if o.status != "ok"]
-    if failed:
-        first = failed[0]
-        sys.stderr.write(f"error: {len(failed)} of {len(result.outcomes)} cells failed (first: {first.label}: "
-                         f"{first.error}); results of the others are in {result.store.root}\n")
-        return EXIT_INPUT if all(o.error_kind == "input" for o in failed) else EXIT_FAIL
+    if failed and all(_says_disk_full(o.error or "") for o in failed):
+        raise disk_full(None, result.store.root)
+    errored = _first_metric_error(result)
+    n_errors = sum(m.get("status") == "error" for o in result.outcomes for m in o.metrics.values())
+    if failed or errored:
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} of {len(result.outcomes)} cells failed (first: {failed[0].label}: {failed[0].error})")
+        if errored:
+            label, metric, message = errored
+            parts.append(f"{n_errors} metric result(s) errored (first: {label} {metric}: {message or 'see its record'})")
+        sys.stderr.write(f"error: {'; '.join(parts)}; everything else is stored in {result.store.root}; "
+                         "re-run to retry them\n")
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 
@@ -236,6 +461,7 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "leaderboard": cmd_leaderboard}
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(int(getattr(args, "verbose", 0) or 0), bool(getattr(args, "quiet", False)))
     if args.command is None:
         parser.print_help()
         return EXIT_INPUT
@@ -249,14 +475,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"interrupted: finished cells are saved in {where}; run the same command again to resume\n")
         return EXIT_INTERRUPT
     except SaebenchError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        sys.stderr.write(f"error: {msg}\n")
-        return getattr(exc, "exit_code", EXIT_INPUT)
+        return _report(exc, debug, getattr(exc, "exit_code", EXIT_INPUT))
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with --debug
+        if _is_disk_full(exc):
+            return _report(disk_full(exc, getattr(args, "out", None)), debug, EXIT_INPUT)
         if debug:
             import traceback
 
@@ -264,6 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         sys.stderr.write(f"error: unexpected {type(exc).__name__}: {msg} (re-run with --debug for the traceback)\n")
         return EXIT_FAIL
+
+
+def _report(exc: BaseException, debug: bool, code: int) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    sys.stderr.write(f"error: {msg}\n")
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,11 @@
-"""Run configuration: TOML in, validated dataclasses out.
+"""Run configuration: TOML in, validated (pydantic v2) dataclasses out.
 
-Everything a user can get wrong is checked here, at the edge, and reported as one line naming
-the field and the fix (``ConfigError``). Names of sets / architectures / modes / metrics are
-checked against the registry by :func:`check_names`.
+One validation mechanism for everything a user writes: the config's tables are pydantic
+dataclasses / models with typed, bounded fields, and every spec's parameters are checked against
+a pydantic model of that spec (:func:`params_model`) by :func:`check_names`, before any set is
+built or any cell trains. Every bad value is a ``ConfigError`` with one line naming the key, the
+value and what is allowed. The format with every key, type, bound and default is in
+docs/configuration.md (written from these models: ``python -m saebench_sanity.config --doc``).
 
 Layout of a config file (every table optional except ``[run]``)::
 
@@ -35,32 +38,236 @@ Layout of a config file (every table optional except ``[run]``)::
     [metrics.ground_truth]      # parameters per metric
     cos_threshold = 0.8
 
-    [sets.study-constant]       # per-set overrides: training fields, expansion, d_sae,
+    [sets.study-constant]       # per-set values: training fields, expansion, d_sae,
     max_steps = 20000           # target_l0, and set parameters under `params`
     target_l0 = 20
 
     [verdict]
     min_effect = 0.01
+
+Precedence of a training / size value for one set: the built-in default < ``[run]`` /
+``[training]`` < the set's recommended budget (its spec's ``training``) < ``[sets.NAME]``.
+:meth:`RunConfig.overridden_by_set` lists the values a user wrote that a set's recommendation
+replaces; ``saebench run`` prints one ``note:`` line for each.
 """
 
-from __future__ import annotations
-
 import dataclasses
+import inspect
+import json
 import math
+import os
+import sys
 import tomllib
-from dataclasses import dataclass, field, fields
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import field, fields
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      ValidationError, create_model)
+from pydantic.dataclasses import dataclass
 
 from saebench_sanity.errors import ConfigError
 
 EMBEDDED_SUITES = ("default", "quick", "real-resid24")
 
+# -- bounds ------------------------------------------------------------------------------------
+#: at most this many optimizer steps (the longest built-in budget is 30,000; 1e7 is days of CPU)
+MAX_STEPS = 10_000_000
+#: at most this many samples per batch / initialisation sample
+MAX_BATCH = 1 << 20
+MAX_INIT_SAMPLES = 1 << 20
+MAX_SEED = 2**32 - 1
+MAX_EXPANSION = 1024
+#: the memory check (RunConfig.check_memory) refuses sizes this machine cannot train long before
+MAX_D_SAE = 2**31 - 1
+#: TOML tables nested deeper than this are refused (a config is 3-4 levels deep; deep nesting
+#: would only exhaust recursion in hashing and validation)
+MAX_DEPTH = 16
 
+
+class Allowed:
+    """Field metadata: what a field accepts, in words (used by error messages and the docs)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Allowed({self.text!r})"
+
+
+def _int(lo: int, hi: int, optional: bool = False) -> Any:
+    base = Annotated[StrictInt, Field(ge=lo, le=hi)]
+    text = f"an integer in {lo:,}..{hi:,}"
+    if optional:
+        return Annotated[Optional[base], Allowed(text + " (or omitted)")]
+    return Annotated[base, Allowed(text)]
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A finite int or float (kept as written: ``1`` stays an int, so cell identities do not change)
+    within the bounds; a string, a bool or NaN/inf is refused."""
+    if lo is not None and hi is not None:
+        text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        text = f"a finite number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        text = "a finite number"
+
+    def check(value: float) -> float:
+        ok = math.isfinite(value)
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        if not ok:
+            raise ValueError(f"must be {text}")
+        return value
+
+    return Annotated[Union[StrictInt, StrictFloat], AfterValidator(check), Allowed(text)]
+
+
+Bool = Annotated[StrictBool, Allowed("true or false")]
+Steps = _int(1, MAX_STEPS)
+StepsOrZero = _int(0, MAX_STEPS)
+Name = Annotated[StrictStr, Field(min_length=1, max_length=200), Allowed("a name")]
+Names = Annotated[tuple[Name, ...], Allowed('a list of names, e.g. ["a", "b"]')]
+#: a name used in a file path: no separators, no leading dot (writes stay inside their folder)
+PathName = Annotated[StrictStr, Field(min_length=1, max_length=120, pattern=r"^[^/\\\x00.][^/\\\x00]*$"),
+                     Allowed("a name without '/', '\\' or a leading '.'")]
+
+
+# -- formatting of one-line errors ---------------------------------------------------------------
+def _show(value: Any) -> str:
+    """``value`` as a TOML user would write it, cut to one short line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value)
+    else:
+        try:
+            text = json.dumps(value, default=repr)
+        except (TypeError, ValueError, RecursionError):
+            text = repr(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _allowed_text(info: Any) -> str:
+    for meta in getattr(info, "metadata", ()):
+        if isinstance(meta, Allowed):
+            return meta.text
+    ann = getattr(info, "annotation", None)
+    return _type_words(ann)
+
+
+def _type_words(ann: Any) -> str:
+    if ann in (StrictBool, bool):
+        return "true or false"
+    if ann in (StrictInt, int):
+        return "an integer"
+    if ann in (StrictStr, str):
+        return "a string"
+    origin = typing.get_origin(ann)
+    if origin is Annotated:
+        for meta in typing.get_args(ann)[1:]:
+            if isinstance(meta, Allowed):
+                return meta.text
+        return _type_words(typing.get_args(ann)[0])
+    if origin is Literal:
+        return "one of " + ", ".join(_show(a) for a in typing.get_args(ann))
+    if origin in (list, tuple, Sequence) or ann in (list, tuple):
+        inner = _type_words(typing.get_args(ann)[0]) if typing.get_args(ann) else "a valid value"
+        plural = {"an integer": "integers", "a string": "strings", "a finite number": "numbers",
+                  "true or false": "booleans"}.get(inner)
+        return f"a list of {plural}" if plural else "a list"
+    if origin in (dict, Mapping) or ann is dict:
+        return "a table of key = value pairs"
+    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+        parts = [a for a in typing.get_args(ann) if a is not type(None)]
+        words = [_type_words(a) for a in parts]
+        if set(parts) <= {StrictInt, StrictFloat, int, float} or words == ["an integer", "a number"]:
+            text = "a finite number"
+        else:
+            text = " or ".join(dict.fromkeys(words))
+        return text + (" (or omitted)" if type(None) in typing.get_args(ann) else "")
+    if ann in (StrictFloat, float):
+        return "a finite number"
+    return "a valid value"
+
+
+def _example(info: Any) -> str:
+    default = getattr(info, "default", None)
+    if default is None or default is dataclasses.MISSING or type(default).__name__ == "PydanticUndefinedType":
+        return ""
+    if isinstance(default, (bool, int, float, str)) and default != "" and typing.get_origin(info.annotation) is not Literal:
+        return f", e.g. {_show(default)}"
+    return ""
+
+
+def one_line(exc: ValidationError | dict[str, Any], where: str, infos: Mapping[str, Any], given: Mapping[str, Any],
+             names: Mapping[str, str] | None = None) -> ConfigError:
+    """The first problem of ``exc`` (a ValidationError, or one of its ``errors()``) as one line:
+    ``<where><key> = <value>: must be <allowed>``.
+
+    ``infos``: field name -> pydantic FieldInfo (for the allowed values); ``given``: what the user
+    passed (the value is shown as written); ``names``: field name -> key as the user wrote it."""
+    err = exc.errors()[0] if isinstance(exc, ValidationError) else exc
+    loc = [p for p in err.get("loc", ()) if isinstance(p, (str, int))]
+    key = str(loc[0]) if loc else ""
+    shown = (names or {}).get(key, key)
+    path = f"{where}{shown}" if shown else where.rstrip(".")
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        allowed = ", ".join(sorted((names or {}).get(k, k) for k in infos))
+        return ConfigError(f"{path}: unknown key; allowed: {allowed}")
+    if err["type"] in ("missing", "missing_keyword_argument", "missing_argument"):
+        return ConfigError(f"{path} is missing; {_allowed_text(infos.get(key))} is required")
+    value = given[key] if key in given else err.get("input")
+    info = infos.get(key)
+    return ConfigError(f"{path} = {_show(value)}: must be {_allowed_text(info)}{_example(info)}")
+
+
+def _validating_init(cls: type, where: str, names: Mapping[str, str] | None = None,
+                     aliases: Mapping[str, str] | None = None) -> None:
+    """Wrap the pydantic dataclass ``__init__`` of ``cls``: alias keywords (``steps`` ->
+    ``max_steps``) and pydantic's ValidationError turned into one ConfigError line that names
+    the key as the user wrote it. ``dataclasses.replace`` goes through here too."""
+    init = cls.__init__
+    aliases = dict(aliases or {})
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        shown = dict(names or {})
+        renamed = {}
+        for alias, name in aliases.items():
+            if kwargs.get(alias) is not None:
+                # dataclasses.replace(cfg, steps=N) passes both: the alias is what the caller asked for
+                kwargs[name] = kwargs.pop(alias)
+                shown[name] = renamed[name] = f"{alias} ({name})"
+            else:
+                kwargs.pop(alias, None)
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise one_line(exc, where, cls.__pydantic_fields__, kwargs, shown) from None
+        except ConfigError as exc:
+            if not renamed:
+                raise
+            text = str(exc)
+            for name, label in renamed.items():  # name the key the user wrote
+                text = text.replace(f"{where}{name}", f"{where}{label}")
+            raise ConfigError(text) from None
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__  # type: ignore[method-assign]
+
+
+# -- the tables ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training budget, schedule and convergence rule for one cell.
+    """Training budget, schedule and convergence rule for one cell (``[training]``).
 
     ``max_steps`` is a maximum: with ``early_stop`` a cell stops when the convergence rule
     (``training.convergence``) says its loss, MSE and (with ground truth) recovery are level, after
@@ -74,58 +281,53 @@ class TrainingConfig:
     an error.
     """
 
-    max_steps: int = 2000
-    batch_size: int = 1024
-    lr: float = 3e-4
-    lr_scheduler: str = "constant"
-    lr_warm_up_steps: int = 0
-    lr_decay_steps: int = 0
-    sparsity_warm_up_steps: int = 0
-    dead_feature_window: int = 1000
-    curve_every: int = 20
-    convergence_window: float = 0.2
-    convergence_rel_tol: float = 0.02
-    convergence_confidence: float = 0.9
-    early_stop: bool = True
-    min_steps: int = 0
-    #: steps between recovery probes on sets with ground truth (a multiple of curve_every); None: every curve point
-    recovery_every: int | None = None
-    n_init_samples: int = 8192
+    #: optimizer steps at most (cells stop earlier once converged when early_stop is true)
+    max_steps: Steps = 2000
+    #: activation vectors per optimizer step
+    batch_size: _int(1, MAX_BATCH) = 1024  # type: ignore[valid-type]
+    #: Adam learning rate
+    lr: _number(0, 10, lo_open=True) = 3e-4  # type: ignore[valid-type]
+    #: only "constant" (the convergence rule judges a constant-lr phase)
+    lr_scheduler: Annotated[Literal["constant"], Allowed(
+        "\"constant\" (only 'constant' is supported: the convergence rule judges a constant-lr phase; shape the "
+        "schedule with lr_warm_up_steps / lr_decay_steps)")] = "constant"
+    #: linear lr warm-up steps at the start
+    lr_warm_up_steps: StepsOrZero = 0
+    #: linear lr decay to 0 over this many steps at the end (after early stop)
+    lr_decay_steps: StepsOrZero = 0
+    #: sae-lens's linear warm-up of the sparsity coefficient
+    sparsity_warm_up_steps: StepsOrZero = 0
+    #: steps without firing after which a latent counts as dead (sae-lens)
+    dead_feature_window: StepsOrZero = 1000
+    #: steps between training-curve points (the convergence rule judges these)
+    curve_every: Steps = 20
+    #: fraction of the constant-lr steps the convergence rule looks back over
+    convergence_window: _number(0, 1, lo_open=True) = 0.2  # type: ignore[valid-type]
+    #: relative improvement over the window below which a curve counts as level
+    convergence_rel_tol: _number(0) = 0.02  # type: ignore[valid-type]
+    #: one-sided confidence of the convergence decision
+    convergence_confidence: _number(0, 1, lo_open=True, hi_open=True) = 0.9  # type: ignore[valid-type]
+    #: stop a cell once the convergence rule says it is level
+    early_stop: Bool = True
+    #: no early stop before this many steps
+    min_steps: StepsOrZero = 0
+    #: steps between recovery probes on sets with ground truth (a multiple of curve_every); omitted: every curve point
+    recovery_every: _int(1, MAX_STEPS, optional=True) = None  # type: ignore[valid-type]
+    #: activation samples drawn for initialisation (covariance init, scaling)
+    n_init_samples: _int(0, MAX_INIT_SAMPLES) = 8192  # type: ignore[valid-type]
     #: steer the sparsity coefficient of penalty SAEs (L1, JumpReLU) so every member of a cohort ends
     #: at the cell's target L0 (``training.sparsity_control``); TopK-family SAEs get it from k
-    match_l0: bool = True
+    match_l0: Bool = True
 
     @property
     def steps(self) -> int:
         """Alias of ``max_steps`` (read-only)."""
         return self.max_steps
 
-    def __post_init__(self) -> None:
-        _positive(self, "max_steps", allow_zero=False)
-        _positive(self, "batch_size", allow_zero=False)
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"training.lr = {self.lr!r} must be a positive finite number, e.g. 3e-4")
-        for name in ("lr_warm_up_steps", "lr_decay_steps", "sparsity_warm_up_steps", "dead_feature_window",
-                     "n_init_samples", "min_steps"):
-            _positive(self, name, allow_zero=True)
-        _positive(self, "curve_every", allow_zero=False)
-        if not (isinstance(self.convergence_window, (int, float)) and 0 < self.convergence_window <= 1):
-            raise ConfigError(f"training.convergence_window = {self.convergence_window!r} must be in (0, 1], e.g. 0.2")
-        if not (isinstance(self.convergence_rel_tol, (int, float)) and 0 <= self.convergence_rel_tol < math.inf):
-            raise ConfigError(f"training.convergence_rel_tol = {self.convergence_rel_tol!r} must be a finite number >= 0, e.g. 0.02")
-        if not (isinstance(self.convergence_confidence, (int, float)) and 0 < self.convergence_confidence < 1):
-            raise ConfigError(f"training.convergence_confidence = {self.convergence_confidence!r} must be in (0, 1), e.g. 0.9")
-        for flag in ("early_stop", "match_l0"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"training.{flag} = {getattr(self, flag)!r} must be true or false")
-        if self.recovery_every is not None:
-            _positive(self, "recovery_every", allow_zero=False)
-            if self.recovery_every % self.curve_every:
-                raise ConfigError(f"training.recovery_every = {self.recovery_every} must be a multiple of training.curve_every "
-                                  f"({self.curve_every}): recovery is probed at curve points")
-        if self.lr_scheduler != "constant":
-            raise ConfigError(f"training.lr_scheduler = {self.lr_scheduler!r}; only 'constant' is supported (the convergence "
-                              "rule judges a constant-lr phase; use lr_warm_up_steps / lr_decay_steps for the schedule)")
+    def __post_init__(self) -> None:  # cross-field rules (each field is typed and bounded above)
+        if self.recovery_every is not None and self.recovery_every % self.curve_every:
+            raise ConfigError(f"training.recovery_every = {self.recovery_every} must be a multiple of training.curve_every "
+                              f"({self.curve_every}): recovery is probed at curve points")
         if self.lr_warm_up_steps + self.lr_decay_steps > self.max_steps:
             raise ConfigError(f"training.lr_warm_up_steps + lr_decay_steps ({self.lr_warm_up_steps + self.lr_decay_steps}) "
                               f"exceed training.max_steps ({self.max_steps}); shorten them")
@@ -133,29 +335,9 @@ class TrainingConfig:
             raise ConfigError(f"training.min_steps ({self.min_steps}) exceeds training.max_steps ({self.max_steps}); lower it")
 
 
-def _training_with_alias(cls: type, init: Any) -> Any:
-    """Wrap the dataclass ``__init__`` so ``steps=N`` means ``max_steps=N``.
-
-    ``dataclasses.replace(cfg, steps=N)`` passes both names (the old ``max_steps`` and the new
-    ``steps``): there ``steps`` wins, as the caller asked for it."""
-
-    def __init__(self: Any, *args: Any, steps: Any = None, **kwargs: Any) -> None:
-        if steps is None:
-            init(self, *args, **kwargs)
-            return
-        kwargs["max_steps"] = steps
-        try:
-            init(self, *args, **kwargs)
-        except ConfigError as exc:  # name the key the user wrote
-            raise ConfigError(str(exc).replace("training.max_steps", "training.steps (max_steps)")) from None
-
-    __init__.__doc__ = init.__doc__
-    return __init__
-
-
-TrainingConfig.__init__ = _training_with_alias(TrainingConfig, TrainingConfig.__init__)  # type: ignore[method-assign]
 #: accepted in [training] and [sets.NAME] tables and set recommendations as an alias of max_steps
 TRAINING_ALIASES = {"steps": "max_steps"}
+_validating_init(TrainingConfig, "training.", aliases=TRAINING_ALIASES)
 
 
 def training_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
@@ -172,42 +354,98 @@ def training_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class VerdictConfig:
-    """Parameters of the verdict rule (the rule itself lives in ``leaderboard.verdict``;
-    docs/verdict-rule.md). ``n_sigma`` (the old fixed-margin rule) is retired: a config that sets
-    it is refused with one line naming ``confidence``."""
+    """Parameters of the verdict rule (``[verdict]``; the rule itself lives in
+    ``leaderboard.verdict``, docs/verdict-rule.md). ``n_sigma`` (the old fixed-margin rule) is
+    retired: a config that sets it is refused with one line naming ``confidence``."""
 
-    min_effect: float = 0.01
-    confidence: float = 0.95     # one-sided confidence of each bound (BEATS / FAILS / AT CHANCE)
-    min_seeds: int = 3           # fewer seeds on a side: SEEDS, no verdict
-    l0_tolerance: float = 0.10   # final L0 within target * (1 ± this), else L0 NOT MATCHED
-
-    def __post_init__(self) -> None:
-        if not (self.min_effect >= 0 and math.isfinite(self.min_effect)):
-            raise ConfigError(f"verdict.min_effect = {self.min_effect!r} must be a finite number >= 0, e.g. 0.01")
-        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) or not 0.5 <= self.confidence < 1:
-            raise ConfigError(f"verdict.confidence = {self.confidence!r} must be a number in [0.5, 1), e.g. 0.95")
-        if isinstance(self.min_seeds, bool) or not isinstance(self.min_seeds, int) or self.min_seeds < 2:
-            raise ConfigError(f"verdict.min_seeds = {self.min_seeds!r} must be an integer >= 2, e.g. 3")
-        if isinstance(self.l0_tolerance, bool) or not isinstance(self.l0_tolerance, (int, float)) or not 0 < self.l0_tolerance < 1:
-            raise ConfigError(f"verdict.l0_tolerance = {self.l0_tolerance!r} must be a number in (0, 1), e.g. 0.1")
+    #: smallest difference that counts as a real effect (per-score values may be larger)
+    min_effect: _number(0) = 0.01  # type: ignore[valid-type]
+    #: one-sided confidence of each bound (BEATS / FAILS / AT CHANCE)
+    confidence: _number(0.5, 1, hi_open=True) = 0.95  # type: ignore[valid-type]
+    #: fewer seeds on a side: SEEDS, no verdict
+    min_seeds: _int(2, 1000) = 3  # type: ignore[valid-type]
+    #: final L0 within target * (1 +- this), else L0 NOT MATCHED
+    l0_tolerance: _number(0, 1, lo_open=True, hi_open=True) = 0.10  # type: ignore[valid-type]
 
 
-SET_OVERRIDE_KEYS = ({f.name for f in fields(TrainingConfig)} | set(TRAINING_ALIASES)
-                     | {"expansion", "d_sae", "target_l0", "params", "architectures"})
+_validating_init(VerdictConfig, "verdict.")
+
+
+class _SetTableBase(BaseModel):
+    """A ``[sets.NAME]`` table: what one activation set changes for its cells.
+
+    Every ``[training]`` key may appear here (it beats the set's recommendation), plus the size
+    keys and the set's own parameters. Fields of user-defined sets (a set described in the config
+    rather than registered by a plugin) are added in the marked section below: declare each as a
+    typed field with an ``Allowed`` text; :meth:`RunConfig.set_table` returns the validated table.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: d_sae = expansion * d_in for this set
+    expansion: _int(1, MAX_EXPANSION, optional=True) = None  # type: ignore[valid-type]
+    #: dictionary size for this set (beats expansion)
+    d_sae: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    #: target L0 for this set (mapped onto each architecture's sparsity knob)
+    target_l0: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    #: parameters passed to the set's factory (checked against the set's parameter model)
+    params: Annotated[dict[StrictStr, Any], Allowed("a table of key = value pairs")] = {}
+    #: [sets.NAME.architectures.ARCH]: architecture parameters for this set only
+    architectures: Annotated[dict[StrictStr, dict[StrictStr, Any]],
+                             Allowed("[sets.NAME.architectures.ARCH] tables of key = value pairs")] = {}
+    # -- fields of user-defined sets (model, hook_point, corpus, ...) go here ------------------
+
+
+def _optional_training_fields() -> dict[str, Any]:
+    """Every TrainingConfig field as an optional field of the same type and bounds (for SetTable)."""
+    out: dict[str, Any] = {}
+    for name, info in TrainingConfig.__pydantic_fields__.items():
+        meta = [m for m in info.metadata if not isinstance(m, Allowed)]
+        ann = Annotated[info.annotation, *meta] if meta else info.annotation  # type: ignore[valid-type]
+        out[name] = (Annotated[Optional[ann], Allowed(_allowed_text(info))], None)
+    return out
+
+
+SetTable = create_model("SetTable", __base__=_SetTableBase, **_optional_training_fields())  # type: ignore[misc,call-overload]
+
+#: keys a [sets.NAME] table accepts
+SET_OVERRIDE_KEYS = set(SetTable.model_fields) | set(TRAINING_ALIASES)
+_SIZE_KEYS = ("expansion", "d_sae", "target_l0")
+
+#: RunConfig field -> where the user writes it in TOML
+_RUN_NAMES = {"architecture_params": "architectures", "mode_params": "modes", "metric_params": "metrics",
+              "set_overrides": "sets", "training": "training", "verdict": "verdict", "source": "source"}
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    name: str
-    sets: tuple[str, ...]
-    architectures: tuple[str, ...]
-    modes: tuple[str, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    metrics: tuple[str, ...] | None = None  # None = every registered metric
-    output_dir: str = "saebench-runs/default"
-    expansion: int = 8
-    d_sae: int | None = None
-    target_l0: int | None = None
+    """A validated run configuration (``[run]`` plus every other table).
+
+    Fields with dotted TOML names: ``architecture_params`` = ``[architectures.NAME]``,
+    ``mode_params`` = ``[modes.NAME]``, ``metric_params`` = ``[metrics.NAME]``,
+    ``set_overrides`` = ``[sets.NAME]``; ``given`` lists the ``run.KEY`` / ``training.KEY`` the
+    user wrote (for the precedence notes, never part of a cell's identity)."""
+
+    #: leaderboard file stem (default: the config file's name)
+    name: PathName
+    #: activation sets to train on
+    sets: Names
+    #: SAE architectures
+    architectures: Names
+    #: training modes; must include "trained"
+    modes: Names
+    #: training seeds (one cell per seed)
+    seeds: Annotated[tuple[_int(0, MAX_SEED), ...], Allowed(f"a list of integers in 0..{MAX_SEED:,}")] = (0, 1, 2)  # type: ignore[valid-type]
+    #: metric names, or "all" (every registered metric)
+    metrics: Annotated[Optional[tuple[Name, ...]], Allowed('"all" or a list of metric names')] = None
+    #: results folder
+    output_dir: Annotated[StrictStr, Field(min_length=1), Allowed("a folder path")] = "saebench-runs/default"
+    #: d_sae = expansion * d_in (unless d_sae is given)
+    expansion: _int(1, MAX_EXPANSION) = 8  # type: ignore[valid-type]
+    #: dictionary size for every set
+    d_sae: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    #: target L0 for every architecture that has a sparsity knob
+    target_l0: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
     training: TrainingConfig = field(default_factory=TrainingConfig)
     architecture_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     mode_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -216,10 +454,11 @@ class RunConfig:
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     #: where SAEs train (``saebench_sanity.devices``): auto = CUDA, then MPS, then CPU; not part of a
     #: cell's identity (the same recipe on another device is the same cell)
-    device: str = "auto"
+    device: Annotated[StrictStr, Allowed("auto, cpu, cuda, cuda:N or mps")] = "auto"
     #: training precision; part of a cell's identity (float64 and bfloat16 training differ materially)
-    dtype: str = "float32"
+    dtype: Annotated[StrictStr, Allowed("float32, float64 or bfloat16")] = "float32"
     source: str = "<dict>"
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("sets", "architectures", "modes", "seeds"):
@@ -229,38 +468,69 @@ class RunConfig:
                 raise ConfigError(f"run.{name} lists an entry twice; remove the duplicate")
         if "trained" not in self.modes:
             raise ConfigError("run.modes must include 'trained' (baselines are judged against it)")
-        if self.expansion <= 0:
-            raise ConfigError(f"run.expansion = {self.expansion} must be a positive integer, e.g. 8")
-        if self.d_sae is not None and self.d_sae <= 0:
-            raise ConfigError(f"run.d_sae = {self.d_sae} must be a positive integer, e.g. 512")
-        if self.target_l0 is not None and self.target_l0 <= 0:
-            raise ConfigError(f"run.target_l0 = {self.target_l0} must be a positive integer, e.g. 20")
         from saebench_sanity.devices import check_device_name, check_dtype_name
 
         check_device_name(self.device, "run.device")
         check_dtype_name(self.dtype, "run.dtype")
-        for set_name, over in self.set_overrides.items():
-            unknown = set(over) - SET_OVERRIDE_KEYS
-            if unknown:
-                raise ConfigError(f"sets.{set_name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(SET_OVERRIDE_KEYS)}")
-            training_keys(over, f"sets.{set_name}")
-            archs = over.get("architectures", {})
-            if not isinstance(archs, dict) or not all(isinstance(v, dict) for v in archs.values()):
-                raise ConfigError(f"sets.{set_name}.architectures: use [sets.{set_name}.architectures.NAME] tables of key = value pairs")
+        for table, name in (("architectures", "architecture_params"), ("modes", "mode_params"),
+                            ("metrics", "metric_params"), ("sets", "set_overrides")):
+            for key, value in getattr(self, name).items():
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{table}.{key} = {_show(value)}: must be a [{table}.{key}] table of key = value pairs")
+        for set_name in self.set_overrides:
+            self.set_table(set_name)
 
     # -- per-set resolution --------------------------------------------------------------------
+    def set_table(self, set_name: str) -> Any:
+        """The validated ``[sets.NAME]`` table (a ``SetTable``; empty when absent)."""
+        where = f"sets.{set_name}"
+        table = training_keys(self.set_overrides.get(set_name, {}), where)
+        try:
+            return SetTable.model_validate(table)
+        except ValidationError as exc:
+            names = {"max_steps": "steps"} if "steps" in self.set_overrides.get(set_name, {}) else None
+            raise one_line(exc, where + ".", SetTable.model_fields, table, names) from None
+
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None) -> TrainingConfig:
         """Training budget for a set: run defaults < the set's recommendation < ``[sets.NAME]``."""
         merged = {**training_keys(recommended or {}, f"set {set_name!r} recommendation"),
                   **training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")}
-        over = {k: v for k, v in merged.items() if k in {f.name for f in fields(TrainingConfig)}}
+        over = {k: v for k, v in merged.items() if k in _TRAINING_FIELDS}
         try:
             return dataclasses.replace(self.training, **over)
         except ConfigError as exc:
             raise ConfigError(f"sets.{set_name}: {exc}") from None
 
+    def overridden_by_set(self, set_name: str, recommended: dict[str, Any] | None = None) -> list[str]:
+        """One line per value the user wrote in ``[run]`` / ``[training]`` that ``set_name``'s
+        recommended budget replaces (precedence: module docstring). Empty when nothing is."""
+        rec = training_keys(recommended or {}, f"set {set_name!r} recommendation")
+        own = training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")
+        notes = []
+        for key, value in rec.items():
+            if key in own:
+                continue
+            if key in _TRAINING_FIELDS:
+                where, mine = f"training.{key}", getattr(self.training, key)
+            elif key == "d_sae":
+                given = [k for k in ("d_sae", "expansion") if f"run.{k}" in self.given]
+                if not given:
+                    continue
+                where, mine = f"run.{given[0]}", getattr(self, given[0])
+            elif key in _SIZE_KEYS:
+                where, mine = f"run.{key}", getattr(self, key)
+            else:
+                continue
+            if where not in self.given or mine == value:
+                continue
+            notes.append(f"sets.{set_name}: the set's recommended {key} = {_show(value)} replaces your {where} = {_show(mine)} "
+                         f"(precedence: [run]/[training] < set recommendation < [sets.{set_name}]); to keep yours, "
+                         f"write it under [sets.{set_name}]")
+        return notes
+
     def size_for(self, set_name: str, d_in: int, recommended: dict[str, Any] | None = None) -> tuple[int, int | None]:
-        """``(d_sae, target_l0)`` for a set of width ``d_in``."""
+        """``(d_sae, target_l0)`` for a set of width ``d_in``; ConfigError when the target does not
+        fit the dictionary or one cohort of this size cannot fit in this machine's memory."""
         merged = {**(recommended or {}), **self.set_overrides.get(set_name, {})}
         d_sae = merged.get("d_sae", None if "expansion" in merged else self.d_sae)
         if d_sae is None:
@@ -270,7 +540,19 @@ class RunConfig:
             raise ConfigError(f"sets.{set_name}: d_sae = {d_sae} must be positive")
         if target is not None and not 0 < int(target) <= int(d_sae):
             raise ConfigError(f"sets.{set_name}: target_l0 = {target} must be in 1..d_sae ({d_sae})")
+        self.check_memory(set_name, int(d_in), int(d_sae), self.training_for(set_name, recommended).batch_size)
         return int(d_sae), (int(target) if target is not None else None)
+
+    def check_memory(self, set_name: str, d_in: int, d_sae: int, batch_size: int) -> None:
+        """ConfigError when training one cohort of ``set_name`` needs more than this machine's RAM
+        (:func:`cohort_bytes`); a size typo (``d_sae = 100000000``) is refused before anything runs."""
+        need = cohort_bytes(d_in, d_sae, batch_size, len(self.modes) * len(self.seeds), self.dtype)
+        have = physical_memory()
+        if have and need > have:
+            raise ConfigError(f"sets.{set_name}: d_sae = {d_sae} with d_in = {d_in} needs about {need / 2**30:,.1f} GB to train "
+                              f"one cohort ({len(self.modes) * len(self.seeds)} members: weights, gradients, Adam moments, "
+                              f"activations of a {batch_size} batch) but this machine has {have / 2**30:,.1f} GB of RAM; "
+                              "lower d_sae / expansion, seeds or modes")
 
     def set_params_for(self, set_name: str) -> dict[str, Any]:
         return dict(self.set_overrides.get(set_name, {}).get("params", {}))
@@ -282,100 +564,122 @@ class RunConfig:
         return dict(self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out.pop("given", None)  # how the config was written, not what it is
+        return out
 
 
-def _positive(obj: Any, name: str, allow_zero: bool) -> None:
-    value = getattr(obj, name)
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"training.{name} = {value!r} must be an integer {bound}")
+_validating_init(RunConfig, "", names={k: v for k, v in _RUN_NAMES.items()} | {
+    k: f"run.{k}" for k in ("name", "sets", "architectures", "modes", "seeds", "metrics", "output_dir", "expansion",
+                            "d_sae", "target_l0", "device", "dtype")})
+_TRAINING_FIELDS = {f.name for f in fields(TrainingConfig)}
+_RUN_KEYS = ("name", "sets", "architectures", "modes", "seeds", "metrics", "output_dir", "expansion", "d_sae",
+             "target_l0", "device", "dtype")
+_TABLES = {"run", "training", "architectures", "modes", "metrics", "sets", "verdict"}
 
 
-def _expect(table: dict[str, Any], key: str, types: tuple[type, ...], where: str) -> Any:
-    value = table[key]
-    if isinstance(value, bool) and bool not in types:
-        raise ConfigError(f"{where}.{key} = {value!r} has the wrong type; expected {' or '.join(t.__name__ for t in types)}")
-    if not isinstance(value, types):
-        raise ConfigError(f"{where}.{key} = {value!r} has the wrong type; expected {' or '.join(t.__name__ for t in types)}")
-    return value
+# -- memory --------------------------------------------------------------------------------------
+def cohort_bytes(d_in: int, d_sae: int, batch_size: int, members: int, dtype: str = "float32") -> int:
+    """Bytes one training cohort needs, roughly: per member the encoder and decoder (``2 * d_in *
+    d_sae``) four times (weights, gradients, Adam's two moments) plus ``[batch, d_sae]`` latents
+    three times (pre-activations, activations, their gradient). A floor, not a peak: it exists
+    to refuse sizes that cannot fit, not to predict use."""
+    item = {"float64": 8}.get(dtype, 4)  # bfloat16 cohorts keep float32 optimizer state
+    per_member = 8 * d_in * d_sae + 3 * batch_size * d_sae
+    return int(members) * per_member * item
 
 
-def _str_list(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
-    value = _expect(table, key, (list,), where)
-    if not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}.{key} must be a list of names, e.g. {key} = [\"a\", \"b\"]")
-    return tuple(value)
+def physical_memory() -> int:
+    """Bytes of physical RAM (0 when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+# -- reading TOML --------------------------------------------------------------------------------
+def _check_depth(data: Any, source: str) -> None:
+    """ConfigError when tables / arrays nest deeper than MAX_DEPTH (iterative: no recursion)."""
+    stack = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source}: tables or arrays nested deeper than {MAX_DEPTH} levels; a run config needs at most 4")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def from_dict(data: dict[str, Any], source: str = "<dict>") -> RunConfig:
     """Validate a parsed TOML document into a RunConfig."""
-    known_tables = {"run", "training", "architectures", "modes", "metrics", "sets", "verdict"}
-    unknown = set(data) - known_tables
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a run config is a TOML document of tables, not {type(data).__name__}")
+    _check_depth(data, source)
+    unknown = set(data) - _TABLES
     if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: {sorted(known_tables)}")
+        raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; allowed: {sorted(_TABLES)}")
     if "run" not in data or not isinstance(data["run"], dict):
         raise ConfigError(f"{source}: missing [run] table; see `saebench run --help` for the layout")
     run = dict(data["run"])
-    allowed_run = {"name", "sets", "architectures", "modes", "seeds", "metrics", "output_dir", "expansion", "d_sae", "target_l0",
-                   "device", "dtype"}
-    unknown = set(run) - allowed_run
+    unknown = set(run) - set(_RUN_KEYS)
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) in [run]: {sorted(unknown)}; allowed: {sorted(allowed_run)}")
+        raise ConfigError(f"{source}: unknown key(s) in [run]: {sorted(unknown)}; allowed: {sorted(_RUN_KEYS)}")
     for key in ("sets", "architectures", "modes"):
         if key not in run:
             raise ConfigError(f"{source}: run.{key} is missing; list the {key} to run")
-    kwargs: dict[str, Any] = {"source": source, "name": str(run.get("name", Path(source).stem))}
-    for key in ("sets", "architectures", "modes"):
-        kwargs[key] = _str_list(run, key, "run")
-    if "seeds" in run:
-        seeds = _expect(run, "seeds", (list,), "run")
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise ConfigError("run.seeds must be a list of non-negative integers, e.g. seeds = [0, 1, 2]")
-        kwargs["seeds"] = tuple(seeds)
-    if "metrics" in run:
-        if run["metrics"] == "all":
-            kwargs["metrics"] = None
-        else:
-            kwargs["metrics"] = _str_list(run, "metrics", "run")
-    if "output_dir" in run:
-        kwargs["output_dir"] = str(_expect(run, "output_dir", (str,), "run"))
-    for key in ("expansion", "d_sae", "target_l0"):
-        if key in run:
-            kwargs[key] = _expect(run, key, (int,), "run")
-    for key in ("device", "dtype"):
-        if key in run:
-            kwargs[key] = str(_expect(run, key, (str,), "run"))
+    for key in ("sets", "architectures", "modes", "seeds") + (("metrics",) if run.get("metrics") != "all" else ()):
+        if key in run and not isinstance(run[key], list):  # a bare string would pass as a sequence of characters
+            raise ConfigError(f"run.{key} = {_show(run[key])}: must be a list, e.g. {key} = "
+                              + ("[0, 1, 2]" if key == "seeds" else '["a", "b"]'))
+    kwargs: dict[str, Any] = {"source": source, "name": run.pop("name", Path(source).stem)}
+    if run.get("metrics") == "all":
+        run["metrics"] = None
+    kwargs.update(run)
+    given = {f"run.{k}" for k in run}
 
     for table, target in (("architectures", "architecture_params"), ("modes", "mode_params"),
                           ("metrics", "metric_params"), ("sets", "set_overrides")):
         value = data.get(table, {})
-        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{table}.NAME] tables must hold key = value pairs per name")
-        kwargs[target] = {k: dict(v) for k, v in value.items()}
+        for key, item in value.items():
+            if not isinstance(item, dict):
+                raise ConfigError(f"{table}.{key} = {_show(item)}: must be a [{table}.{key}] table of key = value pairs")
+        kwargs[target] = value
 
-    training = data.get("training", {})
-    allowed_training = {f.name for f in fields(TrainingConfig)} | set(TRAINING_ALIASES)
-    unknown = set(training) - allowed_training
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) in [training]: {sorted(unknown)}; allowed: {sorted(allowed_training)}")
-    training_keys(training, f"{source}: [training]")  # both steps and max_steps: refused
-    kwargs["training"] = TrainingConfig(**training)  # steps= is read as max_steps, errors name it
+    for table, cls in (("training", TrainingConfig), ("verdict", VerdictConfig)):
+        value = data.get(table, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{table}] must be a table of key = value pairs")
+        if table == "verdict" and "n_sigma" in value:
+            raise ConfigError(f"{source}: verdict.n_sigma was retired (the verdict rule now uses t-intervals); "
+                              "remove it and set verdict.confidence instead, e.g. 0.95 (docs/verdict-rule.md)")
+        allowed = {f.name for f in fields(cls)} | (set(TRAINING_ALIASES) if table == "training" else set())
+        unknown = set(value) - allowed
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) in [{table}]: {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if table == "training":
+            training_keys(value, f"{source}: [training]")  # both steps and max_steps: refused
+            given |= {f"training.{TRAINING_ALIASES.get(k, k)}" for k in value}
+        kwargs[table] = cls(**value)  # steps= is read as max_steps, errors name it
+    kwargs["given"] = frozenset(given)
+    return RunConfig(**kwargs)
 
-    verdict = data.get("verdict", {})
-    if "n_sigma" in verdict:
-        raise ConfigError(f"{source}: verdict.n_sigma was retired (the verdict rule now uses t-intervals); "
-                          "remove it and set verdict.confidence instead, e.g. 0.95 (docs/verdict-rule.md)")
-    allowed_verdict = {f.name for f in fields(VerdictConfig)}
-    unknown = set(verdict) - allowed_verdict
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) in [verdict]: {sorted(unknown)}; allowed: {sorted(allowed_verdict)}")
-    kwargs["verdict"] = VerdictConfig(**verdict)
+
+def parse_toml(raw: bytes, source: str) -> dict[str, Any]:
+    """TOML bytes -> dict; ConfigError (one line) for bad encoding, syntax or nesting."""
     try:
-        return RunConfig(**kwargs)
-    except TypeError as exc:  # pragma: no cover - guarded by the checks above
-        raise ConfigError(f"{source}: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r}); "
+                          "save the config as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: malformed TOML ({exc}); fix the syntax at that line") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: tables or arrays nested too deeply; a run config needs at most 4 levels") from None
 
 
 def load(path: str | Path) -> RunConfig:
@@ -383,11 +687,13 @@ def load(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing TOML file to --config")
+    if path.stat().st_size > 10 * 2**20:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is not a run config (at most 10 MB); check the path")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML ({exc}); fix the syntax at that line") from None
-    return from_dict(data, source=str(path))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror}); check its permissions") from None
+    return from_dict(parse_toml(raw, str(path)), source=str(path))
 
 
 def embedded(name: str = "default") -> RunConfig:
@@ -398,16 +704,202 @@ def embedded(name: str = "default") -> RunConfig:
     return from_dict(tomllib.loads(text), source=f"embedded:{name}")
 
 
+# -- spec parameters -----------------------------------------------------------------------------
+#: leading factory arguments that are not parameters, per kind
+_NOT_PARAMS = {"metric": 1, "architecture": ("d_in", "d_sae", "seed")}
+
+
+def _strict(ann: Any) -> Any:
+    """``ann`` with its scalar types made strict (``"x"`` is not a float, ``true`` is not an int);
+    containers stay lax (a TOML array is a list where the factory says tuple / Sequence)."""
+    if ann is bool:
+        return StrictBool
+    if ann is int:
+        return StrictInt
+    if ann is float:
+        return _number()
+    if ann is str:
+        return StrictStr
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is None or not args:
+        return ann
+    if origin is Annotated:
+        return ann
+    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+        return Union[tuple(_strict(a) for a in args)]  # type: ignore[return-value]
+    if origin in (list, tuple, set, frozenset, dict, Sequence, Mapping):
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple[_strict(args[0]), ...]  # type: ignore[misc]
+        try:
+            return origin[tuple(_strict(a) for a in args)]
+        except TypeError:
+            return ann
+    return ann
+
+
+def _type_of(default: Any) -> Any:
+    """A strict type for a parameter known only by its default value."""
+    if isinstance(default, bool):
+        return StrictBool
+    if isinstance(default, int):
+        return StrictInt
+    if isinstance(default, float):
+        return _number()
+    if isinstance(default, str):
+        return StrictStr
+    if isinstance(default, (list, tuple)):
+        return Union[list, tuple]
+    if isinstance(default, dict):
+        return dict
+    return Any
+
+
+@lru_cache(maxsize=256)
+def _inferred_model(kind: str, name: str, factory: Any, defaults_json: str) -> tuple[type[BaseModel], bool]:
+    """(model, open) for a spec without a declared ``params_model``: typed from the factory's
+    signature (annotations, strict scalars) and the spec's default values; ``open`` when the
+    factory takes ``**kwargs`` (unknown keys are then left to the factory)."""
+    from saebench_sanity.spec import resolve_ref
+
+    defaults = json.loads(defaults_json)
+    fields_: dict[str, Any] = {}
+    open_ = True
+    try:
+        fn = resolve_ref(factory, what=f"{kind} {name!r}")
+        target = fn.__init__ if inspect.isclass(fn) else fn
+        sig = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(target)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to default values
+            hints = {}
+        open_ = False
+        skip = _NOT_PARAMS.get(kind, ())
+        for i, (pname, p) in enumerate(sig.parameters.items()):
+            if (isinstance(skip, int) and i < skip) or (not isinstance(skip, int) and pname in skip):
+                continue
+            if p.kind is p.VAR_KEYWORD:
+                open_ = True
+                continue
+            if p.kind is p.VAR_POSITIONAL:
+                continue
+            default = defaults.get(pname, p.default)
+            ann = _strict(hints[pname]) if pname in hints else (_type_of(default) if default is not p.empty else Any)
+            fields_[pname] = (ann, ... if default is p.empty else default)
+    except Exception:  # noqa: BLE001 - a factory that cannot be inspected is checked when it is used
+        open_ = True
+    for pname, default in defaults.items():
+        fields_.setdefault(pname, (_type_of(default), default))
+    model = create_model(f"{kind}:{name}", __config__=ConfigDict(extra="allow" if open_ else "forbid",
+                                                                  arbitrary_types_allowed=True), **fields_)
+    return model, open_
+
+
+def params_model(spec: Any) -> type[BaseModel]:
+    """The pydantic model of ``spec``'s parameters: the spec's own ``params_model`` (a BaseModel
+    class, for bounds and documentation) when it declares one, else one inferred from its
+    factory's signature and default ``params``."""
+    declared = getattr(spec, "params_model", None)
+    if isinstance(declared, type) and issubclass(declared, BaseModel):
+        return declared
+    defaults = json.dumps(getattr(spec, "params", {}) or {}, sort_keys=True, default=repr)
+    factory = spec.factory
+    try:
+        return _inferred_model(spec.kind, spec.name, factory, defaults)[0]
+    except TypeError:  # an unhashable factory: no cache
+        return _inferred_model.__wrapped__(spec.kind, spec.name, factory, defaults)[0]
+
+
+def check_params(spec: Any, given: Mapping[str, Any], where: str) -> None:
+    """ConfigError naming ``where.KEY`` when a parameter the user gave (``given``) has the wrong
+    type, is out of bounds or is unknown to ``spec``. Problems with the spec's own defaults are
+    the plugin's, reported when it is used."""
+    if not given:
+        return
+    model = params_model(spec)
+    merged = {**(getattr(spec, "params", {}) or {}), **given}
+    try:
+        model.model_validate(merged)
+    except ValidationError as exc:
+        mine = [e for e in exc.errors() if e.get("loc") and e["loc"][0] in given and e["type"] != "missing"]
+        if mine:
+            raise one_line(mine[0], where + ".", model.model_fields, given) from None
+
+
 def check_names(cfg: RunConfig, registry: Any) -> None:
-    """Raise UnknownNameError for any name in ``cfg`` that no plugin registered."""
+    """Raise UnknownNameError for any name in ``cfg`` that no plugin registered, and ConfigError
+    for any parameter the config gives a spec that its parameter model refuses (before anything
+    is built or trained)."""
     for kind, names in (("activation_set", cfg.sets), ("architecture", cfg.architectures),
                         ("training_mode", cfg.modes), ("metric", cfg.metrics or ())):
         for name in names:
             registry.get(kind, name)
-    for kind, table in (("architecture", cfg.architecture_params), ("training_mode", cfg.mode_params),
-                        ("metric", cfg.metric_params), ("activation_set", cfg.set_overrides)):
-        for name in table:
-            registry.get(kind, name)
-    for over in cfg.set_overrides.values():
-        for arch in over.get("architectures", {}):
-            registry.get("architecture", arch)
+    for kind, table, label in (("architecture", cfg.architecture_params, "architectures"),
+                               ("training_mode", cfg.mode_params, "modes"),
+                               ("metric", cfg.metric_params, "metrics")):
+        for name, params in table.items():
+            check_params(registry.get(kind, name), params, f"{label}.{name}")
+    for set_name, over in cfg.set_overrides.items():
+        check_params(registry.get("activation_set", set_name), over.get("params", {}), f"sets.{set_name}.params")
+        for arch, params in over.get("architectures", {}).items():
+            check_params(registry.get("architecture", arch), params, f"sets.{set_name}.architectures.{arch}")
+    for mode in cfg.modes:  # a mode validates its parameters when built (cheap: no tensors yet)
+        spec = registry.get("training_mode", mode)
+        params = cfg.mode_params.get(mode, {})
+        if params:
+            try:
+                spec.build(**params)
+            except ConfigError as exc:
+                raise ConfigError(f"modes.{mode}: {exc}") from None
+
+
+# -- docs/configuration.md -------------------------------------------------------------------------
+def _doc_rows(cls: Any, prefix: str) -> list[str]:
+    comments = _field_comments(cls)
+    infos = cls.__pydantic_fields__ if hasattr(cls, "__pydantic_fields__") else cls.model_fields
+    rows = []
+    for name, info in infos.items():
+        if name in ("source", "given", "training", "verdict", "architecture_params", "mode_params", "metric_params",
+                    "set_overrides"):
+            continue
+        default = info.default
+        if default is dataclasses.MISSING or type(default).__name__ == "PydanticUndefinedType":
+            default_text = "required" if info.default_factory is None else "(see below)"
+        else:
+            default_text = "omitted" if default is None else f"`{_show(default)}`"
+        rows.append(f"| `{prefix}{name}` | {_allowed_text(info)} | {default_text} | {comments.get(name, '')} |")
+    return rows
+
+
+def _field_comments(cls: Any) -> dict[str, str]:
+    """``#:`` comments written above each field (the source is the documentation)."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    out, pending = {}, []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#:"):
+            pending.append(text[2:].strip())
+        elif ":" in text and not text.startswith(("#", "def ", "@", "\"")) and pending:
+            out[text.split(":")[0].strip()] = " ".join(pending).replace("|", "\\|")
+            pending = []
+        elif not text.startswith("#"):
+            pending = []
+    return out
+
+
+def config_doc_tables() -> str:
+    """The key tables of docs/configuration.md, generated from the models above."""
+    head = "| key | allowed | default | meaning |\n|---|---|---|---|\n"
+    parts = ["### `[run]`\n\n" + head + "\n".join(_doc_rows(RunConfig, "run.")),
+             "### `[training]`\n\n" + head + "\n".join(_doc_rows(TrainingConfig, "training.")),
+             "### `[sets.NAME]`\n\nEvery `[training]` key, plus:\n\n" + head
+             + "\n".join(r for r in _doc_rows(SetTable, "sets.NAME.") if r.split("`")[1].split(".")[-1] not in _TRAINING_FIELDS),
+             "### `[verdict]`\n\n" + head + "\n".join(_doc_rows(VerdictConfig, "verdict."))]
+    return "\n\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m saebench_sanity.config --doc
+    if sys.argv[1:] == ["--doc"]:
+        sys.stdout.write(config_doc_tables())
