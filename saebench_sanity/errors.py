@@ -25,3 +25,9 @@ class PluginError(SaebenchError):
 
 class DataError(SaebenchError):
     """Activations are unusable: NaN/inf, wrong shape, d_in mismatch, corrupted shard."""
+
+
+class ModeInvariantError(RuntimeError):
+    """A training mode's invariant broke (a frozen tensor moved or trains, a soft-frozen row left
+    its cone): the cell's result would be wrong, so it is recorded as failed. Not bad input: a bug
+    in the mode or the engine (a plugin mode's check raising it names that plugin)."""

@@ -366,3 +366,17 @@ def test_conformance_kit_accepts_every_builtin_mode():
     testing = pytest.importorskip("saebench_sanity.testing")
     for mode in MODE_SPECS.values():
         testing.check_training_mode(mode, architecture=ARCHS["batchtopk"])
+
+
+@pytest.mark.parametrize("mode, attr", [("frozen_decoder", "W_dec"), ("frozen_encoder", "W_enc"),
+                                        ("soft_frozen_decoder", "W_dec")])
+def test_a_broken_mode_invariant_raises_a_named_error_not_an_assert(mode, attr):
+    """Invariants that protect results must hold under ``python -O`` too (asserts vanish there)."""
+    from saebench_sanity.errors import ModeInvariantError
+
+    res = _cell("topk", mode)
+    with torch.no_grad():
+        W = getattr(res.sae, attr)
+        W.data.copy_(-W.data)  # a frozen tensor moved / every row leaves its cone
+    with pytest.raises(ModeInvariantError, match=mode):
+        MODE_SPECS[mode].build().check(res.sae)

@@ -41,7 +41,7 @@ class TrainingMode:
         """Run after every optimizer step."""
 
     def check(self, sae: Any) -> None:
-        """Raise AssertionError if the mode's invariant does not hold for ``sae``."""
+        """Raise ``saebench_sanity.errors.ModeInvariantError`` if the mode's invariant does not hold for ``sae``."""
 
 
 @dataclass(frozen=True)

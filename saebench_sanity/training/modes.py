@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from saebench_sanity.architectures.base import ROLES
-from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.errors import ConfigError, DataError, ModeInvariantError
 from saebench_sanity.training.base import TrainingMode
 
 INITS = ("iso", "cov")
@@ -160,13 +160,16 @@ def _check_frozen(sae: Any, mode: str, attr: str, state_key: str, norm_dim: int,
     import torch
 
     W = getattr(sae, attr)
-    assert not W.requires_grad, f"{mode}: {attr} requires grad"
+    if W.requires_grad:
+        raise ModeInvariantError(f"{mode}: {attr} requires grad")
     state = getattr(sae, STATE_ATTR, None)
     if state is not None and state.get("mode") == mode:
-        assert torch.equal(W.detach(), state[state_key]), f"{mode}: {attr} moved"
+        if not torch.equal(W.detach(), state[state_key]):
+            raise ModeInvariantError(f"{mode}: {attr} moved")
     else:
         norms = W.norm(dim=norm_dim)
-        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5), f"{mode}: {attr} {what} are not unit norm"
+        if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):
+            raise ModeInvariantError(f"{mode}: {attr} {what} are not unit norm")
 
 
 class _Mode(TrainingMode):
@@ -313,12 +316,12 @@ class SoftFrozenDecoder(_RandomDirections):
 
     def check(self, sae: Any) -> None:
         state = getattr(sae, STATE_ATTR, None)
-        assert state is not None and state.get("mode") == self.name, \
-            "soft_frozen_decoder: SAE was not prepared by this mode (no initial directions recorded)"
+        if state is None or state.get("mode") != self.name:
+            raise ModeInvariantError("soft_frozen_decoder: SAE was not prepared by this mode (no initial directions recorded)")
         cos = row_cosines(sae.W_dec.detach(), state["decoder_init"])
         worst = float(cos.min())
-        assert worst >= state["min_cos"] - 1e-5, \
-            f"soft_frozen_decoder: a decoder row has cosine {worst:.6f} < min_cos {state['min_cos']}"
+        if not worst >= state["min_cos"] - 1e-5:
+            raise ModeInvariantError(f"soft_frozen_decoder: a decoder row has cosine {worst:.6f} < min_cos {state['min_cos']}")
 
 
 class FrozenEncoder(_RandomDirections):
@@ -402,4 +405,5 @@ class Untrained(_RandomDirections):
             sae.threshold.data.fill_(max(thr, 0.0))
 
     def check(self, sae: Any) -> None:
-        assert not any(p.requires_grad for p in sae.parameters()), "untrained: a parameter requires grad"
+        if any(p.requires_grad for p in sae.parameters()):
+            raise ModeInvariantError("untrained: a parameter requires grad")

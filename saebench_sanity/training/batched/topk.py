@@ -31,12 +31,18 @@ benchmarks/test_bench_cohort.py).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
+
+# torch warns once per process that CSR tensors are "beta"; we use them only as the index pattern
+# of sampled_addmm (checked against sae-lens's dense gradients in tests/), so the warning is noise in
+# every worker's log. Narrow filter: this message only.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 #: sae-lens config values this math reproduces; any other value sends the member to the solo path.
 _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
