@@ -1,5 +1,6 @@
-"""Terminal output of ``saebench run``: rich live progress per cell, then the verdict tables (FAILS
-in red) and the time each cell spent training and in each metric."""
+"""Terminal output of ``saebench run``: rich live progress per cell, then the time each cell spent
+training and in each metric, and last the headline verdict tables (FAILS in red), the count of SAEs
+that fail and where the leaderboard files are (the HTML page among them)."""
 
 from __future__ import annotations
 
@@ -68,29 +69,45 @@ class RichReporter:
         self.progress.stop()
 
 
-def verdict_tables(table: Any, col: Any) -> list[Table]:
-    """One rich table per set: the judged scores of the Markdown leaderboard (descriptive scores
-    such as L0 are in the Markdown file only, to keep the terminal table narrow)."""
-    from saebench_sanity.leaderboard.render import fmt, fmt_bounds, fmt_stats, name_or_dash, score_labels
+def headline_tables(table: Any, col: Any) -> list[Table]:
+    """One rich table per set: the leaderboard's headline table (one row per SAE, one column per
+    headline score: verdict with its mark, then trained vs closest baseline; the scores it FAILS on)."""
+    from saebench_sanity.leaderboard import headline as H
 
-    out = []
+    out: list[Table] = []
     if table is None or table.empty:
         return out
+    rows = table.to_dict(orient="records")
     for set_name in col.sets:
-        part = table[(table["set"] == set_name) & table["direction"].notna()]
-        if part.empty:
+        cols, sae_rows = H.table(rows, set_name)
+        if not sae_rows:
             continue
-        t = Table(title=f"{set_name}", title_justify="left", show_lines=False)
-        for h in ["arch", "score", "chance", *col.modes, "baseline", "d", "bounds", "verdict"]:
-            t.add_column(h.replace("_", " "), no_wrap=h in ("score", "verdict"), overflow="fold")
-        for label, (_, r) in zip(score_labels(part), part.iterrows()):
-            verdict = r["verdict"]
-            shown = f"{verdict} [{r['at_budget']}]" if verdict == V.UNDERTRAINED and "at_budget" in r else verdict
-            t.add_row(r["arch"], label, fmt(r["chance"]),
-                      *[fmt_stats(r, m) for m in col.modes], name_or_dash(r["baseline"]), fmt(r["diff"]),
-                      fmt_bounds(r["lower"], r["upper"]), f"[{STYLE.get(verdict, '')}]{escape(shown)}[/]")
+        t = Table(title=f"{set_name}: trained SAE vs closest random baseline", title_justify="left", show_lines=True)
+        t.add_column("SAE", no_wrap=True)
+        for c in cols:
+            t.add_column(c.title)
+        t.add_column("fails on", style="red")
+        for r in sae_rows:
+            cells = [f"[{STYLE.get(r.cells[c.title].verdict, '')}]{escape(r.cells[c.title].label)}[/]\n"
+                     f"{escape(r.cells[c.title].numbers)}" for c in cols]
+            t.add_row(r.arch, *cells, escape(r.fails_text))
         out.append(t)
     return out
+
+
+def failing_line(table: Any, col: Any) -> str:
+    """``N of M SAEs fail to beat a random baseline on a headline score: set/arch (scores); ...``."""
+    from saebench_sanity.leaderboard import headline as H
+
+    if table is None or table.empty:
+        return "No scores recorded."
+    rows = table.to_dict(orient="records")
+    all_rows = [r for s in col.sets for r in H.table(rows, s)[1]]
+    failing = [r for r in all_rows if r.fails]
+    text = H.count_line(all_rows)
+    if failing:
+        text += ": " + "; ".join(f"{r.set}/{r.arch} ({', '.join(r.fails_on)})" for r in failing)
+    return text + "."
 
 
 def timing_table(outcomes: list[Any], metric_names: list[str]) -> Table:
@@ -120,11 +137,11 @@ def timing_table(outcomes: list[Any], metric_names: list[str]) -> Table:
 
 
 def print_final(console: Console, result: Any) -> None:
+    """After a run: time per cell, skipped metrics, the rule, the run's counts, then the headline
+    table of every set, the count of SAEs that fail and the paths of the leaderboard files."""
     from saebench_sanity.leaderboard.verdict import rule_text
 
     console.print(timing_table(result.outcomes, [m.name for m in result.plan.metrics]))
-    for t in verdict_tables(result.table, result.collected):
-        console.print(t)
     col = result.collected
     for set_name, metric, reason in col.skipped:
         console.print(f"[dim]skipped {metric} on {set_name}: {reason}[/dim]")
@@ -132,5 +149,14 @@ def print_final(console: Console, result: Any) -> None:
     s = result.summary
     console.print(f"{s['cells']} cells: trained {s['trained_now']} now ({s['train_seconds']:.1f} s), "
                   f"{s['cells'] - s['trained_now'] - s['failed']} from cache, {s['failed']} failed, "
-                  f"{s['metric_errors']} metric errors. Leaderboard: "
-                  + ", ".join(str(p) for p in result.leaderboard_paths if p.suffix == ".md"))
+                  f"{s['metric_errors']} metric errors.")
+    if col.missing:
+        console.print(f"[yellow]partial: {len(col.missing)} planned cell(s) have no record[/yellow]")
+    for t in headline_tables(result.table, col):
+        console.print(t)
+    line = failing_line(result.table, col)
+    console.print(f"[green]{escape(line)}[/]" if line.startswith("0 of") else f"[bold red]{escape(line)}[/]")
+    paths = [p for p in result.leaderboard_paths if p.suffix == ".md"]
+    html = [p for p in result.leaderboard_paths if p.suffix == ".html"]
+    console.print("Leaderboard: " + ", ".join(str(p) for p in paths)
+                  + (f"; open in a browser: {html[0]}" if html else ""))

@@ -120,11 +120,10 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
     config_sets = [s for s in (run.get("config") or {}).get("sets") or [] if only is None or s in only]
     config_archs = list((run.get("config") or {}).get("architectures") or [])
     metric_rank = {k.split(":")[0]: i for i, k in enumerate(run.get("metric_keys") or [])}
-    missing = []
-    if len(records) < len(run.get("cell_keys") or []):
-        from saebench_sanity.leaderboard.inputs import missing_cells
+    from saebench_sanity.leaderboard.inputs import missing_cells, missing_metrics
 
-        missing = [m for m in missing_cells(run, records) if only is None or "/" not in m or m.split("/")[0] in only]
+    missing = [m for m in missing_cells(run, records) + missing_metrics(run, records)
+               if only is None or "/" not in m or m.split("/")[0] in only]
     if only is not None:
         records = [rec for rec in records if (rec.get("cell") or {}).get("set") in only]
 

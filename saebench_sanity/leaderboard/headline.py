@@ -88,28 +88,50 @@ class Cell:
     min_effect: float | None
 
     @property
-    def text(self) -> str:
-        """``✗ FAILS .607 vs .595 frozen_decoder``; an UNDERTRAINED cell adds its equal-budget
-        verdict in brackets; a missing score reads ``∅ NO DATA (not recorded)``."""
+    def label(self) -> str:
+        """Mark and verdict: ``✗ FAILS``; an UNDERTRAINED cell adds its equal-budget verdict in
+        brackets (``↻ UNDERTRAINED [BEATS]``)."""
+        extra = f" [{self.at_budget}]" if self.verdict == V.UNDERTRAINED and self.at_budget else ""
+        return f"{MARK.get(self.verdict, '')} {self.verdict}{extra}".strip()
+
+    @property
+    def numbers(self) -> str:
+        """``.607 vs .595 frozen_decoder`` (trained mean vs the closest baseline's mean);
+        ``(not recorded)`` for a score this SAE has no row for."""
         if self.verdict == V.NO_DATA and self.trained is None:
-            return f"{MARK[V.NO_DATA]} {V.NO_DATA} (not recorded)"
-        label = self.verdict + (f" [{self.at_budget}]" if self.verdict == V.UNDERTRAINED and self.at_budget else "")
+            return "(not recorded)"
         versus = f" vs {short(self.baseline_mean)} {self.baseline}" if self.baseline else ""
-        return f"{MARK.get(self.verdict, '')} {label} {short(self.trained)}{versus}".strip()
+        return f"{short(self.trained)}{versus}"
+
+    @property
+    def text(self) -> str:
+        """``✗ FAILS .607 vs .595 frozen_decoder``."""
+        return f"{self.label} {self.numbers}"
 
 
 @dataclass
 class Row:
-    """One SAE (set, architecture): its headline cells and every judged score it FAILS on."""
+    """One SAE (set, architecture): its headline cells, the headline scores it FAILS on (column
+    titles) and the other judged scores it FAILS on (score labels, e.g. ``dead_fraction``)."""
 
     set: str
     arch: str
     cells: dict[str, Cell] = field(default_factory=dict)
     fails_on: list[str] = field(default_factory=list)
+    fails_other: list[str] = field(default_factory=list)
 
     @property
     def fails(self) -> bool:
+        """FAILS on some headline score: what the headline counts as a failing SAE."""
         return bool(self.fails_on)
+
+    @property
+    def fails_text(self) -> str:
+        """``explained variance, MCC (also dead_fraction)``; ``—`` when it FAILS nowhere."""
+        text = ", ".join(self.fails_on) or "—"
+        if self.fails_other:
+            text += f" (also {', '.join(self.fails_other)})"
+        return text
 
 
 def _num(v: Any) -> float | None:
@@ -164,14 +186,28 @@ def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], l
             base = _str(r.get("baseline"))
             row.cells[c.title] = Cell(str(r.get("verdict")), _str(r.get("at_budget")), _num(r.get("trained_mean")),
                                       base, _num(r.get(f"{base}_mean")) if base else None, _num(r.get("min_effect")))
-        row.fails_on = [names[(str(r["metric"]), str(r["score"]))] for r in part
-                        if str(r["arch"]) == arch and r.get("verdict") == V.FAILS]
+        shown = {(c.metric, c.score): c.title for c in cols}
+        failed = [(str(r["metric"]), str(r["score"])) for r in part
+                  if str(r["arch"]) == arch and r.get("verdict") == V.FAILS]
+        row.fails_on = [c.title for c in cols if (c.metric, c.score) in failed]
+        row.fails_other = [names[k] for k in failed if k not in shown]
     return cols, list(out.values())
 
 
 def failing(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> list[Row]:
-    """Every SAE (set, architecture) that FAILS on at least one judged score."""
+    """Every SAE (set, architecture) that FAILS on at least one headline score."""
     return [row for s in sets for row in table(rows, s)[1] if row.fails]
+
+
+def count_line(table_rows: list[Row]) -> str:
+    """``N of M SAEs fail to beat a random baseline on a headline score`` and how many more FAIL
+    only on other scores."""
+    n_fail = sum(r.fails for r in table_rows)
+    n_other = sum(1 for r in table_rows if not r.fails and r.fails_other)
+    text = f"{n_fail} of {len(table_rows)} SAEs fail to beat a random baseline on a headline score"
+    if n_other:
+        text += f"; {n_other} more only on other scores"
+    return text
 
 
 def counts(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> dict[str, int]:

@@ -61,7 +61,7 @@ def _full_rows(board: Mapping[str, Any], set_name: str, arch: str) -> list[list[
 
 def page_data(all_boards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the page's script draws: per board and set, the headline columns and rows (cells as
-    ``[verdict, text]``), each row's full scores, and the plot paths."""
+    ``[verdict, mark and verdict, numbers]``), each row's full scores, and the plot paths."""
     out = []
     for board in all_boards:
         sets = []
@@ -74,8 +74,9 @@ def page_data(all_boards: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "columns": [{"title": c.title, "source": f"{c.metric}.{c.score}",
                              "arrow": "↑" if c.direction == "higher" else "↓"} for c in cols],
                 "full_headers": ["score", "chance", *board["modes"], "baseline", "d", "bounds", "verdict"],
-                "rows": [{"arch": r.arch, "fails_on": r.fails_on,
-                          "cells": [[r.cells[c.title].verdict, r.cells[c.title].text] for c in cols],
+                "rows": [{"arch": r.arch, "fails": r.fails, "fails_text": r.fails_text,
+                          "cells": [[r.cells[c.title].verdict, r.cells[c.title].label, r.cells[c.title].numbers]
+                                    for c in cols],
                           "full": _full_rows(board, set_name, r.arch)} for r in rows],
                 "plots": [f"{board['name']}/{set_name}.png", f"{board['name']}/{set_name}-modes.png"],
             })
@@ -93,7 +94,7 @@ code{background:#f4f4f4;padding:0 .25em;border-radius:3px}
 table{border-collapse:collapse;margin:.3em 0 1em}th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 table.headline th{background:#f6f6f6;cursor:pointer;user-select:none}table.headline th:after{content:" \\2195";color:#aaa}
 tr.sae{cursor:pointer}tr.sae:hover{background:#fafafa}tr.detail>td{background:#fcfcfc}
-td.v{white-space:nowrap}.v-BEATS{color:#1b7837}.v-FAILS{color:#b2182b;font-weight:600;background:#fdecea}
+td.v b{font-weight:600}td.v small{color:#444}.v-BEATS{color:#1b7837}.v-FAILS{color:#b2182b;font-weight:600;background:#fdecea}
 .v-INCONCLUSIVE{color:#8a6d00}.v-AT-CHANCE{color:#2166ac}.v-UNDERTRAINED{color:#6a51a3}
 .v-L0-NOT-MATCHED{color:#2166ac}.v-SEEDS,.v-NO-DATA{color:#888}
 table.full{font-size:12px}img{max-width:100%;border:1px solid #eee;margin:.3em 0}
@@ -128,10 +129,13 @@ for (const board of DATA) {
     const tbody = el('tbody');
     for (const r of set.rows) {
       archs.add(r.arch);
-      const tr = el('tr', {class: 'sae', 'data-arch': r.arch, 'data-fails': r.fails_on.length ? '1' : '0'});
+      const tr = el('tr', {class: 'sae', 'data-arch': r.arch, 'data-fails': r.fails ? '1' : '0'});
       tr.append(el('td', {}, r.arch));
-      for (const [v, text] of r.cells) { verdicts.add(v); tr.append(el('td', {class: cls(v), 'data-verdict': v}, text)); }
-      tr.append(el('td', {class: r.fails_on.length ? 'fails' : 'muted'}, r.fails_on.join(', ') || '—'));
+      for (const [v, label, nums] of r.cells) {
+        verdicts.add(v);
+        tr.append(el('td', {class: cls(v), 'data-verdict': v}, el('b', {}, label), el('br'), el('small', {}, nums)));
+      }
+      tr.append(el('td', {class: r.fails ? 'fails' : 'muted'}, r.fails_text));
       const full = el('table', {class: 'full'});
       full.append(el('tr', {}, ...set.full_headers.map(h => el('th', {}, h))));
       for (const f of r.full) full.append(el('tr', {}, ...f.slice(0, -1).map((x, i) =>
@@ -189,7 +193,7 @@ document.querySelectorAll('table.headline td[data-verdict]').forEach(td => {
   const v = td.getAttribute('data-verdict'); counts[v] = (counts[v] || 0) + 1; });
 const saes = document.querySelectorAll('tr.sae').length, failing = document.querySelectorAll('tr.sae[data-fails="1"]').length;
 const summary = document.getElementById('summary');
-summary.append(failing + ' of ' + saes + ' SAEs fail to beat a random baseline on some score. Headline cells: ');
+summary.append(failing + ' of ' + saes + ' SAEs fail to beat a random baseline on a headline score. Headline cells: ');
 ORDER.filter(v => counts[v]).forEach((v, i) => {
   if (i) summary.append(', ');
   summary.append(el('span', {class: cls(v), 'data-count': v}, v + ' ' + counts[v]));

@@ -49,8 +49,8 @@ def _check_record(path: Path, rec: Any) -> dict[str, Any]:
 def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """``(run.json contents or {}, result records, missing)`` of a results folder: the records of
     its last run's cells when ``run.json`` lists them (``cell_keys``), else every record.
-    ``missing`` names what the run planned but the folder lacks (cells without a record, see
-    :func:`missing_cells`). Raises DataError for a folder without records, an unreadable or
+    ``missing`` names what the run planned but the folder lacks (:func:`missing_cells`,
+    :func:`missing_metrics`). Raises DataError for a folder without records, an unreadable or
     malformed ``run.json`` or record."""
     store = ResultStore(results_dir)
     root = Path(results_dir)
@@ -76,8 +76,7 @@ def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]],
         listed = f" of the {len(keys)} cells run.json lists" if keys else ""
         raise DataError(f"{store.results}: no result record{listed}; run `saebench run` first (an interrupted run "
                         "resumes where it stopped)")
-    missing = missing_cells(run, records) if keys is not None and len(records) < len(keys) else []
-    return run, records, missing
+    return run, records, missing_cells(run, records) + missing_metrics(run, records)
 
 
 def missing_cells(run: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
@@ -94,6 +93,23 @@ def missing_cells(run: dict[str, Any], records: list[dict[str, Any]]) -> list[st
     except (KeyError, TypeError):
         planned = []
     n_missing = len(keys) - len(records)
+    if n_missing <= 0:
+        return []
     if len(planned) != len(keys):
         return [f"{n_missing} of the {len(keys)} cells run.json lists (names not recoverable from its config)"]
     return [f"{s}/{a}/{m}/s{seed}" for s, a, m, seed in planned if (s, a, m, seed) not in have]
+
+
+def missing_metrics(run: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """``set/arch/mode/sSEED: metric m`` for every finished cell whose record lacks a metric the
+    run lists (``metric_keys``): the run stopped while scoring it."""
+    wanted = [k for k in run.get("metric_keys") or [] if isinstance(k, str)]
+    out = []
+    for rec in records:
+        if rec.get("status") != "ok":
+            continue
+        c = rec.get("cell") or {}
+        for key in wanted:
+            if key not in (rec.get("metrics") or {}):
+                out.append(f"{c.get('set')}/{c.get('arch')}/{c.get('mode')}/s{c.get('seed')}: metric {key.split(':')[0]}")
+    return out

@@ -8,6 +8,7 @@ The Markdown starts with the command that regenerates it and ends with the verdi
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.leaderboard.aggregate import Collected, summary
 
 ARROW = {"higher": "↑", "lower": "↓", None: ""}
+log = logging.getLogger(__name__)
 
 
 def score_labels(part: pd.DataFrame) -> list[str]:
@@ -164,9 +166,8 @@ def headline_section(rows: list[dict[str, Any]], set_name: str, name: str) -> li
     cols, table_rows = H.table(rows, set_name)
     if not cols:
         return ["No headline score recorded for this set (see the full table).", ""]
-    n_fail = sum(r.fails for r in table_rows)
-    lines = [f"{len(table_rows)} SAEs; {n_fail} fail to beat a random baseline on some score.", ""]
-    body = [[r.arch, *[r.cells[c.title].text for c in cols], ", ".join(r.fails_on) or "—"] for r in table_rows]
+    lines = [H.count_line(table_rows) + ".", ""]
+    body = [[r.arch, *[r.cells[c.title].text for c in cols], r.fails_text] for r in table_rows]
     body = [[f"**{cell}**" if cell.startswith(H.MARK[V.FAILS]) else cell for cell in line] for line in body]
     lines.append(tabulate(body, headers=["SAE", *[f"{c.title} {ARROW.get(c.direction, '')}".strip() for c in cols],
                                          "fails on"], tablefmt="github", disable_numparse=True))
@@ -189,13 +190,14 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
     md.append("Does each trained SAE beat its random baselines on the same data? The headline table answers "
               "it per activation set: one row per SAE (architecture), one column per headline score, each cell "
               "the trained SAE's score (mean over seeds) vs the closest random baseline's (for FAILS: one shown "
-              "as good or better) and the verdict; the last column names every score on which the SAE FAILS. "
+              "as good or better) and the verdict; the last column names the headline scores on which the SAE "
+              "FAILS (in brackets, other scores of the full table it FAILS on). "
               f"Marks: {marks}; an UNDERTRAINED cell shows in brackets what it would read at equal budget. "
               "Full scores follow; the same boards, sortable and filterable: [index.html](index.html).")
     md.append("")
     if col.missing:
-        md += [f"**Partial results**: {len(col.missing)} planned cell(s) have no record, so some cells read NO DATA "
-               f"or rest on fewer seeds: {', '.join(col.missing)}.", ""]
+        md += [f"**Partial results**: {len(col.missing)} planned cell(s) or metric(s) have no record, so some cells "
+               f"read NO DATA or rest on fewer seeds: {', '.join(col.missing)}.", ""]
     md += ["## Headline", ""]
     for set_name in col.sets:
         md += [f"### {set_name}", ""]
@@ -259,7 +261,7 @@ def render(col: Collected, *, name: str, results: str, out: str, family: str | N
     for label, metric, error in col.metric_errors:
         notes.append(f"- metric `{metric}` errored on `{label}`: {error}")
     for label in col.missing:
-        notes.append(f"- cell `{label}` has no record (the run did not finish it)")
+        notes.append(f"- `{label}` has no record (the run did not finish it)")
     if notes:
         md += ["## Notes", "", *notes, ""]
     md += ["---", "", rule, ""]
@@ -289,6 +291,9 @@ def write(col: Collected, *, name: str, results: str, out: str, plots: bool = Tr
     from saebench_sanity.leaderboard import html
 
     rendered = render(col, name=name, results=results, out=out, family=family)
+    if col.missing:
+        log.warning("%s is partial: %d planned cell(s) or metric(s) have no record (first: %s); %s.md names them",
+                    results, len(col.missing), col.missing[0], Path(out) / name)
     out_dir = Path(out)
     paths = []
     for ext, text in (("md", rendered.markdown), ("csv", rendered.csv), ("json", rendered.json)):
