@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from saebench_sanity.cli import bounded_float, bounded_int, check_writable_file
+from saebench_sanity.config import MAX_SEED, MAX_STEPS
+
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -14,9 +17,12 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def _ints(value: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in _csv(value))
+        seeds = tuple(int(v) for v in _csv(value))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers") from None
+    if not seeds or not all(0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(f"{value!r}: seeds are integers in 0..{MAX_SEED:,}, e.g. 0,1,2")
+    return seeds
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -32,9 +38,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2; fewer than 3 give no verdict)")
-    p.add_argument("--steps", type=int, help="training steps per baseline (default: the set's recommended budget)")
-    p.add_argument("--min-effect", type=float, default=0.01, help="minimum effect for BEATS (default 0.01)")
-    p.add_argument("--confidence", type=float, default=0.95, help="one-sided confidence of the verdict bounds (default 0.95)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), help="training steps per baseline (default: the set's recommended budget)")
+    p.add_argument("--min-effect", type=bounded_float(0, 1e6), default=0.01, help="minimum effect for BEATS (default 0.01)")
+    p.add_argument("--confidence", type=bounded_float(0.5, 1, hi_open=True), default=0.95,
+                   help="one-sided confidence of the verdict bounds (default 0.95)")
     p.add_argument("--json", dest="json_path", help="write the machine-readable report to this file")
     return p
 
@@ -73,6 +80,8 @@ def render(report: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json_path:  # refused now, not after every baseline has trained
+        check_writable_file(args.json_path, "--json")
     from saebench_sanity.check import CheckOptions, run_check
     from saebench_sanity.registry import get_registry
 
