@@ -146,6 +146,18 @@ def check_architecture(spec_or_name: Any, d_in: int = 8, d_sae: int = 32, **para
     return sae
 
 
+def training_path(spec_or_name: Any, d_in: int = 8, d_sae: int = 32, **params: Any) -> str:
+    """Which training path the cohort engine gives this architecture's SAEs: ``"batched"`` (its
+    exact sae-lens training class has batched math in ``training.batched`` and supports this
+    config: members train in one stacked program with their baselines) or ``"solo"`` (sae-lens's
+    ``SAETrainer`` per member, in lockstep with the cohort, same batches). A plugin subclass of a
+    built-in sae-lens class gets ``"solo"``: its math may differ, so it never borrows built-in math."""
+    from saebench_sanity.training.batched import batched_for
+
+    spec = _spec("architecture", spec_or_name)
+    return "batched" if batched_for(spec.build(d_in=d_in, d_sae=d_sae, seed=0, **params)) is not None else "solo"
+
+
 def check_training_mode(spec_or_name: Any, architecture: Any = "topk", steps: int = 5, **params: Any) -> Any:
     """Train a tiny SAE in this mode and check: frozen roles stay bit-identical, other tensors
     move (if the mode trains), the mode's own invariant holds, and training is deterministic."""

@@ -40,3 +40,22 @@ def test_the_kit_catches_a_broken_promise():
     spec = TrainingModeSpec(name="leaky", factory=LeakyFrozen, is_baseline=True)
     with pytest.raises(AssertionError, match="frozen parameter W_dec"):
         testing.check_training_mode(spec, architecture="topk")
+
+
+@pytest.mark.parametrize("arch", [a.name for a in ARCHITECTURES])
+def test_the_kit_names_the_batched_path_for_every_builtin_architecture(arch):
+    assert testing.training_path(arch) == "batched"
+
+
+def test_a_plugin_subclass_of_a_builtin_sae_lens_class_gets_the_solo_path():
+    from sae_lens.saes.topk_sae import TopKTrainingSAE
+
+    from saebench_sanity.training.batched import batched_for
+
+    class OrthoTopK(TopKTrainingSAE):  # other math: must not borrow the built-in batched TopK
+        pass
+
+    builtin = {a.name: a for a in ARCHITECTURES}["topk"].build(d_in=8, d_sae=32, seed=0)
+    plugin = OrthoTopK(builtin.cfg)
+    assert batched_for(builtin) is not None
+    assert batched_for(plugin) is None
