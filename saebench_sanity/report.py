@@ -144,12 +144,13 @@ def print_final(console: Console, result: Any) -> None:
     console.print(timing_table(result.outcomes, [m.name for m in result.plan.metrics]))
     col = result.collected
     for set_name, metric, reason in col.skipped:
-        console.print(f"[dim]skipped {metric} on {set_name}: {reason}[/dim]")
+        console.print(f"[dim]skipped {metric} on {set_name}: {escape(reason)}[/dim]")
     console.print(rule_text(col.rule, col.baselines, col.references).replace("**", ""))
     s = result.summary
     console.print(f"{s['cells']} cells: trained {s['trained_now']} now ({s['train_seconds']:.1f} s), "
                   f"{s['cells'] - s['trained_now'] - s['failed']} from cache, {s['failed']} failed, "
-                  f"{s['metric_errors']} metric errors.")
+                  f"{s['metric_errors']} metric errors, {s.get('metric_skipped', 0)} metrics skipped"
+                  f"{' (reasons above)' if s.get('metric_skipped') else ''}.")
     if col.missing:
         console.print(f"[yellow]partial: {len(col.missing)} planned cell(s) have no record[/yellow]")
     for t in headline_tables(result.table, col):

@@ -165,7 +165,9 @@ class LocalJudge(Judge):
 
     def _run(self, what: str, fn: Any, prompts: Any, *args: Any) -> Any:
         """``fn(model, tokenizer, prompts, *args)`` under the lock (generation is not re-entrant
-        on a shared model); any failure becomes one JudgeError line naming the judge."""
+        on a shared model); any failure becomes one JudgeError line naming the judge. The time
+        budget (``Judge.budget``) is checked before each call: a running batch is not interrupted."""
+        self.check_budget(f"before it could {what}")
         model, tok = self._model()
         try:
             with self._lock:

@@ -7,9 +7,19 @@ judge is tested end to end against a real server, and so anyone can point an
 
     python -m saebench_sanity.judges.server --port 8765      # serves the default SmolLM2
 
-``faults`` injects failures for tests, consumed one per request in order: ``"500"``,
-``"429"`` (with ``Retry-After: 0``), ``"malformed"`` (200 with a non-JSON body) and
-``"timeout"`` (sleeps ``fault_sleep`` seconds before answering); ``None`` answers normally.
+``faults`` injects failures for tests, consumed one per request in order (then ``always``, a
+fault for every later request, or None: answer normally):
+
+* ``"500"``; ``"429"`` (with ``Retry-After: 0``); ``"retry_after_60"`` (429 with
+  ``Retry-After: 60``); ``"malformed"`` (200 with a non-JSON body);
+* ``"timeout"``: sleeps ``fault_sleep`` seconds before answering;
+* ``"trickle"``: a correct reply whose body is sent one byte every ``fault_sleep / 10`` seconds
+  (each read returns within a socket timeout; only a deadline over the whole body stops it);
+  ``trickled`` counts the body bytes sent;
+* ``"huge"``: a 200 reply of ``huge_bytes`` bytes declared in Content-Length; ``"huge_stream"``:
+  the same without a length (close-delimited), so only a streamed cap can stop it;
+* ``"echo"`` / ``"echo200"``: a 502 / 200 HTML error page quoting the request headers back (a
+  misconfigured proxy), Authorization included.
 """
 
 from __future__ import annotations
@@ -28,15 +38,18 @@ class ChatServer:
     """``with ChatServer(generate) as srv: srv.base_url`` -> ``"http://127.0.0.1:<port>/v1"``."""
 
     def __init__(self, generate: Generate, model_name: str = "local", host: str = "127.0.0.1", port: int = 0,
-                 faults: Iterable[str | None] = (), fault_sleep: float = 2.0) -> None:
+                 faults: Iterable[str | None] = (), fault_sleep: float = 2.0, always: str | None = None,
+                 huge_bytes: int = 8 << 20) -> None:
         self.generate, self.model_name = generate, model_name
         self.faults: deque[str | None] = deque(faults)
-        self.fault_sleep = fault_sleep
+        self.fault_sleep, self.always, self.huge_bytes = fault_sleep, always, huge_bytes
+        self.trickled = 0
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._gen_lock = threading.Lock()
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
         self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False  # stop() must not wait for a handler that is stalling on purpose
         self._thread: threading.Thread | None = None
 
     @property
@@ -46,7 +59,7 @@ class ChatServer:
 
     def _next_fault(self) -> str | None:
         with self._lock:
-            return self.faults.popleft() if self.faults else None
+            return self.faults.popleft() if self.faults else self.always
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -93,8 +106,19 @@ class ChatServer:
                 if fault == "429":
                     self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0"})
                     return
+                if fault == "retry_after_60":
+                    self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "60"})
+                    return
                 if fault == "malformed":
                     self._send(200, b"<html>this is not json")
+                    return
+                if fault in ("echo", "echo200"):
+                    echoed = "".join(f"<li>{k}: {v}</li>" for k, v in self.headers.items())
+                    self._send(502 if fault == "echo" else 200,
+                               f"<html><h1>Bad gateway</h1><p>your request:</p><ul>{echoed}</ul></html>".encode())
+                    return
+                if fault in ("huge", "huge_stream"):
+                    self._huge(declared=fault == "huge")
                     return
                 if fault == "timeout":
                     time.sleep(server.fault_sleep)
@@ -106,7 +130,41 @@ class ChatServer:
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                 }
+                if fault == "trickle":
+                    self._trickle(json.dumps(reply).encode())
+                    return
                 self._send(200, json.dumps(reply).encode())
+
+            def _trickle(self, payload: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    for i in range(len(payload)):
+                        self.wfile.write(payload[i:i + 1])
+                        self.wfile.flush()
+                        with server._lock:
+                            server.trickled += 1
+                        time.sleep(server.fault_sleep / 10)
+                except OSError:  # the client hung up: what a deadline does
+                    pass
+
+            def _huge(self, declared: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if declared:
+                    self.send_header("Content-Length", str(server.huge_bytes))
+                else:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                block = b" " * 65536
+                try:
+                    for start in range(0, server.huge_bytes, len(block)):
+                        self.wfile.write(block[:server.huge_bytes - start])
+                except OSError:
+                    pass
 
         return Handler
 

@@ -168,6 +168,7 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
     are shuffled with ``seed``. Generation lengths are capped (one line of explanation, a list of
     numbers): on CPU the decode steps of a local judge are most of the metric's cost."""
     mode = detection_mode(judge, detection)
+    judge.check_budget("before the explanations")
     explanations = [clean_explanation(r) for r in
                     judge.complete_many([explain_messages(ex.explain) for ex in examples], explain_tokens)]
     keys = []
@@ -176,6 +177,7 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
         items = [(t, True) for t in ex.activating] + [(t, False) for t in ex.non_activating]
         rng.shuffle(items)
         keys.append(items)
+    judge.check_budget("before detection")
     if mode == "yes_no":
         flat = judge.yes_logodds([detect_one_messages(expl or "(no explanation)", t)
                                   for expl, items in zip(explanations, keys) for t, _ in items])
@@ -317,30 +319,52 @@ def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
     return reg.get("judge", judge).build(**(judge_params or {}))
 
 
+#: seconds the metric may spend per SAE (examples + judge) before it gives up: the default suite's
+#: local judge needs under a minute per SAE on CPU (its records' ``seconds``); a rate-limited or
+#: stalled endpoint must not hold a cell for longer than this
+DEFAULT_BUDGET = 600.0
+
+
+def check_budget_param(budget: Any) -> float | None:
+    if budget is None:
+        return None
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (0 < budget < float("inf")):
+        raise ConfigError(f"autointerp: budget = {budget!r} must be a positive number of seconds (or omitted)")
+    return float(budget)
+
+
 def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 4,
                       n_explain: int = 4, n_activating: int = 3, n_random: int = 3, ctx_len: int = 16,
-                      n_contexts: int = 512, seed: int = 0, detection: str = "auto") -> dict[str, float]:
+                      n_contexts: int = 512, seed: int = 0, detection: str = "auto",
+                      budget: float | None = DEFAULT_BUDGET) -> dict[str, float]:
     """Factory of the ``autointerp`` metric: ``{"score", "parse_failure_rate"}``.
 
     ``judge`` names a registered judge plugin (``"local"`` by default, ``"openai_compatible"``
     with ``judge_params={"base_url", "model", "api_key_env"}``); ``ctx.extras["judge"]`` may
-    hold a ready ``Judge`` (tests). A judge that fails raises ``JudgeError`` (a recorded skip)."""
+    hold a ready ``Judge`` (tests). ``budget``: wall-clock seconds for the whole metric on one
+    SAE, counted from its start; the judge stops requesting and waiting when it is used up (it
+    is not among the registered defaults, so the results' key is unchanged unless a config sets
+    it). A judge that fails or runs out of budget raises ``JudgeError``, which the harness
+    records as a skip with its one-line reason."""
     from saebench_sanity.metrics.probing import lm_handle
 
+    seconds = check_budget_param(budget)
     lm = lm_handle(ctx)
     j = resolve_judge(ctx, judge, judge_params)
-    examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random, ctx_len, n_contexts, seed)
-    results = score_latents(j, examples, seed=seed, detection=detection)
+    with j.budget(seconds, what="autointerp"):
+        examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random,
+                                  ctx_len, n_contexts, seed)
+        results = score_latents(j, examples, seed=seed, detection=detection)
     ctx.extras.setdefault("details", {})["autointerp"] = {
         "judge": j.identity, "detection": detection_mode(j, detection),
         "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
                     for r in results],
     }
     if all(r.parse_failed for r in results):
-        from saebench_sanity.judges.base import JudgeError
+        from saebench_sanity.judges.base import JudgeError, redact
 
         raise JudgeError(f"autointerp: judge {j.identity} gave no parseable answer for any of {len(results)} latents "
-                         f"(e.g. {results[0].explanation[:60]!r}); its score would be chance by construction, use a "
-                         f"stronger judge (openai_compatible)")
+                         f"(e.g. {redact(results[0].explanation[:60])!r}); its score would be chance by construction, "
+                         f"use a stronger judge (openai_compatible)", transient=False)
     return {"score": sum(r.score for r in results) / len(results),
             "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}
