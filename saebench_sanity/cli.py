@@ -442,6 +442,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if not sets:
             raise SaebenchError(f"no registered activation set has family {args.family!r}; see `saebench list`")
     col = aggregate.collect(args.results, sets=sets)
+    from saebench_sanity.paths import check_leaderboard_names
+
+    check_leaderboard_names(name, col.sets, args.results)  # names that become files: refused, exit 2
     if args.check:
         differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)
         if differ:

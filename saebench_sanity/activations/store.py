@@ -142,7 +142,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def store_dir(root: str | Path, name: str) -> Path:
-    return Path(root).expanduser() / name
+    """``<root>/<name>``; ``name`` (a registered set name) must be one plain folder name."""
+    from saebench_sanity.paths import safe_name
+
+    return Path(root).expanduser() / safe_name("activation set name", name)
 
 
 def is_complete(path: str | Path) -> bool:

@@ -7,7 +7,9 @@ The local executor runs cells in-process and in order (the default), or in a pro
   ``skipped``) for that cell with the same parameters is not recomputed. ``force`` redoes both.
 * A cell that raises is recorded as ``failed`` with a one-line error and the run goes on; a
   metric that raises is recorded as ``error`` for that cell.
-* A metric whose needs the set cannot meet is recorded as ``skipped`` with the reason.
+* A metric whose needs the set cannot meet is recorded as ``skipped`` with the reason; so is a
+  metric whose judge could not answer (``JudgeError``: endpoint down, deadline, budget), marked
+  ``transient`` when a later run may succeed, and then retried by the next run.
 * Metrics always score the *inference* SAE loaded back from the checkpoint folder, i.e. exactly
   what a user would load with ``sae_lens.SAE.load_from_disk``.
 * KeyboardInterrupt propagates; everything finished before it is already on disk.
@@ -25,6 +27,7 @@ from typing import Any, Callable, Protocol
 from saebench_sanity.errors import SaebenchError
 from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
 from saebench_sanity.harness.store import ResultStore
+from saebench_sanity.judges.base import JudgeError
 
 OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
 
@@ -212,8 +215,9 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     ctx = None
     for mp in metrics:
         prev = record["metrics"].get(mp.key)
-        if prev is not None and prev.get("status") in (OK, SKIPPED):  # (force starts from an empty record)
-            out.metrics[mp.name] = {"status": prev["status"], "seconds": prev.get("seconds", 0.0), "cached": True}
+        if prev is not None and prev.get("status") in (OK, SKIPPED) and not prev.get("transient"):  # (force starts from an empty record)
+            out.metrics[mp.name] = {"status": prev["status"], "seconds": prev.get("seconds", 0.0), "cached": True,
+                                    "reason": prev.get("reason")}
             continue
         entry: dict[str, Any] = {"name": mp.name, "params": mp.params}
         missing = sorted(set(mp.needs) - set(aset.provides))
@@ -242,12 +246,15 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                     entry["details"] = json.loads(json.dumps(details, default=str))
             except KeyboardInterrupt:
                 raise
+            except JudgeError as exc:  # the judge could not answer: a recorded skip, as judges.base documents
+                entry.update(status=SKIPPED, reason=one_line(exc), transient=bool(getattr(exc, "transient", True)))
             except Exception as exc:  # noqa: BLE001 - recorded per metric, other metrics still run
                 entry.update(status=ERROR, error=one_line(exc))
             entry["seconds"] = time.perf_counter() - t0
         record["metrics"][mp.key] = entry
         store.write_result(cell.key, record)
-        out.metrics[mp.name] = {"status": entry["status"], "seconds": entry["seconds"], "cached": False}
+        out.metrics[mp.name] = {"status": entry["status"], "seconds": entry["seconds"], "cached": False,
+                                "reason": entry.get("reason")}
     return out
 
 
@@ -411,9 +418,17 @@ def _execute_pool(plan: Plan, store: ResultStore, *, force: bool, reporter: Any,
 
 
 def summarize(outcomes: list[CellOutcome]) -> dict[str, Any]:
+    """Counts of one run; ``skip_reasons``: ``{(metric, reason): number of cells}`` of the
+    metrics skipped (unmet needs, a judge that could not answer)."""
     n_failed = sum(o.status == FAILED for o in outcomes)
+    skips: dict[tuple[str, str], int] = {}
+    for o in outcomes:
+        for name, m in o.metrics.items():
+            if m["status"] == SKIPPED:
+                skips[(name, m.get("reason") or "")] = skips.get((name, m.get("reason") or ""), 0) + 1
     return {
         "cells": len(outcomes), "failed": n_failed, "trained_now": sum(o.trained_now for o in outcomes),
         "metric_errors": sum(m["status"] == ERROR for o in outcomes for m in o.metrics.values()),
+        "metric_skipped": sum(skips.values()), "skip_reasons": skips,
         "train_seconds": math.fsum(o.train_seconds for o in outcomes if o.trained_now),
     }

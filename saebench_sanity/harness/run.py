@@ -15,6 +15,7 @@ from saebench_sanity.harness.executor import CellOutcome, execute, summarize
 from saebench_sanity.harness.plan import Plan, build_plan
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.locks import run_lock
+from saebench_sanity.paths import check_leaderboard_names, safe_name
 
 
 @dataclass
@@ -36,9 +37,9 @@ def load_config(config: str | None = None, quick: bool = False, suite: str | Non
     (``--quick``) or ``default``."""
     from saebench_sanity import config as config_mod
 
-    if config is not None:
-        return config_mod.load(config)
-    return config_mod.embedded(suite or ("quick" if quick else "default"))
+    cfg = config_mod.load(config) if config is not None else config_mod.embedded(suite or ("quick" if quick else "default"))
+    safe_name("run.name", cfg.name)  # it names the leaderboard files: refused before any work
+    return cfg
 
 
 def leaderboard_dir(cfg: RunConfig) -> Path:
@@ -55,6 +56,7 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
 
     if out is not None:
         cfg = dataclasses.replace(cfg, output_dir=str(out))
+    safe_name("run.name", cfg.name)  # it names the leaderboard files: refused before any work
     with run_lock(cfg.output_dir):  # one writer per results folder: a second run refuses (exit 2)
         return _run_locked(cfg, registry or get_registry(), force=force, metrics=metrics, jobs=jobs,
                            reporter=reporter, plots=plots, leaderboards=leaderboards)
@@ -73,6 +75,7 @@ def _run_locked(cfg: RunConfig, registry: Any, *, force: bool, metrics: list[str
     run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report
     for name, family, sets in leaderboard_groups(cfg, registry):
         col = aggregate.from_records(run_info, records, sets=sets)
+        check_leaderboard_names(name, col.sets, cfg.output_dir)  # they become file names
         paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
     col = aggregate.from_records(run_info, records)  # every set, for the terminal report
     return RunResult(plan=plan, store=store, outcomes=outcomes, leaderboard_paths=paths, collected=col,
