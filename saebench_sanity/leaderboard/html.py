@@ -2,7 +2,8 @@
 
 One self-contained file (inline CSS and JavaScript, no network): the headline table of every
 activation set of every board (``<out>/<name>.json``), sortable by any column (click its header),
-filterable by board/set, architecture and verdict; a click on a row opens that SAE's full scores
+filterable by board/set, architecture and verdict (also from the address:
+``index.html?verdict=FAILS&arch=topk``); a click on a row opens that SAE's full scores
 and the set's plots (relative links to ``<name>/<set>.png``, so the page stays small and its text
 does not depend on PNG bytes). The page is built from the boards' JSON alone, so ``--check`` can
 rebuild it and compare, whichever family was rendered last.
@@ -172,6 +173,10 @@ function fill(id, values) {
 }
 fill('f-set', sets); fill('f-arch', [...archs].sort());
 fill('f-verdict', ORDER.filter(v => verdicts.has(v)));
+// filters from the address too (index.html?verdict=FAILS&arch=topk), so a filtered view can be linked
+const params = new URLSearchParams(location.search);
+for (const [p, id] of [['set', 'f-set'], ['arch', 'f-arch'], ['verdict', 'f-verdict']])
+  if (params.has(p)) document.getElementById(id).value = params.get(p);
 function apply() {
   const fs = document.getElementById('f-set').value, fa = document.getElementById('f-arch').value,
         fv = document.getElementById('f-verdict').value;
