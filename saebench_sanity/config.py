@@ -157,11 +157,17 @@ def _show(value: Any) -> str:
 
 
 def _allowed_text(info: Any) -> str:
-    for meta in getattr(info, "metadata", ()):
+    metadata = list(getattr(info, "metadata", ()))
+    for meta in metadata:
         if isinstance(meta, Allowed):
             return meta.text
-    ann = getattr(info, "annotation", None)
-    return _type_words(ann)
+    text = _type_words(getattr(info, "annotation", None))
+    bounds = []  # constraints of a plugin's own params_model (annotated_types Gt / Ge / Lt / Le)
+    for meta in metadata:
+        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(meta, attr)}")
+    return f"{text} {' and '.join(bounds)}" if bounds else text
 
 
 def _type_words(ann: Any) -> str:

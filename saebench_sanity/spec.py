@@ -52,6 +52,9 @@ class Spec:
     description: str = ""
     plugin: str = field(default="", compare=False)
     package: str = field(default="", compare=False)
+    #: optional pydantic model of the item's parameters (bounds, documentation); without one they
+    #: are checked against the factory's signature and ``params`` (``config.params_model``)
+    params_model: Any = field(default=None, compare=False, repr=False)
 
     kind: str = field(default="item", init=False, repr=False, compare=False)
 

@@ -1,6 +1,6 @@
 """The ``data_directions`` baseline.
 
-Uses only the public TrainingMode contract (``saebench_sanity.training.base``): ``prepare`` gets
+Uses only the public TrainingMode contract (``saebench_sanity.TrainingMode``): ``prepare`` gets
 the SAE, the architecture's role map and sample activations ``[n, d_in]``; randomness comes from
 the global torch RNG, which the trainer seeds per cell.
 """
@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from saebench_sanity.errors import ConfigError, DataError
-from saebench_sanity.training.base import TrainingMode
+from saebench_sanity import ConfigError, DataError, TrainingMode
 
 
 def data_directions(sample_acts: torch.Tensor, n: int) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """Entry-point module: registers the ``data_directions`` training mode (no heavy imports)."""
 
-from saebench_sanity import hookimpl
-from saebench_sanity.training.base import TrainingModeSpec
+from saebench_sanity import TrainingModeSpec, hookimpl
 
 SAEBENCH_HOOKSPEC_VERSION = "1.0"
 

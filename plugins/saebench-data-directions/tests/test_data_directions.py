@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from saebench_sanity import testing
-from saebench_sanity.errors import ConfigError
+from saebench_sanity import ConfigError, testing
 from saebench_data_directions.mode import data_directions
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import torch
 
-from saebench_sanity.activations.base import ActivationSet, GroundTruth, tensor_hash
-from saebench_sanity.errors import ConfigError
+from saebench_sanity import ActivationSet, ConfigError, GroundTruth, tensor_hash
 
 
 class OrthogonalSet(ActivationSet):

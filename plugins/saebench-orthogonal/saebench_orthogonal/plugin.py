@@ -1,9 +1,7 @@
 """Entry-point module: registers this package's items. Imports nothing heavy (factories are
 "module:attr" references resolved on first use)."""
 
-from saebench_sanity import hookimpl
-from saebench_sanity.activations.base import ActivationSetSpec
-from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
+from saebench_sanity import ActivationSetSpec, MetricSpec, ScoreInfo, hookimpl
 
 SAEBENCH_HOOKSPEC_VERSION = "1.0"
 
