@@ -52,22 +52,27 @@ def run(args: argparse.Namespace) -> int:
     busy = held_by(root / RUN_LOCK)
     if busy is not None:
         report.notes.insert(0, f"a run is writing here now ({describe(busy)}): files may change while they are read")
+    labels = report.missing
+    if report.missing and report.run is not None:  # named set/arch/mode/seed where run.json's config allows
+        from saebench_sanity.leaderboard.inputs import missing_cells
+
+        labels = missing_cells(report.run, report.records) or report.missing
     code = EXIT_PROBLEMS if report.problems else EXIT_INCOMPLETE if report.missing else EXIT_CLEAN
     if args.json:
         payload = {"results": str(root), "exit_code": code, "records": report.n_records,
-                   "checkpoints": report.n_checkpoints, "notes": report.notes, "missing": report.missing,
+                   "checkpoints": report.n_checkpoints, "notes": report.notes, "missing": labels,
                    "problems": [{"path": p.path, "message": p.message, "kind": p.kind, "key": p.key}
                                 for p in report.problems]}
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         return code
     for p in report.problems:
         sys.stdout.write(f"problem: {root / p.path}: {p.message}\n")
-    for label in report.missing:
+    for label in labels:
         sys.stdout.write(f"missing: {label} (planned in {root / RUN_FILE}, no usable record)\n")
     for note in report.notes:
         sys.stdout.write(f"note: {note}\n")
     summary = (f"{root}: {report.n_records} record(s), {report.n_checkpoints} checkpoint(s) checked; "
-               f"{len(report.problems)} problem(s), {len(report.missing)} planned cell(s) without a record")
+               f"{len(report.problems)} problem(s), {len(report.missing)} planned cell(s) without a usable record")
     if report.problems:
         summary += "; `saebench run` on this folder moves the damaged items to quarantine/ and redoes their cells"
     sys.stdout.write(summary + "\n")

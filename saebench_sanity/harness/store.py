@@ -58,6 +58,7 @@ from saebench_sanity.io import (  # noqa: F401 - re-exported: older imports use 
     sha256_bytes,
     sha256_file,
 )
+from saebench_sanity.paths import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,14 @@ class Problem:
 @dataclass
 class VerifyReport:
     """What :meth:`ResultStore.verify` found: ``problems`` are damaged or inconsistent files,
-    ``missing`` the labels of planned cells (``run.json``) without a usable record, ``notes`` harmless
-    findings (leftover temporaries, torn event lines, quarantined items)."""
+    ``missing`` the keys of planned cells (``run.json``'s ``cell_keys``) without a usable record,
+    ``records`` the usable records of the planned cells, ``notes`` harmless findings (leftover
+    temporaries, quarantined items)."""
 
     problems: list[Problem] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    run: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     n_records: int = 0
     n_checkpoints: int = 0
@@ -186,10 +190,10 @@ class ResultStore:
         return self.root / QUARANTINE
 
     def checkpoint_dir(self, key: str) -> Path:
-        return self.checkpoints / key
+        return self.checkpoints / safe_name("cell key", key)  # keys come from run.json too: one plain name
 
     def result_path(self, key: str) -> Path:
-        return self.results / f"{key}.json"
+        return self.results / f"{safe_name('cell key', key)}.json"
 
     def _rel(self, path: Path) -> str:
         try:
@@ -368,9 +372,20 @@ class ResultStore:
         return rec
 
     def write_result(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` sealed with its hash and its checkpoint's marker hash."""
+        """Store ``record`` sealed with its hash and its checkpoint's marker hash. Nothing is
+        written when the file already holds this content (sealed, or a legacy record without a
+        hash: it stays as it was written)."""
         stamp = self.checkpoint_stamp(key)
-        atomic_write_json(self.result_path(key), seal(record, **({CHECKPOINT_FIELD: stamp} if stamp else {})))
+        sealed = seal(record, **({CHECKPOINT_FIELD: stamp} if stamp else {}))
+        text = dumps(sealed)
+        path = self.result_path(key)
+        old, why = read_json(path) if path.is_file() else (None, "absent")
+        if why is None and isinstance(old, dict):
+            if dumps(old) == text:
+                return
+            if HASH_FIELD not in old and dumps(old) == dumps({k: v for k, v in sealed.items() if k not in SEAL_FIELDS}):
+                return
+        atomic_write_text(path, text)
 
     def result_keys(self) -> list[str]:
         if not self.results.is_dir():
@@ -473,11 +488,11 @@ class ResultStore:
                 report.problems.append(Problem(self._rel(self.result_path(key)), problem, "record", key))
             else:
                 usable[key] = rec
+        report.run = run
         if run is not None and keys is None:
             planned = [k for k in run.get("cell_keys") or [] if isinstance(k, str)]
-            report.missing = missing_cells(run, [usable[k] for k in planned if k in usable])
-            if not run.get("config"):  # no plan to name them by: their keys
-                report.missing = [k for k in planned if k not in usable]
+            report.missing = [k for k in planned if k not in usable]
+            report.records = [usable[k] for k in planned if k in usable]
         leftovers = [p for d in (self.root, self.results, self.checkpoints) if d.is_dir()
                      for p in d.iterdir() if is_temporary(p.name)]
         if leftovers:
@@ -524,33 +539,3 @@ class ResultStore:
         _fsync_dir(self.root)
         return moved
 
-
-def missing_cells(run: dict[str, Any], records: list[dict[str, Any]], sets: list[str] | None = None) -> list[str]:
-    """Labels ``set/arch/mode/s<seed>`` of the cells ``run.json``'s config plans (its sets x
-    architectures x modes x seeds, only ``sets`` when given) that no record in ``records`` holds:
-    the cells a leaderboard built from these records lacks, so its rows rest on fewer seeds than
-    planned. A failed cell has a record (it is reported as failed, not missing). Empty when the
-    run recorded no config."""
-    config = run.get("config") or {}
-    if not isinstance(config, dict):
-        return []
-    lists = [config.get(k) for k in ("sets", "architectures", "modes", "seeds")]
-    if not all(isinstance(v, list) and v for v in lists):
-        return []
-    plan_sets, archs, modes, seeds = lists
-    only = None if sets is None else set(sets)
-    have = set()
-    for rec in records:
-        cell = rec.get("cell") or {}
-        if isinstance(cell, dict):
-            have.add((cell.get("set"), cell.get("arch"), cell.get("mode"), cell.get("seed")))
-    out = []
-    for s in plan_sets:
-        if only is not None and s not in only:
-            continue
-        for a in archs:
-            for m in modes:
-                for seed in seeds:
-                    if (s, a, m, seed) not in have:
-                        out.append(f"{s}/{a}/{m}/s{seed}")
-    return out
