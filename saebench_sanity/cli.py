@@ -387,11 +387,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = get_registry()
     for problem in registry.problems:
         log.warning("%s", problem)
+    # the executor first: Ray missing or an address nobody answers is one line before any work
+    executor = registry.get("executor", args.executor).build(jobs=args.jobs, address=args.address)
     notes = preflight(cfg, registry, out=args.out, leaderboards=args.leaderboards, metrics=args.metrics)
     for note in notes:
         log.warning("%s", note)
-    # the executor now: Ray missing or an address nobody answers is one line before any work
-    executor = registry.get("executor", args.executor).build(jobs=args.jobs, address=args.address)
     if args.executor == "local":  # other executors resolve the device where the cells train
         cfg = with_device(cfg, args.device, args.dtype)  # imports torch: after the cheap checks
     if args.threads:

@@ -78,3 +78,15 @@ def saebench_register_judges(register):
 @hookspec
 def saebench_register_probing_tasks(register):
     """Register labelled text tasks for sparse probing. ``register(ProbingTaskSpec(...))``."""
+
+
+@hookspec
+def saebench_register_executors(register):
+    """Register executors: what runs the cohorts of a plan.
+
+    ``register(ExecutorSpec(...))`` (``saebench_sanity.executors.base``). ``factory(**options)``
+    returns an ``Executor`` whose ``run(plan, store, registry, force=, reporter=, device=)`` runs
+    every cohort and leaves the calling process the only writer of the results store
+    (``saebench_sanity.executors.remote`` is the protocol the built-in ``local`` pool and ``ray``
+    use). Selected with ``saebench run --executor NAME``.
+    """

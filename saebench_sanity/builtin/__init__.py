@@ -6,6 +6,7 @@ references resolved on first use.
 """
 
 from saebench_sanity.builtin.architectures import saebench_register_architectures
+from saebench_sanity.builtin.executors import saebench_register_executors
 from saebench_sanity.builtin.interp import saebench_register_judges
 from saebench_sanity.builtin.interp import saebench_register_probing_tasks
 from saebench_sanity.builtin.metrics import saebench_register_metrics

@@ -1,7 +1,8 @@
 """Run a plan: train each cell once, save it in SAELens format, score it, store every result.
 
-The local executor runs cells in-process and in order (the default), or in a process pool
-(``jobs > 1``; each worker rebuilds the registry, so entry-point plugins load in every worker).
+``run_cohort`` / ``run_cell`` are what every executor runs for one cohort (``saebench_sanity.executors``:
+``local`` runs them in this process or a process pool, ``ray`` in Ray tasks); ``execute`` hands the
+plan's cohorts to the chosen executor.
 
 * A cell whose checkpoint is complete is not retrained; a metric already recorded (``ok`` or
   ``skipped``) for that cell with the same parameters is not recomputed. ``force`` redoes both.
@@ -315,106 +316,20 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
 
 
 def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
-            jobs: int = 1) -> list[CellOutcome]:
-    """Run every cohort of ``plan`` (see module docstring); returns this run's outcomes in plan order."""
-    from saebench_sanity.devices import resolve_device
-
-    from saebench_sanity.training.engine import tune_allocator
-
+            jobs: int | None = 1, executor: Any = "local", address: str | None = None) -> list[CellOutcome]:
+    """Run every cohort of ``plan`` (see module docstring) with ``executor``: a registered
+    executor's name (built with ``jobs`` and ``address``, see ``saebench_sanity.executors``) or an
+    ``Executor`` instance. Returns this run's outcomes in plan order."""
     reporter = reporter or NullReporter()
-    device = resolve_device(plan.config.device, "run.device")
-    tune_allocator()  # this process trains (jobs = 1); pool workers tune themselves
+    if isinstance(executor, str):
+        executor = registry.get("executor", executor).build(jobs=jobs, address=address)
     store.clean_temporaries()  # leftovers of a killed run; nothing else writes here now
     write_run_manifest(plan, store)
     reporter.start(plan)
-    index = {c.key: i for i, c in enumerate(plan.cells)}
     try:
-        if jobs > 1:
-            outcomes = _execute_pool(plan, store, force=force, reporter=reporter, jobs=jobs, device=device)
-        else:
-            cache = _SetCache(registry, plan.config, plan.sets)
-            done: dict[str, CellOutcome] = {}
-            for group in cohorts(plan.cells):
-                for cell in group:
-                    reporter.cell_start(cell, index[cell.key])
-
-                def finished(cell: Cell, outcome: CellOutcome) -> None:
-                    reporter.cell_done(cell, outcome)
-                    done[cell.key] = outcome
-
-                run_cohort(group, plan.metrics, cache.get(group[0].set_name), cache.eval_acts(group[0].set_name),
-                           store, registry, force=force, reporter=reporter, device=device, on_done=finished)
-            outcomes = [done[c.key] for c in plan.cells if c.key in done]
+        return executor.run(plan, store, registry, force=force, reporter=reporter, device=plan.config.device)
     finally:
         reporter.finish()
-    return outcomes
-
-
-# -- process pool ------------------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(cfg: Any, threads: int) -> None:
-    import torch
-
-    from saebench_sanity.registry import get_registry
-
-    from saebench_sanity.training.engine import tune_allocator
-
-    torch.set_num_threads(max(1, threads))
-    tune_allocator()
-    registry = get_registry(refresh=True)  # plugins load in every worker process
-    _WORKER.update(registry=registry, cache=_SetCache(registry, cfg))
-
-
-def _worker_run(cells: list[Cell], metrics: list[MetricPlan], root: str, force: bool, device: str) -> list[CellOutcome]:
-    cache = _WORKER["cache"]
-    name = cells[0].set_name
-    return run_cohort(cells, metrics, cache.get(name), cache.eval_acts(name), ResultStore(root), _WORKER["registry"],
-                      force=force, device=device)
-
-
-def _execute_pool(plan: Plan, store: ResultStore, *, force: bool, reporter: Any, jobs: int,
-                  device: str = "cpu") -> list[CellOutcome]:
-    """Cohorts as process-pool tasks (each worker rebuilds the registry, so entry-point plugins
-    load there too); a worker's results reach the store directly, this process only reports."""
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
-    index = {c.key: i for i, c in enumerate(plan.cells)}
-    outcomes: dict[str, CellOutcome] = {}
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(plan.config, threads))
-    try:
-        futures = {}
-        for group in cohorts(plan.cells):
-            futures[pool.submit(_worker_run, group, plan.metrics, str(store.root), force, device)] = group
-        for fut in as_completed(futures):
-            group = futures[fut]
-            try:
-                results = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cohort's cells, not the run
-                results = []
-                for cell in group:
-                    outcome = CellOutcome(key=cell.key, label=cell.label, status=FAILED, error=one_line(exc),
-                                          error_kind="bug")
-                    rec = store.load_result(cell.key) or {"key": cell.key, "label": cell.label,
-                                                          "cell": cell.identity(), "metrics": {}}
-                    rec.update(status=FAILED, error=outcome.error)
-                    store.write_result(cell.key, rec)
-                    results.append(outcome)
-            for cell, outcome in zip(group, results):
-                reporter.cell_start(cell, index[cell.key])
-                reporter.cell_done(cell, outcome)
-                outcomes[cell.key] = outcome
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
 
 
 def summarize(outcomes: list[CellOutcome]) -> dict[str, Any]:

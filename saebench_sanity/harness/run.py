@@ -47,8 +47,8 @@ def leaderboard_dir(cfg: RunConfig) -> Path:
 
 
 def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: bool = False,
-        metrics: list[str] | None = None, jobs: int = 1, reporter: Any = None, plots: bool = True,
-        leaderboards: str | None = None) -> RunResult:
+        metrics: list[str] | None = None, jobs: int | None = 1, reporter: Any = None, plots: bool = True,
+        leaderboards: str | None = None, executor: Any = "local", address: str | None = None) -> RunResult:
     """Plan and execute ``cfg`` and write its leaderboard to ``<leaderboards>/<name>.*`` (default
     ``<output_dir>/leaderboards``). The results folder is locked for the whole run
     (``locks.run_lock``) and healed before any cell runs (``ResultStore.heal``)."""
@@ -59,17 +59,20 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     safe_name("run.name", cfg.name)  # it names the leaderboard files: refused before any work
     with run_lock(cfg.output_dir):  # one writer per results folder: a second run refuses (exit 2)
         return _run_locked(cfg, registry or get_registry(), force=force, metrics=metrics, jobs=jobs,
-                           reporter=reporter, plots=plots, leaderboards=leaderboards)
+                           reporter=reporter, plots=plots, leaderboards=leaderboards, executor=executor,
+                           address=address)
 
 
-def _run_locked(cfg: RunConfig, registry: Any, *, force: bool, metrics: list[str] | None, jobs: int,
-                reporter: Any, plots: bool, leaderboards: str | None) -> RunResult:
+def _run_locked(cfg: RunConfig, registry: Any, *, force: bool, metrics: list[str] | None, jobs: int | None,
+                reporter: Any, plots: bool, leaderboards: str | None, executor: Any = "local",
+                address: str | None = None) -> RunResult:
     from saebench_sanity.leaderboard import aggregate, render
 
     plan = build_plan(cfg, registry, metrics=metrics)
     store = ResultStore(cfg.output_dir)
     store.heal(plan.cell_keys)  # damaged records/checkpoints of this plan go to quarantine/ and are redone
-    outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs)
+    outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs, executor=executor,
+                       address=address)
     lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
     paths = []
     run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report

@@ -1,0 +1,80 @@
+"""The Executor contract: what runs the cohorts of a plan.
+
+An executor gets a :class:`~saebench_sanity.harness.plan.Plan` whose run manifest is already
+written, and runs every cohort (``harness.executor.cohorts``): train the cells that have no
+checkpoint, score the metrics not yet recorded, store each cell. Built-ins: ``local`` (this
+process, or a process pool with ``jobs > 1``) and ``ray`` (tasks on a Ray cluster). Whatever runs
+the work, the process that called :meth:`Executor.run` (the *driver*) is the only writer of the
+results store, so resume, ``--force`` and the leaderboard behave alike for every executor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from saebench_sanity.errors import ConfigError, SaebenchError
+from saebench_sanity.spec import Spec, resolve_ref
+
+
+class ExecutorError(SaebenchError):
+    """An executor cannot start: its engine is not installed or its cluster cannot be reached
+    (one line, exit 2, before anything runs)."""
+
+
+def default_jobs() -> int:
+    """CPU cores this process may use (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor:
+    """Base class of executors; :meth:`run` is the whole contract."""
+
+    name: str = "executor"
+
+    def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any,
+            device: str) -> list[Any]:
+        """Run every cohort of ``plan`` into ``store``; return this run's ``CellOutcome`` of every
+        cell that finished, in plan order.
+
+        ``device`` is the run's device *option* (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+        ``"mps"``), resolved where the cells train. ``reporter`` gets ``cell_start`` /
+        ``cell_done`` per cell (and ``train_progress`` / ``phase`` where the executor can)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ExecutorSpec(Spec):
+    """Registered executor.
+
+    Attributes:
+        factory: callable or ``"module:attr"``; ``factory(**options)`` returns an :class:`Executor`.
+        options: the option names the factory takes (``jobs``, ``address``, ...); a run that gives
+            an option the executor does not take is refused with the option named.
+        install: how to install what the executor needs beyond the core package (shown by
+            ``saebench list``; the executor itself raises the one-line error when it is missing).
+    """
+
+    factory: "Callable[..., Executor] | str" = ""
+    options: tuple[str, ...] = ()
+    install: str = ""
+
+    kind: str = field(default="executor", init=False, repr=False, compare=False)
+
+    def build(self, **options: Any) -> Executor:
+        """The executor with ``options`` (``None`` values mean "the executor's default")."""
+        given = {k: v for k, v in options.items() if v is not None}
+        foreign = sorted(set(given) - set(self.options))
+        if foreign:
+            takes = ", ".join(f"--{o}" for o in self.options) or "no options"
+            raise ConfigError(f"{', '.join('--' + f for f in foreign)}: not an option of the {self.name!r} executor "
+                              f"(it takes {takes})")
+        fn = resolve_ref(self.factory, what=f"executor {self.name!r}")
+        return fn(**given)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "options": list(self.options), "install": self.install}
