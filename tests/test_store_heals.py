@@ -287,3 +287,14 @@ def test_a_damaged_run_json_is_named_by_verify_and_rewritten_by_the_next_run(bas
         store.load_run()
     run(cfg, fake_registry, out=str(out), plots=False)
     assert store.verify().problems == [] and _scores(store) == expected
+
+
+def test_the_leaderboard_refuses_an_edited_record_naming_its_file(baseline, tmp_path, capsys):
+    _, clean, _ = baseline
+    out = tmp_path / "out"
+    shutil.copytree(clean.root, out)
+    key = S.ResultStore(out).result_keys()[0]
+    _edit_score(S.ResultStore(out).result_path(key))
+    assert main(["leaderboard", "--results", str(out), "--out", str(tmp_path / "lb"), "--name", "t", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{key}.json" in err[0] and "does not match its sha256" in err[0]

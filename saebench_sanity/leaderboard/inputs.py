@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from saebench_sanity.errors import DataError
-from saebench_sanity.harness.store import ResultStore
+from saebench_sanity.harness.store import ResultStore, unseal
 
 RERUN = "re-run the `saebench run` that wrote it to recompute it"
 
@@ -46,6 +46,15 @@ def _check_record(path: Path, rec: Any) -> dict[str, Any]:
     return rec
 
 
+def _unsealed(path: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """The record without the store's seal fields, after checking its ``sha256`` (an edited or
+    damaged record is a DataError; a legacy record without a hash is accepted)."""
+    body, why, _ = unseal(rec)
+    if why is not None:
+        raise DataError(f"{path}: the result record's {why}; {RERUN}")
+    return body
+
+
 def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """``(run.json contents or {}, result records, missing)`` of a results folder: the records of
     its last run's cells when ``run.json`` lists them (``cell_keys``), else every record.
@@ -71,7 +80,7 @@ def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]],
         paths = sorted(p for p in store.results.glob("*.json") if not p.name.startswith("."))
     else:
         paths = [store.result_path(k) for k in keys if store.result_path(k).is_file()]
-    records = [_check_record(p, _read_json(p, "the result record")) for p in paths]
+    records = [_unsealed(p, _check_record(p, _read_json(p, "the result record"))) for p in paths]
     if not records:
         listed = f" of the {len(keys)} cells run.json lists" if keys else ""
         raise DataError(f"{store.results}: no result record{listed}; run `saebench run` first (an interrupted run "
