@@ -9,16 +9,15 @@ result records, plugin names, cell keys. Every such name becomes a path only thr
   sanitise to the same string would silently share a file.
 * :func:`confined` joins checked components under a base folder and checks the resolved result
   is still inside the resolved base (a symlink planted inside the folder cannot lead out).
-* :func:`exclusive_temp` creates a temporary file next to its target with ``mkstemp`` (a new
-  file, ``O_EXCL``: a symlink planted at a guessable name is never followed) and gives it the
-  mode an ordinary ``open(path, "w")`` would have under the process umask (``mkstemp`` makes
-  files 0600).
+* :func:`check_leaderboard_names` checks the names a leaderboard's files are made of.
+
+Temporary files are not made here: ``saebench_sanity.io`` (the one atomic writer) creates them
+with ``mkstemp`` in the target folder and gives them the umask's mode.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -69,34 +68,6 @@ def confined(base: str | Path, *parts: str, kind: str = "name") -> Path:
         raise BadInput(f"{kind} {'/'.join(parts)!r} resolves to {str(real)!r}, outside {str(root)!r} "
                        f"(a symlink inside the folder points out); remove the link or choose another folder")
     return path
-
-
-def umask() -> int:
-    """The process umask, read without changing it where the OS tells it (Linux
-    ``/proc/self/status``); elsewhere set and restored at once."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def exclusive_temp(target: str | Path) -> Path:
-    """A new empty file beside ``target`` named ``.<target name>.<random>.tmp``, mode
-    ``0o666 & ~umask``; the caller writes it and ``os.replace``-s it onto ``target`` (or unlinks
-    it on failure). The folder must exist."""
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~umask())
-    finally:
-        os.close(fd)
-    return Path(tmp)
 
 
 def check_leaderboard_names(name: str, sets: Iterable[object], results: str | Path) -> None:

@@ -1,6 +1,7 @@
 """Writes stay inside their folder: a name from a record, a config or a plugin that would make a
 path leave its folder is refused with one line (exit 2) before anything is written; temporary
-files are new files (mkstemp), so a symlink planted at a guessable name is never followed.
+files are new files (mkstemp), so a symlink planted at a guessable name is never followed, and
+the files written have the umask's mode.
 
 Decision (documented in paths.py): a bad name is refused, not sanitised, since two names that
 sanitise alike would silently share one file."""
@@ -14,7 +15,8 @@ import pytest
 
 from saebench_sanity.cli import main
 from saebench_sanity.harness.store import ResultStore
-from saebench_sanity.paths import BadInput, confined, exclusive_temp, safe_name, umask
+from saebench_sanity.io import file_mode
+from saebench_sanity.paths import BadInput, confined, safe_name
 
 EV = {"direction": "higher", "chance": 0.0, "min_effect": None, "definition": "ev"}
 
@@ -68,16 +70,6 @@ def test_confined_refuses_a_symlink_that_leads_out(tmp_path):
         confined(base, "link", "set.png")
     with pytest.raises(BadInput, match="path separator"):
         confined(base, "../x")
-
-
-def test_exclusive_temp_is_a_new_file_with_the_umask_mode(tmp_path):
-    target = tmp_path / "board.png"
-    made = {exclusive_temp(target) for _ in range(20)}
-    assert len(made) == 20  # never a fixed name
-    for tmp in made:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".board.png.") and tmp.name.endswith(".tmp")
-        assert not tmp.is_symlink() and tmp.stat().st_size == 0
-        assert tmp.stat().st_mode & 0o777 == 0o666 & ~umask()
 
 
 def test_a_record_naming_set_dotdot_writes_nothing_outside_and_exits_2(tmp_path, capsys):
@@ -142,6 +134,9 @@ def test_a_symlink_planted_at_the_plot_temporary_name_is_not_followed(tmp_path):
     assert victim.read_text() == "precious"
     pngs = [p for p in board.iterdir() if p.suffix == ".png" and not p.is_symlink()]
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
+    # every file of the board has the mode open() gives under the umask (mkstemp alone gives 0600)
+    written = [p for p in files_under(out) if not p.is_symlink()]
+    assert {p.stat().st_mode & 0o777 for p in written} == {file_mode()}
 
 
 def test_an_activation_set_name_cannot_name_a_folder_outside_the_store(tmp_path):

@@ -151,18 +151,10 @@ def plot_headline(rows: list[dict], set_name: str, path: str | Path) -> bool:
 
 
 def _save(fig, path: str | Path) -> None:
-    """PNG written through a temporary file in the target folder (mkstemp: never a fixed name
-    two renderers could share), then renamed into place."""
-    import os
-    import tempfile
+    """PNG written through the one atomic writer (``io.atomic_path``: a mkstemp file in the target
+    folder, never a fixed name two renderers could share or a planted symlink could redirect; the
+    umask's mode like every other file), then renamed into place."""
+    from saebench_sanity.io import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=90, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
