@@ -293,7 +293,7 @@ class TrainingConfig:
     batch_size: _int(1, MAX_BATCH) = 1024  # type: ignore[valid-type]
     #: Adam learning rate
     lr: _number(0, 10, lo_open=True) = 3e-4  # type: ignore[valid-type]
-    #: only "constant" (the convergence rule judges a constant-lr phase)
+    #: learning-rate schedule between the warm-up and the decay
     lr_scheduler: Annotated[Literal["constant"], Allowed(
         "\"constant\" (only 'constant' is supported: the convergence rule judges a constant-lr phase; shape the "
         "schedule with lr_warm_up_steps / lr_decay_steps)")] = "constant"
@@ -349,13 +349,10 @@ _validating_init(TrainingConfig, "training.", aliases=TRAINING_ALIASES)
 def training_keys(table: dict[str, Any], where: str) -> dict[str, Any]:
     """``table`` with alias keys (``steps``) renamed to their field (``max_steps``); ConfigError
     when both are given."""
-    out = dict(table)
     for alias, name in TRAINING_ALIASES.items():
-        if alias in out:
-            if name in out:
-                raise ConfigError(f"{where}: both {alias!r} and {name!r} given; keep {name!r} ({alias!r} is its old name)")
-            out[name] = out.pop(alias)
-    return out
+        if alias in table and name in table:
+            raise ConfigError(f"{where}: both {alias!r} and {name!r} given; keep {name!r} ({alias!r} is its old name)")
+    return {TRAINING_ALIASES.get(k, k): v for k, v in table.items()}  # in the order written
 
 
 @dataclass(frozen=True)
@@ -859,8 +856,11 @@ def check_names(cfg: RunConfig, registry: Any) -> None:
 
 
 # -- docs/configuration.md -------------------------------------------------------------------------
-def _doc_rows(cls: Any, prefix: str) -> list[str]:
-    comments = _field_comments(cls)
+_DOC_DEFAULTS = {"run.name": "the config file's name", "run.metrics": '`"all"`'}
+
+
+def _doc_rows(cls: Any, prefix: str, source: Any = None) -> list[str]:
+    comments = _field_comments(source or cls)
     infos = cls.__pydantic_fields__ if hasattr(cls, "__pydantic_fields__") else cls.model_fields
     rows = []
     for name, info in infos.items():
@@ -872,6 +872,7 @@ def _doc_rows(cls: Any, prefix: str) -> list[str]:
             default_text = "required" if info.default_factory is None else "(see below)"
         else:
             default_text = "omitted" if default is None else f"`{_show(default)}`"
+        default_text = _DOC_DEFAULTS.get(prefix + name, default_text)
         rows.append(f"| `{prefix}{name}` | {_allowed_text(info)} | {default_text} | {comments.get(name, '')} |")
     return rows
 
@@ -901,7 +902,7 @@ def config_doc_tables() -> str:
     parts = ["### `[run]`\n\n" + head + "\n".join(_doc_rows(RunConfig, "run.")),
              "### `[training]`\n\n" + head + "\n".join(_doc_rows(TrainingConfig, "training.")),
              "### `[sets.NAME]`\n\nEvery `[training]` key, plus:\n\n" + head
-             + "\n".join(r for r in _doc_rows(SetTable, "sets.NAME.") if r.split("`")[1].split(".")[-1] not in _TRAINING_FIELDS),
+             + "\n".join(r for r in _doc_rows(SetTable, "sets.NAME.", _SetTableBase) if r.split("`")[1].split(".")[-1] not in _TRAINING_FIELDS),
              "### `[verdict]`\n\n" + head + "\n".join(_doc_rows(VerdictConfig, "verdict."))]
     return "\n\n".join(parts) + "\n"
 
