@@ -159,7 +159,7 @@ def test_empty_and_corrupted_results_folders_are_one_line_errors_naming_the_file
     bad.write_text(json.dumps({"cell": {"set": "toy", "arch": "topk", "seed": 1}, "status": "ok"}))
     assert f"{bad}: result record has no 'cell.mode'" in one_line_error(capsys, tmp_path / "res")
     bad.write_text("[1, 2]")
-    assert "must be a JSON object" in one_line_error(capsys, tmp_path / "res")
+    assert "holds a JSON list, not an object" in one_line_error(capsys, tmp_path / "res")
     (tmp_path / "res" / "run.json").write_text("{")
     err = one_line_error(capsys, tmp_path / "res")
     assert str(tmp_path / "res" / "run.json") in err and "not valid JSON" in err
