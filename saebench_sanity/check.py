@@ -7,9 +7,17 @@ with the chosen metrics and applies the leaderboard's verdict rule (``leaderboar
 with the user's SAE as one fixed value (``fixed_trained``: a one-sample t interval over the
 baselines' seeds, which need at least ``min_seeds``).
 
+Input spaces: real sets serve activations normalized to mean squared norm ``d_in``; an SAE gets
+its inputs in the space it was trained in (``sae_input_scale``: raw activations when its cfg says
+``normalize_activations = "none"``, which every SAE this suite saves says, its own recorded
+factor for ``expected_average_only_in``), through ``activations.real.SetSpaceSAE``. Every score,
+the user's and the baselines', is computed on the set's served activations, so scale-dependent
+scores (MSE) share the set's units.
+
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
-direction, 1 otherwise (``CheckReport.outcome`` says whether some score FAILS, the verdicts are
-mixed or inconclusive, or no score could be judged), 2 on bad input.
+direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
+could be judged at all (NO VERDICT: every row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED;
+``CheckReport.outcome``), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -22,11 +30,17 @@ from typing import Any, Callable
 
 from saebench_sanity.errors import ConfigError, DataError
 
+#: exit codes of ``saebench check`` by outcome (bad input exits 2, as every command)
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 1, "NO VERDICT": 3}
+
+
 @dataclass
 class CheckOptions:
     target: str
     set_name: str
     sae_id: str | None = None
+    arch: str | None = None                       # registered architecture; None = from the SAE's cfg
+    cache_dir: str | Path | None = None           # baseline cache; None = baseline_cache_root()
     metrics: tuple[str, ...] | None = None      # "metric" or "metric.score" selectors; None = all
     modes: tuple[str, ...] | None = None      # baselines; None = every is_baseline mode
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -51,6 +65,9 @@ class CheckReport:
     baselines: list[str]
     rows: list[dict[str, Any]] = field(default_factory=list)   # one per score
     skipped: dict[str, str] = field(default_factory=dict)     # metric -> reason
+    #: per baseline mode: one entry per seed ``{"seed", "steps", "converged", "l0", "cached"}``
+    training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -73,42 +90,98 @@ class CheckReport:
             return "NO VERDICT"
         return "INCONCLUSIVE"
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
     def to_dict(self) -> dict[str, Any]:
         return {"sae": self.sae, "set": self.set_name, "architecture": self.architecture,
                 "baselines": self.baselines, "passed": self.passed, "outcome": self.outcome,
-                "scores": self.rows, "skipped": self.skipped}
+                "exit_code": self.exit_code, "scores": self.rows, "skipped": self.skipped,
+                "training": self.training, "warnings": self.warnings}
 
 
-def load_user_sae(target: str, sae_id: str | None = None) -> tuple[Any, str]:
-    """``(sae_lens SAE, description)`` from a local SAELens folder, or a pretrained release+id."""
+def load_user_sae(target: str, sae_id: str | None = None) -> tuple[Any, str, Path | None]:
+    """``(sae_lens SAE, description, folder or None)`` from a local SAELens folder, or a
+    pretrained release+id (``SAE.from_pretrained`` folds a release's known normalization factor
+    into the weights)."""
     from saebench_sanity.architectures.checkpoint import load_checkpoint
 
     path = Path(target)
     if path.exists():
-        return load_checkpoint(path), str(path)
+        return load_checkpoint(path), str(path), path
     if sae_id is None:
         raise DataError(f"{target!r} is not a folder; pass an SAELens SAE folder, or a SAELens release with --sae-id ID")
     from sae_lens import SAE
 
     try:  # the real hub path: users have internet (not exercised offline)
-        return SAE.from_pretrained(target, sae_id, device="cpu"), f"{target}/{sae_id}"
+        return SAE.from_pretrained(target, sae_id, device="cpu"), f"{target}/{sae_id}", None
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).splitlines() or [""])[0]
         raise DataError(f"could not load SAELens release {target!r} id {sae_id!r} ({type(exc).__name__}: {first}); "
                         "check the names, or download it and pass the folder") from None
 
 
-def architecture_of(sae: Any, registry: Any) -> Any:
-    """The registered architecture a loaded SAE was trained as (SAELens records it in metadata)."""
+#: sae-lens ``normalize_activations`` values sae-lens applies itself inside ``encode``/``decode``
+#: (so the SAE takes raw activations)
+_RUNTIME_NORMALIZATIONS = ("none", "constant_norm_rescale", "layer_norm")
+
+
+def sae_input_scale(sae: Any, folder: str | Path | None = None) -> float:
+    """The factor the SAE expects raw model activations multiplied by (the space it was trained
+    in): 1.0 when its cfg says ``normalize_activations`` is ``none`` (or a normalization sae-lens
+    applies at run time); for ``expected_average_only_in`` the factor SAELens's trainer recorded
+    beside the weights in ``folder`` (``activation_scaler.json``, sae-lens's checkpoint format).
+    DataError when the factor is not recorded or the normalization cannot be undone here."""
+    norm = getattr(sae.cfg, "normalize_activations", "none") or "none"
+    if norm in _RUNTIME_NORMALIZATIONS:
+        return 1.0
+    if norm == "expected_average_only_in":
+        import json
+
+        from sae_lens.constants import ACTIVATION_SCALER_CFG_FILENAME
+
+        scaler = Path(folder) / ACTIVATION_SCALER_CFG_FILENAME if folder is not None else None
+        factor = None
+        if scaler is not None and scaler.is_file():
+            try:
+                factor = json.loads(scaler.read_text()).get("scaling_factor")
+            except ValueError:
+                factor = None
+        if isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0:
+            return float(factor)
+        raise DataError("the SAE's cfg says normalize_activations = 'expected_average_only_in' but records no scaling "
+                        f"factor ({ACTIVATION_SCALER_CFG_FILENAME} with scaling_factor beside cfg.json); fold it into the "
+                        "weights with sae.fold_activation_norm_scaling_factor(factor) and save again")
+    raise DataError(f"the SAE's cfg says normalize_activations = {norm!r}, which saebench check cannot apply; fold it "
+                    "into the weights (sae-lens fold_activation_norm_scaling_factor / fold_activation_whitening) and save again")
+
+
+def architecture_of(sae: Any, registry: Any, name: str | None = None) -> Any:
+    """The registered architecture a loaded SAE was trained as (SAELens records it in metadata).
+
+    ``name`` (``--arch``) picks one registered architecture explicitly; it must build the SAE's
+    sae-lens class. Without it the SAE's sae-lens architecture must match exactly one registered
+    architecture (a plugin sharing a built-in's sae-lens class makes the choice ambiguous)."""
     meta = getattr(sae.cfg, "metadata", None)
     trained_as = getattr(meta, "training_architecture", None) if meta is not None else None
     inference = sae.cfg.architecture()
-    for name in (trained_as, inference):
-        for spec in registry.items["architecture"].values():
-            if name and spec.sae_lens_architecture == name:
-                return spec
+    specs = registry.items["architecture"]
+    if name is not None:
+        spec = registry.get("architecture", name)
+        if spec.sae_lens_architecture not in (trained_as, inference):
+            raise ConfigError(f"--arch {name!r} builds sae-lens {spec.sae_lens_architecture!r} SAEs, the given SAE is "
+                              f"{trained_as or inference!r}; choose an architecture of that class")
+        return spec
+    for sl_name in (trained_as, inference):
+        matches = sorted(n for n, spec in specs.items() if sl_name and spec.sae_lens_architecture == sl_name)
+        if len(matches) > 1:
+            raise ConfigError(f"several registered architectures build sae-lens {sl_name!r} SAEs ({', '.join(matches)}); "
+                              "choose one with --arch")
+        if matches:
+            return specs[matches[0]]
     raise DataError(f"SAE architecture {trained_as or inference!r} has no registered saebench architecture; "
-                    f"known: {', '.join(sorted(registry.items['architecture']))}")
+                    f"known: {', '.join(sorted(specs))}")
 
 
 def _measured_l0(sae: Any, acts: Any) -> float:
@@ -139,11 +212,38 @@ def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any
     return spec.compute(MetricContext(sae, aset, eval_acts), **params)
 
 
+def baseline_cache_root() -> Path:
+    """``$SAEBENCH_CACHE/check-baselines``: trained baselines of ``saebench check``, one
+    ``harness.store`` checkpoint per identity (``baseline_key``)."""
+    from saebench_sanity.models.default_model import cache_root
+
+    return cache_root() / "check-baselines"
+
+
+def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str, Any], mode: str, seed: int,
+                 d_sae: int, target_l0: int | None, training: Any, dtype: str = "float32") -> str:
+    """Identity of one baseline of ``check``: everything that decides what it trains (the set's
+    recipe, architecture and its overrides, mode, seed, size, sparsity, training config, dtype,
+    the code version of every cache key). Another SAE of the same shape and sparsity on the same
+    set has the same baselines, so a re-check trains nothing new."""
+    import dataclasses
+
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.harness.plan import code_version
+
+    return stable_hash({"kind": "check-baseline", "set": set_manifest_hash, "arch": arch,
+                        "arch_overrides": arch_overrides, "mode": mode, "seed": int(seed), "d_sae": int(d_sae),
+                        "target_l0": target_l0, "training": dataclasses.asdict(training), "dtype": dtype,
+                        "code": code_version()})[:24]
+
+
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
     from saebench_sanity import config as config_mod
+    from saebench_sanity.activations.real import check_sae_d_in, checkpoint_in_set_space, sae_in_set_space, set_scale
     from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
     from saebench_sanity.architectures.sparsity import targets_l0
-    from saebench_sanity.leaderboard.verdict import MIN_SEEDS, Stats, judge
+    from saebench_sanity.harness.store import ResultStore
+    from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
     from saebench_sanity.training.cohort import train_cells
 
     say = progress or (lambda _msg: None)
@@ -168,16 +268,17 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             raise ConfigError(f"--modes: {m.name!r} is not a baseline; choose from "
                               f"{', '.join(n for n in registry.names('training_mode') if registry.get('training_mode', n).is_baseline)}")
 
-    sae, description = load_user_sae(opts.target, opts.sae_id)
-    if set_spec.d_in is not None and int(set_spec.d_in) != int(sae.cfg.d_in):
-        raise DataError(f"SAE d_in {sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {set_spec.d_in}); "
+    raw_sae, description, folder = load_user_sae(opts.target, opts.sae_id)
+    if set_spec.d_in is not None and int(set_spec.d_in) != int(raw_sae.cfg.d_in):
+        raise DataError(f"SAE d_in {raw_sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {set_spec.d_in}); "
                         "choose a set harvested at the SAE's model and hook point")
-    say(f"loaded {description} ({sae.cfg.architecture()}, d_in {sae.cfg.d_in}, d_sae {sae.cfg.d_sae})")
-    arch = architecture_of(sae, registry)
+    say(f"loaded {description} ({raw_sae.cfg.architecture()}, d_in {raw_sae.cfg.d_in}, d_sae {raw_sae.cfg.d_sae})")
+    arch = architecture_of(raw_sae, registry, opts.arch)
+    input_scale = sae_input_scale(raw_sae, folder)
     aset = set_spec.build()
-    if int(aset.d_in) != int(sae.cfg.d_in):
-        raise DataError(f"SAE d_in {sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {aset.d_in}); "
-                        "choose a set harvested at the SAE's model and hook point")
+    check_sae_d_in(int(raw_sae.cfg.d_in), aset)
+    # the user's SAE receives activations in the space it was trained in; scores are on the set's
+    sae = sae_in_set_space(raw_sae, aset, input_scale)
     eval_acts = aset.eval_activations()
     target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
     run_cfg = config_mod.from_dict({"run": {"sets": [opts.set_name], "architectures": [arch.name], "modes": ["trained"]}})
@@ -185,13 +286,14 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if opts.steps is not None:
         import dataclasses
 
-        training = dataclasses.replace(training, steps=opts.steps,
+        training = dataclasses.replace(training, max_steps=opts.steps,
                                        lr_warm_up_steps=min(training.lr_warm_up_steps, opts.steps // 2),
                                        lr_decay_steps=min(training.lr_decay_steps, opts.steps // 2),
                                        sparsity_warm_up_steps=min(training.sparsity_warm_up_steps, opts.steps))
 
-    report = CheckReport(sae={"source": description, "architecture": arch.name, "d_in": int(sae.cfg.d_in),
-                              "d_sae": int(sae.cfg.d_sae), "target_l0": target_l0},
+    report = CheckReport(sae={"source": description, "architecture": arch.name, "d_in": int(raw_sae.cfg.d_in),
+                              "d_sae": int(raw_sae.cfg.d_sae), "target_l0": target_l0,
+                              "input_scale": input_scale, "set_scale": set_scale(aset)},
                          set_name=opts.set_name, architecture=arch.name, baselines=mode_names)
     applicable = []
     for spec in metric_specs:
@@ -206,23 +308,42 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}) for spec in applicable}
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
+    report.training = {m.name: [] for m in modes}
     controlled = False
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in opts.seeds:
+    store = ResultStore(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
+    manifest_hash = aset.manifest_hash()
+    for seed in opts.seeds:
+        keys = {m.name: baseline_key(set_manifest_hash=manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
+                                     mode=m.name, seed=seed, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0,
+                                     training=training) for m in modes}
+        todo = [m for m in modes if not store.has_checkpoint(keys[m.name])]
+        if todo:
             # the baselines of one seed are one cohort: identical batches, one batched program
-            say(f"training baselines {', '.join(m.name for m in modes)} seed {seed} (at most {training.max_steps} steps)")
-            results = train_cells([(arch, mode, {}, seed) for mode in modes], aset, d_sae=int(sae.cfg.d_sae),
+            say(f"training baselines {', '.join(m.name for m in todo)} seed {seed} (at most {training.max_steps} steps)")
+            results = train_cells([(arch, mode, {}, seed) for mode in todo], aset, d_sae=int(raw_sae.cfg.d_sae),
                                   target_l0=target_l0, arch_overrides=arch_overrides, training=training)
-            for mode, res in zip(modes, results):
+            for mode, res in zip(todo, results):
                 if isinstance(res, BaseException):
                     raise res
-                controlled = controlled or "l0_control" in (res.convergence or {})
-                folder = Path(tmp) / f"{mode.name}-{seed}"
-                save_checkpoint(res.sae, folder, calibration_acts=eval_acts)
-                inference = load_checkpoint(folder)
-                scores = {spec.name: _score(spec, inference, aset, eval_acts, {}) for spec in applicable}
-                base_scores[mode.name].append((scores, bool(res.converged)))
-                base_l0[mode.name].append(_final_l0(scores, res.l0_train))
+                info = {"steps": int(res.steps), "converged": bool(res.converged), "l0_train": float(res.l0_train),
+                        "controlled": "l0_control" in (res.convergence or {}), "max_steps": int(training.max_steps),
+                        "state": (res.convergence or {}).get("state")}
+                store.write_checkpoint(keys[mode.name], lambda path, r=res: save_checkpoint(
+                    r.sae, path, calibration_acts=eval_acts, activation_scale=set_scale(aset)), info)
+        else:
+            say(f"baselines of seed {seed}: cached ({store.root})")
+        for mode in modes:
+            key = keys[mode.name]
+            info = store.load_train_info(key)
+            controlled = controlled or bool(info.get("controlled"))
+            inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key)), aset)
+            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}) for spec in applicable}
+            base_scores[mode.name].append((scores, bool(info.get("converged"))))
+            base_l0[mode.name].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
+            report.training[mode.name].append({"seed": int(seed), "steps": int(info.get("steps", 0)),
+                                               "max_steps": int(info.get("max_steps", training.max_steps)),
+                                               "converged": bool(info.get("converged")), "l0": base_l0[mode.name][-1],
+                                               "cached": mode not in todo})
 
     # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
     # whose baselines were steered to the user's L0 (training.match_l0)
@@ -232,6 +353,11 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if not math.isfinite(user_l0):
         user_l0 = _measured_l0(sae, eval_acts)
     report.sae["l0"] = user_l0
+    for mode, l0s in base_l0.items():
+        mean_l0 = _mean_or_none(l0s)
+        if mean_l0 is not None and math.isfinite(user_l0) and abs(mean_l0 - user_l0) > L0_TOLERANCE * max(user_l0, 1e-9):
+            report.warnings.append(f"L0 mismatch: your SAE has L0 {user_l0:.1f}, its {mode} baselines reach {mean_l0:.1f} "
+                                   f"(more than {L0_TOLERANCE:.0%} apart); scores at different sparsity are not comparable")
     for spec in applicable:
         for score, info in spec.scores.items():
             if wanted_scores[spec.name] is not None and score not in wanted_scores[spec.name]:

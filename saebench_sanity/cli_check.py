@@ -30,11 +30,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "check", help="does YOUR SAE (SAELens format) beat the random baselines?",
         description="Train the study's random baselines with your SAE's architecture, size and sparsity on an "
                     "activation set, score all on the same held-out data and print verdicts (rule: "
-                    "docs/verdict-rule.md). Exit 0: beats every baseline on every chosen score; 1: does not (the "
-                    "last line says FAIL, INCONCLUSIVE or NO VERDICT); 2: bad input.")
+                    "docs/verdict-rule.md). Your SAE gets activations in the space it was trained in (raw, unless its "
+                    "cfg records a normalization). Trained baselines are cached by identity, so checking another SAE "
+                    "of the same shape on the same set trains nothing new. Exit 0: PASS (beats every baseline on "
+                    "every chosen score); 1: FAIL or INCONCLUSIVE; 3: NO VERDICT (nothing could be judged: every "
+                    "row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED); 2: bad input.")
     p.add_argument("target", help="SAELens SAE folder (cfg.json + sae_weights.safetensors), or a SAELens release name with --sae-id")
     p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet)")
     p.add_argument("--set", dest="set_name", required=True, help="registered activation set with the SAE's d_in (see `saebench list`)")
+    p.add_argument("--arch", help="registered architecture to train the baselines as (needed when several share "
+                   "the SAE's sae-lens class; default: the one matching the SAE's cfg)")
+    p.add_argument("--cache-dir", help="where trained baselines are cached (default $SAEBENCH_CACHE/check-baselines)")
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2; fewer than 3 give no verdict)")
@@ -70,12 +76,20 @@ def render(report: Any) -> None:
     for metric, reason in report.skipped.items():
         console.print(f"skipped {metric}: {reason}")
     console.print("† = a seed still improving at the end of training (UNDERTRAINED); verdict rule: docs/verdict-rule.md")
+    for mode, runs in report.training.items():
+        seeds = ", ".join(f"s{r['seed']}: {r['steps']}/{r['max_steps']} steps, "
+                          f"{'converged' if r['converged'] else 'NOT converged'}, L0 {_fmt(r['l0'])}"
+                          + (" (cached)" if r["cached"] else "") for r in runs)
+        console.print(f"baseline {mode}: {seeds}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning[/]: {warning}")
     console.print({
         "PASS": "[green]PASS[/]: beats every baseline on every score",
         "FAIL": "[bold red]FAIL[/]: some baseline is as good or better on some score (FAILS)",
         "INCONCLUSIVE": "[yellow]INCONCLUSIVE[/]: fails on no score but does not beat every baseline on every score",
-        "NO VERDICT": "[magenta]NO VERDICT[/]: no score could be judged (see the labels: SEEDS needs --seeds with at "
-                      "least 3 seeds; UNDERTRAINED needs more --steps)",
+        "NO VERDICT": "[magenta]NO VERDICT[/]: nothing could be judged, so this is neither a pass nor a fail (exit 3; "
+                      "see the labels: SEEDS needs --seeds with at least 3 seeds; UNDERTRAINED needs more --steps; AT "
+                      "CHANCE: neither your SAE nor a baseline is above chance on that score)",
     }[report.outcome])
 
 
@@ -85,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     from saebench_sanity.check import CheckOptions, run_check
     from saebench_sanity.registry import get_registry
 
-    opts = CheckOptions(target=args.target, set_name=args.set_name, sae_id=args.sae_id, metrics=args.metrics,
-                        modes=args.modes, seeds=args.seeds, steps=args.steps, min_effect=args.min_effect,
-                        confidence=args.confidence)
+    opts = CheckOptions(target=args.target, set_name=args.set_name, sae_id=args.sae_id, arch=args.arch,
+                        cache_dir=args.cache_dir, metrics=args.metrics, modes=args.modes, seeds=args.seeds,
+                        steps=args.steps, min_effect=args.min_effect, confidence=args.confidence)
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -95,4 +109,4 @@ def run(args: argparse.Namespace) -> int:
     render(report)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=float) + "\n")
-    return 0 if report.passed else 1
+    return report.exit_code

@@ -21,10 +21,21 @@ CHECK = ["--set", "synth-easy", "--modes", "frozen_decoder", "--seeds", "0,1,2",
          "--metrics", "reconstruction.explained_variance,reconstruction.mse"]
 
 
+_CACHE: list = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def baseline_cache(tmp_path_factory):
+    """One baseline cache for the module (the checks below share their baselines' identity)."""
+    _CACHE[:] = [str(tmp_path_factory.mktemp("check-baselines"))]
+    yield _CACHE[0]
+    _CACHE.clear()
+
+
 def _run(argv):
     parser = argparse.ArgumentParser()
     cli_check.add_parser(parser.add_subparsers(dest="command"))
-    return cli_check.run(parser.parse_args(["check", *argv]))
+    return cli_check.run(parser.parse_args(["check", *argv, "--cache-dir", _CACHE[0]]))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +85,7 @@ def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_p
 def test_one_baseline_seed_gives_no_verdict_and_does_not_print_fail(trained_sae, tmp_path, capsys):
     argv = [str(trained_sae), *CHECK[:CHECK.index("--seeds")], "--seeds", "0", *CHECK[CHECK.index("--seeds") + 2:]]
     out = tmp_path / "report.json"
-    assert _run([*argv, "--json", str(out)]) == 1
+    assert _run([*argv, "--json", str(out)]) == 3  # its own exit code: neither PASS (0) nor FAIL (1)
     report = json.loads(out.read_text())
     assert report["outcome"] == "NO VERDICT" and {r["verdict"] for r in report["scores"]} == {"SEEDS"}
     printed = capsys.readouterr().out

@@ -72,6 +72,73 @@ class ModelHandle:
     mean_activation: Any = None
 
 
+def set_scale(activation_set: Any) -> float:
+    """The factor the set multiplies raw model activations by before serving them (its
+    ``Normalizer.scale``; 1.0 for sets that serve activations as they are, e.g. synthetic ones)."""
+    return float(getattr(getattr(activation_set, "normalizer", None), "scale", 1.0))
+
+
+class SetSpaceSAE:
+    """An SAE seen from a set's serving space: ``encode(x) = sae.encode(x * ratio)``,
+    ``decode(z) = sae.decode(z) / ratio``, with ``ratio`` = (the SAE's input scale) / (the set's
+    scale). So the SAE itself always receives activations in the space it was trained in (raw
+    model activations times its own recorded factor), whatever the set serves, and metrics keep
+    one convention: every score is computed on the set's served activations (``[n, d_in]``), so
+    scale-dependent scores (MSE) are in the set's units for a user's SAE and its baselines alike.
+
+    A wrapper rather than re-folding weights because it is exact for every architecture, also
+    those whose latents depend on the weight scale (TopK with ``rescale_acts_by_decoder_norm``)
+    or that normalize at run time (``constant_norm_rescale``, ``layer_norm``). Every other
+    attribute (``cfg``, ``W_dec``, ``eval``...) is the wrapped SAE's own.
+    """
+
+    def __init__(self, sae: Any, ratio: float) -> None:
+        self.sae = sae
+        self.ratio = float(ratio)
+
+    def encode(self, x: Any) -> Any:
+        """``[n, d_in]`` in the set's space -> latents ``[n, d_sae]`` of the wrapped SAE."""
+        return self.sae.encode(x * self.ratio)
+
+    def decode(self, z: Any) -> Any:
+        """Latents ``[n, d_sae]`` -> reconstruction ``[n, d_in]`` in the set's space."""
+        return self.sae.decode(z) / self.ratio
+
+    def forward(self, x: Any) -> Any:
+        return self.decode(self.encode(x))
+
+    __call__ = forward
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "sae":  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.sae, name)
+
+
+def sae_in_set_space(sae: Any, activation_set: Any, sae_input_scale: float = 1.0) -> Any:
+    """``sae`` as metrics on ``activation_set`` must see it (see ``SetSpaceSAE``).
+
+    ``sae_input_scale``: what the SAE expects, as a multiple of raw model activations (1.0 for an
+    SAE that takes raw activations: cfg ``normalize_activations = "none"``, any SAE this suite
+    saves). Returns ``sae`` itself when the two spaces agree."""
+    ratio = float(sae_input_scale) / set_scale(activation_set)
+    return sae if ratio == 1.0 else SetSpaceSAE(sae, ratio)
+
+
+def checkpoint_in_set_space(sae: Any, activation_set: Any) -> Any:
+    """A checkpoint this suite saved for a cell of ``activation_set``, in the set's space. One
+    marked ``architectures.checkpoint.FOLDED_SCALE_KEY`` takes raw activations; one without the
+    mark was saved unfolded (before folding existed, or for a set of scale 1) and is already in
+    the set's space (the cached checkpoints of earlier runs keep scoring as they did)."""
+    from saebench_sanity.architectures.checkpoint import FOLDED_SCALE_KEY
+
+    meta = getattr(sae.cfg, "metadata", None)
+    folded = meta.get(FOLDED_SCALE_KEY) if meta is not None else None
+    if folded is None:
+        return sae
+    return sae_in_set_space(sae, activation_set, 1.0)
+
+
 def check_sae_d_in(sae_d_in: int, activation_set: Any) -> None:
     """DataError if an SAE's input width differs from the set's ``d_in``."""
     if int(sae_d_in) != int(activation_set.d_in):

@@ -13,13 +13,24 @@ from typing import Any
 
 from saebench_sanity.errors import ConfigError, DataError
 
+#: ``cfg.metadata`` key of a checkpoint saved with its training activations' scale folded into
+#: its weights (``fold_activation_scale``): the factor folded in. Such a checkpoint takes raw
+#: model activations; a real-set checkpoint without it was saved before folding existed and takes
+#: the set's normalized activations (``activations.real.checkpoint_in_set_space``).
+FOLDED_SCALE_KEY = "saebench_folded_activation_scale"
 
-def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, batch_size: int = 1024) -> Path:
+
+def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, batch_size: int = 1024,
+                    activation_scale: float = 1.0) -> Path:
     """Write ``sae`` (a sae-lens ``TrainingSAE``) to folder ``path`` as an inference SAE.
 
     A BatchTopK-family SAE whose batch threshold was never set (0-step cells) is calibrated first
     on ``calibration_acts`` ``[n, d_in]`` (see ``architectures.batchtopk``); without them this
     raises ConfigError rather than writing a JumpReLU SAE with threshold 0.
+
+    ``activation_scale``: the factor the training activations were multiplied by (a real set's
+    normalization, ``activations.real.set_scale``); when it is not 1 it is folded into the saved
+    weights (``fold_activation_scale``), so the checkpoint takes raw model activations.
     """
     from saebench_sanity.architectures.batchtopk import calibrate_threshold, has_batch_threshold
 
@@ -31,7 +42,27 @@ def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, ba
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     sae.save_inference_model(path)
+    if float(activation_scale) != 1.0:
+        fold_activation_scale(path, float(activation_scale))
     return path
+
+
+def fold_activation_scale(path: str | Path, scale: float) -> None:
+    """Rewrite the inference SAE in ``path`` to take raw activations: sae-lens's
+    ``fold_activation_norm_scaling_factor(scale)`` (what SAELens's trainer does before saving:
+    ``W_enc * scale``, ``W_dec / scale``, ``b_dec / scale``; cfg ``normalize_activations =
+    "none"``), with the factor recorded in ``cfg.metadata`` (``FOLDED_SCALE_KEY``).
+
+    Folded into the *inference* form rather than the training SAE (SAELens's order), so the
+    saved latents equal the trained SAE's on the activations it was trained on: folding first
+    would scale a TopK SAE's latents by ``1 / scale`` once sae-lens folds its decoder norms into
+    the encoder on saving; the reconstruction is the same either way."""
+    from sae_lens import SAE
+
+    inference = SAE.load_from_disk(str(path), device="cpu")
+    inference.fold_activation_norm_scaling_factor(scale)
+    inference.cfg.metadata[FOLDED_SCALE_KEY] = scale
+    inference.save_model(path)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:

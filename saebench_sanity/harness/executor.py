@@ -132,6 +132,7 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
                     device: str = "cpu") -> dict[str, dict[str, Any]]:
     """Train the cells of one cohort together, save each as soon as the cohort is done; returns
     ``{cell key: train info}`` of the cells whose checkpoints were written."""
+    from saebench_sanity.activations.real import set_scale
     from saebench_sanity.architectures.checkpoint import save_checkpoint
     from saebench_sanity.training.cohort import train_cells
 
@@ -150,7 +151,9 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
             continue
         info = _train_info(cell, result)
         reporter.phase(cell, "saving")
-        store.write_checkpoint(cell.key, lambda path, r=result, c=cell: save_checkpoint(r.sae, path, batch_size=c.training.batch_size), info)
+        # the set's normalization is folded into the saved weights: checkpoints take raw activations
+        store.write_checkpoint(cell.key, lambda path, r=result, c=cell: save_checkpoint(
+            r.sae, path, batch_size=c.training.batch_size, activation_scale=set_scale(aset)), info)
         store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
         infos[cell.key] = info
     return infos
@@ -231,10 +234,13 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
             t0 = time.perf_counter()
             try:
                 if ctx is None:
+                    from saebench_sanity.activations.real import checkpoint_in_set_space
                     from saebench_sanity.architectures.checkpoint import load_checkpoint
                     from saebench_sanity.metrics.base import MetricContext
 
-                    ctx = MetricContext(load_checkpoint(store.checkpoint_dir(cell.key)), aset, eval_acts())
+                    # metrics score on the set's served activations; a checkpoint takes raw ones
+                    sae = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(cell.key)), aset)
+                    ctx = MetricContext(sae, aset, eval_acts())
                 scores = registry.get("metric", mp.name).compute(ctx, **mp.params)
                 info_by_score = score_infos(registry, mp.name)
                 unknown = set(scores) - set(info_by_score)
