@@ -35,9 +35,10 @@ def judge_for(srv: ChatServer, **kw) -> OpenAICompatibleJudge:
     return OpenAICompatibleJudge(base_url=srv.base_url, model="m", **kw)
 
 
-def test_a_trickling_reply_is_cut_at_the_deadline():
-    # 0.1 s per byte: every socket read returns in time, the whole ~300-byte body would take ~30 s
-    with ChatServer(fixed("the marked tokens are numbers"), always="trickle", fault_sleep=1.0) as srv:
+@pytest.mark.parametrize("fault", ["trickle", "trickle_head"])
+def test_a_trickling_reply_is_cut_at_the_deadline(fault):
+    # 0.1 s per byte: every socket read returns in time, the whole ~300-byte reply would take ~30 s
+    with ChatServer(fixed("the marked tokens are numbers"), always=fault, fault_sleep=1.0) as srv:
         judge = judge_for(srv, timeout=1.0)
         t0 = time.monotonic()
         with pytest.raises(JudgeError, match=r"no complete reply within the 1 s deadline") as err:

@@ -68,24 +68,36 @@ class _Failure(Exception):
 
 class _Watchdog:
     """Shuts a connection's socket down at ``deadline`` (monotonic) or when ``stop`` is set, which
-    wakes a blocked read at once; ``fired`` tells the caller why the read ended."""
+    wakes a blocked connect, TLS handshake or read at once; ``fired`` tells the caller why the
+    exchange ended. It watches ``conn.sock`` from before the connect (http.client sets it before
+    the TLS handshake) and remembers it (http.client drops ``conn.sock`` once a closing response
+    owns the socket); :meth:`track` hands it the socket explicitly as well."""
 
-    def __init__(self, sock: socket.socket, deadline: float, stop: threading.Event) -> None:
-        self.sock, self.deadline, self.stop = sock, deadline, stop
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float, stop: threading.Event) -> None:
+        self.conn, self.deadline, self.stop = conn, deadline, stop
         self.fired = False
+        self._sock: socket.socket | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="judge-deadline", daemon=True)
         self._thread.start()
 
+    def track(self, sock: socket.socket | None) -> None:
+        if sock is not None:
+            self._sock = sock
+
+    def _pause(self) -> float:
+        return _WATCH_TICK if self.fired else min(_WATCH_TICK, max(0.0, self.deadline - time.monotonic()))
+
     def _watch(self) -> None:
-        while not self._done.wait(min(_WATCH_TICK, max(0.0, self.deadline - time.monotonic()))):
-            if time.monotonic() >= self.deadline or self.stop.is_set():
-                self.fired = True
-                try:
-                    self.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
+        while not self._done.wait(self._pause()):
+            self.track(self.conn.sock)
+            if self.fired or time.monotonic() >= self.deadline or self.stop.is_set():
+                self.fired = True  # and keep shutting down whatever socket a connect still makes
+                if self._sock is not None:
+                    try:
+                        self._sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
     def done(self) -> None:
         self._done.set()
@@ -219,12 +231,11 @@ class OpenAICompatibleJudge(Judge):
         conn, target = self._connection(min(span, self.timeout))
         with self._count_lock:
             self.requests_sent += 1
-        dog = None
+        dog = _Watchdog(conn, deadline, stop)
         resp = None
         try:
-            conn.connect()  # bounded by the socket timeout; the watchdog needs the socket itself
-            # (http.client drops conn.sock once a closing response owns it)
-            dog = _Watchdog(conn.sock, deadline, stop)
+            conn.connect()
+            dog.track(conn.sock)
             conn.request("POST", target, body=payload, headers=self._headers())
             resp = conn.getresponse()
             status, retry_after = resp.status, resp.getheader("Retry-After")
@@ -232,7 +243,7 @@ class OpenAICompatibleJudge(Judge):
         except _Failure:
             raise
         except Exception as exc:  # noqa: BLE001 - our words only: the text may carry the server's
-            if dog is not None and dog.fired:
+            if dog.fired:
                 raise _Failure("stopped" if stop.is_set() else f"no complete reply within the {span:.3g} s deadline") from None
             if isinstance(exc, (TimeoutError, socket.timeout)):
                 raise _Failure(f"timeout after {min(span, self.timeout):.3g} s") from None
@@ -240,12 +251,11 @@ class OpenAICompatibleJudge(Judge):
                 raise _Failure(f"cannot connect ({type(exc).__name__})") from None
             raise _Failure(f"connection error ({type(exc).__name__})") from None
         finally:
-            if dog is not None:
-                dog.done()
+            dog.done()
             if resp is not None:  # the response holds its own reference to the socket
                 resp.close()
             conn.close()
-        if dog is not None and dog.fired:  # a read cut short by the watchdog can look like a complete close-delimited body
+        if dog.fired:  # a read cut short by the watchdog can look like a complete close-delimited body
             raise _Failure("stopped" if stop.is_set() else f"no complete reply within the {span:.3g} s deadline")
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "unknown status"
         if status in RETRYABLE_STATUS:

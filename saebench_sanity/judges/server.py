@@ -15,7 +15,7 @@ fault for every later request, or None: answer normally):
 * ``"timeout"``: sleeps ``fault_sleep`` seconds before answering;
 * ``"trickle"``: a correct reply whose body is sent one byte every ``fault_sleep / 10`` seconds
   (each read returns within a socket timeout; only a deadline over the whole body stops it);
-  ``trickled`` counts the body bytes sent;
+  ``"trickle_head"``: the same from the status line on; ``trickled`` counts the bytes dripped;
 * ``"huge"``: a 200 reply of ``huge_bytes`` bytes declared in Content-Length; ``"huge_stream"``:
   the same without a length (close-delimited), so only a streamed cap can stop it;
 * ``"echo"`` / ``"echo200"``: a 502 / 200 HTML error page quoting the request headers back (a
@@ -133,6 +133,13 @@ class ChatServer:
                 if fault == "trickle":
                     self._trickle(json.dumps(reply).encode())
                     return
+                if fault == "trickle_head":  # the status line and headers themselves, byte by byte
+                    payload = json.dumps(reply).encode()
+                    head = (f"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(payload)}\r\n\r\n").encode()
+                    self.close_connection = True
+                    self._drip(head + payload)
+                    return
                 self._send(200, json.dumps(reply).encode())
 
             def _trickle(self, payload: bytes) -> None:
@@ -140,6 +147,9 @@ class ChatServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                self._drip(payload)
+
+            def _drip(self, payload: bytes) -> None:
                 try:
                     for i in range(len(payload)):
                         self.wfile.write(payload[i:i + 1])
