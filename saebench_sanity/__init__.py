@@ -48,7 +48,14 @@ _LAZY = {
     "get_registry": "saebench_sanity.registry",
 }
 
-__all__ = ["HOOKSPEC_VERSION", "hookimpl", "__version__", *_LAZY]
+__all__ = [
+    "HOOKSPEC_VERSION", "hookimpl", "__version__",
+    "Spec", "ActivationSetSpec", "ActivationSet", "GroundTruth", "tensor_hash", "ArchitectureSpec", "ROLES",
+    "TrainingModeSpec", "TrainingMode", "MetricSpec", "MetricContext", "ScoreInfo", "JudgeSpec", "Judge",
+    "ProbingTaskSpec", "ProbingTask", "make_task",
+    "SaebenchError", "ConfigError", "DataError", "PluginError", "UnknownNameError",
+    "RunConfig", "TrainingConfig", "get_registry",
+]  # == the three eager names + _LAZY (tests/test_config_validation.py checks)
 
 
 def __getattr__(name: str) -> Any:

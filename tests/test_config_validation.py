@@ -389,6 +389,9 @@ def test_docs_configuration_lists_every_key_with_the_generated_tables():
 
 
 def test_the_flat_api_resolves_every_public_name_without_torch():
+    import saebench_sanity
+
+    assert set(saebench_sanity.__all__) == {"HOOKSPEC_VERSION", "hookimpl", "__version__", *saebench_sanity._LAZY}
     code = ("import sys, saebench_sanity as s\n"
             "missing = [n for n in s.__all__ if getattr(s, n, None) is None]\n"
             "print(missing, [m for m in ('torch', 'sae_lens') if m in sys.modules])")
