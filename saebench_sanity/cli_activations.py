@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"activation set {args.name!r} is not built; run `saebench activations build {args.name}`")
         text = json.dumps(fingerprint(s.path), indent=1, sort_keys=True) + "\n"
         if args.out:
-            from saebench_sanity.harness.store import atomic_write_text
+            from saebench_sanity.io import atomic_write_text
 
             atomic_write_text(args.out, text)
             console.print(f"wrote the fingerprint of {args.name} to {args.out}")

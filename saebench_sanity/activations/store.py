@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -56,6 +55,7 @@ from typing import Any
 
 from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.io import atomic_write_bytes
 
 FORMAT = "saebench-activations/2"
 MANIFEST = "manifest.json"
@@ -120,17 +120,8 @@ def library_versions() -> dict[str, str]:
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename); no partial file remains."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically (``io.atomic_write_bytes``); no partial file remains."""
+    atomic_write_bytes(path, data)
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -247,6 +238,29 @@ def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[Any, Any, list[in
 
 def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None) -> Path:
+    """Build (or finish building) the store ``root/name``; returns its folder (see ``_build_store``).
+
+    Two builds of one set take turns (``locks.folder_lock``, ``.<name>.lock`` beside the folder):
+    the second waits, saying so on ``console``, then finds the store complete and returns it.
+    """
+    from saebench_sanity.locks import folder_lock
+
+    out = store_dir(root, name)
+    if is_complete(out):
+        return out
+
+    def waiting(message: str) -> None:
+        if console is not None:
+            console.print(message, markup=False)
+
+    with folder_lock(out, f"activation set {name!r} (a build)", on_wait=waiting):
+        if is_complete(out):  # built by the process this one waited for
+            return out
+        return _build_store(name, cfg, root, console=console, progress=progress, model_bundle=model_bundle)
+
+
+def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
+                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder.
 
     ``model_bundle`` = ``(model, tokenizer, info)`` skips loading (tests, or building several

