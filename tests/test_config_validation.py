@@ -397,3 +397,32 @@ def test_the_flat_api_resolves_every_public_name_without_torch():
             "print(missing, [m for m in ('torch', 'sae_lens') if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.stdout.strip() == "[] []", proc.stderr
+
+
+# -- the batch contract of activation sets ---------------------------------------------------------
+class _RowsSet:
+    """A set whose training batches have ``rows`` rows whatever batch size is asked for."""
+
+    def __init__(self, rows: int) -> None:
+        import torch
+
+        self.d_in, self.rows, self._torch = 4, rows, torch
+
+    def eval_activations(self):
+        return self._torch.ones(8, 4)
+
+    def train_batches(self, batch_size, seed):
+        while True:
+            yield self._torch.ones(self.rows, 4)
+
+
+@pytest.mark.parametrize("rows, fragment", [(1, "yielded 1 rows; every batch must have exactly batch_size rows"),
+                                            (0, "yielded 0 rows")])
+def test_a_set_breaking_the_batch_contract_is_refused_before_training(rows, fragment):
+    from saebench_sanity.errors import DataError
+    from saebench_sanity.harness.plan import validate_set
+
+    spec = SimpleNamespace(name="rows", d_in=4)
+    with pytest.raises(DataError, match=fragment):
+        validate_set(_RowsSet(rows), spec, batch_size=64)
+    validate_set(_RowsSet(64), spec, batch_size=64)  # the contract kept: accepted

@@ -136,6 +136,11 @@ def validate_set(aset: Any, spec: Any, batch_size: int = 64) -> None:
             raise DataError(f"activation set {name!r}: {what} have shape {shape}; expected [n, {d_in}]")
         if tensor.shape[1] != d_in:
             raise DataError(f"activation set {name!r}: {what} have width {tensor.shape[1]} but d_in is {d_in} (d_in mismatch); rebuild the set")
+        if what == "training batch" and tensor.shape[0] != batch_size:  # the contract: [batch_size, d_in]
+            raise DataError(f"activation set {name!r}: train_batches({batch_size}, seed) yielded {tensor.shape[0]} rows; "
+                            f"every batch must have exactly batch_size rows (fix the set's train_batches)")
+        if tensor.shape[0] == 0:
+            raise DataError(f"activation set {name!r}: {what} are empty; the set needs at least one row")
         if not tensor.is_floating_point():
             raise DataError(f"activation set {name!r}: {what} have dtype {tensor.dtype}; expected floating point")
         if not bool(torch.isfinite(tensor).all()):
