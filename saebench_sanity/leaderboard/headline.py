@@ -44,7 +44,7 @@ def headline_of(metric: str, score: str, info: Mapping[str, Any]) -> tuple[str, 
 
 
 def short(v: Any) -> str:
-    """Compact number for a headline cell: ``.607``, ``-.012``, ``1.23``, ``0``; ``—`` when missing."""
+    """Compact number for a headline cell: ``.607``, ``-.012``, ``1.00``, ``12.3``, ``0``; ``—`` when missing."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     v = float(v)
@@ -53,6 +53,8 @@ def short(v: Any) -> str:
     if 0.001 <= abs(v) < 1:
         text = f"{v:.3f}"
         return text.replace("0.", ".", 1)
+    if 1 <= abs(v) < 1000:
+        return f"{v:#.3g}".rstrip(".")  # 1.00, 12.3, 456 (3 digits as the cells below 1)
     return f"{v:.3g}"
 
 
