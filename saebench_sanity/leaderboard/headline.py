@@ -220,3 +220,32 @@ def counts(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> dict[str, int]
             for cell in row.cells.values():
                 out[cell.verdict] = out.get(cell.verdict, 0) + 1
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m saebench_sanity.leaderboard.headline [BOARD.json ...]``: per board and set, how
+    many SAEs fail a headline score and the headline cells per label (default: leaderboards/*.json)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from saebench_sanity.leaderboard.html import BOARD_KEYS
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("boards", nargs="*", help="leaderboard JSON files (default: leaderboards/*.json)")
+    args = parser.parse_args(argv)
+    for path in [Path(p) for p in args.boards] or sorted(Path("leaderboards").glob("*.json")):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(board, dict) and BOARD_KEYS <= set(board)):
+            continue
+        for s in board["sets"]:
+            _, rows = table(board["rows"], s)
+            if rows:
+                cells = counts(board["rows"], [s])
+                print(f"{board['name']:<14} {s:<22} {count_line(rows)}; cells: "
+                      + ", ".join(f"{v} {cells[v]}" for v in V.VERDICTS if v in cells))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
