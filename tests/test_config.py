@@ -17,7 +17,7 @@ def test_minimal_config_gets_study_faithful_defaults():
     cfg = config.from_dict(BASE)
     assert cfg.seeds == (0, 1, 2)  # the study reports 3 seeds
     assert cfg.metrics is None     # every registered metric
-    # the study's synthetic SAE: "about 2000 steps of 1024, Adam lr 3e-4" (STUDY.md), constant lr
+    # the study's synthetic SAE: "about 2000 steps of 1024, Adam lr 3e-4" (Korznikov et al. 2026), constant lr
     t = cfg.training
     assert (t.steps, t.batch_size, t.lr, t.lr_scheduler) == (2000, 1024, 3e-4, "constant")
     v = cfg.verdict

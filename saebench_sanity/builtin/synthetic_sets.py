@@ -25,7 +25,7 @@ from saebench_sanity.activations.base import ActivationSetSpec
 _SAE_LENS = "saebench_sanity.activations.synthetic:build_sae_lens_set"
 _STUDY = "saebench_sanity.activations.synthetic:build_study_set"
 
-#: The study's generator settings (STUDY.md, Finding 1), shared by the paper-size and mini sets.
+#: The study's generator settings (Korznikov et al. 2026, its synthetic benchmark), shared by the paper-size and mini sets.
 _STUDY_MAGNITUDE = {"magnitude_mu": 0.0, "magnitude_sigma": 0.25}
 _STUDY_FIRING = {"constant": {"p_constant": 0.00625},
                  "variable": {"p_log10_min": -5.5, "p_log10_max": -1.2}}

@@ -1,7 +1,7 @@
 """The training modes: the trained SAE, the study's random baselines, and the untrained floor.
 
 Korznikov et al. (2026) compare every trained SAE with baselines that share its initialisation,
-data order and hyper-parameters but keep some directions random (STUDY.md, "Finding 2"):
+data order and hyper-parameters but keep some directions random (Korznikov et al. 2026; docs/training-modes.md):
 
 * ``frozen_decoder``: decoder rows random and frozen; encoder, biases, thresholds train.
 * ``soft_frozen_decoder``: decoder rows random at init and, after *every* optimizer step,
