@@ -179,7 +179,9 @@ class ChatServer:
         return Handler
 
     def start(self) -> "ChatServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="saebench-chat-server", daemon=True)
+        # a short poll interval: stop() waits up to one interval for the serving loop to notice
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="saebench-chat-server", daemon=True)
         self._thread.start()
         return self
 
