@@ -1,8 +1,10 @@
 """On-disk prompt -> answer cache for judges, so a re-run costs nothing.
 
 One SQLite file (stdlib ``sqlite3``; safe across threads and processes) keyed by the sha256 of
-the judge identity, the messages and the generation parameters. Only successful answers are
-stored; errors are never cached.
+what the judge says identifies an answer: for the HTTP judge its identity, its endpoint (two
+servers serving one model name never share answers), the messages and the generation parameters
+(``OpenAICompatibleJudge.cache_key``). Only successful answers are stored; errors are never
+cached; the stored request holds no key or credential-bearing URL.
 """
 
 from __future__ import annotations
