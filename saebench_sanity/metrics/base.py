@@ -77,7 +77,7 @@ class MetricSpec(Spec):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "needs": sorted(self.needs), "scores": sorted(self.scores),
-                "params": self.params}
+                "headline": {s: i.headline for s, i in self.scores.items() if i.headline}, "params": self.params}
 
 
 class MetricContext:
