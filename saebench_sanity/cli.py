@@ -387,6 +387,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     registry = get_registry()
     for problem in registry.problems:
         log.warning("%s", problem)
+    from saebench_sanity.activations.real import register_user_sets
+    from saebench_sanity.config import user_set_recipes
+
+    register_user_sets(user_set_recipes(cfg), registry)  # [sets.NAME] tables with a model: new real sets
     # the executor first: Ray missing or an address nobody answers is one line before any work
     executor = registry.get("executor", args.executor).build(jobs=args.jobs, address=args.address)
     notes = preflight(cfg, registry, out=args.out, leaderboards=args.leaderboards, metrics=args.metrics)

@@ -24,9 +24,25 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("activations", help="build, list, verify or remove stored real activation sets")
     sub = p.add_subparsers(dest="activations_command", metavar="ACTION", parser_class=type(p))
     sub.required = True
-    b = sub.add_parser("build", help="build stored sets (default: every registered real set); resumes partial builds")
+    b = sub.add_parser("build", help="build stored sets (default: every registered real set); resumes partial builds",
+                       description="Build stored activation sets: registered ones by NAME, the [sets.NAME] tables of a "
+                                   "run config that give a model (--config FILE), or a new set in one line: --name "
+                                   "NAME --model M --hook-point H [--corpus C] [--tokens N]. A new set's name is bound "
+                                   "to its parameters: the same name with other parameters is refused (exit 2).")
     b.add_argument("names", nargs="*", metavar="NAME")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--config", metavar="FILE", help="run config whose [sets.NAME] tables describe new sets (model, "
+                                                    "hook_point, corpus, context_len, n_train_tokens, ...)")
+    b.add_argument("--name", help="name of a new set described by the options below")
+    b.add_argument("--model", help="hub id (e.g. EleutherAI/pythia-70m), local model folder, or 'default'")
+    b.add_argument("--revision", help="model revision (hub commit or tag)")
+    b.add_argument("--hook-point", help="resid_post.L, mlp_out.L or attn_out.L")
+    b.add_argument("--corpus", default="default", help="'default' (embedded), a folder of .txt/.jsonl, or hf:<dataset>")
+    b.add_argument("--tokens", type=int, default=65_024, help="training tokens to harvest (default 65,024)")
+    b.add_argument("--eval-tokens", type=int, default=8_128, help="held-out tokens (default 8,128)")
+    b.add_argument("--context-len", type=int, default=128, help="tokens per context, BOS included (default 128)")
+    b.add_argument("--dtype", default="float32", help="stored dtype: float32, float16 or bfloat16 (default float32)")
+    b.add_argument("--no-bos", action="store_true", help="do not prepend BOS to every context")
     sub.add_parser("list", help="registered real sets, whether built, tokens, size on disk, manifest hash")
     v = sub.add_parser("verify", help="re-hash every shard of stored sets against their manifests; with --against, "
                                       "compare the set's fingerprint with a stored one (another machine's build)")
@@ -63,6 +79,42 @@ def _stored_set(name: str) -> Any:
     if not isinstance(s, RealActivationSet):
         raise UnknownNameError(f"activation set {name!r} is not a stored set; `saebench activations list` shows the stored ones")
     return s
+
+
+def _declare_new_sets(args: argparse.Namespace) -> list[str]:
+    """Declare the new sets that ``build`` names through ``--config`` or ``--name/--model``
+    (``activations.real.declare_user_set``) and return the names to build ([] when none)."""
+    from saebench_sanity.activations.real import register_user_sets
+    from saebench_sanity.errors import ConfigError
+    from saebench_sanity.registry import get_registry
+
+    one_line = {"model": args.model, "hook_point": args.hook_point}
+    if args.config:
+        if args.name or args.model or args.hook_point:
+            raise ConfigError("give a new set either with --config FILE or with --name/--model/--hook-point, not both")
+        from saebench_sanity import config as config_mod
+
+        recipes = config_mod.user_set_recipes(config_mod.load(args.config))
+        unknown = [n for n in args.names if n not in recipes]
+        if not recipes or unknown:
+            raise ConfigError(f"{args.config}: no [sets.{(unknown or ['NAME'])[0]}] table with model and hook_point; "
+                              "describe the set there (model, hook_point, corpus, context_len, n_train_tokens, ...)")
+        chosen = {n: recipes[n] for n in (args.names or recipes)}
+        return register_user_sets(chosen, get_registry())
+    if not (args.name or args.model or args.hook_point):
+        return []
+    missing = [f"--{k.replace('_', '-')}" for k, v in {"name": args.name, **one_line}.items() if not v]
+    if missing:
+        raise ConfigError(f"a new set needs {', '.join(missing)} (e.g. --name pythia70m-resid3 --model "
+                          "EleutherAI/pythia-70m --hook-point resid_post.3)")
+    if args.names:
+        raise ConfigError("give a new set's name with --name, not as a positional NAME")
+    recipe = {"model": args.model, "hook_point": args.hook_point, "corpus": args.corpus,
+              "n_train_tokens": args.tokens, "n_eval_tokens": args.eval_tokens, "context_len": args.context_len,
+              "dtype": args.dtype, "prepend_bos": not args.no_bos}
+    if args.revision:
+        recipe["model_revision"] = args.revision
+    return register_user_sets({args.name: recipe}, get_registry())
 
 
 def _size(path: Any) -> int:
@@ -107,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     action = args.activations_command
     if action == "build":
-        names = args.names or [s.name for s in _stored_specs()]
+        names = _declare_new_sets(args) or args.names or [s.name for s in _stored_specs()]
         for name in names:
             s = _stored_set(name)
             s.build(console=console, progress=not args.no_progress)

@@ -397,6 +397,56 @@ class _SetTableBase(BaseModel):
     architectures: Annotated[dict[StrictStr, dict[StrictStr, Any]],
                              Allowed("[sets.NAME.architectures.ARCH] tables of key = value pairs")] = {}
     # -- fields of user-defined sets (model, hook_point, corpus, ...) go here ------------------
+    # A table with ``model`` describes a new real set (``user_set_recipes``; built and bound to its
+    # name by ``activations.real.declare_user_set``): no plugin needed.
+    #: user-defined real set: the language model (hub id, local folder, or "default")
+    model: Annotated[Optional[StrictStr], Field(min_length=1),
+                     Allowed("a hub id like 'EleutherAI/pythia-70m', a local model folder, or 'default'")] = None
+    #: user-defined real set: model revision (hub commit / tag)
+    model_revision: Annotated[Optional[StrictStr], Allowed("a hub revision (commit or tag)")] = None
+    #: user-defined real set: where activations are read (resid_post.L, mlp_out.L, attn_out.L)
+    hook_point: Annotated[Optional[StrictStr], Field(min_length=1),
+                          Allowed("a hook point like 'resid_post.6' (mlp_out.L, attn_out.L)")] = None
+    #: user-defined real set: text source
+    corpus: Annotated[Optional[StrictStr], Field(min_length=1),
+                      Allowed("'default', a folder of .txt/.jsonl files, or 'hf:<dataset>'")] = None
+    #: user-defined real set: extra arguments of a hub corpus (split, text_column, data_files...)
+    corpus_kwargs: Annotated[Optional[dict[StrictStr, Any]], Allowed("a table of key = value pairs")] = None
+    #: user-defined real set: tokens per context, BOS included
+    context_len: _int(2, 65_536, optional=True) = None  # type: ignore[valid-type]
+    #: user-defined real set: harvested training tokens
+    n_train_tokens: _int(1, 10**12, optional=True) = None  # type: ignore[valid-type]
+    #: user-defined real set: held-out tokens (activations for eval, contexts for model metrics)
+    n_eval_tokens: _int(1, 10**10, optional=True) = None  # type: ignore[valid-type]
+    #: user-defined real set: stored activation dtype (served as float32)
+    dtype: Annotated[Optional[Literal["float32", "float16", "bfloat16"]], Allowed("float32, float16 or bfloat16")] = None
+    #: user-defined real set: start every context with BOS
+    prepend_bos: Annotated[Optional[StrictBool], Allowed("true or false")] = None
+
+
+#: [sets.NAME] keys that describe a user-defined real set (see ``user_set_recipes``)
+USER_SET_KEYS = ("model", "model_revision", "hook_point", "corpus", "corpus_kwargs", "context_len", "n_train_tokens",
+                 "n_eval_tokens", "dtype", "prepend_bos")
+
+
+def user_set_recipes(cfg: "RunConfig") -> dict[str, dict[str, Any]]:
+    """``{name: recipe}`` of the ``[sets.NAME]`` tables that describe a new real set (they give
+    ``model``); a recipe holds the given ``USER_SET_KEYS`` (``activations.real.user_set_params``
+    fills the rest). ConfigError when such a table lacks ``hook_point``, or a table without
+    ``model`` gives one of the set keys."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in cfg.set_overrides:
+        table = cfg.set_table(name)
+        given = {k: getattr(table, k) for k in USER_SET_KEYS if getattr(table, k) is not None}
+        if not given:
+            continue
+        if "model" not in given:
+            raise ConfigError(f"sets.{name}: {', '.join(sorted(given))} describe a new activation set, which needs "
+                              "model = '<hub id or folder>' too (and hook_point)")
+        if "hook_point" not in given:
+            raise ConfigError(f"sets.{name}: a new activation set needs hook_point, e.g. hook_point = 'resid_post.6'")
+        out[name] = given
+    return out
 
 
 def _optional_training_fields() -> dict[str, Any]:

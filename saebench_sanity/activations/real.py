@@ -259,3 +259,141 @@ class RealActivationSet(ActivationSet):
 def build_real_set(**params: Any) -> RealActivationSet:
     """Factory used by ``ActivationSetSpec`` (``"saebench_sanity.activations.real:build_real_set"``)."""
     return RealActivationSet(**params)
+
+
+# -- user-defined real sets (no plugin: a [sets.NAME] table or `saebench activations build --model`) --
+
+#: the recipe file of a user-defined set, written in its store folder before anything is built:
+#: it binds the name to its parameters (``declare_user_set``) and lets every process (pool
+#: workers, ``saebench check``) find the set by name (``user_set_specs``)
+USER_SET_FILE = "user-set.json"
+#: stored activation dtypes a user set may choose (``StoreConfig`` stores them; readers serve float32)
+USER_SET_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def user_set_params(name: str, *, model: str, hook_point: str, corpus: str = "default", context_len: int = 128,
+                    n_train_tokens: int = 65_024, n_eval_tokens: int = 8_128, dtype: str = "float32",
+                    prepend_bos: bool = True, model_revision: str | None = None,
+                    corpus_kwargs: dict[str, Any] | None = None, batch_size: int = 16,
+                    contexts_per_shard: int = 64) -> dict[str, Any]:
+    """``RealActivationSet`` parameters of a user-defined set (see docs/real-activations.md).
+
+    Token counts become context counts: a context of ``context_len`` tokens gives ``context_len
+    - 1`` harvested positions with BOS prepended (``context_len`` without), so ``n_train_tokens``
+    asks for ``ceil(n_train_tokens / that)`` training contexts; the set then holds that many
+    positions minus the document separators (special tokens are never harvested).
+    ConfigError for a value out of range."""
+    from saebench_sanity.errors import ConfigError
+
+    for key, value in (("model", model), ("hook_point", hook_point), ("corpus", corpus)):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"activation set {name!r}: {key} = {value!r} must be a non-empty string")
+    for key, value, lo in (("context_len", context_len, 2), ("n_train_tokens", n_train_tokens, 1),
+                           ("n_eval_tokens", n_eval_tokens, 1), ("batch_size", batch_size, 1),
+                           ("contexts_per_shard", contexts_per_shard, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ConfigError(f"activation set {name!r}: {key} = {value!r} must be an integer >= {lo}")
+    if dtype not in USER_SET_DTYPES:
+        raise ConfigError(f"activation set {name!r}: dtype = {dtype!r} must be one of {', '.join(USER_SET_DTYPES)}")
+    if not isinstance(prepend_bos, bool):
+        raise ConfigError(f"activation set {name!r}: prepend_bos = {prepend_bos!r} must be true or false")
+    per_context = context_len - 1 if prepend_bos else context_len
+    return {"name": name, "model": model, "model_revision": model_revision, "hook_point": hook_point,
+            "corpus": corpus, "corpus_kwargs": dict(corpus_kwargs or {}), "context_len": context_len,
+            "n_train_contexts": -(-n_train_tokens // per_context), "n_eval_contexts": -(-n_eval_tokens // per_context),
+            "contexts_per_shard": contexts_per_shard, "dtype": dtype, "prepend_bos": prepend_bos,
+            "batch_size": batch_size, "normalize": True}
+
+
+def _user_spec(name: str, params: dict[str, Any], recipe: dict[str, Any]) -> Any:
+    from saebench_sanity.activations.base import ActivationSetSpec
+
+    return ActivationSetSpec(
+        name=name, family="real", factory="saebench_sanity.activations.real:build_real_set", params=dict(params),
+        description=f"user-defined: {recipe['model']} {recipe['hook_point']} over corpus {recipe['corpus']!r}, "
+                    f"{recipe['n_train_tokens']:,} train + {recipe['n_eval_tokens']:,} eval tokens ({USER_SET_FILE})")
+
+
+def declare_user_set(name: str, recipe: dict[str, Any], root: str | Path | None = None,
+                     registry: Any = None) -> Any:
+    """Bind ``name`` to ``recipe`` (the keyword arguments of ``user_set_params``) and return its
+    ``ActivationSetSpec``. The first declaration writes ``<root>/<name>/user-set.json``; a later
+    one with other parameters is refused (DataError, one line): a set's name always means the same
+    data. A name a plugin already registers (``registry``) is refused too."""
+    import json
+
+    from saebench_sanity.errors import ConfigError
+    from saebench_sanity.paths import safe_name
+
+    safe_name("activation set name", name)
+    folder = store_dir(root if root is not None else store_root(), name)
+    path = folder / USER_SET_FILE
+    if registry is not None and name in registry.items["activation_set"] and not path.is_file():
+        existing = registry.items["activation_set"][name]
+        raise ConfigError(f"activation set name {name!r} is registered by plugin {getattr(existing, 'plugin', '?')!r}; "
+                          "give your set another name")
+    params = user_set_params(name, **recipe)
+    record = {"name": name, "recipe": {k: recipe[k] for k in sorted(recipe)}, "params": params}
+    # the name is bound once a build started (its plan is written after the model, hook point and
+    # corpus were checked); a declaration whose build failed before that may be corrected
+    started = (folder / "build-plan.json").is_file()
+    if path.is_file() and started:
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if not isinstance(old, dict) or old.get("params") != json.loads(json.dumps(params)):
+            before = (old or {}).get("recipe", {}) if isinstance(old, dict) else {}
+            diff = [k for k in sorted(set(before) | set(recipe)) if before.get(k) != recipe.get(k)]
+            raise DataError(f"activation set {name!r} already exists with other parameters "
+                            f"({', '.join(f'{k}: {before.get(k)!r} -> {recipe.get(k)!r}' for k in diff[:3]) or 'recipe'}); "
+                            f"give the new set another name, or `saebench activations rm {name}` first")
+    else:
+        if started:
+            raise DataError(f"activation set {name!r} already exists in {str(folder)!r} and was not declared as a user "
+                            f"set; give yours another name, or `saebench activations rm {name}` first")
+        folder.mkdir(parents=True, exist_ok=True)
+        from saebench_sanity.harness.store import atomic_write_json
+
+        atomic_write_json(path, record)
+    return _user_spec(name, params, {**recipe, **{k: recipe.get(k, v) for k, v in
+                                                  (("corpus", "default"), ("n_train_tokens", 65_024),
+                                                   ("n_eval_tokens", 8_128))}})
+
+
+def user_set_specs(root: str | Path | None = None) -> list[Any]:
+    """Specs of every declared user set under the store root (``user-set.json`` files), for the
+    built-in plugin: so a set declared once is known by name in every process. A damaged file is
+    skipped with a log line (it must not break the registry)."""
+    import json
+    import logging
+
+    base = Path(root) if root is not None else store_root()
+    out = []
+    for path in sorted(base.glob(f"*/{USER_SET_FILE}")) if base.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            recipe = record["recipe"]
+            params = user_set_params(record["name"], **recipe)
+            if record["name"] != path.parent.name or params != record["params"]:
+                raise ValueError("name or parameters do not match the folder")
+            out.append(_user_spec(record["name"], params, {"corpus": "default", "n_train_tokens": 65_024,
+                                                            "n_eval_tokens": 8_128, **recipe}))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not hide the other sets
+            logging.getLogger(__name__).warning("skipping user activation set %s: %s", path, exc)
+    return out
+
+
+def register_user_sets(recipes: dict[str, dict[str, Any]], registry: Any, root: str | Path | None = None) -> list[str]:
+    """Declare each ``name -> recipe`` (``declare_user_set``) and add its spec to ``registry``
+    (a set already declared identically is already there through ``user_set_specs``). Returns the
+    names."""
+    from saebench_sanity.registry import KINDS
+
+    for name, recipe in recipes.items():
+        spec = declare_user_set(name, recipe, root, registry)  # refuses a plugin's name
+        existing = registry.items["activation_set"].get(name)
+        if existing is None or existing.params != spec.params:  # new, or a corrected unbuilt declaration
+            registry.items["activation_set"].pop(name, None)
+            registry._add(KINDS["activation_set"], spec, "user-sets", None)
+    return list(recipes)

@@ -60,7 +60,7 @@ from saebench_sanity.io import atomic_write_bytes
 FORMAT = "saebench-activations/2"
 MANIFEST = "manifest.json"
 PLAN = "build-plan.json"
-STORE_DTYPES = ("float32", "bfloat16")
+STORE_DTYPES = ("float32", "float16", "bfloat16")
 SPLIT_SALT = "saebench-split"
 
 
@@ -78,8 +78,10 @@ class StoreConfig:
         n_train_contexts: training contexts (None: all the corpus gives after the eval ones).
         n_eval_contexts: held-out contexts (activations for eval + contexts for model metrics).
         contexts_per_shard: training contexts per shard file.
-        dtype: stored activation dtype, ``"float32"`` or ``"bfloat16"``.
+        dtype: stored activation dtype, ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         batch_size: contexts per forward pass.
+        prepend_bos: every context starts with BOS (SAELens's default); False cuts the token
+            stream into contexts as it is.
     """
 
     model: str = "default"
@@ -94,6 +96,7 @@ class StoreConfig:
     contexts_per_shard: int = 64
     dtype: str = "float32"
     batch_size: int = 16
+    prepend_bos: bool = True
 
     def __post_init__(self) -> None:
         if self.dtype not in STORE_DTYPES:
@@ -227,11 +230,11 @@ def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[Any, Any, list[in
 
     corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
-    contexts = tokenize_contexts(corpus, tokenizer, cfg.context_len, max_contexts=max_ctx)
+    contexts = tokenize_contexts(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos, max_contexts=max_ctx)
     n_ctx = contexts.shape[0]
     if max_ctx is not None and n_ctx < max_ctx:
         raise DataError(f"corpus {corpus.id!r} gives {n_ctx} contexts of {cfg.context_len} tokens, fewer than the "
-                        f"{max_ctx} requested; lower n_train_contexts or use more text")
+                        f"{max_ctx} requested; lower the token counts (n_train_tokens / n_train_contexts) or use more text")
     train_idx, eval_idx = split_contexts(n_ctx, cfg.n_eval_contexts, SPLIT_SALT)
     return corpus, contexts, train_idx, eval_idx, keep_mask(contexts, tokenizer)
 
@@ -283,7 +286,7 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
         "format": FORMAT, "name": name, "config": asdict(cfg),
         "model": {**model_identity(info), "weights_sha256": weights_hash(model)},
         "corpus": {"id": corpus.id, "sha256": corpus.sha256, "n_documents": len(corpus.documents), "n_chars": corpus.n_chars},
-        "tokens": {"context_len": cfg.context_len, "prepend_bos": True, "separator": "bos",
+        "tokens": {"context_len": cfg.context_len, "prepend_bos": cfg.prepend_bos, "separator": "bos",
                    "excluded_token_ids": special_token_ids(tokenizer), "n_contexts": n_ctx,
                    "n_train_contexts": len(train_idx), "n_eval_contexts": len(eval_idx), "split_salt": SPLIT_SALT,
                    "contexts_sha256": sha256_bytes(contexts.numpy().tobytes())},

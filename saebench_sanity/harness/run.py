@@ -57,8 +57,13 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     if out is not None:
         cfg = dataclasses.replace(cfg, output_dir=str(out))
     safe_name("run.name", cfg.name)  # it names the leaderboard files: refused before any work
+    from saebench_sanity.activations.real import register_user_sets
+    from saebench_sanity.config import user_set_recipes
+
+    registry = registry or get_registry()
+    register_user_sets(user_set_recipes(cfg), registry)  # [sets.NAME] tables with a model: new real sets
     with run_lock(cfg.output_dir):  # one writer per results folder: a second run refuses (exit 2)
-        return _run_locked(cfg, registry or get_registry(), force=force, metrics=metrics, jobs=jobs,
+        return _run_locked(cfg, registry, force=force, metrics=metrics, jobs=jobs,
                            reporter=reporter, plots=plots, leaderboards=leaderboards, executor=executor,
                            address=address)
 

@@ -1,0 +1,157 @@
+"""User-defined real activation sets, no plugin: `saebench activations build --model ...`, the
+`[sets.NAME]` tables of a run config, the name bound to its parameters, bad input in one line,
+and a run on such a set whose checkpoints load in SAELens and take raw activations.
+
+Offline: a tiny random Llama saved to a local folder and a local corpus folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from saebench_sanity.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """``(model folder, corpus folder)``: a 2-layer random Llama (width 16) and 12 text files."""
+    from pydoc_data.topics import topics
+
+    from saebench_sanity.models.tiny import save_tiny_llama
+
+    base = tmp_path_factory.mktemp("user-sets")
+    model = save_tiny_llama(base / "tiny", hidden=16, layers=2)
+    corpus = base / "corpus"
+    corpus.mkdir()
+    for i, k in enumerate(sorted(topics)[:12]):
+        (corpus / f"{i:02d}.txt").write_text(topics[k])
+    return model, corpus
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private ``$SAEBENCH_CACHE`` and a registry built in it."""
+    from saebench_sanity.registry import get_registry
+
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path / "cache"))
+    get_registry(refresh=True)
+    yield tmp_path / "cache"
+    monkeypatch.delenv("SAEBENCH_CACHE")
+    get_registry(refresh=True)
+
+
+def _build(local, name, *extra):
+    model, corpus = local
+    return main(["activations", "build", "--no-progress", "--name", name, "--model", str(model), "--hook-point",
+                 "resid_post.1", "--corpus", str(corpus), "--context-len", "16", "--tokens", "600", "--eval-tokens",
+                 "120", *extra])
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:"), err
+    return err[0]
+
+
+def test_one_line_build_stores_the_set_and_every_process_knows_it_by_name(local, cache, capsys):
+    from saebench_sanity.activations.reader import StoreReader
+    from saebench_sanity.registry import Registry
+
+    assert _build(local, "mine", "--dtype", "float16") == 0
+    folder = cache / "activations" / "mine"
+    reader = StoreReader(folder)
+    m = reader.manifest
+    assert m["hook_point"] == "resid_post.1" and m["d_in"] == 16 and m["dtype"] == "float16"
+    # 600 tokens ask for ceil(600 / 15) = 40 training contexts of 15 harvested positions (BOS first),
+    # minus the document separators, which are never harvested
+    assert m["tokens"]["n_train_contexts"] == 40 and m["tokens"]["prepend_bos"] is True
+    assert 560 <= m["n_train_tokens"] <= 600
+    assert reader.eval_activations().dtype == torch.float32  # stored 16-bit, served float32
+    # a fresh registry (another process, a pool worker, `saebench check`) finds it without a plugin
+    spec = Registry(load_entry_points=False).get("activation_set", "mine")
+    assert spec.family == "real" and spec.build().manifest()["store_identity_sha256"]
+    # building again is a no-op; the same name with other parameters is refused in one line
+    assert _build(local, "mine", "--dtype", "float16") == 0
+    capsys.readouterr()
+    assert _build(local, "mine", "--dtype", "bfloat16") == 2
+    line = _error_line(capsys)
+    assert "'mine' already exists with other parameters" in line and "dtype" in line
+    assert StoreReader(folder).manifest["dtype"] == "float16"
+
+
+def test_bad_input_is_one_line_and_exit_2(local, cache, tmp_path, capsys):
+    model, corpus = local
+    assert main(["activations", "build", "--name", "nomodel", "--model", str(tmp_path / "absent"),
+                 "--hook-point", "resid_post.1", "--corpus", str(corpus)]) == 2
+    assert "does not exist" in _error_line(capsys)
+    assert _build(local, "deep", "--hook-point", "resid_post.7") == 2  # the last --hook-point wins
+    line = _error_line(capsys)
+    assert "resid_post.7" in line and "attn_out.L for L in 0..1" in line  # names the valid ones
+    assert _build(local, "deep") == 0  # a declaration whose build never started may be corrected
+    capsys.readouterr()
+    assert _build(local, "huge", "--tokens", "10000000") == 2
+    assert "fewer than" in (line := _error_line(capsys)) and "n_train_tokens" in line
+    assert main(["activations", "build", "--name", "half", "--model", str(model)]) == 2
+    assert "--hook-point" in _error_line(capsys)
+
+
+def test_a_run_config_set_trains_and_its_checkpoints_take_raw_activations(local, cache, tmp_path):
+    """``[sets.NAME]`` with a model: built on first use by ``saebench run``; the saved SAEs load
+    with plain sae-lens, take raw model activations, and score as the run recorded."""
+    from sae_lens import SAE
+
+    from saebench_sanity.activations.reader import StoreReader
+    from saebench_sanity.architectures.checkpoint import FOLDED_SCALE_KEY
+
+    model, corpus = local
+    toml = tmp_path / "run.toml"
+    toml.write_text(f"""
+[run]
+name = "user-set-run"
+output_dir = "{tmp_path / 'out'}"
+sets = ["cfgset"]
+architectures = ["topk"]
+modes = ["trained", "frozen_decoder"]
+seeds = [0]
+metrics = ["reconstruction"]
+d_sae = 32
+target_l0 = 4
+
+[training]
+max_steps = 40
+batch_size = 64
+lr = 3e-3
+curve_every = 5
+n_init_samples = 256
+
+[sets.cfgset]
+model = "{model}"
+hook_point = "resid_post.1"
+corpus = "{corpus}"
+context_len = 16
+n_train_tokens = 600
+n_eval_tokens = 120
+""")
+    assert main(["activations", "build", "--no-progress", "cfgset", "--config", str(toml)]) == 0
+    assert main(["run", "--config", str(toml), "--jobs", "1", "--leaderboards", str(tmp_path / "boards")]) == 0
+    reader = StoreReader(cache / "activations" / "cfgset")
+    raw = reader.eval_activations(normalize=False)
+    scale = reader.normalizer.scale
+    results = list((tmp_path / "out" / "results").glob("*.json"))
+    assert len(results) == 2
+    for path in results:
+        record = json.loads(path.read_text())
+        sae = SAE.load_from_disk(str(tmp_path / "out" / "checkpoints" / record["key"]))
+        assert sae.cfg.normalize_activations == "none" and sae.cfg.metadata[FOLDED_SCALE_KEY] == pytest.approx(scale)
+        with torch.no_grad():
+            x, x_hat = raw.double(), sae.decode(sae.encode(raw)).double()
+        ev = float(1 - ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+        scores = next(m for m in record["metrics"].values() if m["name"] == "reconstruction")["scores"]
+        assert scores["explained_variance"] == pytest.approx(ev, abs=1e-5)
+        assert ev > 0.2  # it reconstructs raw activations, not only the normalized ones
