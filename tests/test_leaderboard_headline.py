@@ -186,3 +186,12 @@ def test_a_partial_folder_renders_and_names_the_missing_cells_and_metrics(tmp_pa
     assert json.loads((tmp_path / "lb" / "toy.json").read_text())["missing"] == [
         "toy/relu/frozen_decoder/s2", "toy/topk/trained/s0: metric reconstruction"]
     assert "SEEDS" in md  # relu now has 2 frozen-decoder seeds: no verdict, said so
+
+
+def test_a_cell_without_a_verdict_baseline_shows_the_best_baseline_in_the_scores_direction():
+    row = {"direction": "higher", "verdict_vs_a": "SEEDS", "verdict_vs_b": "SEEDS", "a_mean": 0.3, "b_mean": 0.5}
+    assert H.best_baseline(row) == "b" and H.best_baseline({**row, "direction": "lower"}) == "a"
+    assert H.best_baseline({**row, "b_mean": None}) == "a" and H.best_baseline({**row, "direction": None}) is None
+    rows = [{"set": "s", "arch": "topk", "metric": "m", "score": "x", "headline": "X", "verdict": "SEEDS",
+             "baseline": None, "trained_mean": 0.4, **row}]
+    assert H.table(rows, "s")[1][0].cells["X"].text == "# SEEDS .400 vs .500 b"

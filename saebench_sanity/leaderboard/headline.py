@@ -150,6 +150,18 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) and v else None
 
 
+def best_baseline(row: Mapping[str, Any]) -> str | None:
+    """For a row whose verdict named no baseline (SEEDS, NO DATA...): the baseline with the best
+    mean in the score's direction, so the cell still reads ``trained vs best baseline``. The
+    baselines are the row's ``verdict_vs_<baseline>`` columns."""
+    direction = _str(row.get("direction"))
+    means = [(m, b) for b in (k[len("verdict_vs_"):] for k in row if str(k).startswith("verdict_vs_"))
+             if (m := _num(row.get(f"{b}_mean"))) is not None]
+    if not means or direction not in ("higher", "lower"):
+        return None
+    return (max(means) if direction == "higher" else min(means))[1]
+
+
 def columns(rows: Iterable[Mapping[str, Any]], set_name: str) -> list[Column]:
     """The headline columns of one set, in the order their scores appear in ``rows`` (metrics as
     configured, scores as declared); per title the score with the highest priority."""
@@ -185,7 +197,7 @@ def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], l
             if r is None:
                 row.cells[c.title] = Cell(V.NO_DATA, None, None, None, None, None)
                 continue
-            base = _str(r.get("baseline"))
+            base = _str(r.get("baseline")) or best_baseline(r)
             row.cells[c.title] = Cell(str(r.get("verdict")), _str(r.get("at_budget")), _num(r.get("trained_mean")),
                                       base, _num(r.get(f"{base}_mean")) if base else None, _num(r.get("min_effect")))
         shown = {(c.metric, c.score): c.title for c in cols}
