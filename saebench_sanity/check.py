@@ -212,6 +212,23 @@ def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any
     return spec.compute(MetricContext(sae, aset, eval_acts), **params)
 
 
+def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
+    """``(run config, description)`` whose ``training_for(set_name)`` trains the baselines: the
+    first embedded suite that lists the set (its leaderboard's budget: up to ``max_steps``, stopping
+    early once the convergence rule says the loss is level), else the run defaults with the set's
+    recommendation (also with early stop)."""
+    from saebench_sanity import config as config_mod
+
+    for suite in config_mod.EMBEDDED_SUITES:
+        if suite == "quick":  # a smoke test's budgets, not a leaderboard's
+            continue
+        cfg = config_mod.embedded(suite)
+        if set_name in cfg.sets:
+            return cfg, f"as the embedded suite {suite!r} trains this set"
+    cfg = config_mod.from_dict({"run": {"sets": [set_name], "architectures": [arch], "modes": ["trained"]}})
+    return cfg, "with the run defaults and the set's recommended budget"
+
+
 def baseline_cache_root() -> Path:
     """``$SAEBENCH_CACHE/check-baselines``: trained baselines of ``saebench check``, one
     ``harness.store`` checkpoint per identity (``baseline_key``)."""
@@ -238,7 +255,6 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
 
 
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
-    from saebench_sanity import config as config_mod
     from saebench_sanity.activations.real import check_sae_d_in, checkpoint_in_set_space, sae_in_set_space, set_scale
     from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
     from saebench_sanity.architectures.sparsity import targets_l0
@@ -281,8 +297,11 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     sae = sae_in_set_space(raw_sae, aset, input_scale)
     eval_acts = aset.eval_activations()
     target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
-    run_cfg = config_mod.from_dict({"run": {"sets": [opts.set_name], "architectures": [arch.name], "modes": ["trained"]}})
+    run_cfg, training_source = baseline_training_config(opts.set_name, arch.name)
     training = run_cfg.training_for(opts.set_name, set_spec.training)
+    # the suite's per-set architecture parameters (e.g. an L1 coefficient suited to the set's
+    # scale), under the ones read from the user's SAE
+    arch_overrides = {**run_cfg.architecture_params_for(opts.set_name, arch.name), **arch_overrides}
     if opts.steps is not None:
         import dataclasses
 
@@ -293,7 +312,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
 
     report = CheckReport(sae={"source": description, "architecture": arch.name, "d_in": int(raw_sae.cfg.d_in),
                               "d_sae": int(raw_sae.cfg.d_sae), "target_l0": target_l0,
-                              "input_scale": input_scale, "set_scale": set_scale(aset)},
+                              "input_scale": input_scale, "set_scale": set_scale(aset),
+                              "training_source": training_source if opts.steps is None else f"with --steps {opts.steps}"},
                          set_name=opts.set_name, architecture=arch.name, baselines=mode_names)
     applicable = []
     for spec in metric_specs:

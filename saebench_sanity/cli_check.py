@@ -76,6 +76,8 @@ def render(report: Any) -> None:
     for metric, reason in report.skipped.items():
         console.print(f"skipped {metric}: {reason}")
     console.print("† = a seed still improving at the end of training (UNDERTRAINED); verdict rule: docs/verdict-rule.md")
+    console.print(f"baselines trained {report.sae.get('training_source', '?')} (stopping early once the loss is "
+                  "level); steps per seed:")
     for mode, runs in report.training.items():
         seeds = ", ".join(f"s{r['seed']}: {r['steps']}/{r['max_steps']} steps, "
                           f"{'converged' if r['converged'] else 'NOT converged'}, L0 {_fmt(r['l0'])}"
