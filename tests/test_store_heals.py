@@ -81,7 +81,7 @@ def test_canonical_json_reserializes_to_its_own_bytes():
                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids, max_size=4),
                           max_leaves=20)
 
-    @hypothesis.settings(max_examples=200, deadline=None)
+    @hypothesis.settings(max_examples=100, deadline=None)
     @hypothesis.given(values)
     def roundtrip(v):
         text = io.dumps({"v": v})
