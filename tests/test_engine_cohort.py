@@ -204,7 +204,7 @@ def test_solo_fallback_member_and_independent_stops():
     assert results[1].steps == 40 and results[1].stopped_by_control and results[0].steps == STEPS
     assert [s for s, _, _ in stopper.seen] == [10, 20, 30, 40]
     assert stopper.seen[0][2] == (D_SAE, D_IN)
-    assert {"loss", "mse", "l0", "mse_loss", "auxiliary_reconstruction_loss"} <= set(stopper.seen[0][1])
+    assert {"loss", "mse", "l0", "auxiliary_reconstruction_loss"} <= set(stopper.seen[0][1])
     # the solo member equals a plain CellTrainer run with the same hook on the same batches
     ref, _, _ = _build("topk", "trained", torch.float32)
     cell = CellTrainer(ref, _HookedTrained(), TRAIN, total_steps=STEPS, set_name=DATA.name)

@@ -524,7 +524,7 @@ class CohortProgram:
         out = []
         for i in range(len(self.tracks)):
             vals = {k: float(table[j, i]) for j, k in enumerate(keys)}
-            vals["mse"] = vals.get("mse_loss", math.nan)
+            vals["mse"] = vals.pop("mse_loss", math.nan)  # one name for it (the solo path says "mse" too)
             out.append(vals)
         return out
 
