@@ -23,7 +23,7 @@ could be judged at all (NO VERDICT: every row UNDERTRAINED, AT CHANCE, SEEDS or 
 from __future__ import annotations
 
 import math
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,10 +37,16 @@ EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 1, "NO VERDICT": 3}
 @dataclass
 class CheckOptions:
     target: str
-    set_name: str
+    set_name: str | None = None                    # None: derived from the SAE's metadata (``derive_set``)
     sae_id: str | None = None
     arch: str | None = None                       # registered architecture; None = from the SAE's cfg
     cache_dir: str | Path | None = None           # baseline cache; None = baseline_cache_root()
+    # a set derived from the SAE's metadata (no set_name): its corpus and size (``derive_set``)
+    corpus: str = "default"
+    n_train_tokens: int = 65_024
+    n_eval_tokens: int = 8_128
+    context_len: int | None = None                # None: the SAE's training context (metadata), else 128
+    model: str | None = None                      # None: the SAE's metadata model_name
     metrics: tuple[str, ...] | None = None      # "metric" or "metric.score" selectors; None = all
     modes: tuple[str, ...] | None = None      # baselines; None = every is_baseline mode
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -108,6 +114,12 @@ def load_user_sae(target: str, sae_id: str | None = None) -> tuple[Any, str, Pat
     from saebench_sanity.architectures.checkpoint import load_checkpoint
 
     path = Path(target)
+    if path.exists() and sae_id is not None:  # a local copy of a release: one folder per SAE id
+        folder = path / sae_id
+        if not folder.is_dir():
+            raise DataError(f"release folder {str(path)!r} has no SAE id {sae_id!r} (no folder {str(folder)!r}); "
+                            "pass an id that is a sub-folder of it")
+        return load_checkpoint(folder), f"{path.name}/{sae_id}", folder
     if path.exists():
         return load_checkpoint(path), str(path), path
     if sae_id is None:
@@ -155,6 +167,67 @@ def sae_input_scale(sae: Any, folder: str | Path | None = None) -> float:
                         "weights with sae.fold_activation_norm_scaling_factor(factor) and save again")
     raise DataError(f"the SAE's cfg says normalize_activations = {norm!r}, which saebench check cannot apply; fold it "
                     "into the weights (sae-lens fold_activation_norm_scaling_factor / fold_activation_whitening) and save again")
+
+
+_TL_HOOK = re.compile(r"^blocks\.(\d+)\.hook_(resid_post|resid_pre|mlp_out|attn_out)$")
+
+
+def hook_point_of(hook_name: str) -> str:
+    """This suite's hook point for a TransformerLens hook name (SAELens metadata ``hook_name``):
+    ``blocks.L.hook_resid_post`` -> ``resid_post.L`` (``mlp_out``, ``attn_out`` alike),
+    ``blocks.L.hook_resid_pre`` -> ``resid_post.(L-1)`` (the same tensor). DataError otherwise."""
+    m = _TL_HOOK.match(hook_name or "")
+    if m is None:
+        raise DataError(f"the SAE's hook {hook_name!r} has no counterpart here (resid_post, resid_pre, mlp_out, "
+                        "attn_out of a block); pass --set with a matching activation set")
+    layer, kind = int(m.group(1)), m.group(2)
+    if kind == "resid_pre":
+        if layer == 0:
+            raise DataError("the SAE reads blocks.0.hook_resid_pre (the embeddings), which no hook point here "
+                            "records; pass --set with a matching activation set")
+        return f"resid_post.{layer - 1}"
+    return f"{kind}.{layer}"
+
+
+def model_of(model_name: str) -> str:
+    """A model reference ``load_causal_lm`` takes for SAELens metadata ``model_name``: a local
+    folder as it is, else the hub id TransformerLens's official-name table gives (``gemma-2-2b``
+    -> ``google/gemma-2-2b``), else the name itself."""
+    if not model_name or Path(model_name).exists() or "/" in model_name:
+        return model_name
+    try:
+        from transformer_lens.loading_from_pretrained import get_official_model_name
+
+        return get_official_model_name(model_name)
+    except Exception:  # noqa: BLE001 - not installed or not a name it knows: use the name as given
+        return model_name
+
+
+def derive_set(sae: Any, opts: CheckOptions, registry: Any) -> str:
+    """Declare (or reuse) the activation set an SAE was trained on, from its SAELens metadata
+    (``model_name``, ``hook_name``, ``context_size``, ``prepend_bos``) over ``opts.corpus`` with
+    ``opts``' token counts; returns its name (``auto-...``, a hash of the recipe, so the same
+    recipe reuses one stored set). DataError when the metadata does not name a model and hook."""
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.activations.real import register_user_sets
+
+    meta = getattr(sae.cfg, "metadata", None)
+    model_name = opts.model or (meta.get("model_name") if meta is not None else None)
+    hook_name = meta.get("hook_name") if meta is not None else None
+    if not model_name or not hook_name:
+        raise DataError("the SAE's metadata does not name its model and hook (model_name, hook_name); pass --set with "
+                        "a matching activation set, or --model")
+    context = opts.context_len or (meta.get("context_size") if meta is not None else None) or 128
+    recipe = {"model": model_of(str(model_name)), "hook_point": hook_point_of(str(hook_name)), "corpus": opts.corpus,
+              "context_len": int(context), "n_train_tokens": int(opts.n_train_tokens),
+              "n_eval_tokens": int(opts.n_eval_tokens)}
+    bos = meta.get("prepend_bos") if meta is not None else None
+    if isinstance(bos, bool):
+        recipe["prepend_bos"] = bos
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{Path(recipe['model']).name}-{recipe['hook_point']}").strip("-").lower()
+    name = f"auto-{slug}-{stable_hash(recipe)[:8]}"
+    register_user_sets({name: recipe}, registry)
+    return name
 
 
 def architecture_of(sae: Any, registry: Any, name: str | None = None) -> Any:
@@ -263,7 +336,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     from saebench_sanity.training.cohort import train_cells
 
     say = progress or (lambda _msg: None)
-    set_spec = registry.get("activation_set", opts.set_name)
+    if opts.set_name is not None:
+        registry.get("activation_set", opts.set_name)  # an unknown name: one line before loading anything
     wanted_scores: dict[str, set[str] | None] = {}
     for selector in opts.metrics or registry.names("metric"):
         metric, _, score = selector.partition(".")
@@ -285,6 +359,12 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                               f"{', '.join(n for n in registry.names('training_mode') if registry.get('training_mode', n).is_baseline)}")
 
     raw_sae, description, folder = load_user_sae(opts.target, opts.sae_id)
+    if opts.set_name is None:
+        import dataclasses
+
+        opts = dataclasses.replace(opts, set_name=derive_set(raw_sae, opts, registry))
+        say(f"activation set {opts.set_name} (from the SAE's metadata; built on first use)")
+    set_spec = registry.get("activation_set", opts.set_name)
     if set_spec.d_in is not None and int(set_spec.d_in) != int(raw_sae.cfg.d_in):
         raise DataError(f"SAE d_in {raw_sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {set_spec.d_in}); "
                         "choose a set harvested at the SAE's model and hook point")

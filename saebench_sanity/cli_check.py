@@ -36,8 +36,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "every chosen score); 1: FAIL or INCONCLUSIVE; 3: NO VERDICT (nothing could be judged: every "
                     "row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED); 2: bad input.")
     p.add_argument("target", help="SAELens SAE folder (cfg.json + sae_weights.safetensors), or a SAELens release name with --sae-id")
-    p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet)")
-    p.add_argument("--set", dest="set_name", required=True, help="registered activation set with the SAE's d_in (see `saebench list`)")
+    p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet), or the sub-folder of a "
+                                    "local copy of a release")
+    p.add_argument("--set", dest="set_name", help="activation set with the SAE's d_in (see `saebench list`); default: "
+                   "one built from the SAE's metadata (model_name, hook_name) over --corpus")
+    p.add_argument("--corpus", default="default", help="corpus of a set built from the SAE's metadata: 'default' (the "
+                   "embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
+    p.add_argument("--tokens", type=int, default=65_024, help="training tokens of that set (default 65,024)")
+    p.add_argument("--eval-tokens", type=int, default=8_128, help="held-out tokens of that set (default 8,128)")
+    p.add_argument("--context-len", type=int, help="context length of that set (default: the SAE's training context)")
+    p.add_argument("--model", help="model of that set (default: the SAE's metadata model_name; a hub id or folder)")
     p.add_argument("--arch", help="registered architecture to train the baselines as (needed when several share "
                    "the SAE's sae-lens class; default: the one matching the SAE's cfg)")
     p.add_argument("--cache-dir", help="where trained baselines are cached (default $SAEBENCH_CACHE/check-baselines)")
@@ -103,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
     opts = CheckOptions(target=args.target, set_name=args.set_name, sae_id=args.sae_id, arch=args.arch,
                         cache_dir=args.cache_dir, metrics=args.metrics, modes=args.modes, seeds=args.seeds,
-                        steps=args.steps, min_effect=args.min_effect, confidence=args.confidence)
+                        steps=args.steps, min_effect=args.min_effect, confidence=args.confidence,
+                        corpus=args.corpus, n_train_tokens=args.tokens, n_eval_tokens=args.eval_tokens,
+                        context_len=args.context_len, model=args.model)
     from rich.console import Console
 
     console = Console(stderr=True)

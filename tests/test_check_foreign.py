@@ -220,3 +220,46 @@ def test_d_in_mismatch_and_an_ambiguous_architecture_are_one_line_errors(env, sa
     assert architecture_of(sae, reg, "topk-twin").name == "topk-twin"
     with pytest.raises(ConfigError, match="builds sae-lens 'jumprelu'"):
         architecture_of(sae, reg, "jumprelu")
+
+
+def test_a_local_release_gets_its_set_from_the_sae_metadata(env, sae_lens_sae, tmp_path, monkeypatch):
+    """``check RELEASE --sae-id ID`` on a local folder laid out like a release: model, hook point
+    and context come from the SAE's SAELens metadata; the matching set is built over the named
+    corpus on first use and reused after."""
+    from sae_lens import SAE
+
+    from saebench_sanity.activations.reader import StoreReader
+    from saebench_sanity.check import CheckOptions, hook_point_of, run_check
+    from saebench_sanity.registry import Registry
+
+    _, aset = env
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path / "cache"))
+    sae = SAE.load_from_disk(str(sae_lens_sae))
+    sae.cfg.metadata.model_name = aset.config.model  # the tiny model's local folder
+    sae.cfg.metadata.hook_name = "blocks.1.hook_resid_post"
+    sae.cfg.metadata.context_size = 16
+    sae_id = "blocks.1.hook_resid_post/width_32"
+    sae.save_model(tmp_path / "release" / sae_id)
+
+    def check():
+        opts = CheckOptions(target=str(tmp_path / "release"), sae_id=sae_id, corpus=aset.config.corpus,
+                            n_train_tokens=600, n_eval_tokens=120, modes=("frozen_decoder",), seeds=(0, 1, 2),
+                            steps=40, metrics=CHECK_METRICS, cache_dir=tmp_path / "baselines")
+        return run_check(opts, Registry(load_entry_points=False))
+
+    report = check()
+    assert report.set_name.startswith("auto-tiny-resid-post-1-")
+    reader = StoreReader(tmp_path / "cache" / "activations" / report.set_name)
+    assert reader.manifest["hook_point"] == "resid_post.1" and reader.manifest["tokens"]["context_len"] == 16
+    raw = reader.eval_activations(normalize=False)
+    with torch.no_grad():
+        direct = _ev(raw, sae.decode(sae.encode(raw)))
+    rows = {r["score"]: r for r in report.rows}
+    assert rows["explained_variance"]["sae"] == pytest.approx(direct, rel=1e-5, abs=1e-6)
+    again = check()  # the same recipe: the same stored set and cached baselines
+    assert again.set_name == report.set_name and all(r["cached"] for r in again.training["frozen_decoder"])
+    assert hook_point_of("blocks.3.hook_resid_pre") == "resid_post.2"
+    with pytest.raises(DataError, match="no counterpart"):
+        hook_point_of("blocks.3.attn.hook_z")
+    with pytest.raises(DataError, match="has no SAE id"):
+        run_check(CheckOptions(target=str(tmp_path / "release"), sae_id="nope"), Registry(load_entry_points=False))
