@@ -1,5 +1,7 @@
-"""One PNG per activation set: for every score with a direction, a bar per (architecture, mode)
-with the seed spread as error bars and the chance level as a dashed line (matplotlib, Agg)."""
+"""Two PNGs per activation set (matplotlib, Agg): :func:`plot_headline` draws the headline verdicts
+(trained vs closest baseline per headline score, the margin, the verdict written); :func:`plot_set`
+draws, for every score with a direction, a bar per (architecture, mode) with the seed spread as
+error bars and the chance level as a dashed line."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
-"""Leaderboard files: ``<out>/<name>.md`` (tabulate), ``.csv``, ``.json`` and ``<out>/<name>/<set>.png``.
+"""Leaderboard files: ``<out>/<name>.md`` (tabulate), ``.csv``, ``.json``, the plots
+``<out>/<name>/<set>.png`` (verdicts) and ``<set>-modes.png`` (every mode), and ``<out>/index.html``
+(every board of ``out``, ``leaderboard.html``).
 
-Output is deterministic (no timestamps, fixed float formatting, sorted rows), so
-``saebench leaderboard --check`` can recompute the files from the recorded results and compare.
-The Markdown starts with the command that regenerates it and ends with the verdict rule.
+Output is a pure function of the recorded results and deterministic (no timestamps, fixed float
+formatting, sorted rows), so ``saebench leaderboard --check`` can recompute the files and compare.
+The Markdown starts with the command that regenerates it, then the headline table per set
+(``leaderboard.headline``), the full per-score tables (scores with a direction; descriptive ones
+stay in the CSV / JSON), and ends with the verdict rule.
 """
 
 from __future__ import annotations
