@@ -43,6 +43,8 @@ def add_parser(subparsers: Any) -> None:
     b.add_argument("--context-len", type=int, default=128, help="tokens per context, BOS included (default 128)")
     b.add_argument("--dtype", default="float32", help="stored dtype: float32, float16 or bfloat16 (default float32)")
     b.add_argument("--no-bos", action="store_true", help="do not prepend BOS to every context")
+    b.add_argument("--device", default="cpu", help="where the model runs while harvesting: cpu (default), auto, cuda, "
+                                                   "cuda:N or mps (not part of the set's identity)")
     sub.add_parser("list", help="registered real sets, whether built, tokens, size on disk, manifest hash")
     v = sub.add_parser("verify", help="re-hash every shard of stored sets against their manifests; with --against, "
                                       "compare the set's fingerprint with a stored one (another machine's build)")
@@ -159,10 +161,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     action = args.activations_command
     if action == "build":
+        from saebench_sanity.devices import resolve_device
+
+        device = resolve_device(args.device, "--device")
         names = _declare_new_sets(args) or args.names or [s.name for s in _stored_specs()]
         for name in names:
             s = _stored_set(name)
-            s.build(console=console, progress=not args.no_progress)
+            s.build(console=console, progress=not args.no_progress, device=device)
             import json
 
             log = json.loads((s.path / "build-log.json").read_text()) if (s.path / "build-log.json").is_file() else {}

@@ -171,13 +171,24 @@ class RealActivationSet(ActivationSet):
         self._bundle = model_bundle
 
     # -- store -----------------------------------------------------------------------------
-    def build(self, console: Any = None, progress: bool = True) -> Path:
-        """Build the store if it is not complete (resumes a partial build)."""
+    def build(self, console: Any = None, progress: bool = True, device: str = "cpu") -> Path:
+        """Build the store if it is not complete (resumes a partial build).
+
+        ``device``: where the model's forward passes run while harvesting (``"cuda:0"``...); not
+        part of the set's identity. The model goes back to the CPU afterwards (metrics use it there)."""
         if not is_complete(self.path):
             bundle = self._bundle
             if bundle is None:
                 bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
-            build_store(self.name, self.config, self.path.parent, console=console, progress=progress, model_bundle=bundle)
+            model = bundle[0]
+            try:
+                if device != "cpu":
+                    model.to(device)
+                build_store(self.name, self.config, self.path.parent, console=console, progress=progress,
+                            model_bundle=bundle)
+            finally:
+                if device != "cpu":
+                    model.to("cpu")
         return self.path
 
     @cached_property

@@ -111,12 +111,15 @@ def record(model: Any, hook_point: str, input_ids: Any, attention_mask: Any = No
             cannot change it), like TransformerLens's ``stop_at_layer``.
 
     Returns:
-        float32 ``[n_ctx, ctx_len, d]`` (CPU).
+        float32 ``[n_ctx, ctx_len, d]`` (CPU), whatever device the model is on (its forward passes
+        run there: the token batches are moved to it).
     """
     import torch
 
     module, _ = resolve_hook_point(model, hook_point)
     captured: list[Any] = []
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
 
     def hook(_mod: Any, _inp: Any, output: Any) -> None:
         captured.append(_main(output).detach().to(torch.float32).cpu())
@@ -127,8 +130,8 @@ def record(model: Any, hook_point: str, input_ids: Any, attention_mask: Any = No
     try:
         with torch.inference_mode():
             for start in range(0, input_ids.shape[0], batch_size):
-                ids = input_ids[start:start + batch_size]
-                mask = None if attention_mask is None else attention_mask[start:start + batch_size]
+                ids = input_ids[start:start + batch_size].to(device)
+                mask = None if attention_mask is None else attention_mask[start:start + batch_size].to(device)
                 try:
                     model(input_ids=ids, attention_mask=mask, use_cache=False)
                 except _StopForward:
