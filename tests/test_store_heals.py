@@ -298,3 +298,38 @@ def test_the_leaderboard_refuses_an_edited_record_naming_its_file(baseline, tmp_
     assert main(["leaderboard", "--results", str(out), "--out", str(tmp_path / "lb"), "--name", "t", "--no-plots"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{key}.json" in err[0] and "does not match its sha256" in err[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_damage_to_any_stored_file_is_found_and_healed(seed, baseline, fake_registry, tmp_path):
+    """Seeded random damage (a flipped byte, a cut at a random offset, random bytes, another JSON
+    type, a deleted file) to a random file of results/, checkpoints/ or run.json: verify names that
+    file without raising, and the next run gives the undisturbed results."""
+    cfg, clean, expected = baseline
+    out = tmp_path / "out"
+    shutil.copytree(clean.root, out)
+    rng = random.Random(seed)
+    files = sorted(p for p in [out / "run.json", *out.joinpath("results").glob("*.json"), *out.joinpath("checkpoints").rglob("*")]
+                   if p.is_file())
+    target = rng.choice(files)
+    data = target.read_bytes()
+    how = rng.choice(["flip", "cut", "random", "type", "delete"])
+    if how == "flip":
+        i = rng.randrange(len(data))
+        target.write_bytes(data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:])
+    elif how == "cut":
+        target.write_bytes(data[: rng.randrange(len(data))])
+    elif how == "random":
+        target.write_bytes(rng.randbytes(rng.randrange(1, 200)))
+    elif how == "type":
+        target.write_text(rng.choice(["[]", "null", "3", '"x"', "true"]))
+    else:
+        target.unlink()
+    rel = str(target.relative_to(out))
+    report = S.ResultStore(out).verify()
+    named = [p.path for p in report.problems]
+    assert any(rel == p or rel.startswith(p) for p in named), (rel, how, report.problems)
+    run(cfg, fake_registry, out=str(out), plots=False)
+    assert _scores(S.ResultStore(out)) == expected
+    final = S.ResultStore(out).verify()
+    assert final.problems == [] and final.missing == []
