@@ -158,6 +158,12 @@ def test_empty_and_corrupted_results_folders_are_one_line_errors_naming_the_file
     assert str(bad) in err and "not valid JSON" in err
     bad.write_text(json.dumps({"cell": {"set": "toy", "arch": "topk", "seed": 1}, "status": "ok"}))
     assert f"{bad}: result record has no 'cell.mode'" in one_line_error(capsys, tmp_path / "res")
+    rec = {"cell": {"set": "toy", "arch": "topk", "mode": "trained", "seed": 1}, "status": "ok",
+           "metrics": {"reconstruction:abc": {"status": "ok", "scores": {"mse": "abc"}}}}
+    bad.write_text(json.dumps(rec))
+    assert "score reconstruction:abc/mse is 'abc', not a number" in one_line_error(capsys, tmp_path / "res")
+    bad.write_text(json.dumps({**rec, "metrics": {}, "cell": {**rec["cell"], "seed": "x"}}))
+    assert "'cell.seed' is 'x', not an integer" in one_line_error(capsys, tmp_path / "res")
     bad.write_text("[1, 2]")
     assert "holds a JSON list, not an object" in one_line_error(capsys, tmp_path / "res")
     (tmp_path / "res" / "run.json").write_text("{")

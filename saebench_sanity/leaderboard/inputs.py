@@ -19,16 +19,23 @@ RERUN = "`saebench verify --results` lists every problem; `saebench run` on this
 
 
 def _check_record(path: Path, rec: dict[str, Any]) -> dict[str, Any]:
-    """The record if it names its cell (``cell.set/arch/mode/seed``) and ``status``, else a
-    DataError naming the first missing field (the store checks the types of what it holds)."""
+    """The record if it names its cell (``cell.set/arch/mode``, an integer ``cell.seed``), its
+    ``status``, and its scores are numbers (or null), else a DataError naming the first problem
+    (the store checks the types of the containers)."""
     cell = rec.get("cell")
     if not isinstance(cell, dict):
         raise DataError(f"{path}: result record has no 'cell' object; {RERUN}")
     for key in ("set", "arch", "mode", "seed"):
         if cell.get(key) is None:
             raise DataError(f"{path}: result record has no 'cell.{key}'; {RERUN}")
+    if isinstance(cell["seed"], bool) or not isinstance(cell["seed"], int):
+        raise DataError(f"{path}: 'cell.seed' is {cell['seed']!r}, not an integer; {RERUN}")
     if not isinstance(rec.get("status"), str):
         raise DataError(f"{path}: result record has no 'status'; {RERUN}")
+    for mkey, entry in (rec.get("metrics") or {}).items():
+        for score, value in ((entry or {}).get("scores") or {}).items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise DataError(f"{path}: score {mkey}/{score} is {str(value)[:40]!r}, not a number; {RERUN}")
     return rec
 
 
