@@ -47,6 +47,7 @@ class CheckOptions:
     n_eval_tokens: int = 8_128
     context_len: int | None = None                # None: the SAE's training context (metadata), else 128
     model: str | None = None                      # None: the SAE's metadata model_name
+    device: str = "cpu"                           # where baselines train (devices.resolve_device); not in their identity
     metrics: tuple[str, ...] | None = None      # "metric" or "metric.score" selectors; None = all
     modes: tuple[str, ...] | None = None      # baselines; None = every is_baseline mode
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -335,7 +336,10 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
     from saebench_sanity.training.cohort import train_cells
 
+    from saebench_sanity.devices import resolve_device
+
     say = progress or (lambda _msg: None)
+    device = resolve_device(opts.device, "--device")  # an unavailable device: one line before any work
     if opts.set_name is not None:
         registry.get("activation_set", opts.set_name)  # an unknown name: one line before loading anything
     wanted_scores: dict[str, set[str] | None] = {}
@@ -421,7 +425,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             # the baselines of one seed are one cohort: identical batches, one batched program
             say(f"training baselines {', '.join(m.name for m in todo)} seed {seed} (at most {training.max_steps} steps)")
             results = train_cells([(arch, mode, {}, seed) for mode in todo], aset, d_sae=int(raw_sae.cfg.d_sae),
-                                  target_l0=target_l0, arch_overrides=arch_overrides, training=training)
+                                  target_l0=target_l0, arch_overrides=arch_overrides, training=training,
+                                  device=device)
             for mode, res in zip(todo, results):
                 if isinstance(res, BaseException):
                     raise res

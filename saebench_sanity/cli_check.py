@@ -42,17 +42,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "one built from the SAE's metadata (model_name, hook_name) over --corpus")
     p.add_argument("--corpus", default="default", help="corpus of a set built from the SAE's metadata: 'default' (the "
                    "embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
-    p.add_argument("--tokens", type=int, default=65_024, help="training tokens of that set (default 65,024)")
-    p.add_argument("--eval-tokens", type=int, default=8_128, help="held-out tokens of that set (default 8,128)")
-    p.add_argument("--context-len", type=int, help="context length of that set (default: the SAE's training context)")
+    p.add_argument("--tokens", type=bounded_int(1, 10**12), default=65_024, help="training tokens of that set (default 65,024)")
+    p.add_argument("--eval-tokens", type=bounded_int(1, 10**10), default=8_128, help="held-out tokens of that set (default 8,128)")
+    p.add_argument("--context-len", type=bounded_int(2, 65_536), help="context length of that set (default: the SAE's training context)")
     p.add_argument("--model", help="model of that set (default: the SAE's metadata model_name; a hub id or folder)")
     p.add_argument("--arch", help="registered architecture to train the baselines as (needed when several share "
                    "the SAE's sae-lens class; default: the one matching the SAE's cfg)")
+    p.add_argument("--device", default="cpu", help="where the baselines train: cpu (default), auto, cuda, cuda:N or "
+                   "mps (saebench_sanity/devices.py); a set built on first use harvests on the CPU (build it first "
+                   "with `saebench activations build ... --device cuda`)")
     p.add_argument("--cache-dir", help="where trained baselines are cached (default $SAEBENCH_CACHE/check-baselines)")
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
     p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2; fewer than 3 give no verdict)")
-    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), help="training steps per baseline (default: the set's recommended budget)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), help="maximum training steps per baseline (default: as the embedded suite that lists the set trains it, "
+                        "else the set's recommendation; baselines stop early once their loss is level)")
     p.add_argument("--min-effect", type=bounded_float(0, 1e6), default=0.01, help="minimum effect for BEATS (default 0.01)")
     p.add_argument("--confidence", type=bounded_float(0.5, 1, hi_open=True), default=0.95,
                    help="one-sided confidence of the verdict bounds (default 0.95)")
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                         cache_dir=args.cache_dir, metrics=args.metrics, modes=args.modes, seeds=args.seeds,
                         steps=args.steps, min_effect=args.min_effect, confidence=args.confidence,
                         corpus=args.corpus, n_train_tokens=args.tokens, n_eval_tokens=args.eval_tokens,
-                        context_len=args.context_len, model=args.model)
+                        context_len=args.context_len, model=args.model, device=args.device)
     from rich.console import Console
 
     console = Console(stderr=True)
