@@ -264,8 +264,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     items = [spec.describe() for spec in registry.all_items()]
-    plugins = [{"name": p.name, "package": p.package, "version": p.version, "hooks": list(p.hooks)}
-               for p in registry.plugins.values()]
+    plugins: list[dict[str, Any]] = [{"name": p.name, "package": p.package, "version": p.version, "hooks": list(p.hooks)}
+                                     for p in registry.plugins.values()]
     problems = [{"plugin": p.plugin, "message": p.message} for p in registry.problems]
     if args.json:
         sys.stdout.write(json.dumps({"items": items, "plugins": plugins, "problems": problems},
@@ -289,8 +289,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for p in plugins:
         ptable.add_row(p["name"], p["package"], p["version"], ", ".join(h.replace("saebench_register_", "") for h in p["hooks"]))
     console.print(ptable)
-    for p in registry.problems:
-        console.print(f"[red]problem[/red] {p}", highlight=False)
+    for problem in registry.problems:
+        console.print(f"[red]problem[/red] {problem}", highlight=False)
     return EXIT_OK
 
 

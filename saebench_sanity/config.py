@@ -66,7 +66,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
                       ValidationError, create_model)
 from pydantic.dataclasses import dataclass
 
@@ -99,40 +99,70 @@ class Allowed:
         return f"Allowed({self.text!r})"
 
 
+class IntIn(Allowed):
+    """``Annotated[int, IntIn(lo, hi)]``: a strict integer (``true`` and ``2.0`` refused) in
+    ``lo..hi``; ``optional`` also takes None (omitted)."""
+
+    def __init__(self, lo: int, hi: int, optional: bool = False) -> None:
+        super().__init__(f"an integer in {lo:,}..{hi:,}" + (" (or omitted)" if optional else ""))
+        self.lo, self.hi, self.optional = lo, hi, optional
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        schema = core_schema.int_schema(strict=True, ge=self.lo, le=self.hi)
+        return core_schema.nullable_schema(schema) if self.optional else schema
+
+
+class NumIn(Allowed):
+    """``Annotated[float, NumIn(...)]``: a finite int or float within the bounds, kept as written
+    (``1`` stays an int, so cell identities do not change); a string, a bool or NaN/inf is refused."""
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False, optional: bool = False) -> None:
+        if lo is not None and hi is not None:
+            text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        elif lo is not None:
+            text = f"a finite number {'>' if lo_open else '>='} {lo:g}"
+        else:
+            text = "a finite number"
+        super().__init__(text + (" (or omitted)" if optional else ""))
+        self.lo, self.hi, self.lo_open, self.hi_open, self.optional = lo, hi, lo_open, hi_open, optional
+
+    def check(self, value: float) -> float:
+        ok = math.isfinite(value)
+        if ok and self.lo is not None:
+            ok = value > self.lo if self.lo_open else value >= self.lo
+        if ok and self.hi is not None:
+            ok = value < self.hi if self.hi_open else value <= self.hi
+        if not ok:
+            raise ValueError(f"must be {self.text}")
+        return value
+
+    def check_optional(self, value: float | None) -> float | None:
+        return None if value is None else self.check(value)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        number = core_schema.union_schema([core_schema.int_schema(strict=True), core_schema.float_schema(strict=True)])
+        checked = core_schema.no_info_after_validator_function(self.check, number)
+        return core_schema.nullable_schema(checked) if self.optional else checked
+
+
 def _int(lo: int, hi: int, optional: bool = False) -> Any:
-    base = Annotated[StrictInt, Field(ge=lo, le=hi)]
-    text = f"an integer in {lo:,}..{hi:,}"
-    if optional:
-        return Annotated[Optional[base], Allowed(text + " (or omitted)")]
-    return Annotated[base, Allowed(text)]
+    """The annotation ``Annotated[int, IntIn(lo, hi)]`` (``Optional`` when ``optional``)."""
+    return Annotated[Optional[int], IntIn(lo, hi, True)] if optional else Annotated[int, IntIn(lo, hi)]
 
 
 def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Any:
-    """A finite int or float (kept as written: ``1`` stays an int, so cell identities do not change)
-    within the bounds; a string, a bool or NaN/inf is refused."""
-    if lo is not None and hi is not None:
-        text = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    elif lo is not None:
-        text = f"a finite number {'>' if lo_open else '>='} {lo:g}"
-    else:
-        text = "a finite number"
-
-    def check(value: float) -> float:
-        ok = math.isfinite(value)
-        if ok and lo is not None:
-            ok = value > lo if lo_open else value >= lo
-        if ok and hi is not None:
-            ok = value < hi if hi_open else value <= hi
-        if not ok:
-            raise ValueError(f"must be {text}")
-        return value
-
-    return Annotated[Union[StrictInt, StrictFloat], AfterValidator(check), Allowed(text)]
+    """The annotation ``Annotated[float, NumIn(...)]``."""
+    return Annotated[float, NumIn(lo, hi, lo_open=lo_open, hi_open=hi_open)]
 
 
 Bool = Annotated[StrictBool, Allowed("true or false")]
-Steps = _int(1, MAX_STEPS)
-StepsOrZero = _int(0, MAX_STEPS)
+Steps = Annotated[int, IntIn(1, MAX_STEPS)]
+StepsOrZero = Annotated[int, IntIn(0, MAX_STEPS)]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200), Allowed("a name")]
 Names = Annotated[tuple[Name, ...], Allowed('a list of names, e.g. ["a", "b"]')]
 #: a name used in a file path: no separators, no leading dot (writes stay inside their folder)
@@ -241,7 +271,8 @@ def _validating_init(cls: type, where: str, names: Mapping[str, str] | None = No
     """Wrap the pydantic dataclass ``__init__`` of ``cls``: alias keywords (``steps`` ->
     ``max_steps``) and pydantic's ValidationError turned into one ConfigError line that names
     the key as the user wrote it. ``dataclasses.replace`` goes through here too."""
-    init = cls.__init__
+    init = getattr(cls, "__init__")
+    infos = getattr(cls, "__pydantic_fields__")
     aliases = dict(aliases or {})
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -257,7 +288,7 @@ def _validating_init(cls: type, where: str, names: Mapping[str, str] | None = No
         try:
             init(self, *args, **kwargs)
         except ValidationError as exc:
-            raise one_line(exc, where, cls.__pydantic_fields__, kwargs, shown) from None
+            raise one_line(exc, where, infos, kwargs, shown) from None
         except ConfigError as exc:
             if not renamed:
                 raise
@@ -267,7 +298,7 @@ def _validating_init(cls: type, where: str, names: Mapping[str, str] | None = No
             raise ConfigError(text) from None
 
     __init__.__doc__ = init.__doc__
-    cls.__init__ = __init__  # type: ignore[method-assign]
+    setattr(cls, "__init__", __init__)
 
 
 # -- the tables ----------------------------------------------------------------------------------
@@ -290,9 +321,9 @@ class TrainingConfig:
     #: optimizer steps at most (cells stop earlier once converged when early_stop is true)
     max_steps: Steps = 2000
     #: activation vectors per optimizer step
-    batch_size: _int(1, MAX_BATCH) = 1024  # type: ignore[valid-type]
+    batch_size: Annotated[int, IntIn(1, MAX_BATCH)] = 1024
     #: Adam learning rate
-    lr: _number(0, 10, lo_open=True) = 3e-4  # type: ignore[valid-type]
+    lr: Annotated[float, NumIn(0, 10, lo_open=True)] = 3e-4
     #: learning-rate schedule between the warm-up and the decay
     lr_scheduler: Annotated[Literal["constant"], Allowed(
         "\"constant\" (only 'constant' is supported: the convergence rule judges a constant-lr phase; shape the "
@@ -308,19 +339,19 @@ class TrainingConfig:
     #: steps between training-curve points (the convergence rule judges these)
     curve_every: Steps = 20
     #: fraction of the constant-lr steps the convergence rule looks back over
-    convergence_window: _number(0, 1, lo_open=True) = 0.2  # type: ignore[valid-type]
+    convergence_window: Annotated[float, NumIn(0, 1, lo_open=True)] = 0.2
     #: relative improvement over the window below which a curve counts as level
-    convergence_rel_tol: _number(0) = 0.02  # type: ignore[valid-type]
+    convergence_rel_tol: Annotated[float, NumIn(0)] = 0.02
     #: one-sided confidence of the convergence decision
-    convergence_confidence: _number(0, 1, lo_open=True, hi_open=True) = 0.9  # type: ignore[valid-type]
+    convergence_confidence: Annotated[float, NumIn(0, 1, lo_open=True, hi_open=True)] = 0.9
     #: stop a cell once the convergence rule says it is level
     early_stop: Bool = True
     #: no early stop before this many steps
     min_steps: StepsOrZero = 0
     #: steps between recovery probes on sets with ground truth (a multiple of curve_every); omitted: every curve point
-    recovery_every: _int(1, MAX_STEPS, optional=True) = None  # type: ignore[valid-type]
+    recovery_every: Annotated[Optional[int], IntIn(1, MAX_STEPS, optional=True)] = None
     #: activation samples drawn for initialisation (covariance init, scaling)
-    n_init_samples: _int(0, MAX_INIT_SAMPLES) = 8192  # type: ignore[valid-type]
+    n_init_samples: Annotated[int, IntIn(0, MAX_INIT_SAMPLES)] = 8192
     #: steer the sparsity coefficient of penalty SAEs (L1, JumpReLU) so every member of a cohort ends
     #: at the cell's target L0 (``training.sparsity_control``); TopK-family SAEs get it from k
     match_l0: Bool = True
@@ -362,13 +393,13 @@ class VerdictConfig:
     retired: a config that sets it is refused with one line naming ``confidence``."""
 
     #: smallest difference that counts as a real effect (per-score values may be larger)
-    min_effect: _number(0) = 0.01  # type: ignore[valid-type]
+    min_effect: Annotated[float, NumIn(0)] = 0.01
     #: one-sided confidence of each bound (BEATS / FAILS / AT CHANCE)
-    confidence: _number(0.5, 1, hi_open=True) = 0.95  # type: ignore[valid-type]
+    confidence: Annotated[float, NumIn(0.5, 1, hi_open=True)] = 0.95
     #: fewer seeds on a side: SEEDS, no verdict
-    min_seeds: _int(2, 1000) = 3  # type: ignore[valid-type]
+    min_seeds: Annotated[int, IntIn(2, 1000)] = 3
     #: final L0 within target * (1 +- this), else L0 NOT MATCHED
-    l0_tolerance: _number(0, 1, lo_open=True, hi_open=True) = 0.10  # type: ignore[valid-type]
+    l0_tolerance: Annotated[float, NumIn(0, 1, lo_open=True, hi_open=True)] = 0.10
 
 
 _validating_init(VerdictConfig, "verdict.")
@@ -386,11 +417,11 @@ class _SetTableBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: d_sae = expansion * d_in for this set
-    expansion: _int(1, MAX_EXPANSION, optional=True) = None  # type: ignore[valid-type]
+    expansion: Annotated[Optional[int], IntIn(1, MAX_EXPANSION, optional=True)] = None
     #: dictionary size for this set (beats expansion)
-    d_sae: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    d_sae: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     #: target L0 for this set (mapped onto each architecture's sparsity knob)
-    target_l0: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    target_l0: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     #: parameters passed to the set's factory (checked against the set's parameter model)
     params: Annotated[dict[StrictStr, Any], Allowed("a table of key = value pairs")] = {}
     #: [sets.NAME.architectures.ARCH]: architecture parameters for this set only
@@ -413,11 +444,11 @@ class _SetTableBase(BaseModel):
     #: user-defined real set: extra arguments of a hub corpus (split, text_column, data_files...)
     corpus_kwargs: Annotated[Optional[dict[StrictStr, Any]], Allowed("a table of key = value pairs")] = None
     #: user-defined real set: tokens per context, BOS included
-    context_len: _int(2, 65_536, optional=True) = None  # type: ignore[valid-type]
+    context_len: Annotated[Optional[int], IntIn(2, 65_536, optional=True)] = None
     #: user-defined real set: harvested training tokens
-    n_train_tokens: _int(1, 10**12, optional=True) = None  # type: ignore[valid-type]
+    n_train_tokens: Annotated[Optional[int], IntIn(1, 10**12, optional=True)] = None
     #: user-defined real set: held-out tokens (activations for eval, contexts for model metrics)
-    n_eval_tokens: _int(1, 10**10, optional=True) = None  # type: ignore[valid-type]
+    n_eval_tokens: Annotated[Optional[int], IntIn(1, 10**10, optional=True)] = None
     #: user-defined real set: stored activation dtype (served as float32)
     dtype: Annotated[Optional[Literal["float32", "float16", "bfloat16"]], Allowed("float32, float16 or bfloat16")] = None
     #: user-defined real set: start every context with BOS
@@ -452,10 +483,16 @@ def user_set_recipes(cfg: "RunConfig") -> dict[str, dict[str, Any]]:
 def _optional_training_fields() -> dict[str, Any]:
     """Every TrainingConfig field as an optional field of the same type and bounds (for SetTable)."""
     out: dict[str, Any] = {}
-    for name, info in TrainingConfig.__pydantic_fields__.items():
-        meta = [m for m in info.metadata if not isinstance(m, Allowed)]
-        ann = Annotated[info.annotation, *meta] if meta else info.annotation  # type: ignore[valid-type]
-        out[name] = (Annotated[Optional[ann], Allowed(_allowed_text(info))], None)
+    for name, info in getattr(TrainingConfig, "__pydantic_fields__").items():
+        rule = next((m for m in info.metadata if isinstance(m, (IntIn, NumIn))), None)
+        if isinstance(rule, IntIn):
+            ann: Any = Annotated[Optional[int], IntIn(rule.lo, rule.hi, optional=True)]
+        elif isinstance(rule, NumIn):
+            ann = Annotated[Optional[float], NumIn(rule.lo, rule.hi, lo_open=rule.lo_open, hi_open=rule.hi_open,
+                                                   optional=True)]
+        else:  # bool / Literal fields: their own (strict) type, or None
+            ann = Annotated[Optional[info.annotation], Allowed(_allowed_text(info))]  # type: ignore[name-defined]
+        out[name] = (ann, None)
     return out
 
 
@@ -494,11 +531,11 @@ class RunConfig:
     #: results folder
     output_dir: Annotated[StrictStr, Field(min_length=1), Allowed("a folder path")] = "saebench-runs/default"
     #: d_sae = expansion * d_in (unless d_sae is given)
-    expansion: _int(1, MAX_EXPANSION) = 8  # type: ignore[valid-type]
+    expansion: Annotated[int, IntIn(1, MAX_EXPANSION)] = 8
     #: dictionary size for every set
-    d_sae: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    d_sae: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     #: target L0 for every architecture that has a sparsity knob
-    target_l0: _int(1, MAX_D_SAE, optional=True) = None  # type: ignore[valid-type]
+    target_l0: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     architecture_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     mode_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -758,8 +795,8 @@ def embedded(name: str = "default") -> RunConfig:
 
 
 # -- spec parameters -----------------------------------------------------------------------------
-#: leading factory arguments that are not parameters, per kind
-_NOT_PARAMS = {"metric": 1, "architecture": ("d_in", "d_sae", "seed")}
+#: leading factory arguments that are not parameters, per kind: a count or names
+_NOT_PARAMS: dict[str, int | tuple[str, ...]] = {"metric": 1, "architecture": ("d_in", "d_sae", "seed")}
 
 
 def _strict(ann: Any) -> Any:
@@ -828,7 +865,7 @@ def _inferred_model(kind: str, name: str, factory: Any, defaults_json: str) -> t
         open_ = False
         skip = _NOT_PARAMS.get(kind, ())
         for i, (pname, p) in enumerate(sig.parameters.items()):
-            if (isinstance(skip, int) and i < skip) or (not isinstance(skip, int) and pname in skip):
+            if i < skip if isinstance(skip, int) else pname in skip:
                 continue
             if p.kind is p.VAR_KEYWORD:
                 open_ = True
@@ -873,7 +910,7 @@ def check_params(spec: Any, given: Mapping[str, Any], where: str) -> None:
     try:
         model.model_validate(merged)
     except ValidationError as exc:
-        mine = [e for e in exc.errors() if e.get("loc") and e["loc"][0] in given and e["type"] != "missing"]
+        mine = [dict(e) for e in exc.errors() if e.get("loc") and e["loc"][0] in given and e["type"] != "missing"]
         if mine:
             raise one_line(mine[0], where + ".", model.model_fields, given) from None
 
