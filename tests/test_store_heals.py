@@ -333,3 +333,52 @@ def test_random_damage_to_any_stored_file_is_found_and_healed(seed, baseline, fa
     assert _scores(S.ResultStore(out)) == expected
     final = S.ResultStore(out).verify()
     assert final.problems == [] and final.missing == []
+
+
+KILL_CHILD = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+import torch
+torch.set_num_threads(1)
+from conftest import FakePlugin
+from saebench_sanity import io
+from saebench_sanity.harness.run import load_config, run
+from saebench_sanity.registry import Registry
+
+kill_at, calls, real = int(sys.argv[2]), [], io.atomic_write_bytes
+
+def write(path, data):  # the kill_at-th write dies half-way, as a SIGKILL during write() would leave it
+    calls.append(path)
+    if len(calls) == kill_at:
+        (path.parent / f".{path.name}.killed.tmp").write_bytes(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, data)
+
+io.atomic_write_bytes = write
+run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]), plots=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkills_in_the_middle_of_writes_resume_to_the_undisturbed_results(baseline, fake_registry, tmp_path):
+    """Three runs SIGKILLed in the middle of a write (the first checkpoint's marker; the third
+    member's train.json; a record's last metric entry), each resuming the last: the final resume
+    stores exactly the undisturbed run's results, trains no cell twice, leaves no temporary."""
+    import subprocess
+    import sys
+
+    cfg_path = tiny_toml(tmp_path, metrics=("reconstruction", "latent-mean"))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    tests_dir = str(Path(__file__).resolve().parent)
+    for kill_at in (3, 6, 9):  # counted from each resumed run's own first write
+        proc = subprocess.run([sys.executable, "-c", KILL_CHILD, str(cfg_path), str(kill_at), tests_dir], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+    assert list(out.rglob(".*.killed.tmp"))  # the kills left half-written temporaries behind
+    run(load_config(str(cfg_path)), fake_registry, plots=False)
+    store = S.ResultStore(out)
+    assert _scores(store) == baseline[2]
+    assert set(store.trainings().values()) == {1} and len(store.trainings()) == 6
+    assert not [p for p in out.rglob("*") if io.is_temporary(p.name)]
+    assert store.verify().problems == []
