@@ -426,3 +426,18 @@ def test_a_set_breaking_the_batch_contract_is_refused_before_training(rows, frag
     with pytest.raises(DataError, match=fragment):
         validate_set(_RowsSet(rows), spec, batch_size=64)
     validate_set(_RowsSet(64), spec, batch_size=64)  # the contract kept: accepted
+
+
+@pytest.mark.slow
+def test_a_real_run_with_an_erroring_metric_exits_3_and_names_it(tmp_path, use_fake_registry, capsys):
+    from tests.conftest import tiny_toml
+
+    cfg = tiny_toml(tmp_path, modes=("trained",), seeds=(0,), metrics=("latent-mean", "exploding"), steps=5)
+    code = main(["run", "--config", str(cfg), "--threads", "1", "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_INCOMPLETE, err
+    assert "1 metric result(s) errored (first: tiny-gauss/topk/trained/s0 exploding: ValueError: metric exploded)" in err
+    from saebench_sanity.harness.store import ResultStore
+
+    (record,) = ResultStore(tmp_path / "out").iter_results()
+    assert {m["name"]: m["status"] for m in record["metrics"].values()} == {"latent-mean": "ok", "exploding": "error"}
