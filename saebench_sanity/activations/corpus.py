@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from array import array
 import json
 import sys
 import tokenize
@@ -42,6 +43,8 @@ from saebench_sanity.errors import ConfigError, DataError
 DEFAULT_CORPUS = "default"
 _STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo",
                 "tkinter", "ensurepip", "venv", "__pycache__"}
+#: documents per tokenizer call in ``tokenize_contexts``
+_ENCODE_CHUNK = 256
 _SPECIAL_TOKEN_ATTRS = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id")
 
 
@@ -194,13 +197,19 @@ def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepe
     if bos is None:
         raise DataError("the tokenizer has neither a BOS nor an EOS token; cannot separate documents")
     body = context_len - 1 if prepend_bos else context_len
-    stream: list[int] = []
+    # token ids as a compact int32 array (4 B/token; a list of Python ints costs ~36), and the
+    # documents encoded in chunks that stop once enough tokens are in: memory follows the tokens
+    # asked for, not the corpus size
+    stream = array("i")
     need = None if max_contexts is None else max_contexts * body
-    encoded = tokenizer(list(corpus.documents), add_special_tokens=False)["input_ids"]
-    for ids in encoded:
-        if stream:
-            stream.append(bos)
-        stream.extend(ids)
+    docs = corpus.documents
+    for start in range(0, len(docs), _ENCODE_CHUNK):
+        for ids in tokenizer(list(docs[start:start + _ENCODE_CHUNK]), add_special_tokens=False)["input_ids"]:
+            if stream:
+                stream.append(bos)
+            stream.extend(ids)
+            if need is not None and len(stream) >= need:
+                break
         if need is not None and len(stream) >= need:
             break
     n_ctx = len(stream) // body
@@ -209,7 +218,7 @@ def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepe
     if n_ctx == 0:
         raise DataError(f"corpus {corpus.id!r} has {len(stream)} tokens, fewer than one context of {context_len}; "
                         f"use more text or a shorter context_len")
-    chunks = torch.tensor(stream[: n_ctx * body], dtype=torch.int64).view(n_ctx, body)
+    chunks = torch.frombuffer(stream, dtype=torch.int32)[: n_ctx * body].to(torch.int64).view(n_ctx, body)
     if prepend_bos:
         chunks = torch.cat([torch.full((n_ctx, 1), bos, dtype=torch.int64), chunks], dim=1)
     return chunks
