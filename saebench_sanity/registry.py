@@ -5,12 +5,23 @@ hookspec version, raises inside a hook, registers a wrong type or a name that al
 recorded as a ``PluginProblem`` (one line naming the plugin and the fix); the other plugins load.
 ``Registry.raise_problems()`` turns them into a ``PluginError`` for commands that must not run
 with a broken plugin set.
+
+Every item is validated when it is registered (:func:`spec_problems`): a spec without a usable
+factory, an architecture without ``roles``, a metric without ``scores``... is a named problem of
+its plugin, shown by ``saebench list`` (``--strict`` exits 1 on any problem, for a plugin's CI).
+An invalid item, a wrong type or a name clash skips that one item only: the plugin's other valid
+items still register.
+
+Each item remembers the plugin and installed distribution it came from; :meth:`Registry.origin`
+gives ``(distribution, version)``, which the plan folds into cache keys so new plugin code never
+reuses results of the old.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -20,6 +31,8 @@ from saebench_sanity import hookspecs
 from saebench_sanity.errors import PluginError, UnknownNameError
 
 BUILTIN_PLUGIN = "saebench_sanity.builtin"
+#: the ``package`` of plugins passed to ``Registry(extra_plugins=...)`` (no installed distribution)
+IN_PROCESS = "(in-process)"
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,7 @@ class Registry:
             self._load_entry_points()
         for plugin in extra_plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
-            self._register_plugin(name, plugin, package="(in-process)", version="")
+            self._register_plugin(name, plugin, package=IN_PROCESS, version=str(getattr(plugin, "__version__", "") or ""))
         self._collect()
 
     # -- loading -------------------------------------------------------------------------------
@@ -149,17 +162,37 @@ class Registry:
                     self.problems.append(PluginProblem(plugin_name, f"hook {kind.hook} raised {type(exc).__name__}: {exc}; fix the plugin or uninstall {info.package if info else 'it'}"))
 
     def _add(self, kind: Kind, spec: Any, plugin_name: str, info: PluginInfo | None) -> None:
+        """Register one item, or record why not as a problem of ``plugin_name``. Never raises:
+        one bad item must not cost the plugin the items it registers after it."""
         cls = kind.spec_class
         if not isinstance(spec, cls):
-            raise PluginError(f"registered a {type(spec).__name__} through {kind.hook}; it must register {cls.__name__} objects")
+            self.problems.append(PluginProblem(plugin_name, f"registered a {type(spec).__name__} through {kind.hook}; it must register {cls.__name__} objects"))
+            return
+        what = f"{kind.name.replace('_', ' ')} {spec.name!r}"
+        invalid = spec_problems(kind.name, spec)
+        if invalid:
+            self.problems.append(PluginProblem(plugin_name, f"{what} is not registered: {'; '.join(invalid)}"))
+            return
         existing = self.items[kind.name].get(spec.name)
         if existing is not None:
-            raise PluginError(f"{kind.name} name {spec.name!r} is already registered by plugin {existing.plugin!r} ({existing.package}); rename it in one of them")
+            self.problems.append(PluginProblem(plugin_name, f"{kind.name} name {spec.name!r} is already registered by plugin {existing.plugin!r} ({existing.package}); rename it in one of them"))
+            return
         object.__setattr__(spec, "plugin", plugin_name)
         object.__setattr__(spec, "package", info.package if info else "?")
         self.items[kind.name][spec.name] = spec
 
     # -- queries -------------------------------------------------------------------------------
+    def origin(self, spec: Any) -> tuple[str, str]:
+        """``(distribution, version)`` of the installed package whose plugin registered ``spec``
+        (``("saebench-sanity", <version>)`` for built-ins). An in-process plugin (tests, notebooks)
+        has no distribution: ``("(in-process) <plugin name>", <its module's __version__ or "">)``."""
+        info = self.plugins.get(getattr(spec, "plugin", ""))
+        if info is None:
+            return (getattr(spec, "package", "") or "?", "")
+        if info.package == IN_PROCESS:
+            return (f"{IN_PROCESS} {info.name}", info.version)
+        return (info.package, info.version)
+
     def raise_problems(self) -> None:
         if self.problems:
             raise PluginError("; ".join(str(p) for p in self.problems))
@@ -178,6 +211,70 @@ class Registry:
 
     def all_items(self) -> list[Any]:
         return [spec for kind in KINDS for spec in sorted(self.items[kind].values(), key=lambda s: s.name)]
+
+
+_REF_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def _factory_problem(factory: Any) -> str | None:
+    if callable(factory):
+        return None
+    if isinstance(factory, str) and _REF_RE.match(factory):
+        return None  # imported when the item is used (keeps `saebench list` free of torch)
+    if factory in ("", None):
+        return "it has no factory (give a callable or 'package.module:attribute')"
+    return f"factory {factory!r} is neither callable nor a 'package.module:attribute' reference"
+
+
+def spec_problems(kind: str, spec: Any) -> list[str]:
+    """What is wrong with ``spec`` as an item of ``kind`` (empty when it can be used): the checks
+    that would otherwise fail only when a run reaches the item. Cheap on purpose: nothing is
+    imported (factory references are checked for their form, not resolved)."""
+    out: list[str] = []
+    why = _factory_problem(getattr(spec, "factory", None))
+    if why:
+        out.append(why)
+    for attr in ("params", "training"):
+        value = getattr(spec, attr, {})
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            out.append(f"{attr} must be a dict with string keys, not {type(value).__name__}")
+    if kind == "architecture":
+        from saebench_sanity.architectures.base import ROLES
+
+        roles = getattr(spec, "roles", None)
+        if not isinstance(roles, dict) or not roles:
+            out.append(f"it declares no roles (map every nn.Parameter name of the built SAE to one of {', '.join(ROLES)})")
+        else:
+            bad = sorted(f"{k}={v!r}" for k, v in roles.items() if not isinstance(k, str) or v not in ROLES)
+            if bad:
+                out.append(f"roles {', '.join(bad)} are not among {', '.join(ROLES)}")
+            for needed in ("encoder", "decoder"):
+                if needed not in roles.values():
+                    out.append(f"no parameter has the role {needed!r} (training modes freeze tensors by role)")
+        if not isinstance(getattr(spec, "sparsity_param", ""), str):
+            out.append("sparsity_param must be a string (the hyper-parameter name that sets sparsity, or '')")
+    elif kind == "metric":
+        from saebench_sanity.metrics.base import ScoreInfo
+
+        scores = getattr(spec, "scores", None)
+        if not isinstance(scores, dict) or not scores:
+            out.append("it declares no scores (score name -> ScoreInfo(direction=...))")
+        else:
+            bad = sorted(str(k) for k, v in scores.items() if not isinstance(k, str) or not isinstance(v, ScoreInfo))
+            if bad:
+                out.append(f"scores {', '.join(bad)} are not ScoreInfo objects keyed by name")
+        needs = getattr(spec, "needs", frozenset())
+        if not isinstance(needs, (set, frozenset)) or not all(isinstance(n, str) for n in needs):
+            out.append("needs must be a frozenset of strings (e.g. frozenset({'ground_truth'}))")
+    elif kind == "training_mode":
+        for flag in ("is_baseline", "trains"):
+            if not isinstance(getattr(spec, flag, False), bool):
+                out.append(f"{flag} must be True or False")
+    elif kind == "activation_set":
+        d_in = getattr(spec, "d_in", None)
+        if d_in is not None and (isinstance(d_in, bool) or not isinstance(d_in, int) or d_in <= 0):
+            out.append(f"d_in must be a positive integer or None, not {d_in!r}")
+    return out
 
 
 _DEFAULT: Registry | None = None

@@ -94,7 +94,7 @@ class FakePlugin:
     @hookimpl
     def saebench_register_architectures(self, register):
         register(ArchitectureSpec(name="broken", description="always fails (tests)", factory=broken_arch,
-                                  roles={}, sparsity_param="k"))
+                                  roles={"W_enc": "encoder", "W_dec": "decoder"}, sparsity_param="k"))
 
     @hookimpl
     def saebench_register_metrics(self, register):

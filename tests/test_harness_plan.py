@@ -119,3 +119,70 @@ def test_per_set_architecture_tables_are_validated(fake_registry):
     bad = config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"nonesuch": {"k": 1}}}}})
     with pytest.raises(UnknownNameError, match="nonesuch"):
         config.check_names(bad, fake_registry)
+
+
+def _versioned_registry(arch_version: str, other_version: str, metric_version: str = "1.0"):
+    """The fake plugin's items plus two more in-process plugins: one contributes an architecture
+    (and a metric) with ``arch_version``, the other an unrelated mode with ``other_version``."""
+    import types
+
+    from saebench_sanity import hookimpl
+    from saebench_sanity.architectures.base import ArchitectureSpec
+    from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
+    from saebench_sanity.registry import Registry
+    from saebench_sanity.training.base import TrainingModeSpec
+    from tests.conftest import FakePlugin
+
+    archs = types.ModuleType("arch-plugin")
+    archs.__version__ = arch_version
+    archs.saebench_register_architectures = hookimpl(lambda register: register(ArchitectureSpec(
+        name="plug-arch", factory="x:y", roles={"W_enc": "encoder", "W_dec": "decoder"}, sparsity_param="k")))
+    metrics = types.ModuleType("metric-plugin")
+    metrics.__version__ = metric_version
+    metrics.saebench_register_metrics = hookimpl(lambda register: register(MetricSpec(
+        name="plug-metric", factory="x:y", scores={"s": ScoreInfo()})))
+    other = types.ModuleType("other-plugin")
+    other.__version__ = other_version
+    other.saebench_register_training_modes = hookimpl(lambda register: register(TrainingModeSpec(
+        name="plug-mode", factory="x:y")))
+    reg = Registry(load_entry_points=False, extra_plugins=[FakePlugin(), archs, metrics, other])
+    assert not reg.problems, reg.problems
+    return reg
+
+
+def test_a_plugins_version_is_part_of_the_keys_of_exactly_the_cells_and_metrics_it_contributes_to():
+    data = {**BASE, "run": {**BASE["run"], "architectures": ["topk", "plug-arch"], "modes": ["trained"],
+                            "metrics": ["reconstruction", "plug-metric"]}}
+
+    def plan(arch_v, other_v, metric_v="1.0"):
+        p = plan_for(_versioned_registry(arch_v, other_v, metric_v), data, build_sets=False)
+        return {(c.arch, c.seed): c.key for c in p.cells}, {m.name: m.key for m in p.metrics}, p
+
+    base_cells, base_metrics, p = plan("1.0", "1.0")
+    plug = next(c for c in p.cells if c.arch == "plug-arch")
+    assert ("(in-process) arch-plugin", "1.0") in plug.plugins
+    assert plug.identity()["plugins"]["(in-process) arch-plugin"] == "1.0"
+    bumped_cells, bumped_metrics, _ = plan("1.1", "1.0")
+    assert {k for k in base_cells if base_cells[k] != bumped_cells[k]} == {("plug-arch", 0), ("plug-arch", 1)}
+    assert bumped_metrics == base_metrics  # the architecture's plugin does not score anything
+    assert plan("1.0", "9.9")[:2] == (base_cells, base_metrics)  # the unrelated mode's plugin: nothing changes
+    cells_m, metrics_m, _ = plan("1.0", "1.0", metric_v="2.0")
+    assert cells_m == base_cells  # a metric's version never retrains
+    assert metrics_m["plug-metric"] != base_metrics["plug-metric"]
+    assert metrics_m["reconstruction"] == base_metrics["reconstruction"]
+
+
+def test_built_in_cells_keep_keys_without_plugin_versions(fake_registry):
+    """Built-in items add no ``plugins`` entry (their package version is in code_version), so
+    results stored before plugin versions entered the keys are still found."""
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.registry import Registry
+
+    reg = Registry(load_entry_points=False)
+    data = {"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained", "frozen_decoder"],
+                    "seeds": [0], "metrics": ["reconstruction"]}, "training": {"steps": 10, "batch_size": 32}}
+    plan = build_plan(config.from_dict(data), reg, build_sets=False)
+    for cell in plan.cells:
+        assert cell.plugins == () and "plugins" not in cell.key_material() and "plugins" not in cell.identity()
+        assert cell.key == stable_hash(cell.key_material())[:24]
+    assert plan.metrics[0].key == metric_key("reconstruction", plan.metrics[0].params)

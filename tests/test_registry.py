@@ -5,10 +5,15 @@ import types
 import pytest
 
 from saebench_sanity import hookimpl
+from saebench_sanity.activations.base import ActivationSetSpec
 from saebench_sanity.architectures.base import ArchitectureSpec
 from saebench_sanity.errors import PluginError, UnknownNameError
 from saebench_sanity.registry import KINDS, Registry
+from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
 from saebench_sanity.training.base import TrainingModeSpec
+
+
+ROLES_OK = {"W_enc": "encoder", "W_dec": "decoder", "b_dec": "decoder_bias"}
 
 
 def _plugin(name, **hooks):
@@ -29,8 +34,8 @@ def test_builtin_architectures_and_modes_are_registered_with_their_package():
 
 def test_an_in_process_plugin_adds_items_through_the_register_callback():
     def saebench_register_architectures(register):
-        register(ArchitectureSpec(name="toy-a", factory="x:y"))
-        register(ArchitectureSpec(name="toy-b", factory="x:y"))
+        register(ArchitectureSpec(name="toy-a", factory="x:y", roles=ROLES_OK))
+        register(ArchitectureSpec(name="toy-b", factory="x:y", roles=ROLES_OK))
 
     reg = Registry(load_entry_points=False, extra_plugins=[_plugin("toyplug", saebench_register_architectures=saebench_register_architectures)])
     assert reg.problems == []
@@ -39,8 +44,8 @@ def test_an_in_process_plugin_adds_items_through_the_register_callback():
 
 def test_a_name_clash_is_reported_naming_both_plugins_and_the_rest_still_loads():
     def saebench_register_architectures(register):
-        register(ArchitectureSpec(name="topk", factory="x:y"))
-        register(ArchitectureSpec(name="fresh-arch", factory="x:y"))
+        register(ArchitectureSpec(name="topk", factory="x:y", roles=ROLES_OK))
+        register(ArchitectureSpec(name="fresh-arch", factory="x:y", roles=ROLES_OK))
 
     reg = Registry(load_entry_points=False, extra_plugins=[_plugin("clasher", saebench_register_architectures=saebench_register_architectures)])
     assert len(reg.problems) == 1
@@ -113,3 +118,67 @@ def test_an_unknown_name_points_at_plugins_that_failed_to_load():
     reg = Registry(load_entry_points=False, extra_plugins=[_plugin("brokenarch", saebench_register_architectures=saebench_register_architectures)])
     with pytest.raises(UnknownNameError, match="brokenarch failed to load"):
         reg.get("architecture", "its-arch")
+
+
+def test_a_name_clash_keeps_the_plugins_later_valid_items():
+    def saebench_register_architectures(register):
+        register(ArchitectureSpec(name="topk", factory="x:y", roles=ROLES_OK))
+        register(ArchitectureSpec(name="after-clash", factory="x:y", roles=ROLES_OK))
+
+    reg = Registry(load_entry_points=False, extra_plugins=[_plugin("clasher2", saebench_register_architectures=saebench_register_architectures)])
+    assert [p.plugin for p in reg.problems] == ["clasher2"]
+    assert reg.get("architecture", "after-clash").plugin == "clasher2"
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (lambda: ArchitectureSpec(name="no-factory", roles=ROLES_OK), "no factory"),
+    (lambda: ArchitectureSpec(name="bad-ref", factory="not a reference", roles=ROLES_OK), "neither callable"),
+    (lambda: ArchitectureSpec(name="no-roles", factory="x:y"), "declares no roles"),
+    (lambda: ArchitectureSpec(name="bad-role", factory="x:y", roles={**ROLES_OK, "W_x": "wheel"}), "W_x='wheel'"),
+    (lambda: ArchitectureSpec(name="no-decoder", factory="x:y", roles={"W_enc": "encoder"}), "'decoder'"),
+    (lambda: MetricSpec(name="no-scores", factory="x:y"), "declares no scores"),
+    (lambda: MetricSpec(name="bad-scores", factory="x:y", scores={"s": "higher"}), "not ScoreInfo"),
+    (lambda: MetricSpec(name="bad-needs", factory="x:y", scores={"s": ScoreInfo()}, needs={"model": 1}), "needs must be"),
+    (lambda: TrainingModeSpec(name="bad-params", factory="x:y", params=["a"]), "params must be a dict"),
+    (lambda: ActivationSetSpec(name="bad-width", factory="x:y", d_in=0), "d_in must be"),
+])
+def test_an_invalid_spec_is_a_named_problem_and_the_plugins_valid_items_still_register(bad, fragment):
+    """Each item is validated at registration; an invalid one is skipped, named with its plugin,
+    kind and name, and the items the plugin registers after it are kept."""
+    spec = bad()
+    kind = spec.kind
+
+    def hook(register):
+        register(spec)
+        register(MetricSpec(name="valid-after", factory="x:y", scores={"s": ScoreInfo()}))
+
+    hooks = {KINDS[kind].hook: hook}
+    if kind != "metric":  # the valid item goes through the metric hook
+        hooks["saebench_register_metrics"] = lambda register: register(MetricSpec(name="valid-after", factory="x:y", scores={"s": ScoreInfo()}))
+        hooks[KINDS[kind].hook] = lambda register: register(spec)
+    reg = Registry(load_entry_points=False, extra_plugins=[_plugin("invalidplug", **hooks)])
+    assert len(reg.problems) == 1, reg.problems
+    message = str(reg.problems[0])
+    assert "invalidplug" in message and repr(spec.name) in message and fragment in message and "\n" not in message
+    assert spec.name not in reg.names(kind)
+    assert reg.get("metric", "valid-after").plugin == "invalidplug"
+
+
+def test_every_builtin_and_example_plugin_item_passes_validation():
+    from saebench_sanity.registry import spec_problems
+
+    reg = Registry(load_entry_points=True)
+    assert [p for p in reg.problems] == []
+    for spec in reg.all_items():
+        assert spec_problems(spec.kind, spec) == [], spec.name
+
+
+def test_origin_names_the_distribution_and_version_of_each_items_plugin():
+    from saebench_sanity import __version__
+
+    module = _plugin("versioned", saebench_register_architectures=lambda register: register(
+        ArchitectureSpec(name="v-arch", factory="x:y", roles=ROLES_OK)))
+    module.__version__ = "2.5"
+    reg = Registry(load_entry_points=False, extra_plugins=[module])
+    assert reg.origin(reg.get("architecture", "topk")) == ("saebench-sanity", __version__)
+    assert reg.origin(reg.get("architecture", "v-arch")) == ("(in-process) versioned", "2.5")

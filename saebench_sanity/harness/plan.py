@@ -2,9 +2,16 @@
 
 Every cell carries everything that determines its trained SAE, and a *training key* that is the
 stable hash of exactly that (set manifest hash, architecture + resolved params, mode + resolved
-params, seed, d_sae, target L0, training config, package + hookspec version). Metric results are
-keyed separately (metric name + resolved params hash), so adding a metric or changing its
-parameters scores the existing checkpoints without retraining anything.
+params, seed, d_sae, target L0, training config, package + hookspec version, and the distribution
+name and version of every plugin that contributes the cell's set, architecture or mode). Metric
+results are keyed separately (metric name + resolved params hash, and the metric's plugin
+distribution and version), so adding a metric or changing its parameters scores the existing
+checkpoints without retraining anything, and a new release of a plugin never reuses what its
+previous code computed.
+
+Built-in items contribute the ``saebench-sanity`` version, which every key already holds
+(:func:`code_version`); only items of other distributions add a ``plugins`` entry, so the keys
+of built-in cells stay what they were.
 
 Building a plan builds each activation set once (its manifest hash is part of the keys) and
 validates its data at the edge: eval activations and one training batch must be finite
@@ -34,6 +41,17 @@ def code_version() -> dict[str, Any]:
     return {"package": __version__, "hookspec": HOOKSPEC_VERSION, "store_format": STORE_FORMAT}
 
 
+def plugin_versions(registry: Any, specs: list[Any]) -> tuple[tuple[str, str], ...]:
+    """Sorted ``(distribution, version)`` of the plugins that registered ``specs``, leaving out the
+    built-in package (its version is in :func:`code_version`). A registry without ``origin``
+    (a stand-in in tests) contributes nothing."""
+    origin = getattr(registry, "origin", None)
+    if origin is None:
+        return ()
+    found = {origin(spec) for spec in specs}
+    return tuple(sorted(o for o in found if o != ("saebench-sanity", __version__)))
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (set, architecture, mode, seed) training job.
@@ -59,6 +77,8 @@ class Cell:
     trains: bool = True
     #: training precision (``run.dtype``); the device is not part of a cell (``saebench_sanity.devices``)
     dtype: str = "float32"
+    #: ``(distribution, version)`` of the non-built-in plugins behind the set, architecture and mode
+    plugins: tuple[tuple[str, str], ...] = ()
     key: str = ""
 
     @property
@@ -66,7 +86,7 @@ class Cell:
         return f"{self.set_name}/{self.arch}/{self.mode}/s{self.seed}"
 
     def key_material(self) -> dict[str, Any]:
-        return {
+        material = {
             "set": {"name": self.set_name, "manifest": self.set_manifest_hash},
             "architecture": {"name": self.arch, "params": self.arch_params},
             "mode": {"name": self.mode, "params": self.mode_params},
@@ -77,6 +97,9 @@ class Cell:
             "dtype": self.dtype,
             "code": code_version(),
         }
+        if self.plugins:  # absent for built-in-only cells: their keys predate plugin versions
+            material["plugins"] = [list(p) for p in self.plugins]
+        return material
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description stored with every result."""
@@ -84,7 +107,8 @@ class Cell:
                 "d_sae": self.d_sae, "target_l0": self.target_l0, "arch_params": self.arch_params,
                 "mode_params": self.mode_params, "training": dataclasses.asdict(self.training),
                 "set_manifest_hash": self.set_manifest_hash, "is_baseline": self.is_baseline,
-                "trains": self.trains, "dtype": self.dtype}
+                "trains": self.trains, "dtype": self.dtype,
+                **({"plugins": {d: v for d, v in self.plugins}} if self.plugins else {})}
 
 
 @dataclass(frozen=True)
@@ -97,9 +121,14 @@ class MetricPlan:
     key: str
 
 
-def metric_key(name: str, params: dict[str, Any]) -> str:
-    """``name:<12 hex>`` of the metric's resolved parameters (a judge identity goes in params)."""
-    return f"{name}:{stable_hash({'name': name, 'params': params})[:12]}"
+def metric_key(name: str, params: dict[str, Any], plugins: tuple[tuple[str, str], ...] = ()) -> str:
+    """``name:<12 hex>`` of the metric's resolved parameters (a judge identity goes in params) and,
+    for a metric of another distribution than saebench-sanity, that distribution and version
+    (``plugin_versions``)."""
+    material: dict[str, Any] = {"name": name, "params": params}
+    if plugins:
+        material["plugins"] = [list(p) for p in plugins]
+    return f"{name}:{stable_hash(material)[:12]}"
 
 
 @dataclass
@@ -167,7 +196,7 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
         spec = registry.get("metric", name)
         params = {**spec.params, **cfg.metric_params.get(name, {})}
         metric_plans.append(MetricPlan(name=name, params=params, needs=frozenset(spec.needs),
-                                       key=metric_key(name, params)))
+                                       key=metric_key(name, params, plugin_versions(registry, [spec]))))
 
     built: dict[str, Any] = {}
     cells: list[Cell] = []
@@ -200,6 +229,6 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
                                 target_l0=target_l0, arch_params=arch_params, arch_overrides=overrides,
                                 mode_params=mode_params, training=training, set_manifest_hash=manifest,
                                 is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains),
-                                dtype=cfg.dtype)
+                                dtype=cfg.dtype, plugins=plugin_versions(registry, [set_spec, arch_spec, mode_spec]))
                     cells.append(dataclasses.replace(cell, key=stable_hash(cell.key_material())[:24]))
     return Plan(config=cfg, cells=cells, metrics=metric_plans, sets=built)
