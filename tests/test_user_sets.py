@@ -8,7 +8,6 @@ Offline: a tiny random Llama saved to a local folder and a local corpus folder.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

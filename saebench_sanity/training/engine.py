@@ -514,7 +514,6 @@ class CohortProgram:
     # -- reading results ----------------------------------------------------------------------------
     def read_interval(self) -> list[dict[str, float]]:
         """Per member, the interval means since the last read (one device read)."""
-        import torch
 
         keys = list(self.acc_keys)
         if self.acc_sum is None or self.acc_n == 0:
@@ -535,7 +534,6 @@ class CohortProgram:
 
     def finish_member(self, pos: int) -> tuple[float, float]:
         """Write member ``pos`` back into its sae; return ``(dead_fraction, l0_train)``."""
-        import torch
 
         sae = self.tracks[pos].member.sae
         p = {n: v[pos:pos + 1].detach() for n, v in self.params().items()}
@@ -630,7 +628,6 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
     (the solo path keeps sae-lens's own CPU / sae dtype). ``progress(step, max_steps, n_active)``
     is called at every curve point.
     """
-    import torch
 
     from saebench_sanity.training.batched import batched_for
     from saebench_sanity.training.trainer import check_batch
