@@ -77,3 +77,45 @@ def resolve_dtype(dtype: str, device: str, option: str = "dtype") -> Any:
     if dtype == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"{option} = 'bfloat16' is not supported by {device}; use float32")
     return getattr(torch, dtype)
+
+
+def module_device(obj: Any) -> Any:
+    """The torch device an SAE or model lives on: its first parameter's (also through the wrappers
+    metrics put around SAEs, which keep the wrapped one as ``.sae``); CPU when it has none."""
+    import torch
+
+    seen = 0
+    while obj is not None and seen < 8:  # wrappers of wrappers, bounded
+        params = getattr(obj, "parameters", None)
+        if callable(params):
+            first = next(iter(params()), None)
+            if first is not None:
+                return first.device
+        w = getattr(obj, "W_dec", None)
+        if isinstance(w, torch.Tensor):
+            return w.device
+        obj, seen = getattr(obj, "__dict__", {}).get("sae"), seen + 1
+    return torch.device("cpu")
+
+
+_ON_DEVICE: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def model_on(model: Any, device: Any) -> Any:
+    """``model`` on ``device``: the model itself when it is already there (so CPU scoring runs on
+    the very object it ran on before), else a copy moved there, made once per process per
+    (model, device) and shared by every metric and the local judge. The original stays where it
+    was: training data, harvest and other processes may read it."""
+    import copy
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if module_device(model) == device:
+        return model
+    key = (id(model), str(device))
+    if key not in _ON_DEVICE:  # the original is kept in the value, so its id cannot be reused
+        _ON_DEVICE[key] = (model, copy.deepcopy(model).to(device))
+    return _ON_DEVICE[key][1]

@@ -94,14 +94,17 @@ def score_infos(registry: Any, name: str) -> dict[str, dict[str, Any]]:
 
 def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     keep = ("steps", "seconds", "converged", "convergence", "dead_fraction", "l0_train", "final_loss")
-    return {k: info.get(k) for k in keep}
+    # where and in what precision it trained: recorded since device selection exists (older
+    # checkpoints lack them; leaving them out keeps their cached records unchanged)
+    return {**{k: info.get(k) for k in keep}, **{k: info[k] for k in ("device", "dtype") if k in info}}
 
 
-def _train_info(cell: Cell, result: Any) -> dict[str, Any]:
-    """The checkpoint's ``train.json`` for one trained cell (``result``: a ``TrainResult``)."""
+def _train_info(cell: Cell, result: Any, device: str = "cpu") -> dict[str, Any]:
+    """The checkpoint's ``train.json`` for one trained cell (``result``: a ``TrainResult``;
+    ``device``: the resolved device it trained on)."""
     loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
     return {
-        "key": cell.key, "cell": cell.identity(), "code": code_version(),
+        "key": cell.key, "cell": cell.identity(), "code": code_version(), "device": str(device), "dtype": cell.dtype,
         "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
         "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
         "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
@@ -149,7 +152,7 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
         if isinstance(result, BaseException):  # this member failed (diverged); the others are saved
             infos[cell.key] = {"error": result}
             continue
-        info = _train_info(cell, result)
+        info = _train_info(cell, result, device)
         reporter.phase(cell, "saving")
         # the set's normalization is folded into the saved weights: checkpoints take raw activations
         store.write_checkpoint(cell.key, lambda path, r=result, c=cell: save_checkpoint(
@@ -177,11 +180,13 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
              registry: Any, *, force: bool = False, reporter: Any = None,
-             trained: dict[str, Any] | None = None) -> CellOutcome:
+             trained: dict[str, Any] | None = None, device: str = "cpu") -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell.
 
     ``trained``: this cell's train info when its cohort trained it just now (``run_cohort``), or
-    ``{"error": exception}`` when its training failed there."""
+    ``{"error": exception}`` when its training failed there. ``device``: the resolved device the
+    cell trains and is scored on (its checkpoint is loaded there; each metric entry records the
+    ``device`` and ``dtype`` it was scored in)."""
     reporter = reporter or NullReporter()
     loaded = None if force else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
@@ -196,7 +201,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
             out.trained_now = True
         elif force or not store.has_checkpoint(cell.key):
             reporter.phase(cell, "training")
-            info = _train_and_save([cell], aset, store, registry, reporter)[cell.key]
+            info = _train_and_save([cell], aset, store, registry, reporter, device=device)[cell.key]
             if "error" in info:
                 raise info["error"]
             out.trained_now = True
@@ -239,8 +244,9 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                     from saebench_sanity.metrics.base import MetricContext
 
                     # metrics score on the set's served activations; a checkpoint takes raw ones
-                    sae = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(cell.key)), aset)
-                    ctx = MetricContext(sae, aset, eval_acts())
+                    sae = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
+                    ctx = MetricContext(sae, aset, eval_acts(), device=device)
+                entry.update(device=ctx.device, dtype=ctx.dtype)
                 scores = registry.get("metric", mp.name).compute(ctx, **mp.params)
                 info_by_score = score_infos(registry, mp.name)
                 unknown = set(scores) - set(info_by_score)
@@ -299,7 +305,10 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
     """Train the cells of one cohort (``cohorts``) that have no checkpoint yet as one program, then
     score and store each cell (``run_cell``). A cell whose training failed is recorded as failed;
     the others of its cohort go on. ``on_done(cell, outcome)`` is called as each cell is stored."""
+    from saebench_sanity.devices import resolve_device
+
     reporter = reporter or NullReporter()
+    device = resolve_device(device, "run.device")  # "auto"/"cuda" -> the device string torch uses here
     todo = [c for c in cells if force or not store.has_checkpoint(c.key)]
     infos: dict[str, dict[str, Any]] = {}
     if todo:
@@ -314,7 +323,7 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
     outcomes = []
     for cell in cells:
         outcome = run_cell(cell, metrics, aset, eval_acts, store, registry, force=force,
-                           reporter=reporter, trained=infos.get(cell.key))
+                           reporter=reporter, trained=infos.get(cell.key), device=device)
         if on_done is not None:
             on_done(cell, outcome)
         outcomes.append(outcome)

@@ -48,7 +48,8 @@ def tiny_random_lm(seed: int = 0, d_model: int = 32, n_layers: int = 2, vocab_si
 
 def _load(model: str) -> tuple[Any, Any, dict]:
     """One copy per process, shared with the real activation sets (``load_model_cached``), so
-    the default judge and the default set's model are the same object in memory."""
+    the default judge and the default set's model are the same object in memory (on another
+    device: the one copy there that metrics use too, ``devices.model_on``)."""
     from saebench_sanity.activations.real import load_model_cached
 
     with _LOCK:
@@ -112,9 +113,10 @@ def yes_no_logodds(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]
     limit = getattr(model.config, "max_position_embeddings", 2048)
     seqs = [chat_ids(tokenizer, m)[-limit:] for m in prompts]
     out: list[float] = []
+    dev = model.device
     with torch.inference_mode():
         for start in range(0, len(seqs), batch_size):
-            ids, mask, pos = left_padded(seqs[start:start + batch_size], pad)
+            ids, mask, pos = (t.to(dev) for t in left_padded(seqs[start:start + batch_size], pad))
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False,
                            logits_to_keep=1).logits[:, -1].float()
             logp = torch.log_softmax(logits, -1)
@@ -132,11 +134,12 @@ def chat_generate_many(model: Any, tokenizer: Any, prompts: list[list[dict[str, 
     limit = getattr(model.config, "max_position_embeddings", 2048) - max_tokens
     seqs = [chat_ids(tokenizer, m)[-limit:] for m in prompts]
     out: list[str] = []
+    dev = model.device
     with torch.inference_mode():
         for start in range(0, len(seqs), batch_size):
-            ids, mask, _ = left_padded(seqs[start:start + batch_size], pad)
+            ids, mask, _ = (t.to(dev) for t in left_padded(seqs[start:start + batch_size], pad))
             gen = model.generate(ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False, pad_token_id=pad)
-            out += [tokenizer.decode(row[ids.shape[1]:], skip_special_tokens=True).strip() for row in gen]
+            out += [tokenizer.decode(row[ids.shape[1]:].tolist(), skip_special_tokens=True).strip() for row in gen]
     return out
 
 
@@ -144,24 +147,34 @@ class LocalJudge(Judge):
     """A transformers causal LM as judge (greedy, temperature 0). One model per process and name.
 
     Answers text prompts by greedy generation (batched in :meth:`complete_many`) and yes/no
-    questions from its next-token distribution (:meth:`yes_logodds`)."""
+    questions from its next-token distribution (:meth:`yes_logodds`). ``device``: where the model
+    runs (``"cpu"`` default; the ``autointerp`` metric sets the scoring device through
+    :meth:`use_device`); the model is moved there once per process."""
 
     plugin = "local"
     scores_yes_no = True
 
-    def __init__(self, model: str = "default", loaded: tuple[Any, Any] | None = None) -> None:
+    def __init__(self, model: str = "default", loaded: tuple[Any, Any] | None = None, device: str = "cpu") -> None:
         self._loaded = loaded
+        self.device = str(device)
         if loaded is not None and model == "default":
             model = f"in-process:{type(loaded[0]).__name__}"
         self.model = model if model != "default" else "smollm2-135m-instruct"
         self._name = model
         self._lock = threading.Lock()
 
+    def use_device(self, device: str) -> None:
+        """Run the model on ``device`` from now on (a resolved device string, e.g. ``"cuda:0"``)."""
+        self.device = str(device)
+
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
             m, t, _ = _load(self._name)
             self._loaded = (m, t)
-        return self._loaded
+        from saebench_sanity.devices import model_on
+
+        m, t = self._loaded
+        return model_on(m, self.device), t
 
     def _run(self, what: str, fn: Any, prompts: Any, *args: Any) -> Any:
         """``fn(model, tokenizer, prompts, *args)`` under the lock (generation is not re-entrant
@@ -188,6 +201,7 @@ class LocalJudge(Judge):
         return self._run("score yes/no", yes_no_logodds, prompts)
 
 
-def build(model: str = "default") -> LocalJudge:
-    """Factory of the registered ``local`` judge."""
-    return LocalJudge(model=model)
+def build(model: str = "default", device: str = "cpu") -> LocalJudge:
+    """Factory of the registered ``local`` judge (``device``: where its model runs; the
+    ``autointerp`` metric moves it to the scoring device)."""
+    return LocalJudge(model=model, device=device)

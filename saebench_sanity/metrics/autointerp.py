@@ -252,16 +252,20 @@ def heldout_contexts(lm: Any, n_contexts: int, ctx_len: int) -> Any:
 
 def _latent_acts(sae: Any, acts: Any, keep: Any, latents: list[int] | None, batch: int = 64) -> Any:
     """SAE activations ``[n, L, len(latents)]`` (or max over tokens ``[n, d_sae]`` when
-    ``latents`` is None), zero at masked positions."""
+    ``latents`` is None), zero at masked positions; computed on the SAE's device, returned on
+    ``acts``'s."""
     import torch
 
+    from saebench_sanity.devices import module_device
+
+    dev = module_device(sae)
     out = []
     with torch.no_grad():
         for a, k in zip(acts.split(batch), keep.split(batch)):
-            z = sae.encode(a.reshape(-1, a.shape[-1])).reshape(a.shape[0], a.shape[1], -1).float()
-            z = z * k.unsqueeze(-1)
+            z = sae.encode(a.reshape(-1, a.shape[-1]).to(dev)).reshape(a.shape[0], a.shape[1], -1).float()
+            z = z * k.to(dev).unsqueeze(-1)
             out.append(z.amax(1) if latents is None else z[:, :, latents])
-    return torch.cat(out)
+    return torch.cat(out).to(acts.device)
 
 
 _CONTEXTS: dict[tuple, tuple[Any, Any, list[list[str]]]] = {}
@@ -316,7 +320,11 @@ def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
     from saebench_sanity.registry import get_registry
 
     reg = ctx.extras.get("registry") or get_registry()
-    return reg.get("judge", judge).build(**(judge_params or {}))
+    built = reg.get("judge", judge).build(**(judge_params or {}))
+    use_device = getattr(built, "use_device", None)  # a judge that runs a model here (local) follows the scoring device
+    if callable(use_device) and getattr(ctx, "device", None) is not None:
+        use_device(ctx.device)
+    return built
 
 
 #: seconds the metric may spend per SAE (examples + judge) before it gives up: the default suite's

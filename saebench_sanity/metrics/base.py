@@ -84,30 +84,62 @@ class MetricContext:
     """Everything a metric may read about one cell, with shared work cached.
 
     Attributes:
-        sae: the trained sae-lens SAE (eval mode).
+        sae: the trained sae-lens SAE (eval mode), on ``device``.
         activation_set: the cell's ``ActivationSet``.
-        eval_acts: held-out activations ``[n_eval, d_in]``.
+        eval_acts: held-out activations ``[n_eval, d_in]`` (CPU; moved to ``device`` chunk by chunk).
+        device: where metrics run the SAE and the language model (``"cpu"``, ``"cuda:0"``, ``"mps"``):
+            the SAE's own device unless given. Reductions may still move results to the CPU (in
+            float64); no metric moves the SAE or the model off this device.
         extras: anything the harness adds (judge, labels...).
     """
 
-    def __init__(self, sae: Any, activation_set: Any, eval_acts: Any, batch_size: int = 4096, **extras: Any) -> None:
+    def __init__(self, sae: Any, activation_set: Any, eval_acts: Any, batch_size: int = 4096,
+                 device: Any = None, **extras: Any) -> None:
+        from saebench_sanity.devices import module_device
+
         self.sae = sae
         self.activation_set = activation_set
         self.eval_acts = eval_acts
         self.batch_size = batch_size
+        self.device = str(device if device is not None else module_device(sae))
         self.extras = extras
+
+    @property
+    def dtype(self) -> str:
+        """The SAE's parameter dtype (``"float32"``...), recorded with every metric's result."""
+        w = getattr(self.sae, "W_dec", None)
+        return str(getattr(w, "dtype", "unknown")).replace("torch.", "")
+
+    def resource(self, need: str) -> Any:
+        """The activation set's ``resource(need)`` with its language model (a ``model`` attribute)
+        on ``device`` (``devices.model_on``: moved once per process, the set's own copy untouched)."""
+        import copy
+
+        from saebench_sanity.devices import model_on
+
+        res = self.activation_set.resource(need)
+        model = getattr(res, "model", None)
+        if model is None or not hasattr(model, "parameters"):
+            return res
+        moved = model_on(model, self.device)
+        if moved is model:
+            return res
+        res = copy.copy(res)
+        res.model = moved
+        return res
 
     @cached_property
     def feature_acts(self) -> Any:
-        """SAE latent activations on ``eval_acts``: ``[n_eval, d_sae]``."""
+        """SAE latent activations on ``eval_acts``: ``[n_eval, d_sae]`` (on ``device``)."""
         import torch
 
         with torch.no_grad():
-            return torch.cat([self.sae.encode(chunk) for chunk in self.eval_acts.split(self.batch_size)])
+            return torch.cat([self.sae.encode(chunk.to(self.device))
+                              for chunk in self.eval_acts.split(self.batch_size)])
 
     @cached_property
     def reconstruction(self) -> Any:
-        """SAE reconstruction of ``eval_acts``: ``[n_eval, d_in]``."""
+        """SAE reconstruction of ``eval_acts``: ``[n_eval, d_in]`` (on ``device``)."""
         import torch
 
         with torch.no_grad():

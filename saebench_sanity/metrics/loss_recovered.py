@@ -124,7 +124,7 @@ def sae_replacement(sae: Any, normalizer: Any, excluded_token_ids: list[int]) ->
 
     def replace(x: Any, ids: Any) -> Any:
         recon = normalizer.undo(sae.decode(sae.encode(normalizer.apply(x)))).to(x.dtype)
-        keep = ~torch.isin(ids, special) if special.numel() else torch.ones_like(ids, dtype=torch.bool)
+        keep = _kept(ids.to(x.device), special)
         return torch.where(keep[..., None], recon, x)
 
     return replace
@@ -145,8 +145,8 @@ def mean_replacement(mean: Any, excluded_token_ids: list[int]) -> Callable[[Any,
     special = torch.tensor(sorted(excluded_token_ids), dtype=torch.int64)
 
     def replace(x: Any, ids: Any) -> Any:
-        keep = ~torch.isin(ids, special) if special.numel() else torch.ones_like(ids, dtype=torch.bool)
-        return torch.where(keep[..., None], mean.to(x.dtype).expand_as(x), x)
+        keep = _kept(ids.to(x.device), special)
+        return torch.where(keep[..., None], mean.to(device=x.device, dtype=x.dtype).expand_as(x), x)
 
     return replace
 
@@ -156,8 +156,24 @@ def scored_positions_mean(clean: Any, ids: Any, excluded_token_ids: list[int]) -
     import torch
 
     special = torch.tensor(sorted(excluded_token_ids), dtype=torch.int64)
-    keep = ~torch.isin(ids, special) if special.numel() else torch.ones_like(ids, dtype=torch.bool)
-    return clean[keep].to(torch.float64).mean(0).to(clean.dtype)
+    keep = _kept(ids.to(clean.device), special)
+    return _f64(clean[keep]).mean(0).to(device=clean.device, dtype=clean.dtype)
+
+
+def _kept(ids: Any, special: Any) -> Any:
+    """``[b, s]`` bool: True where the token is not special (``special`` may be on another device)."""
+    import torch
+
+    if not special.numel():
+        return torch.ones_like(ids, dtype=torch.bool)
+    return ~torch.isin(ids, special.to(ids.device))
+
+
+def _f64(t: Any) -> Any:
+    """``t`` in float64, where it is unless its device has no float64 (MPS: then on the CPU)."""
+    import torch
+
+    return (t.cpu() if t.device.type == "mps" else t).to(torch.float64)
 
 
 class _Reference:
@@ -182,7 +198,7 @@ class _Reference:
         p_clean, plogp, ce, n = [], [], 0.0, 0
         with torch.inference_mode():
             for rows in self._chunks():
-                lp = torch.log_softmax(self.runner.logits(self.runner.clean[rows], rows=rows).to(torch.float64), dim=-1)
+                lp = torch.log_softmax(_f64(self.runner.logits(self.runner.clean[rows], rows=rows)), dim=-1)
                 p = lp.exp()
                 plogp.append((p * lp).sum(-1))
                 p_clean.append(p.to(torch.float32))
@@ -212,7 +228,7 @@ class _Reference:
             for rows in self._chunks():
                 ids = self.contexts[rows]
                 logits = self.runner.logits(replace(self.runner.clean[rows], ids), rows=rows)
-                lq = torch.log_softmax(logits.to(torch.float64), dim=-1)
+                lq = torch.log_softmax(_f64(logits), dim=-1)
                 s, k = _ce_from_logprobs(lq, ids)
                 kl_pos = self.plogp[rows] - (self.p_clean[rows].to(torch.float64) * lq).sum(-1)
                 ce, n, kl, nk = ce + s, n + k, kl + float(kl_pos.sum()), nk + int(kl_pos.numel())
@@ -221,7 +237,7 @@ class _Reference:
 
 def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[float, int]:
     """``next_token_ce_sum`` from log-probabilities ``[b, s, V]`` already computed."""
-    nll = -logp[:, :-1].gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    nll = -logp[:, :-1].gather(-1, input_ids[:, 1:].to(logp.device).unsqueeze(-1)).squeeze(-1)
     return float(nll.sum()), int(nll.numel())
 
 
@@ -237,7 +253,7 @@ def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -
     layers after the hook point run (``models.resume``), with the same numbers as a full
     forward pass with the reconstruction spliced in (``run_with_replacement``, the reference
     path the tests compare against)."""
-    handle = ctx.activation_set.resource("model")
+    handle = ctx.resource("model") if hasattr(ctx, "resource") else ctx.activation_set.resource("model")
     contexts = handle.eval_contexts[:n_contexts]
     key = (getattr(ctx.activation_set, "name", id(ctx.activation_set)), ctx.activation_set.manifest_hash(),
            handle.hook_point, int(contexts.shape[0]), id(handle.model))

@@ -127,7 +127,7 @@ class LMHandle:
     """What the interpretability metrics read from an activation set's ``resource("model")``.
 
     Attributes:
-        model: a transformers causal LM (eval mode, CPU).
+        model: a transformers causal LM (eval mode), on the metric context's device.
         tokenizer: its tokenizer.
         hook_point: readable hook point (``"resid_post.12"``, see ``models.hook_points``).
         identity: a string that names the weights (model id + sha) for caches.
@@ -165,14 +165,15 @@ class _ScaledSAE:
 
 def lm_handle(ctx: Any) -> LMHandle:
     """The LM behind a metric context: ``ctx.extras["lm"]`` if given (tests), else the activation
-    set's ``resource("model")``; DataError (recorded as a skip) when the set has no model."""
+    set's ``resource("model")`` with the model on ``ctx.device`` (``MetricContext.resource``);
+    DataError (recorded as a skip) when the set has no model."""
     given = ctx.extras.get("lm") if hasattr(ctx, "extras") else None
     if isinstance(given, LMHandle):
         return given
     aset = ctx.activation_set
     name = getattr(aset, "name", "?")
     try:
-        h = given if given is not None else aset.resource("model")
+        h = given if given is not None else (ctx.resource("model") if hasattr(ctx, "resource") else aset.resource("model"))
     except (KeyError, NotImplementedError):
         raise DataError(f"activation set {name!r} has no language model; this metric needs a real (harvested) set") from None
     model = getattr(h, "model", None)
@@ -286,14 +287,18 @@ def _save_cached(path: Path, acts: Any, pool: Any) -> None:
 
 
 def sae_pooled(sae: Any, acts: Any, pool: Any, batch_size: int = 4096) -> Any:
-    """SAE latents mean-pooled over each example's tokens: ``[n, L, d_in]`` -> ``[n, d_sae]``."""
+    """SAE latents mean-pooled over each example's tokens: ``[n, L, d_in]`` -> ``[n, d_sae]``
+    (computed on the SAE's device, returned on ``pool``'s)."""
     import torch
+
+    from saebench_sanity.devices import module_device
 
     n, L, d = acts.shape
     flat = acts.reshape(n * L, d)
+    dev = module_device(sae)
     with torch.no_grad():
-        z = torch.cat([sae.encode(chunk) for chunk in flat.split(batch_size)])
-    return masked_mean(z.reshape(n, L, -1).float(), pool)
+        z = torch.cat([sae.encode(chunk.to(dev)) for chunk in flat.split(batch_size)])
+    return masked_mean(z.reshape(n, L, -1).float(), pool.to(dev)).to(pool.device)
 
 
 DEFAULT_TASKS = ("code_language", "name_language", "doc_topic", "city_continent")

@@ -85,18 +85,22 @@ def select_attribute_latents(z: Any, target: Sequence[Any], other: Sequence[Any]
 
 def patched_vector(sae: Any, x: Any, z_src: Any, latents: Sequence[int]) -> Any:
     """``x + decode(z') - decode(z)``: ``x`` ``[d_in]`` (or ``[n, d_in]``), ``z_src`` the source's
-    latents ``[d_sae]`` (or ``[n, d_sae]``); ``z'`` = ``encode(x)`` with ``latents`` from ``z_src``."""
+    latents ``[d_sae]`` (or ``[n, d_sae]``); ``z'`` = ``encode(x)`` with ``latents`` from ``z_src``.
+    Computed on the SAE's device, returned on ``x``'s."""
     import torch
 
+    from saebench_sanity.devices import module_device
+
+    dev = module_device(sae)
     with torch.no_grad():
         single = x.dim() == 1
-        xb = x.unsqueeze(0) if single else x
+        xb = (x.unsqueeze(0) if single else x).to(dev)
         zs = z_src.unsqueeze(0) if z_src.dim() == 1 else z_src
         z = sae.encode(xb)
         z_new = z.clone()
         idx = torch.as_tensor(list(latents), dtype=torch.long)
-        z_new[:, idx] = zs[:, idx].to(z.dtype)
-        out = xb + sae.decode(z_new) - sae.decode(z)
+        z_new[:, idx] = zs[:, idx].to(device=z.device, dtype=z.dtype)
+        out = (xb + sae.decode(z_new) - sae.decode(z)).to(x.device)
     return out[0] if single else out
 
 
@@ -231,7 +235,7 @@ def _answers(runners: _Runners, prompts: _Prompts, attr: str, rows: Sequence[int
     new = runner.clean[idx].clone()
     if patch is not None:
         pos = torch.tensor([prompts.pos[r] for r in rows])
-        new[torch.arange(len(rows)), pos] = patch.to(new.dtype)
+        new[torch.arange(len(rows)), pos] = patch.to(device=new.device, dtype=new.dtype)
     with torch.inference_mode():
         logits = runner.logits(new, rows=idx, positions=runners.last[attr][idx])
     first = torch.tensor(prompts.first_ids[attr])
@@ -278,11 +282,13 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
 
     from saebench_sanity.metrics.probing import lm_handle
 
+    from saebench_sanity.devices import module_device
+
     lm = lm_handle(ctx)
     prompts, kept, x, runners = prepare(lm, n_per_country, min_entities)
     sae = lm.sae_in_model_space(ctx.sae)
     with torch.no_grad():
-        z = sae.encode(x).float()
+        z = sae.encode(x.to(module_device(sae))).float()
     values = {a: [prompts.entities[r][1 + i] for r in kept] for i, a in enumerate(ATTRIBUTES)}
     latents = {a: select_attribute_latents(z, values[a], values[[o for o in ATTRIBUTES if o != a][0]], n_latents)
                for a in ATTRIBUTES}
@@ -295,7 +301,7 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
         base = torch.tensor([e.base for e in todo])
         src = torch.tensor([e.source for e in todo])
         with torch.no_grad():
-            new = patched_vector(sae, x[base], sae.encode(x[src]), lat)
+            new = patched_vector(sae, x[base], sae.encode(x[src].to(module_device(sae))), lat)
         return _answers(runners, prompts, queried, [kept[e.base] for e in todo], patch=new)
 
     out = cause_isolation(edits, values, answer)

@@ -68,8 +68,10 @@ def forward_from(model: Any, hook_point: str, hidden: Any, attention_mask: Any =
     import torch
 
     _, layer = parse_hook_point(hook_point)
+    device = model.lm_head.weight.device
+    mask = None if attention_mask is None else attention_mask.to(device)
     with torch.inference_mode(), _layers_after(model, layer):
-        final = model.model(inputs_embeds=hidden.to(model.dtype), attention_mask=attention_mask,
+        final = model.model(inputs_embeds=hidden.to(device=device, dtype=model.dtype), attention_mask=mask,
                             use_cache=False).last_hidden_state
         if positions is not None:
             final = final[torch.arange(final.shape[0]), positions]
@@ -79,9 +81,10 @@ def forward_from(model: Any, hook_point: str, hidden: Any, attention_mask: Any =
 class SplicedRunner:
     """Logits of fixed token contexts with the hook-point activation replaced.
 
-    ``runner.clean`` is the clean activation ``[n, seq, d]``; ``runner.logits(new)`` returns the
-    logits with ``new`` (same shape) in its place, by :func:`forward_from` when possible, else by
-    a full forward pass with ``new`` spliced in.
+    ``runner.clean`` is the clean activation ``[n, seq, d]`` float32 on the model's device
+    (``runner.device``); ``runner.logits(new)`` returns the logits (on that device) with ``new``
+    (same shape, any device) in its place, by :func:`forward_from` when possible, else by a full
+    forward pass with ``new`` spliced in. Token ids and masks may be given on any device.
     """
 
     def __init__(self, model: Any, hook_point: str, input_ids: Any, attention_mask: Any = None,
@@ -89,7 +92,12 @@ class SplicedRunner:
         self.model, self.hook_point = model, hook_point
         self.input_ids, self.attention_mask, self.batch_size = input_ids, attention_mask, batch_size
         self.resumable = can_resume(model, hook_point)
-        self.clean = record(model, hook_point, input_ids, attention_mask, batch_size=batch_size)
+        from saebench_sanity.devices import module_device
+
+        self.device = module_device(model)
+        # record() returns CPU activations; a no-op .to() on CPU, so CPU numbers are unchanged
+        dev_mask = None if attention_mask is None else attention_mask.to(self.device)
+        self.clean = record(model, hook_point, input_ids.to(self.device), dev_mask, batch_size=batch_size).to(self.device)
 
     def logits(self, new: Any, rows: Any = None, positions: Any = None) -> Any:
         """Logits for contexts ``rows`` (index tensor, default all) with the hook-point
@@ -108,10 +116,11 @@ class SplicedRunner:
                 out.append(forward_from(self.model, self.hook_point, h, m, pos))
                 continue
             with torch.inference_mode(), splice(self.model, self.hook_point, _constant(h)):
-                logits = self.model(input_ids=ids[sl], attention_mask=m, use_cache=False).logits
+                logits = self.model(input_ids=ids[sl].to(self.device), attention_mask=None if m is None else m.to(self.device),
+                                    use_cache=False).logits
             out.append(logits if pos is None else logits[torch.arange(logits.shape[0]), pos])
         return torch.cat(out)
 
 
 def _constant(value: Any) -> Callable[[Any], Any]:
-    return lambda act: value.to(act.dtype)
+    return lambda act: value.to(device=act.device, dtype=act.dtype)
