@@ -47,7 +47,8 @@ class CheckOptions:
     n_eval_tokens: int = 8_128
     context_len: int | None = None                # None: the SAE's training context (metadata), else 128
     model: str | None = None                      # None: the SAE's metadata model_name
-    device: str = "cpu"                           # where baselines train (devices.resolve_device); not in their identity
+    device: str = "cpu"                           # where baselines train and everything is scored (devices.resolve_device); not in their identity
+    dtype: str = "float32"                        # baselines' training precision (as run.dtype); part of their identity
     metrics: tuple[str, ...] | None = None      # "metric" or "metric.score" selectors; None = all
     modes: tuple[str, ...] | None = None      # baselines; None = every is_baseline mode
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -261,8 +262,10 @@ def architecture_of(sae: Any, registry: Any, name: str | None = None) -> Any:
 def _measured_l0(sae: Any, acts: Any) -> float:
     import torch
 
+    from saebench_sanity.devices import module_device
+
     with torch.no_grad():
-        return float((sae.encode(acts[:4096]) != 0).float().sum(-1).mean())
+        return float((sae.encode(acts[:4096].to(module_device(sae))) != 0).float().sum(-1).mean())
 
 
 def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, Any]]:
@@ -279,11 +282,11 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
     return (max(1, int(round(l0))) if math.isfinite(l0) and l0 > 0 else None), params
 
 
-def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any]) -> dict[str, float]:
+def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any], device: str = "cpu") -> dict[str, float]:
     from saebench_sanity.metrics.base import MetricContext
 
     sae.eval()
-    return spec.compute(MetricContext(sae, aset, eval_acts), **params)
+    return spec.compute(MetricContext(sae, aset, eval_acts, device=device), **params)
 
 
 def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
@@ -336,10 +339,11 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
     from saebench_sanity.training.cohort import train_cells
 
-    from saebench_sanity.devices import resolve_device
+    from saebench_sanity.devices import resolve_device, resolve_dtype
 
     say = progress or (lambda _msg: None)
     device = resolve_device(opts.device, "--device")  # an unavailable device: one line before any work
+    resolve_dtype(opts.dtype, device, "--dtype")  # a dtype this device cannot do: likewise
     if opts.set_name is not None:
         registry.get("activation_set", opts.set_name)  # an unknown name: one line before loading anything
     wanted_scores: dict[str, set[str] | None] = {}
@@ -363,6 +367,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                               f"{', '.join(n for n in registry.names('training_mode') if registry.get('training_mode', n).is_baseline)}")
 
     raw_sae, description, folder = load_user_sae(opts.target, opts.sae_id)
+    if device != "cpu":  # loaded on the CPU; scored where the baselines are
+        raw_sae = raw_sae.to(device)
     if opts.set_name is None:
         import dataclasses
 
@@ -397,7 +403,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     report = CheckReport(sae={"source": description, "architecture": arch.name, "d_in": int(raw_sae.cfg.d_in),
                               "d_sae": int(raw_sae.cfg.d_sae), "target_l0": target_l0,
                               "input_scale": input_scale, "set_scale": set_scale(aset),
-                              "training_source": training_source if opts.steps is None else f"with --steps {opts.steps}"},
+                              "training_source": training_source if opts.steps is None else f"with --steps {opts.steps}",
+                              "device": device, "baseline_dtype": opts.dtype},
                          set_name=opts.set_name, architecture=arch.name, baselines=mode_names)
     applicable = []
     for spec in metric_specs:
@@ -409,7 +416,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if not applicable:
         raise ConfigError(f"no chosen metric applies to activation set {opts.set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
 
-    user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}) for spec in applicable}
+    user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}, device) for spec in applicable}
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     report.training = {m.name: [] for m in modes}
@@ -419,14 +426,14 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     for seed in opts.seeds:
         keys = {m.name: baseline_key(set_manifest_hash=manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
                                      mode=m.name, seed=seed, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0,
-                                     training=training) for m in modes}
+                                     training=training, dtype=opts.dtype) for m in modes}
         todo = [m for m in modes if not store.has_checkpoint(keys[m.name])]
         if todo:
             # the baselines of one seed are one cohort: identical batches, one batched program
             say(f"training baselines {', '.join(m.name for m in todo)} seed {seed} (at most {training.max_steps} steps)")
             results = train_cells([(arch, mode, {}, seed) for mode in todo], aset, d_sae=int(raw_sae.cfg.d_sae),
                                   target_l0=target_l0, arch_overrides=arch_overrides, training=training,
-                                  device=device)
+                                  device=device, dtype=opts.dtype)
             for mode, res in zip(todo, results):
                 if isinstance(res, BaseException):
                     raise res
@@ -441,8 +448,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             key = keys[mode.name]
             info = store.load_train_info(key)
             controlled = controlled or bool(info.get("controlled"))
-            inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key)), aset)
-            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}) for spec in applicable}
+            inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key), device=device), aset)
+            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}, device) for spec in applicable}
             base_scores[mode.name].append((scores, bool(info.get("converged"))))
             base_l0[mode.name].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
             report.training[mode.name].append({"seed": int(seed), "steps": int(info.get("steps", 0)),
@@ -453,7 +460,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
     # whose baselines were steered to the user's L0 (training.match_l0)
     l0_target = (float(target_l0) if target_l0 is not None
-                 and (controlled or targets_l0(arch.name, arch.sparsity_param)) else None)
+                 and (controlled or targets_l0(arch)) else None)
     user_l0 = _final_l0(user_scores, math.nan)
     if not math.isfinite(user_l0):
         user_l0 = _measured_l0(sae, eval_acts)

@@ -48,9 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", help="model of that set (default: the SAE's metadata model_name; a hub id or folder)")
     p.add_argument("--arch", help="registered architecture to train the baselines as (needed when several share "
                    "the SAE's sae-lens class; default: the one matching the SAE's cfg)")
-    p.add_argument("--device", default="cpu", help="where the baselines train: cpu (default), auto, cuda, cuda:N or "
+    p.add_argument("--device", default="cpu", help="where the baselines train and every SAE is scored: cpu (default), auto, cuda, cuda:N or "
                    "mps (saebench_sanity/devices.py); a set built on first use harvests on the CPU (build it first "
                    "with `saebench activations build ... --device cuda`)")
+    p.add_argument("--dtype", default="float32", help="precision the baselines train in: float32 (default), float64 "
+                   "(CPU/CUDA) or bfloat16; part of a cached baseline's identity")
     p.add_argument("--cache-dir", help="where trained baselines are cached (default $SAEBENCH_CACHE/check-baselines)")
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                         cache_dir=args.cache_dir, metrics=args.metrics, modes=args.modes, seeds=args.seeds,
                         steps=args.steps, min_effect=args.min_effect, confidence=args.confidence,
                         corpus=args.corpus, n_train_tokens=args.tokens, n_eval_tokens=args.eval_tokens,
-                        context_len=args.context_len, model=args.model, device=args.device)
+                        context_len=args.context_len, model=args.model, device=args.device, dtype=args.dtype)
     from rich.console import Console
 
     console = Console(stderr=True)
