@@ -355,10 +355,18 @@ class ResultStore:
         if why is None:
             why = record_shape_problem(rec, key)
         if why is None and isinstance(seals.get(CHECKPOINT_FIELD), str):
-            state, _, stamp = self._check_checkpoint(key)
-            if state != "absent" and stamp != seals[CHECKPOINT_FIELD]:
+            # the marker names the exact files the metrics came from; whether those files are
+            # still intact is the checkpoint's own check (a record stays valid data either way)
+            marker = self.checkpoint_dir(key) / MARKER
+            try:
+                stamp = sha256_bytes(marker.read_bytes())
+            except FileNotFoundError:
+                stamp = None
+            except OSError as exc:
+                stamp, why = None, f"its checkpoint's {MARKER} is unreadable ({exc.strerror or exc})"
+            if why is None and stamp is not None and stamp != seals[CHECKPOINT_FIELD]:
                 why = (f"{STALE}: its metrics were computed from another checkpoint than the one stored "
-                       "(the cell was retrained since, or its checkpoint is damaged)")
+                       "(the cell was retrained since, or its marker was damaged)")
         return (None, why) if why is not None else (rec, None)
 
     def load_result(self, key: str) -> dict[str, Any] | None:
