@@ -70,11 +70,11 @@ def test_event_log_ignores_a_torn_last_line(tmp_path):
 def test_results_roundtrip_and_unreadable_result_counts_as_absent(tmp_path):
     st = S.ResultStore(tmp_path)
     st.write_result("k", {"status": "ok"})
-    assert st.load_result("k") == {"status": "ok"}
+    assert st.load_result("k") == {"status": "ok", "schema_version": 1}  # written with the schema version
     assert st.load_result("missing") is None
     (st.results / "bad.json").write_text("{not json")
     assert st.load_result("bad") is None
-    assert st.iter_results() == [{"status": "ok"}]
+    assert st.iter_results() == [{"status": "ok", "schema_version": 1}]
 
 
 def test_leftover_temporaries_of_a_killed_run_are_cleaned(tmp_path):

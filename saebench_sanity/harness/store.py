@@ -59,6 +59,7 @@ from saebench_sanity.io import (  # noqa: F401 - re-exported: older imports use 
     sha256_file,
 )
 from saebench_sanity.paths import safe_name
+from saebench_sanity.records import SCHEMA_FIELD, SCHEMA_VERSION, record_problem
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +355,8 @@ class ResultStore:
         rec, why, seals = unseal(data)
         if why is None:
             why = record_shape_problem(rec, key)
+        if why is None:  # every present field has its type (saebench_sanity.records)
+            why = record_problem(rec)
         if why is None and isinstance(seals.get(CHECKPOINT_FIELD), str):
             # the marker names the exact files the metrics came from; whether those files are
             # still intact is the checkpoint's own check (a record stays valid data either way)
@@ -382,16 +385,17 @@ class ResultStore:
     def write_result(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` sealed with its hash and its checkpoint's marker hash. Nothing is
         written when the file already holds this content (sealed, or a legacy record without a
-        hash: it stays as it was written)."""
+        hash: it stays as it was written, without a ``schema_version`` too)."""
         stamp = self.checkpoint_stamp(key)
-        sealed = seal(record, **({CHECKPOINT_FIELD: stamp} if stamp else {}))
+        sealed = seal({**record, SCHEMA_FIELD: SCHEMA_VERSION}, **({CHECKPOINT_FIELD: stamp} if stamp else {}))
         text = dumps(sealed)
         path = self.result_path(key)
         old, why = read_json(path) if path.is_file() else (None, "absent")
         if why is None and isinstance(old, dict):
             if dumps(old) == text:
                 return
-            if HASH_FIELD not in old and dumps(old) == dumps({k: v for k, v in sealed.items() if k not in SEAL_FIELDS}):
+            legacy = {k: v for k, v in sealed.items() if k not in SEAL_FIELDS and (k != SCHEMA_FIELD or SCHEMA_FIELD in old)}
+            if HASH_FIELD not in old and dumps(old) == dumps(legacy):
                 return
         atomic_write_text(path, text)
 

@@ -1,0 +1,81 @@
+"""Typed result records: every committed record reads as schema version 0 without being rewritten,
+new records carry the current schema version, and a wrong type is one line naming the field."""
+
+import glob
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from saebench_sanity.errors import DataError
+from saebench_sanity.harness.store import ResultStore, unseal
+from saebench_sanity.records import SCHEMA_VERSION, ResultRecord, parse_record, record_problem
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = sorted(glob.glob(str(REPO / "leaderboards" / "results" / "*" / "results" / "*.json")))
+
+
+def test_every_committed_record_is_a_complete_legacy_record():
+    assert len(COMMITTED) > 100
+    for path in COMMITTED:
+        body, why, _ = unseal(json.loads(Path(path).read_text()))
+        assert why is None, path
+        assert record_problem(body, complete=True) is None, path
+        rec = parse_record(body)
+        assert rec.schema_version == 0 and rec.is_legacy
+        assert rec.cell.set and rec.status in ("ok", "failed")
+
+
+def test_a_legacy_record_is_read_as_it_is_and_never_rewritten(tmp_path):
+    src = Path(COMMITTED[0])
+    store = ResultStore(tmp_path)
+    store.results.mkdir(parents=True)
+    dest = store.result_path(src.stem)
+    dest.write_bytes(src.read_bytes())
+    os.utime(dest, ns=(1_000_000_000, 1_000_000_000))
+    rec = store.load_result(src.stem)
+    assert rec is not None and "schema_version" not in rec
+    store.write_result(src.stem, rec)  # what a run does with a fully cached cell's unchanged record
+    assert dest.read_bytes() == src.read_bytes() and dest.stat().st_mtime_ns == 1_000_000_000
+
+
+def test_a_new_record_carries_the_schema_version_and_round_trips(tmp_path):
+    body = unseal(json.loads(Path(COMMITTED[0]).read_text()))[0]
+    store = ResultStore(tmp_path)
+    body = {**body, "metrics": {k: v for k, v in list(body["metrics"].items())[:2]}}  # changed: written anew
+    store.write_result(body["key"], body)
+    stored = json.loads(store.result_path(body["key"]).read_text())
+    assert stored["schema_version"] == SCHEMA_VERSION and "sha256" in stored
+    rec = parse_record(store.load_result(body["key"]))
+    assert rec.schema_version == SCHEMA_VERSION and not rec.is_legacy
+    again = ResultRecord.model_validate(rec.model_dump(mode="json"))
+    assert again == rec
+    for mkey, entry in body["metrics"].items():
+        assert rec.metrics[mkey].scores == entry.get("scores")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r["cell"].update(seed="1"), "'cell.seed' is '1', not an integer"),
+    (lambda r: r["cell"].update(seed=True), "'cell.seed' is True, not an integer"),
+    (lambda r: r.update(status="done"), "'status' is 'done', not 'ok' or 'failed'"),
+    (lambda r: r["training"].update(steps=12.5), "'training.steps' is 12.5, not an integer"),
+    (lambda r: next(iter(r["metrics"].values())).update(status="fine"), "not 'ok', 'skipped' or 'error'"),
+    (lambda r: r.update(schema_version=SCHEMA_VERSION + 1), "newer than this saebench-sanity reads"),
+])
+def test_a_field_of_the_wrong_type_is_one_line_naming_it_and_the_store_reads_it_as_damaged(tmp_path, edit, message):
+    body = json.loads(json.dumps(unseal(json.loads(Path(COMMITTED[0]).read_text()))[0]))
+    edit(body)
+    assert message in record_problem(body)
+    with pytest.raises(DataError, match="not a result record"):
+        parse_record(body)
+    store = ResultStore(tmp_path)
+    store.results.mkdir(parents=True)
+    store.result_path(body["key"]).write_text(json.dumps(body))  # legacy (no hash): only the types catch it
+    rec, why = store.read_result(body["key"])
+    assert rec is None and message in why and "\n" not in why
+
+
+def test_a_partial_record_reads_but_is_not_complete():
+    assert record_problem({"status": "ok"}) is None
+    assert "'key' is missing" in record_problem({"status": "ok"}, complete=True)
