@@ -436,6 +436,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from saebench_sanity.leaderboard import aggregate, render
 
+    if not args.check:  # --check only reads
+        check_writable_dir(args.out, "--out")
     name = args.name or args.family or "synthetic"
     sets = None
     if args.family:

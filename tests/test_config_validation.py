@@ -441,3 +441,9 @@ def test_a_real_run_with_an_erroring_metric_exits_3_and_names_it(tmp_path, use_f
 
     (record,) = ResultStore(tmp_path / "out").iter_results()
     assert {m["name"]: m["status"] for m in record["metrics"].values()} == {"latent-mean": "ok", "exploding": "error"}
+
+
+def test_leaderboard_refuses_an_unwritable_out_before_reading_results(tmp_path, capsys):
+    code = main(["leaderboard", "--results", str(tmp_path / "none"), "--out", "/dev/null"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: --out '/dev/null' is not a folder (it is a file or device); pass a folder path\n"
