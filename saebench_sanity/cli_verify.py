@@ -10,10 +10,10 @@ every checkpoint (a ``COMPLETE`` marker whose listed files exist and match their
 checkpoints: the files exist and parse); the planned cells of ``run.json`` that have no usable
 record. Records and checkpoints written before hashes existed are accepted when they parse.
 
-Exit codes: 0 every file is intact and every planned cell has a record; 1 at least one damaged or
-inconsistent file (one ``problem:`` line each on stdout); 3 no damaged file, but planned cells
-have no record (``missing:`` lines: an interrupted or partial run, or records kept elsewhere);
-2 bad input (``DIR`` is not a results folder).
+Exit codes: 0 every file is intact and every planned cell has a record with every planned
+metric; 1 at least one damaged or inconsistent file (one ``problem:`` line each on stdout); 3 no
+damaged file, but planned cells or metric entries are missing (``missing:`` lines: an interrupted
+or partial run, or records kept elsewhere); 2 bad input (``DIR`` is not a results folder).
 """
 
 from __future__ import annotations
@@ -52,15 +52,18 @@ def run(args: argparse.Namespace) -> int:
     busy = held_by(root / RUN_LOCK)
     if busy is not None:
         report.notes.insert(0, f"a run is writing here now ({describe(busy)}): files may change while they are read")
-    labels = report.missing
-    if report.missing and report.run is not None:  # named set/arch/mode/seed where run.json's config allows
-        from saebench_sanity.leaderboard.inputs import missing_cells
+    labels, unscored = report.missing, []
+    if report.run is not None:  # named set/arch/mode/seed where run.json's config allows
+        from saebench_sanity.leaderboard.inputs import missing_cells, missing_metrics
 
-        labels = missing_cells(report.run, report.records) or report.missing
-    code = EXIT_PROBLEMS if report.problems else EXIT_INCOMPLETE if report.missing else EXIT_CLEAN
+        if report.missing:
+            labels = missing_cells(report.run, report.records) or report.missing
+        unscored = missing_metrics(report.run, report.records)
+    code = EXIT_PROBLEMS if report.problems else EXIT_INCOMPLETE if report.missing or unscored else EXIT_CLEAN
     if args.json:
         payload = {"results": str(root), "exit_code": code, "records": report.n_records,
                    "checkpoints": report.n_checkpoints, "notes": report.notes, "missing": labels,
+                   "missing_metrics": unscored,
                    "problems": [{"path": p.path, "message": p.message, "kind": p.kind, "key": p.key}
                                 for p in report.problems]}
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -69,10 +72,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"problem: {root / p.path}: {p.message}\n")
     for label in labels:
         sys.stdout.write(f"missing: {label} (planned in {root / RUN_FILE}, no usable record)\n")
+    for label in unscored:
+        sys.stdout.write(f"missing: {label} (planned in {root / RUN_FILE}, not in the cell's record)\n")
     for note in report.notes:
         sys.stdout.write(f"note: {note}\n")
     summary = (f"{root}: {report.n_records} record(s), {report.n_checkpoints} checkpoint(s) checked; "
-               f"{len(report.problems)} problem(s), {len(report.missing)} planned cell(s) without a usable record")
+               f"{len(report.problems)} problem(s), {len(report.missing)} planned cell(s) without a usable record, "
+               f"{len(unscored)} planned metric entr{'y' if len(unscored) == 1 else 'ies'} missing")
     if report.problems:
         summary += "; `saebench run` on this folder moves the damaged items to quarantine/ and redoes their cells"
     sys.stdout.write(summary + "\n")

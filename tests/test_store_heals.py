@@ -383,3 +383,17 @@ def test_sigkills_in_the_middle_of_writes_resume_to_the_undisturbed_results(base
     assert set(store.trainings().values()) == {1} and len(store.trainings()) == 6
     assert not [p for p in out.rglob("*") if io.is_temporary(p.name)]
     assert store.verify().problems == []
+
+
+def test_verify_names_a_planned_metric_missing_from_a_record(baseline, tmp_path, capsys):
+    _, clean, _ = baseline
+    out = tmp_path / "out"
+    shutil.copytree(clean.root, out)
+    store = S.ResultStore(out)
+    key = store.result_keys()[0]
+    rec = json.loads(store.result_path(key).read_text())
+    dropped = sorted(rec["metrics"])[0]
+    del rec["metrics"][dropped]  # as a run killed before scoring that metric leaves it
+    io.atomic_write_json(store.result_path(key), S.seal(rec))
+    assert main(["verify", "--results", str(out)]) == 3
+    assert f"{rec['label']}: metric {dropped.split(':')[0]} " in capsys.readouterr().out
