@@ -364,7 +364,7 @@ def declare_user_set(name: str, recipe: dict[str, Any], root: str | Path | None 
             raise DataError(f"activation set {name!r} already exists in {str(folder)!r} and was not declared as a user "
                             f"set; give yours another name, or `saebench activations rm {name}` first")
         folder.mkdir(parents=True, exist_ok=True)
-        from saebench_sanity.harness.store import atomic_write_json
+        from saebench_sanity.io import atomic_write_json
 
         atomic_write_json(path, record)
     return _user_spec(name, params, {**recipe, **{k: recipe.get(k, v) for k, v in
