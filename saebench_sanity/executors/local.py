@@ -37,11 +37,12 @@ class LocalExecutor(Executor):
         device = resolve_device(device, "run.device")
         groups = cohorts(plan.cells)
         jobs = self.jobs
-        if jobs is None:
-            busy = sum(not fully_cached(g, plan.metrics, store, force) for g in groups)
-            jobs = max(1, min(default_jobs(), busy))
+        if jobs is None or jobs > 1:
+            busy = [not fully_cached(g, plan.metrics, store, force) for g in groups]
+            jobs = jobs or max(1, min(default_jobs(), sum(busy)))
         if jobs > 1:
-            return self._pool(plan, groups, store, registry, force=force, reporter=reporter, jobs=jobs, device=device)
+            return self._pool(plan, groups, busy, store, registry, force=force, reporter=reporter, jobs=jobs,
+                              device=device)
         return self._in_process(plan, groups, store, registry, force=force, reporter=reporter, device=device)
 
     @staticmethod
@@ -67,11 +68,11 @@ class LocalExecutor(Executor):
         return [done[c.key] for c in plan.cells if c.key in done]
 
     @staticmethod
-    def _pool(plan: Any, groups: list[list[Any]], store: Any, registry: Any, *, force: bool, reporter: Any, jobs: int,
-              device: str) -> list[Any]:
+    def _pool(plan: Any, groups: list[list[Any]], busy: list[bool], store: Any, registry: Any, *, force: bool,
+              reporter: Any, jobs: int, device: str) -> list[Any]:
         """Cohorts as process-pool tasks; this process commits each reply as it arrives."""
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         from saebench_sanity.harness.executor import _SetCache, one_line, run_cohort
 
@@ -86,32 +87,45 @@ class LocalExecutor(Executor):
                 reporter.cell_done(cell, outcome)
                 outcomes[cell.key] = outcome
 
-        cached = [g for g in groups if fully_cached(g, plan.metrics, store, force)]
+        cached = [g for g, b in zip(groups, busy) if not b]
         if cached:  # nothing to train or score: read here, no worker needed
             cache = _SetCache(registry, plan.config, plan.sets)
             for group in cached:
                 name = group[0].set_name
                 report(group, run_cohort(group, plan.metrics, cache.get(name), cache.eval_acts(name), store, registry,
                                          force=force, device=device))
-        todo = [g for g in groups if g not in cached]
+        todo = [g for g, b in zip(groups, busy) if b]
         if not todo:
             return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
                                    initargs=(threads, os.getpid()))
         try:
-            futures = {}
-            for group in todo:
-                task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
-                                    force=force, device=device)
-                futures[pool.submit(work_cohort, task)] = group
-            for fut in as_completed(futures):
-                group = futures[fut]
-                try:
-                    results = commit_reply(fut.result(), store)
-                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cohort's cells, not the run
-                    results = fail_cohort(group, store, one_line(exc),
-                                          kind="input" if _is_input_error(exc) else "bug")
-                report(group, results)
+            futures: dict[Any, list[Any]] = {}
+            waiting = iter(todo)
+
+            def submit() -> None:
+                # two tasks per worker in flight: a resumed task carries its stored checkpoints'
+                # bytes, read only when it is submitted
+                while len(futures) < 2 * jobs:
+                    group = next(waiting, None)
+                    if group is None:
+                        return
+                    task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
+                                        force=force, device=device)
+                    futures[pool.submit(work_cohort, task)] = group
+
+            submit()
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    group = futures.pop(fut)
+                    try:
+                        results = commit_reply(fut.result(), store)
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cohort's cells, not the run
+                        results = fail_cohort(group, store, one_line(exc),
+                                              kind="input" if _is_input_error(exc) else "bug")
+                    report(group, results)
+                submit()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

@@ -190,20 +190,35 @@ class RayExecutor(Executor):
             remote = ray.remote(run_cohort_task).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
                                                          retry_exceptions=False, name="saebench_cohort")
             cache = _SetCache(registry, plan.config, plan.sets)
+            todo = []
             for group in cohorts(plan.cells):
                 name = group[0].set_name
                 if fully_cached(group, plan.metrics, store, force):  # nothing to do but read: here
                     report(group, run_cohort(group, plan.metrics, cache.get(name), cache.eval_acts(name), store,
                                              registry, force=force, device="cpu"))
-                    continue
-                task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(name),
-                                    force=force, device=task_device)
-                pending[remote.remote(task)] = group
+                else:
+                    todo.append(group)
+            waiting = iter(todo)
+
+            def submit() -> None:
+                # a few tasks per slot of the cluster as it is now (nodes may join): the bytes of
+                # stored checkpoints a resumed task carries are read only when it is submitted
+                slots = ray.cluster_resources().get("GPU" if gpus else "CPU", 1)
+                while len(pending) < max(2, 2 * int(slots)):
+                    group = next(waiting, None)
+                    if group is None:
+                        return
+                    task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
+                                        force=force, device=task_device)
+                    pending[remote.remote(task)] = group
+
+            submit()
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     group = pending.pop(ref)
                     report(group, self._collect(ref, group, store))
+                submit()
         except BaseException:
             for ref in pending:  # Ctrl-C or a driver-side error: nothing left running on the cluster
                 try:
