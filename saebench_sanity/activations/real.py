@@ -194,11 +194,16 @@ class RealActivationSet(ActivationSet):
     @cached_property
     def reader(self) -> StoreReader:
         if not is_complete(self.path):
-            from rich.console import Console
+            import logging
 
-            console = Console(stderr=True)
-            console.print(f"[bold]Building activation set {self.name}[/bold] (first use) -> {self.path}")
-            self.build(console)
+            log = logging.getLogger(__name__)
+            log.warning("building activation set %s (first use) -> %s", self.name, self.path)
+            console = None
+            if log.isEnabledFor(logging.WARNING):  # the build's progress bar, unless the CLI runs --quiet
+                from rich.console import Console
+
+                console = Console(stderr=True)
+            self.build(console, progress=console is not None)
         reader = StoreReader(self.path)
         if self._expected_d_in is not None and reader.d_in != self._expected_d_in:
             raise DataError(f"activation store {str(self.path)!r} has d_in {reader.d_in}, set {self.name!r} declares "
