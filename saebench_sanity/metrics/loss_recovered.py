@@ -205,7 +205,7 @@ class _Reference:
                 s, k = _ce_from_logprobs(lp, contexts[rows])
                 ce, n = ce + s, n + k
         self.p_clean, self.plogp = torch.cat(p_clean), torch.cat(plogp)
-        self.ce_clean = ce / n
+        self.ce_clean = float(ce) / n
         self.zero = self.score(zero_replacement)
         mean = handle.mean_activation
         self.mean_source = "set" if mean is not None else "scored contexts"
@@ -231,14 +231,17 @@ class _Reference:
                 lq = torch.log_softmax(_f64(logits), dim=-1)
                 s, k = _ce_from_logprobs(lq, ids)
                 kl_pos = self.plogp[rows] - (self.p_clean[rows].to(torch.float64) * lq).sum(-1)
-                ce, n, kl, nk = ce + s, n + k, kl + float(kl_pos.sum()), nk + int(kl_pos.numel())
-        return {"ce": ce / n, "kl": kl / nk}
+                ce, n, kl, nk = ce + s, n + k, kl + kl_pos.sum(), nk + int(kl_pos.numel())
+        return {"ce": float(ce) / n, "kl": float(kl) / nk}
 
 
-def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[float, int]:
-    """``next_token_ce_sum`` from log-probabilities ``[b, s, V]`` already computed."""
+def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[Any, int]:
+    """``next_token_ce_sum`` from log-probabilities ``[b, s, V]`` already computed, the sum left
+    as a float64 scalar tensor on ``logp``'s device: callers add the chunks' sums there (the same
+    float64 additions in the same order as Python floats) and read the total once, so a GPU is
+    not synchronised per chunk."""
     nll = -logp[:, :-1].gather(-1, input_ids[:, 1:].to(logp.device).unsqueeze(-1)).squeeze(-1)
-    return float(nll.sum()), int(nll.numel())
+    return nll.sum(), int(nll.numel())
 
 
 _REFERENCES: dict[tuple, _Reference] = {}
