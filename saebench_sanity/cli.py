@@ -33,7 +33,7 @@ EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPT = 0, 1, 2, 3, 13
 EPILOG = """exit codes:
   0    success (run: every planned cell and metric is stored)
   1    unexpected error, a bug (one line; --debug shows the traceback); leaderboard --check:
-       files out of date; check: FAIL or INCONCLUSIVE
+       files out of date; check: FAIL or INCONCLUSIVE; list --strict: a plugin problem
   2    bad input, refused before any work: config, arguments, names, data, an output path that
        cannot be written; also a full disk ("free N MB")
   3    run: finished, but some cell or metric errored (the first is named; the rest are stored,
@@ -46,7 +46,7 @@ log = logging.getLogger("saebench_sanity.cli")
 #: Subcommands implemented in their own modules (each exposes ``add_parser(subparsers)`` and
 #: ``run(args) -> int``); a module that is missing simply does not add its command.
 EXTENSIONS = {"activations": "saebench_sanity.cli_activations", "check": "saebench_sanity.cli_check",
-              "verify": "saebench_sanity.cli_verify"}
+              "verify": "saebench_sanity.cli_verify", "export": "saebench_sanity.cli_export", "new-plugin": "saebench_sanity.cli_new_plugin"}
 
 
 def _extension(module: str):
@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="every registered set, architecture, mode, metric... and plugin problems")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any plugin has a problem (for a plugin's CI)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser("leaderboard", help="render leaderboard files from a results directory")
@@ -270,7 +271,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps({"items": items, "plugins": plugins, "problems": problems},
                                     indent=2, sort_keys=True, default=str) + "\n")
-        return EXIT_OK
+        return EXIT_FAIL if args.strict and problems else EXIT_OK
     from rich.table import Table
 
     from saebench_sanity.report import table_console
@@ -291,7 +292,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(ptable)
     for problem in registry.problems:
         console.print(f"[red]problem[/red] {problem}", highlight=False)
-    return EXIT_OK
+    return EXIT_FAIL if args.strict and problems else EXIT_OK
 
 
 def with_device(cfg, device: str | None, dtype: str | None):
