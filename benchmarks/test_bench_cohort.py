@@ -162,7 +162,7 @@ def test_bench_big_sparse_step(benchmark, arch):
     x = next(data.train_batches(batch, 1))
     step = _program(arch, ("trained",), data, d_sae, k, training)
     spec = ARCHS[arch]
-    sae = spec.build(d_in=d_in, d_sae=d_sae, seed=0, **apply_target_l0(arch, dict(spec.params), k))
+    sae = spec.build(d_in=d_in, d_sae=d_sae, seed=0, **apply_target_l0(spec, dict(spec.params), k))
     cfg = SAETrainerConfig(total_training_samples=training.steps * batch, train_batch_size_samples=batch,
                            lr=training.lr, lr_end=training.lr / 10, logger=LoggingConfig(log_to_wandb=False))
     trainer = SAETrainer(cfg, sae, data_provider=iter(()))

@@ -50,7 +50,7 @@ def _plain_sae_lens_trainer(arch: str):
     from saebench_sanity.architectures.sparsity import apply_target_l0
 
     spec = ARCHS[arch]
-    sae = spec.build(d_in=D_IN, d_sae=D_SAE, seed=0, **apply_target_l0(arch, dict(spec.params), TARGET_L0))
+    sae = spec.build(d_in=D_IN, d_sae=D_SAE, seed=0, **apply_target_l0(spec, dict(spec.params), TARGET_L0))
     cfg = SAETrainerConfig(total_training_samples=TRAINING.steps * BATCH, train_batch_size_samples=BATCH,
                            lr=TRAINING.lr, lr_end=TRAINING.lr / 10, logger=LoggingConfig(log_to_wandb=False))
     return SAETrainer(cfg, sae, data_provider=iter(()))

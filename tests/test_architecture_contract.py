@@ -84,3 +84,100 @@ def test_builtin_initial_weights_are_unchanged(fake_registry, arch):
     spec = fake_registry.get("architecture", arch)
     sae = spec.build(d_in=8, d_sae=16, seed=3, **resolve_arch_params(spec, 2, {}))
     assert (type(sae).__name__, _state_hash(sae)) == PINNED_INIT[arch]
+
+
+# -- behaviour by declaration, not by name -----------------------------------------------------------
+#: What each built-in declares, as a plugin would (the table in architectures/sparsity.py).
+DECLARED = {
+    "relu": ("l1_warm_up_steps", ("l1",), False), "topk": ("", (), False), "batchtopk": ("", (), True),
+    "jumprelu": ("l0_warm_up_steps", ("l0",), False), "gated": ("l1_warm_up_steps", ("l1",), False),
+    "matryoshka": ("", (), True),
+}
+
+
+def _twin(spec, **changes):
+    """The built-in declared again under another name, as a third-party plugin would register it."""
+    import dataclasses
+
+    return dataclasses.replace(spec, name=spec.name + "-twin", plugin="", package="", **changes)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_plugin_declaring_the_builtin_fields_gets_the_builtin_behaviour(fake_registry, arch):
+    import torch
+
+    from saebench_sanity.architectures.sparsity import resolve_arch_params
+    from saebench_sanity.config import TrainingConfig
+    from saebench_sanity.training.sparsity_control import sparsity_coefficients
+    from saebench_sanity.training.trainer import build_cell
+
+    spec = fake_registry.get("architecture", arch)
+    twin = _twin(spec)
+    assert resolve_arch_params(twin, 2, {}) == resolve_arch_params(spec, 2, {}) == PINNED_PARAMS[arch]
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    training = TrainingConfig(max_steps=10, batch_size=32, n_init_samples=64, sparsity_warm_up_steps=3)
+    mode = fake_registry.get("training_mode", "trained")
+    built = {}
+    for s in (spec, twin):
+        sae, _, _ = build_cell(s, mode, aset, d_sae=16, target_l0=2, arch_overrides={}, mode_params={},
+                               training=training, seed=0)
+        built[s.name] = sae
+    warm_up, coefficients, calibrates = DECLARED[arch]
+    a, b = built[spec.name], built[twin.name]
+    for name, p in a.state_dict().items():
+        assert torch.equal(p, b.state_dict()[name]), name
+    if warm_up:
+        assert getattr(a.cfg, warm_up) == getattr(b.cfg, warm_up) == 3
+    assert sparsity_coefficients(twin, b) == sparsity_coefficients(spec, a) == coefficients
+    assert (spec.calibration is not None) == calibrates
+
+
+def test_undeclared_behaviour_is_not_inherited_from_a_builtin_name(fake_registry):
+    """A spec that names the same sae-lens class but declares nothing gets nothing: no target-L0
+    mapping, no warm-up, no controlled coefficient, no calibration."""
+    import torch
+
+    from saebench_sanity.architectures.sparsity import resolve_arch_params
+    from saebench_sanity.config import TrainingConfig
+    from saebench_sanity.training.sparsity_control import sparsity_coefficients
+    from saebench_sanity.training.trainer import build_cell, train_cell
+
+    bare = {a: _twin(fake_registry.get("architecture", a), target_l0_params=None, sparsity_param="",
+                     sparsity_warm_up_param="", sparsity_coefficients=(), calibration=None) for a in ARCHS}
+    assert resolve_arch_params(bare["jumprelu"], 2, {}) == {"l0_coefficient": 1.0}
+    assert resolve_arch_params(bare["topk"], 2, {}) == {"k": 20}
+    aset = fake_registry.get("activation_set", "tiny-gauss").build()
+    training = TrainingConfig(max_steps=10, batch_size=32, n_init_samples=64, sparsity_warm_up_steps=3)
+    trained = fake_registry.get("training_mode", "trained")
+    sae, _, _ = build_cell(bare["relu"], trained, aset, d_sae=16, target_l0=2, arch_overrides={}, mode_params={},
+                           training=training, seed=0)
+    assert sae.cfg.l1_warm_up_steps == 0 and sparsity_coefficients(bare["relu"], sae) == ()
+    untrained = fake_registry.get("training_mode", "untrained")
+    kw = dict(d_sae=16, target_l0=None, arch_overrides={"k": 2}, mode_params=dict(untrained.params),
+              training=training, seed=0)
+    declared = train_cell(fake_registry.get("architecture", "batchtopk"), untrained, aset, **kw)
+    undeclared = train_cell(bare["batchtopk"], untrained, aset, **kw)
+    assert float(declared.sae.topk_threshold) > 0 and float(undeclared.sae.topk_threshold) == 0.0
+    assert torch.equal(declared.sae.W_dec, undeclared.sae.W_dec)
+
+
+def test_a_declared_coefficient_the_sae_does_not_have_is_a_plugin_error(fake_registry):
+    from saebench_sanity.errors import PluginError
+    from saebench_sanity.training.sparsity_control import sparsity_coefficients
+
+    spec = _twin(fake_registry.get("architecture", "relu"), sparsity_coefficients=("l2",))
+    sae = spec.build(d_in=8, d_sae=16, seed=0)
+    with pytest.raises(PluginError, match=r"'relu-twin' declares sparsity coefficient\(s\) \['l2'\].*\['l1'\]"):
+        sparsity_coefficients(spec, sae)
+
+
+def test_the_generic_builder_builds_any_sae_lens_architecture_and_names_unknown_ones():
+    from saebench_sanity.architectures.build import SaeLensArchitecture
+    from saebench_sanity.errors import ConfigError, PluginError
+
+    sae = SaeLensArchitecture("abstopk")(d_in=8, d_sae=16, seed=0, k=3)  # no wrapper module exists for it
+    assert type(sae).__name__ == "AbsTopKTrainingSAE" and sae.cfg.k == 3
+    with pytest.raises(ConfigError, match="architecture 'abstopk': k = 17 must be an integer in 1..d_sae"):
+        SaeLensArchitecture("abstopk")(d_in=8, d_sae=16, seed=0, k=17)
+    with pytest.raises(PluginError, match="sae-lens has no training class 'nope'; known: .*topk"):
+        SaeLensArchitecture("nope", name="mine")(d_in=8, d_sae=16, seed=0)

@@ -58,7 +58,7 @@ def test_build_is_deterministic_per_seed_and_leaves_global_rng_alone(name):
     ("relu", {"l1_coefficient": float("nan")}, "finite number"),
     ("relu", {"dtype": "float16"}, "cannot be set here"),
     ("jumprelu", {"jumprelu_sparsity_loss_mode": "cubic"}, "use one of step, tanh, quadratic"),
-    ("jumprelu", {"jumprelu_sparsity_loss_mode": "quadratic"}, "needs target_l0"),
+    ("jumprelu", {"jumprelu_sparsity_loss_mode": "quadratic"}, "target_l0 must be set"),
     ("gated", {"l1_coefficient": True}, "finite number"),
     ("matryoshka", {"group_fractions": [0.5, 0.3]}, "sum to 0.8"),
     ("matryoshka", {"matryoshka_widths": [8, 64]}, "use group_fractions"),
@@ -83,22 +83,25 @@ def test_matryoshka_group_fractions_become_cumulative_widths():
 
 
 def test_target_l0_maps_to_each_architectures_knob():
-    assert apply_target_l0("topk", {"k": 20}, 7) == {"k": 7}
-    assert apply_target_l0("batchtopk", {"k": 20}, 7)["k"] == 7
-    assert apply_target_l0("matryoshka", {"k": 20, "group_fractions": [1.0]}, 7)["k"] == 7
-    jr = apply_target_l0("jumprelu", {"l0_coefficient": 1.0}, 7)
+    from saebench_sanity.architectures.base import ArchitectureSpec
+
+    assert apply_target_l0(ARCHS["topk"], {"k": 20}, 7) == {"k": 7}
+    assert apply_target_l0(ARCHS["batchtopk"], {"k": 20}, 7)["k"] == 7
+    assert apply_target_l0(ARCHS["matryoshka"], {"k": 20, "group_fractions": [1.0]}, 7)["k"] == 7
+    jr = apply_target_l0(ARCHS["jumprelu"], {"l0_coefficient": 1.0}, 7)
     assert jr["jumprelu_sparsity_loss_mode"] == "quadratic" and jr["target_l0"] == 7.0
-    assert apply_target_l0("relu", {"l1_coefficient": 5.0}, 7) == {"l1_coefficient": 5.0}
-    assert apply_target_l0("gated", {"l1_coefficient": 5.0}, 7) == {"l1_coefficient": 5.0}
-    assert apply_target_l0("topk", {"k": 20}, None) == {"k": 20}
-    assert apply_target_l0("plugin-arch", {"k": 3}, 7, sparsity_param="k") == {"k": 7}
-    assert targets_l0("jumprelu") and not targets_l0("relu") and not targets_l0("gated")
+    assert apply_target_l0(ARCHS["relu"], {"l1_coefficient": 5.0}, 7) == {"l1_coefficient": 5.0}
+    assert apply_target_l0(ARCHS["gated"], {"l1_coefficient": 5.0}, 7) == {"l1_coefficient": 5.0}
+    assert apply_target_l0(ARCHS["topk"], {"k": 20}, None) == {"k": 20}
+    plugin = ArchitectureSpec(name="plugin-arch", factory="x:y", sparsity_param="k")
+    assert apply_target_l0(plugin, {"k": 3}, 7) == {"k": 7}  # no mapping declared: sparsity_param "k" gets T
+    assert targets_l0(ARCHS["jumprelu"]) and not targets_l0(ARCHS["relu"]) and not targets_l0(ARCHS["gated"])
     with pytest.raises(ConfigError):
-        apply_target_l0("topk", {}, 0)
+        apply_target_l0(ARCHS["topk"], {}, 0)
 
 
 def test_jumprelu_with_target_l0_builds_the_sae_lens_quadratic_penalty():
-    params = apply_target_l0("jumprelu", dict(ARCHS["jumprelu"].params), 5)
+    params = apply_target_l0(ARCHS["jumprelu"], dict(ARCHS["jumprelu"].params), 5)
     sae = ARCHS["jumprelu"].build(d_in=16, d_sae=64, seed=0, **params)
     assert sae.cfg.jumprelu_sparsity_loss_mode == "quadratic" and sae.cfg.target_l0 == 5.0
 

@@ -1,5 +1,7 @@
-"""BatchTopK SAE: sae-lens ``BatchTopKTrainingSAE``; saved for inference as a JumpReLU SAE whose
-threshold is the running ``topk_threshold`` learned during training.
+"""Post-training calibration of BatchTopK-family SAEs (sae-lens ``BatchTopKTrainingSAE`` and
+``MatryoshkaBatchTopKTrainingSAE``), declared by their specs as ``calibration``. Such an SAE is
+saved for inference as a JumpReLU SAE whose threshold is the running ``topk_threshold`` learned
+during training.
 
 ``calibrate_threshold`` sets that threshold from sample activations without any optimizer step.
 sae-lens updates it as an exponential moving average (rate ``topk_threshold_lr``, default 0.01) of
@@ -13,30 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from saebench_sanity.architectures._build import build_seeded, check_k, make_config
-
-
-def build(d_in: int, d_sae: int, seed: int, **params: Any) -> Any:
-    """``BatchTopKTrainingSAE`` on CPU/float32, initialised from ``seed``. ``params``: any
-    ``BatchTopKTrainingSAEConfig`` field (``k`` (mean active latents per sample),
-    ``topk_threshold_lr``, ``aux_loss_coefficient``, ``rescale_acts_by_decoder_norm``, ...)."""
-    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
-
-    cfg = make_config("batchtopk", BatchTopKTrainingSAEConfig, d_in, d_sae, params)
-    check_k("batchtopk", cfg.k, d_sae, integer=False)
-    return build_seeded("batchtopk", cfg, BatchTopKTrainingSAE, seed)
-
 
 def has_batch_threshold(sae: Any) -> bool:
-    """True for sae-lens BatchTopK-family training SAEs (incl. Matryoshka)."""
+    """True for sae-lens BatchTopK-family training SAEs (incl. Matryoshka): what
+    ``architectures.checkpoint.save_checkpoint`` guards, as sae-lens saves them with that threshold."""
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE
 
     return isinstance(sae, BatchTopKTrainingSAE)
-
-
-def threshold_is_stale(sae: Any, steps: int) -> bool:
-    """True if the EMA threshold still carries more than 1% of its zero start after ``steps``."""
-    return has_batch_threshold(sae) and (1.0 - float(sae.cfg.topk_threshold_lr)) ** steps > 0.01
 
 
 def calibrate_threshold(sae: Any, sample_acts: Any, batch_size: int) -> float:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from saebench_sanity.architectures._build import build_seeded, check_k, make_config
+from saebench_sanity.architectures.build import SaeLensArchitecture
 from saebench_sanity.errors import ConfigError
+
+_SAE_LENS = SaeLensArchitecture("matryoshka_batchtopk", name="matryoshka")
 
 
 def widths_from_fractions(group_fractions: Any, d_sae: int) -> list[int]:
@@ -36,19 +38,12 @@ def build(d_in: int, d_sae: int, seed: int, **params: Any) -> Any:
     """``MatryoshkaBatchTopKTrainingSAE`` on CPU/float32, initialised from ``seed``. ``params``:
     ``group_fractions`` plus any ``MatryoshkaBatchTopKTrainingSAEConfig`` field except
     ``matryoshka_widths`` (``k``, ``use_matryoshka_aux_loss``, ``topk_threshold_lr``, ...)."""
-    from sae_lens.saes.matryoshka_batchtopk_sae import (
-        MatryoshkaBatchTopKTrainingSAE,
-        MatryoshkaBatchTopKTrainingSAEConfig,
-    )
-
     params = dict(params)
     fractions = params.pop("group_fractions", [0.5, 0.3, 0.2])
     if isinstance(d_sae, int) and not isinstance(d_sae, bool) and d_sae > 0:
         widths = widths_from_fractions(fractions, d_sae)
     else:
         widths = []
-    cfg = make_config("matryoshka", MatryoshkaBatchTopKTrainingSAEConfig, d_in, d_sae, params,
-                      extra_known=("group_fractions",))
+    cfg = _SAE_LENS.config(d_in, d_sae, params, extra_known=("group_fractions",))
     cfg.matryoshka_widths = widths
-    check_k("matryoshka", cfg.k, d_sae, integer=False)
-    return build_seeded("matryoshka", cfg, MatryoshkaBatchTopKTrainingSAE, seed)
+    return _SAE_LENS.construct(cfg, seed)

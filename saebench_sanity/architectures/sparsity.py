@@ -1,21 +1,26 @@
 """Map one target L0 (``run.target_l0``) onto each architecture's own sparsity knob.
 
+Each architecture declares the mapping on its spec (``ArchitectureSpec.target_l0_params``: a
+callable ``target_l0 -> {param: value}``); the built-ins declare it the way a plugin would:
+
 ==============  =================================================================================
-architecture    what ``target_l0 = T`` sets
+architecture    what ``target_l0 = T`` sets (declared mapping)
 ==============  =================================================================================
-topk            ``k = T`` (exactly T active latents per sample)
+topk            ``k = T`` (exactly T active latents per sample; ``k_from_target_l0``)
 batchtopk       ``k = T`` (T active latents per sample on average over a batch)
 matryoshka      ``k = T`` (BatchTopK over the whole dictionary)
-jumprelu        ``jumprelu_sparsity_loss_mode = "quadratic"``, ``target_l0 = T``: sae-lens's
-                Gemma-Scope-2 penalty ``l0_coefficient * 2/T * (L0 - T)^2`` (per sample, L0 through
-                the straight-through step function) pulls each sample's L0 towards T instead of
-                pushing it to 0, so T is a target, not a bound; the trained L0 is reported.
-relu, gated     nothing: an L1 penalty has no L0 it aims for. Their sparsity is set by
-                ``l1_coefficient``; the achieved L0 is recorded and shown next to the scores.
+jumprelu        ``jumprelu_sparsity_loss_mode = "quadratic"``, ``target_l0 = T``
+                (``jumprelu_quadratic_target``): sae-lens's Gemma-Scope-2 penalty
+                ``l0_coefficient * 2/T * (L0 - T)^2`` (per sample, L0 through the straight-through
+                step function) pulls each sample's L0 towards T instead of pushing it to 0, so T is
+                a target, not a bound; the trained L0 is reported.
+relu, gated     nothing (no mapping declared): an L1 penalty has no L0 it aims for. Their sparsity
+                is set by ``l1_coefficient``; with ``training.match_l0`` the matched-L0 controller
+                steers the coefficients the spec names in ``sparsity_coefficients``.
 ==============  =================================================================================
 
-Plugin architectures: if their spec's ``sparsity_param`` is ``"k"`` or ``"target_l0"`` it is set
-to T; otherwise the params are returned unchanged.
+A spec that declares no mapping but whose ``sparsity_param`` is ``"k"`` or ``"target_l0"`` gets
+that parameter set to T; otherwise its params are returned unchanged.
 """
 
 from __future__ import annotations
@@ -24,38 +29,36 @@ from typing import Any
 
 from saebench_sanity.errors import ConfigError
 
-_K_ARCHS = {"topk", "batchtopk", "matryoshka"}
-_L1_ARCHS = {"relu", "gated"}
+
+def k_from_target_l0(target_l0: int) -> dict[str, Any]:
+    """TopK-family mapping: ``k = target_l0`` active latents per sample."""
+    return {"k": target_l0}
 
 
-def targets_l0(arch_name: str, sparsity_param: str = "") -> bool:
-    """True if ``apply_target_l0`` can set an L0 target for this architecture."""
-    if arch_name in _K_ARCHS or arch_name == "jumprelu":
-        return True
-    if arch_name in _L1_ARCHS:
-        return False
-    return sparsity_param in ("k", "target_l0")
+def jumprelu_quadratic_target(target_l0: int) -> dict[str, Any]:
+    """JumpReLU mapping: sae-lens's quadratic L0 penalty aimed at ``target_l0`` (see the table)."""
+    return {"jumprelu_sparsity_loss_mode": "quadratic", "target_l0": float(target_l0)}
 
 
-def apply_target_l0(arch_name: str, params: dict[str, Any], target_l0: int | None,
-                    sparsity_param: str = "") -> dict[str, Any]:
-    """Return a copy of ``params`` with ``target_l0`` mapped to the architecture's knob (table above).
-    ``target_l0 = None`` returns the params unchanged."""
+def check_target_l0(target_l0: Any) -> None:
+    """ConfigError unless ``target_l0`` is a positive integer."""
+    if isinstance(target_l0, bool) or not isinstance(target_l0, int) or target_l0 <= 0:
+        raise ConfigError(f"target_l0 = {target_l0!r} must be a positive integer, e.g. 20")
+
+
+def targets_l0(arch_spec: Any) -> bool:
+    """True if a target L0 sets this architecture's sparsity (``ArchitectureSpec.targets_l0``)."""
+    return bool(arch_spec.targets_l0)
+
+
+def apply_target_l0(arch_spec: Any, params: dict[str, Any], target_l0: int | None) -> dict[str, Any]:
+    """Return a copy of ``params`` with ``target_l0`` mapped onto the architecture's knob (the
+    spec's declared mapping, table above). ``target_l0 = None`` returns the params unchanged."""
     out = dict(params)
     if target_l0 is None:
         return out
-    if isinstance(target_l0, bool) or not isinstance(target_l0, int) or target_l0 <= 0:
-        raise ConfigError(f"target_l0 = {target_l0!r} must be a positive integer, e.g. 20")
-    if arch_name in _K_ARCHS:
-        out["k"] = target_l0
-    elif arch_name == "jumprelu":
-        out["jumprelu_sparsity_loss_mode"] = "quadratic"
-        out["target_l0"] = float(target_l0)
-    elif arch_name in _L1_ARCHS:
-        pass
-    elif sparsity_param in ("k", "target_l0"):
-        out[sparsity_param] = target_l0
-    return out
+    check_target_l0(target_l0)
+    return {**out, **arch_spec.params_for_target_l0(target_l0)}
 
 
 def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -63,5 +66,4 @@ def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[s
     ``target_l0`` mapped onto its knob (table above), then the explicit ``overrides`` (the user's
     ``[architectures.<name>]`` and per-set tables). The plan (cell identity), the trainer
     (``build_cell``) and the inventory all resolve through this one function."""
-    return {**apply_target_l0(arch_spec.name, dict(arch_spec.params), target_l0, arch_spec.sparsity_param),
-            **overrides}
+    return {**apply_target_l0(arch_spec, dict(arch_spec.params), target_l0), **overrides}

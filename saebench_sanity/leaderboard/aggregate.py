@@ -12,7 +12,6 @@ from typing import Any
 import pandas as pd
 
 from saebench_sanity.activations.base import stable_hash
-from saebench_sanity.architectures.sparsity import targets_l0
 from saebench_sanity.leaderboard import verdict as V
 from saebench_sanity.leaderboard.headline import headline_of
 
@@ -63,15 +62,15 @@ def cell_target_l0(cell: dict[str, Any], training: dict[str, Any] | None = None)
     """The L0 a cell aims at: the target its training steered it to (``convergence.l0_control``:
     the matched-L0 controller on an L1 or JumpReLU penalty), else its architecture's ``k`` or
     ``target_l0`` parameter, else the cell's ``target_l0``; None when its sparsity does not target
-    an L0 (``sparsity.targets_l0``: ReLU and Gated trained without the controller). A plugin counts
-    as targeting L0 when its recorded parameters carry ``k`` or ``target_l0`` (records do not store
-    the spec's ``sparsity_param``)."""
+    an L0 (ReLU and Gated trained without the controller). A record targets an L0 when its
+    recorded parameters carry ``k`` or ``target_l0`` (what ``ArchitectureSpec.target_l0_params``
+    sets for every architecture that targets one; records do not store the spec)."""
     control = ((training or {}).get("convergence") or {}).get("l0_control") or {}
     if _number(control.get("target")) is not None:
         return _number(control.get("target"))
     params = cell.get("arch_params") or {}
     knob = "k" if "k" in params else "target_l0" if "target_l0" in params else ""
-    if not targets_l0(str(cell.get("arch", "")), knob):
+    if not knob:
         return None
     for value in (params.get("k"), params.get("target_l0"), cell.get("target_l0")):
         if _number(value) is not None:

@@ -5,14 +5,14 @@ training config, seed), on the identical batch stream, as one program (``trainin
 the solo path does (``trainer.build_cell``: seeding, the mode's random directions and fairness
 helpers), gives it its own ``ConvergenceControl`` (same ``max_steps`` and schedule shape for
 every mode; each stops when its own curves are level), trains the cohort with
-``engine.train_cohort`` and finishes each member as ``trainer.train_cell`` does (BatchTopK
-threshold calibration, the mode's invariants). Modes that take no optimizer step (``untrained``)
-go through ``trainer.train_cell`` directly: they cost no training.
+``engine.train_cohort`` and finishes each member as ``trainer.train_cell`` does (the spec's
+``calibration``, e.g. the BatchTopK threshold, then the mode's invariants). Modes that take no
+optimizer step (``untrained``) go through ``trainer.train_cell`` directly: they cost no training.
 
-Matched sparsity: a member whose sparsity is a penalty (sae-lens coefficient ``l1`` or ``l0``:
-ReLU, Gated, JumpReLU) gets a ``MatchedL0Control`` when the cell has a target L0 and
-``training.match_l0`` is on, so the trained SAE and every baseline end at the same L0 (the
-TopK family has it by construction). The leaderboard checks every member's final L0.
+Matched sparsity: a member whose sparsity is a penalty (its spec's ``sparsity_coefficients``:
+``l1`` for ReLU and Gated, ``l0`` for JumpReLU) gets a ``MatchedL0Control`` when the cell has a
+target L0 and ``training.match_l0`` is on, so the trained SAE and every baseline end at the same
+L0 (the TopK family has it by construction). The leaderboard checks every member's final L0.
 """
 
 from __future__ import annotations
@@ -59,13 +59,13 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
             sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                            arch_overrides=arch_overrides, mode_params=mode_params,
                                            training=training, seed=seed)
+            coefficients = sparsity_coefficients(arch_spec, sae)  # declared by the spec
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded for this member; the cohort goes on
             results[i] = exc
             continue
         control: Any = ConvergenceControl(training, probe=probe)
-        coefficients = sparsity_coefficients(sae)
         if training.match_l0 and target_l0 is not None and coefficients:
             control = MatchedL0Control(control, float(target_l0), coefficients)
         batched.append((i, Member(sae=sae, mode=mode, control=control, sample_acts=sample,
@@ -85,7 +85,7 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
                        progress=report)
     for (i, member), res in zip(batched, out):
         try:
-            results[i] = _finish(member, res, training, set_name, build_seconds / len(members))
+            results[i] = _finish(member, res, training, set_name, build_seconds / len(members), members[i][0])
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one member's failed invariant fails that member only
@@ -93,9 +93,9 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
     return results
 
 
-def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, extra_seconds: float) -> Any:
+def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, extra_seconds: float,
+            arch_spec: Any) -> Any:
     """A member's ``TrainResult``: what ``trainer.train_cell`` does after its loop."""
-    from saebench_sanity.architectures.batchtopk import calibrate_threshold, has_batch_threshold
     from saebench_sanity.training.trainer import TrainResult
 
     if res.failure is not None:
@@ -103,14 +103,14 @@ def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, ex
         raise DataError(f"training on activation set {set_name!r} diverged (loss {loss}) at step {step}; "
                         "lower training.lr or check the activations' scale")
     sae = res.sae
-    if has_batch_threshold(sae):
-        # The inference threshold of a BatchTopK-family SAE is sae-lens's moving average of the
-        # smallest kept activation, which lags the weights; a member that stops early (often a few
-        # hundred steps) or whose activations still shift (a frozen encoder's, as its biases and
-        # decoder train) keeps a stale one: measured on the real set, frozen-encoder BatchTopK
-        # members served L0 24-25 on held-out data for k = 32. The threshold is set to the
-        # average's fixed point at the final weights, so every member serves its own k.
-        calibrate_threshold(sae, member.sample_acts, int(training.batch_size))
+    # The architecture's declared calibration (``ArchitectureSpec.calibration``). BatchTopK's: the
+    # inference threshold of a BatchTopK-family SAE is sae-lens's moving average of the smallest
+    # kept activation, which lags the weights; a member that stops early (often a few hundred
+    # steps) or whose activations still shift (a frozen encoder's, as its biases and decoder
+    # train) keeps a stale one: measured on the real set, frozen-encoder BatchTopK members served
+    # L0 24-25 on held-out data for k = 32. The threshold is set to the average's fixed point at
+    # the final weights, so every member serves its own k.
+    arch_spec.calibrate(sae, member.sample_acts, int(training.batch_size))
     member.mode.check(sae)
     converged, info = member.control.result()
     info["path"] = res.path

@@ -84,20 +84,25 @@ class L0Controller:
         return abs(l0 - self.target) <= tolerance * self.target
 
 
-#: sae-lens coefficient names (``TrainingSAE.get_coefficients()``) that set a sparsity penalty:
-#: "l1" (StandardTrainingSAE, GatedTrainingSAE), "l0" (JumpReLUTrainingSAE). A plugin SAE that names
-#: its penalty the same way gets the same control.
-SPARSITY_COEFFICIENTS = ("l1", "l0")
+def sparsity_coefficients(arch_spec: Any, sae: Any) -> tuple[str, ...]:
+    """The sparsity-penalty coefficients the architecture declares
+    (``ArchitectureSpec.sparsity_coefficients``; empty for TopK-family SAEs, whose L0 is set by
+    ``k``). PluginError if ``sae`` (an sae-lens training SAE) has no coefficient of a declared
+    name: scaling it would silently do nothing and the member would miss its target L0."""
+    from saebench_sanity.errors import PluginError
 
-
-def sparsity_coefficients(sae: Any) -> tuple[str, ...]:
-    """The sparsity-penalty coefficients of an sae-lens training SAE (empty for TopK-family SAEs,
-    whose L0 is set by ``k``)."""
-    try:
-        names = tuple(sae.get_coefficients())
-    except (AttributeError, NotImplementedError):
+    names = tuple(getattr(arch_spec, "sparsity_coefficients", ()) or ())
+    if not names:
         return ()
-    return tuple(n for n in names if n in SPARSITY_COEFFICIENTS)
+    try:
+        have = tuple(sae.get_coefficients())
+    except (AttributeError, NotImplementedError):
+        have = ()
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise PluginError(f"architecture {getattr(arch_spec, 'name', '?')!r} declares sparsity coefficient(s) "
+                          f"{missing} but its SAE's get_coefficients() has {list(have)}; fix sparsity_coefficients")
+    return names
 
 
 class MatchedL0Control:

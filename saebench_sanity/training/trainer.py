@@ -200,14 +200,11 @@ def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
 
 
 def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -> dict[str, Any]:
-    """Set the sae-lens ``l1_warm_up_steps`` / ``l0_warm_up_steps`` field the architecture has
-    (unless the user set it); sae-lens's ``get_coefficients`` turns it into the warm-up."""
-    for name in ("l1_warm_up_steps", "l0_warm_up_steps"):
-        if name in params:
-            return params
-    by_arch = {"relu": "l1_warm_up_steps", "gated": "l1_warm_up_steps", "jumprelu": "l0_warm_up_steps"}
-    key = by_arch.get(arch_spec.name)
-    return {**params, key: steps} if key else params
+    """Set the sae-lens warm-up field the architecture declares (``sparsity_warm_up_param``, e.g.
+    ``l1_warm_up_steps``) unless the user set it; sae-lens's ``get_coefficients`` turns it into
+    the warm-up."""
+    key = getattr(arch_spec, "sparsity_warm_up_param", "")
+    return {**params, key: steps} if key and key not in params else params
 
 
 def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
@@ -233,13 +230,10 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
             raise result
         return result
 
-    from saebench_sanity.architectures.batchtopk import calibrate_threshold, threshold_is_stale
-
     sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                    arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed)
     t0 = time.perf_counter()
-    if threshold_is_stale(sae, 0):
-        calibrate_threshold(sae, sample, int(training.batch_size))
+    arch_spec.calibrate(sae, sample, int(training.batch_size))  # e.g. BatchTopK's inference threshold
     dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
     mode.check(sae)
     if progress is not None:

@@ -1,18 +1,25 @@
-"""Shared builder behind every built-in architecture module: validate hyper-parameters against the
-sae-lens config dataclass, then construct the sae-lens training SAE deterministically from a seed.
+"""One builder over sae-lens's own architecture registry: ``SaeLensArchitecture("topk")`` is the
+factory of an ``ArchitectureSpec`` for any architecture sae-lens can train
+(``sae_lens.registry.get_sae_training_class``: ``standard``, ``topk``, ``batchtopk``, ``jumprelu``,
+``gated``, ``matryoshka_batchtopk``, ``abstopk``, ... and any class a package registers there).
 
-Hand-written because sae-lens has no "build from (d_in, d_sae, seed, **params)" entry point: its
-configs accept any field silently-typed and its constructors draw from the global torch RNG.
+It validates hyper-parameters against the sae-lens config dataclass (unknown names, types,
+``Literal`` choices, negative coefficients, ``k`` in ``1..d_sae``: one-line ``ConfigError``), then
+constructs the sae-lens training SAE deterministically from a seed. Hand-written because sae-lens
+has no "build from (d_in, d_sae, seed, **params)" entry point: its configs accept any field
+silently-typed and its constructors draw from the global torch RNG.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
-from saebench_sanity.errors import ConfigError
+from saebench_sanity.errors import ConfigError, PluginError
 
 #: Config fields a user may not set through architecture params (the suite owns them).
 RESERVED = {
@@ -35,6 +42,11 @@ def known_params(cfg_cls: type, extra: tuple[str, ...] = ()) -> list[str]:
 
 def _check_type(arch: str, name: str, value: Any, default: Any, annotation: Any = "") -> None:
     where = f"architecture {arch!r}: parameter {name!r} = {value!r}"
+    if typing.get_origin(annotation) is typing.Literal:  # e.g. jumprelu_sparsity_loss_mode
+        allowed = typing.get_args(annotation)
+        if isinstance(value, bool) or value not in allowed:
+            raise ConfigError(f"{where}; use one of {', '.join(str(a) for a in allowed)}")
+        return
     ann = str(annotation)
     if "float" in ann and "None" not in ann and "bool" not in ann:  # e.g. BatchTopK k: float = 100
         default = float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else 0.0
@@ -99,7 +111,60 @@ def build_seeded(arch: str, cfg: Any, sae_cls: type, seed: int) -> Any:
 
 
 def check_k(arch: str, k: Any, d_sae: int, integer: bool) -> None:
+    """ConfigError unless ``k`` (active latents per sample) is in ``1..d_sae`` (an integer if ``integer``)."""
     ok_type = isinstance(k, int) if integer else isinstance(k, (int, float))
     if isinstance(k, bool) or not ok_type or not (0 < k <= d_sae):
         kind = "an integer" if integer else "a number"
         raise ConfigError(f"architecture {arch!r}: k = {k!r} must be {kind} in 1..d_sae ({d_sae})")
+
+
+def _k_is_integer(cfg_cls: type) -> bool:
+    """Whether the config's ``k`` field is an ``int`` (TopK) rather than a ``float`` (BatchTopK: a mean)."""
+    f = {f.name: f for f in dataclasses.fields(cfg_cls)}["k"]
+    return f.type is int or f.type == "int"
+
+
+@dataclass(frozen=True)
+class SaeLensArchitecture:
+    """Factory (``ArchitectureSpec.factory``) building sae-lens's training SAE for ``architecture``.
+
+    ``SaeLensArchitecture("topk")(d_in=16, d_sae=64, seed=0, k=4)`` returns a ``TopKTrainingSAE``
+    on CPU, float32, initialised from ``seed`` without touching the caller's RNG; ``params`` are
+    any field of the sae-lens training config except ``RESERVED``. ``name`` is the registered
+    architecture's name, used in error messages (defaults to ``architecture``).
+
+    Subclass-free extension for architectures that need a parameter translated first (e.g.
+    ``architectures.matryoshka``): ``config(d_in, d_sae, params)`` then ``construct(cfg, seed)``.
+    """
+
+    architecture: str
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.architecture
+
+    def classes(self) -> tuple[type, type]:
+        """``(training SAE class, training config class)`` from sae-lens's registry."""
+        import sae_lens  # noqa: F401 - importing the package fills its registry
+        from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_class
+
+        try:
+            return get_sae_training_class(self.architecture)
+        except KeyError:
+            raise PluginError(f"architecture {self.label!r}: sae-lens has no training class {self.architecture!r}; "
+                              f"known: {', '.join(sorted(SAE_TRAINING_CLASS_REGISTRY))}") from None
+
+    def config(self, d_in: int, d_sae: int, params: dict[str, Any], extra_known: tuple[str, ...] = ()) -> Any:
+        """The validated sae-lens training config for ``(d_in, d_sae, **params)``."""
+        return make_config(self.label, self.classes()[1], d_in, d_sae, params, extra_known)
+
+    def construct(self, cfg: Any, seed: int) -> Any:
+        """``cfg``'s SAE, initialised from ``seed`` (``k`` checked against ``d_sae`` where the config has one)."""
+        sae_cls, cfg_cls = self.classes()
+        if hasattr(cfg, "k"):
+            check_k(self.label, cfg.k, cfg.d_sae, integer=_k_is_integer(cfg_cls))
+        return build_seeded(self.label, cfg, sae_cls, seed)
+
+    def __call__(self, d_in: int, d_sae: int, seed: int, **params: Any) -> Any:
+        return self.construct(self.config(d_in, d_sae, params), seed)
