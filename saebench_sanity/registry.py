@@ -251,8 +251,16 @@ def spec_problems(kind: str, spec: Any) -> list[str]:
             for needed in ("encoder", "decoder"):
                 if needed not in roles.values():
                     out.append(f"no parameter has the role {needed!r} (training modes freeze tensors by role)")
-        if not isinstance(getattr(spec, "sparsity_param", ""), str):
-            out.append("sparsity_param must be a string (the hyper-parameter name that sets sparsity, or '')")
+        for attr in ("sparsity_param", "sparsity_warm_up_param"):
+            if not isinstance(getattr(spec, attr, ""), str):
+                out.append(f"{attr} must be a string (a parameter name, or '')")
+        for attr in ("target_l0_params", "calibration"):
+            hook = getattr(spec, attr, None)
+            if hook is not None and _factory_problem(hook) is not None:
+                out.append(f"{attr} {hook!r} is neither callable nor a 'package.module:attribute' reference")
+        coefficients = getattr(spec, "sparsity_coefficients", ())
+        if not isinstance(coefficients, (tuple, list)) or not all(isinstance(c, str) for c in coefficients):
+            out.append("sparsity_coefficients must be a tuple of coefficient names (e.g. ('l1',))")
     elif kind == "metric":
         from saebench_sanity.metrics.base import ScoreInfo
 

@@ -136,6 +136,8 @@ def test_a_name_clash_keeps_the_plugins_later_valid_items():
     (lambda: ArchitectureSpec(name="no-roles", factory="x:y"), "declares no roles"),
     (lambda: ArchitectureSpec(name="bad-role", factory="x:y", roles={**ROLES_OK, "W_x": "wheel"}), "W_x='wheel'"),
     (lambda: ArchitectureSpec(name="no-decoder", factory="x:y", roles={"W_enc": "encoder"}), "'decoder'"),
+    (lambda: ArchitectureSpec(name="bad-hook", factory="x:y", roles=ROLES_OK, calibration="nope"), "calibration 'nope'"),
+    (lambda: ArchitectureSpec(name="bad-coef", factory="x:y", roles=ROLES_OK, sparsity_coefficients="l1"), "sparsity_coefficients"),
     (lambda: MetricSpec(name="no-scores", factory="x:y"), "declares no scores"),
     (lambda: MetricSpec(name="bad-scores", factory="x:y", scores={"s": "higher"}), "not ScoreInfo"),
     (lambda: MetricSpec(name="bad-needs", factory="x:y", scores={"s": ScoreInfo()}, needs={"model": 1}), "needs must be"),
