@@ -151,47 +151,41 @@ def test_concurrent_first_uses_of_the_default_model_convert_it_once(tmp_path, mo
     assert len(conversions) == 1 and len(results) == 2
 
 
+RUN_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[2])
+import torch
+torch.set_num_threads(1)
+from conftest import FakePlugin
+from saebench_sanity.harness.run import load_config, run
+from saebench_sanity.registry import Registry
+
+run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]), plots=False)
+"""
+
+
 @pytest.mark.slow
-def test_two_runs_on_one_output_folder_never_train_a_cell_twice(tmp_path, capsys):
+def test_two_runs_on_one_output_folder_never_train_a_cell_twice(tmp_path, fake_registry):
+    from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.harness.store import ResultStore
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f"""
-[run]
-name = "locks"
-output_dir = "{tmp_path / 'out'}"
-sets = ["synth-easy"]
-architectures = ["topk"]
-modes = ["trained", "frozen_decoder", "untrained"]
-seeds = [0, 1]
-metrics = ["reconstruction"]
-
-[training]
-batch_size = 64
-curve_every = 5
-n_init_samples = 256
-
-[sets.synth-easy]
-steps = 15
-batch_size = 64
-d_sae = 32
-""")
+    cfg_path = tiny_toml(tmp_path, metrics=("reconstruction",), steps=200)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    first = subprocess.Popen([sys.executable, "-m", "saebench_sanity.cli", "run", "--config", str(cfg), "--threads", "1",
-                              "--no-plots"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    first = subprocess.Popen([sys.executable, "-c", RUN_CHILD, str(cfg_path), str(Path(__file__).resolve().parent)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and first.poll() is None and (locks.held_by(out / locks.RUN_LOCK) or {}).get("pid") != first.pid:
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second started"
-        assert main(["run", "--config", str(cfg), "--threads", "1", "--no-plots"]) == 2
-        assert f"pid {first.pid}" in capsys.readouterr().err
-        assert first.wait(timeout=300) == 0
+        with pytest.raises(locks.LockBusyError, match=f"pid {first.pid}"):
+            run(load_config(str(cfg_path)), fake_registry, plots=False)
+        assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     finally:
         if first.poll() is None:
             first.kill()
     trained = ResultStore(out).trainings()
     assert len(trained) == 6 and set(trained.values()) == {1}
-    assert main(["run", "--config", str(cfg), "--threads", "1", "--no-plots"]) == 0  # the second run, now: all stored
+    run(load_config(str(cfg_path)), fake_registry, plots=False)  # the second run, now: everything is stored
     assert ResultStore(out).trainings() == trained
