@@ -397,6 +397,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     notes = preflight(cfg, registry, out=args.out, leaderboards=args.leaderboards, metrics=args.metrics)
     for note in notes:
         log.warning("%s", note)
+    log.info("config %s checked: %d set(s) x %d architecture(s) x %d mode(s) x %d seed(s) = %d cells -> %s", cfg.source,
+             len(cfg.sets), len(cfg.architectures), len(cfg.modes), len(cfg.seeds),
+             len(cfg.sets) * len(cfg.architectures) * len(cfg.modes) * len(cfg.seeds), args.out or cfg.output_dir)
     if args.executor == "local":  # other executors resolve the device where the cells train
         cfg = with_device(cfg, args.device, args.dtype)  # imports torch: after the cheap checks
     if args.threads:

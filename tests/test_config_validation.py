@@ -246,6 +246,21 @@ def test_precedence_note_is_printed_without_quiet(tmp_path, monkeypatch, capsys)
                      "under [sets.synth-easy]"]
 
 
+def test_verbose_adds_notes_and_quiet_hides_warnings(tmp_path, monkeypatch, capsys):
+    _, err = _run_cli(tmp_path, monkeypatch, capsys, _fake_result(tmp_path), extra=["-v"])  # -v after --quiet: still quiet
+    assert err == ""
+    from saebench_sanity.harness import run as run_mod
+
+    monkeypatch.setattr(run_mod, "run", lambda cfg, registry, **kw: _fake_result(tmp_path))
+    monkeypatch.setattr("saebench_sanity.report.print_final", lambda console, result: None)
+    cfg = tmp_path / "c.toml"
+    assert main(["-v", "run", "--config", str(cfg), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"config {cfg} checked: 1 set(s) x 1 architecture(s) x 1 mode(s) x 3 seed(s) = 3 cells" in err
+    assert main(["run", "--config", str(cfg), "--no-plots"]) == 0
+    assert "checked:" not in capsys.readouterr().err  # info only with -v
+
+
 def test_a_full_disk_exits_2_with_the_free_space(tmp_path, monkeypatch, capsys):
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x.json"))
     code, err = _run_cli(tmp_path, monkeypatch, capsys, raises=full)
