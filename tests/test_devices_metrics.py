@@ -139,6 +139,21 @@ def test_cpu_scoring_uses_the_sets_own_model_object(world):
     assert ctx.resource("model") is world.handle and model_on(world.model, "cpu") is world.model
 
 
+def test_another_device_gets_one_copy_of_the_model_shared_with_the_local_judge(world):
+    """torch's ``meta`` device stands in for a GPU: the copy is made and moved, no number computed."""
+    from saebench_sanity.devices import module_device
+    from saebench_sanity.judges.local import LocalJudge
+
+    ctx = MetricContext(TinySAE(), world.aset, world.acts, device="meta")
+    first, second = ctx.resource("model"), ctx.resource("model")
+    assert first.model is second.model and first.model is not world.model
+    assert module_device(first.model).type == "meta" and module_device(world.model).type == "cpu"
+    assert world.handle.model is world.model and first.eval_contexts is world.handle.eval_contexts
+    judge = LocalJudge(loaded=(world.model, world.tok))
+    judge.use_device("meta")
+    assert judge._model()[0] is first.model
+
+
 def test_run_cell_loads_the_checkpoint_on_the_device_and_records_device_and_dtype(tmp_path, monkeypatch):
     from conftest import FakePlugin
 

@@ -125,7 +125,7 @@ class MetricContext:
         if moved is model:
             return res
         res = copy.copy(res)
-        res.model = moved
+        object.__setattr__(res, "model", moved)  # also for a frozen dataclass handle (a plugin's)
         return res
 
     @cached_property
