@@ -67,7 +67,9 @@ def fold_activation_scale(path: str | Path, scale: float) -> None:
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
     """Load an SAELens SAE folder (``cfg.json`` + ``sae_weights.safetensors``) as an inference
-    ``sae_lens.SAE``; DataError if ``path`` is not one."""
+    ``sae_lens.SAE`` on ``device`` (a resolved device string, ``"cpu"``, ``"cuda:0"``, ``"mps"``:
+    the harness and ``saebench check`` pass the run's, so metrics score it there), in the dtype
+    its cfg names; DataError if ``path`` is not one."""
     from sae_lens import SAE
     from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
