@@ -185,8 +185,11 @@ class Registry:
     def origin(self, spec: Any) -> tuple[str, str]:
         """``(distribution, version)`` of the installed package whose plugin registered ``spec``
         (``("saebench-sanity", <version>)`` for built-ins). An in-process plugin (tests, notebooks)
-        has no distribution: ``("(in-process) <plugin name>", <its module's __version__ or "">)``."""
-        info = self.plugins.get(getattr(spec, "plugin", ""))
+        has no distribution: ``("(in-process) <plugin name>", <its module's __version__ or "">)``.
+        An item added outside any plugin's hook (a user-declared set of a run config, built by
+        saebench-sanity's own code from its recipe) is the built-in package's, as it is in every
+        process that loads the declaration through the built-in plugin."""
+        info = self.plugins.get(getattr(spec, "plugin", "")) or self.plugins.get("builtin")
         if info is None:
             return (getattr(spec, "package", "") or "?", "")
         if info.package == IN_PROCESS:

@@ -184,3 +184,15 @@ def test_origin_names_the_distribution_and_version_of_each_items_plugin():
     reg = Registry(load_entry_points=False, extra_plugins=[module])
     assert reg.origin(reg.get("architecture", "topk")) == ("saebench-sanity", __version__)
     assert reg.origin(reg.get("architecture", "v-arch")) == ("(in-process) versioned", "2.5")
+
+
+def test_an_item_added_outside_a_plugin_hook_counts_as_the_built_in_packages():
+    """User-declared sets are added by saebench-sanity itself (``register_user_sets``); in other
+    processes the built-in plugin registers the same declaration: both must give one origin, or
+    the cells' keys would differ between the first run and the next."""
+    from saebench_sanity import __version__
+
+    reg = Registry(load_entry_points=False)
+    spec = ActivationSetSpec(name="declared-set", factory="x:y", d_in=4)
+    reg._add(KINDS["activation_set"], spec, "user-sets", None)
+    assert reg.origin(reg.get("activation_set", "declared-set")) == ("saebench-sanity", __version__)
