@@ -1,0 +1,129 @@
+"""Harvest speed, bytes per token and peak memory of activation stores at growing sizes.
+
+    python scripts/activation-store-scale.py --tokens 250000,1000000 [--work DIR] [--dtype bfloat16]
+
+For each size a tiny random Llama (width 32, 2 layers, saved to a local folder) is harvested at
+``resid_post.1`` over a local corpus (the standard library's ``.py`` sources as text files), in a
+fresh process that reports its peak resident memory (``ru_maxrss``); a second fresh process reads
+the built set as training does (one shuffled pass over every training row through
+``StoreReader.iter_batches``, the bounded shuffle buffer, then 100 TopK training steps on it) and
+reports its peak memory. Peak memory that stays flat while the set grows 4x is the claim checked:
+shards are streamed, never held together. Prints one Markdown table row per size.
+
+The model is tiny so that the measurement is about the store, not the model: harvest tokens/s
+here is an upper bound of the store's own overhead, not a speed for a real model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+CONTEXT_LEN = 128
+
+
+def _corpus(folder: Path, chars: int) -> Path:
+    """Stdlib sources as .txt documents until ``chars`` characters (sorted paths: reproducible)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        return folder
+    total = 0
+    for i, path in enumerate(sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        (folder / f"{i:05d}.txt").write_text(text)
+        total += len(text)
+        if total >= chars:
+            break
+    return folder
+
+
+def _child_build(work: Path, n_tokens: int, dtype: str) -> dict:
+    import resource
+    import time
+
+    from saebench_sanity.activations.real import RealActivationSet
+
+    t0 = time.perf_counter()
+    aset = RealActivationSet(f"scale-{n_tokens}", root=work / "stores", model=str(work / "tiny"),
+                             hook_point="resid_post.1", corpus=str(work / "corpus"), context_len=CONTEXT_LEN,
+                             n_train_contexts=math.ceil(n_tokens / (CONTEXT_LEN - 1)), n_eval_contexts=64,
+                             contexts_per_shard=64, dtype=dtype, batch_size=16)
+    if aset.path.exists():  # measure a build from scratch, not a resume
+        shutil.rmtree(aset.path)
+    aset.build(progress=False)
+    seconds = time.perf_counter() - t0
+    log = json.loads((aset.path / "build-log.json").read_text())
+    m = aset.reader.manifest
+    disk = sum(p.stat().st_size for p in (aset.path / "shards").glob("train-*.safetensors"))
+    return {"train_tokens": m["n_train_tokens"], "harvest_tok_s": log["tokens_per_second"],
+            "bytes_per_token": disk / m["n_train_tokens"], "build_seconds": round(seconds, 1),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child_train(work: Path, n_tokens: int, dtype: str) -> dict:
+    import resource
+
+    import torch
+
+    from saebench_sanity.activations.real import RealActivationSet
+    from saebench_sanity.config import TrainingConfig
+    from saebench_sanity.registry import get_registry
+    from saebench_sanity.training.trainer import train_cell
+
+    torch.set_num_threads(1)
+    aset = RealActivationSet(f"scale-{n_tokens}", root=work / "stores", model=str(work / "tiny"),
+                             hook_point="resid_post.1", corpus=str(work / "corpus"), context_len=CONTEXT_LEN,
+                             n_train_contexts=math.ceil(n_tokens / (CONTEXT_LEN - 1)), n_eval_contexts=64,
+                             contexts_per_shard=64, dtype=dtype, batch_size=16)
+    rows = sum(b.shape[0] for b in aset.reader.iter_batches(4096, seed=0, loop=False, normalize=True))
+    reg = get_registry()
+    train_cell(reg.get("architecture", "topk"), reg.get("training_mode", "trained"), aset, d_sae=128, target_l0=8,
+               arch_overrides={}, mode_params={}, training=TrainingConfig(max_steps=100, batch_size=1024, lr=1e-3),
+               seed=0)
+    return {"rows_read": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", default="250000,1000000", help="comma-separated training token counts")
+    ap.add_argument("--work", help="working folder (default: a temporary one)")
+    ap.add_argument("--dtype", default="bfloat16", choices=("float32", "float16", "bfloat16"))
+    ap.add_argument("--child", nargs=2, metavar=("KIND", "TOKENS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="store-scale-"))
+    if args.child:
+        kind, n = args.child[0], int(args.child[1])
+        out = (_child_build if kind == "build" else _child_train)(work, n, args.dtype)
+        print(json.dumps(out))
+        return
+    sizes = [int(t) for t in args.tokens.split(",")]
+    if not (work / "tiny").is_dir():
+        from saebench_sanity.models.tiny import save_tiny_llama
+
+        save_tiny_llama(work / "tiny", hidden=32, layers=2)
+    _corpus(work / "corpus", chars=int(max(sizes) * 2.2) + 400_000)  # ~1.7 chars per token of the tiny BPE
+    print(f"work folder {work}; tiny Llama width 32, resid_post.1, {CONTEXT_LEN}-token contexts, {args.dtype} storage")
+    print("| train tokens | harvest tok/s | bytes/token on disk | peak RSS building (MB) | peak RSS reading + training (MB) |")
+    print("|---|---|---|---|---|")
+    for n in sizes:
+        res = {}
+        for kind in ("build", "train"):
+            cmd = [sys.executable, __file__, "--work", str(work), "--dtype", args.dtype, "--child", kind, str(n)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{kind} {n} failed:\n{done.stderr[-2000:]}")
+            res[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        b, t = res["build"], res["train"]
+        print(f"| {b['train_tokens']:,} | {b['harvest_tok_s']:,.0f} | {b['bytes_per_token']:.1f} | "
+              f"{b['peak_rss_mb']:,.0f} | {t['peak_rss_mb']:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
