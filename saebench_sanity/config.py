@@ -542,7 +542,7 @@ class RunConfig:
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     set_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
-    #: where SAEs train (``saebench_sanity.devices``): auto = CUDA, then MPS, then CPU; not part of a
+    #: where SAEs train and are scored (``saebench_sanity.devices``): auto = CUDA, then MPS, then CPU; not part of a
     #: cell's identity (the same recipe on another device is the same cell)
     device: Annotated[StrictStr, Allowed("auto, cpu, cuda, cuda:N or mps")] = "auto"
     #: training precision; part of a cell's identity (float64 and bfloat16 training differ materially)
