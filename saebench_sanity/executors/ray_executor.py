@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from typing import Any
 
 from saebench_sanity.errors import SaebenchError
@@ -127,8 +126,6 @@ class RayExecutor(Executor):
         self.ray = import_ray()
         self.jobs, self.max_retries, self.connect_timeout = jobs, int(max_retries), float(connect_timeout)
         self.address = probe_address(address) if address is not None else None
-        #: seconds ray.init took in the last run (0 when an existing connection was used)
-        self.startup_seconds = 0.0
 
     # -- connection ------------------------------------------------------------------------------
     def _connect(self) -> bool:
@@ -138,11 +135,9 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return False
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-        t0 = time.perf_counter()
         if self.address is None:
             # "local": a new instance even when RAY_ADDRESS or an earlier `ray start` names a cluster
             ray.init(address="local", num_cpus=self.jobs or default_jobs(), **options)
-            self.startup_seconds = time.perf_counter() - t0
             return True
         box: dict[str, Any] = {}
 
@@ -165,7 +160,6 @@ class RayExecutor(Executor):
             exc = box["error"]
             raise ExecutorError(f"--address {self.address}: cannot join the Ray cluster "
                                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})")
-        self.startup_seconds = time.perf_counter() - t0
         return True
 
     # -- run -------------------------------------------------------------------------------------
