@@ -28,6 +28,7 @@ _LAZY = {
     "ROLES": "saebench_sanity.architectures.base",
     "TrainingModeSpec": "saebench_sanity.training.base",
     "TrainingMode": "saebench_sanity.training.base",
+    "RandomDirectionsBaseline": "saebench_sanity.training.modes",
     "MetricSpec": "saebench_sanity.metrics.base",
     "MetricContext": "saebench_sanity.metrics.base",
     "ScoreInfo": "saebench_sanity.metrics.base",
@@ -51,7 +52,8 @@ _LAZY = {
 __all__ = [
     "HOOKSPEC_VERSION", "hookimpl", "__version__",
     "Spec", "ActivationSetSpec", "ActivationSet", "GroundTruth", "tensor_hash", "ArchitectureSpec", "ROLES",
-    "TrainingModeSpec", "TrainingMode", "MetricSpec", "MetricContext", "ScoreInfo", "JudgeSpec", "Judge",
+    "TrainingModeSpec", "TrainingMode", "RandomDirectionsBaseline",
+    "MetricSpec", "MetricContext", "ScoreInfo", "JudgeSpec", "Judge",
     "ProbingTaskSpec", "ProbingTask", "make_task",
     "SaebenchError", "ConfigError", "DataError", "PluginError", "UnknownNameError",
     "RunConfig", "TrainingConfig", "get_registry",
@@ -82,3 +84,4 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from saebench_sanity.registry import get_registry
     from saebench_sanity.spec import Spec
     from saebench_sanity.training.base import TrainingMode, TrainingModeSpec
+    from saebench_sanity.training.modes import RandomDirectionsBaseline

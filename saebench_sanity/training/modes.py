@@ -12,7 +12,10 @@ Random directions have unit norm, drawn ``iso`` (uniform on the sphere) or ``cov
 the covariance of sample activations, then normalised). Unit norm matters: sae-lens initialises
 decoder rows at norm 0.1 (``decoder_init_norm``), which a frozen decoder could never undo. The
 encoder of every baseline starts tied to the decoder (``W_enc = W_dec.T``, as sae-lens does), so
-the baseline starts from the same kind of point as the trained SAE. See docs/training-modes.md.
+the baseline starts from the same kind of point as the trained SAE. These fairness helpers (tied
+init, least-squares output scale, centring) live on the public base class
+``RandomDirectionsBaseline``, which plugin baselines subclass too; every tensor is addressed
+through the architecture's ``roles``, never by attribute name. See docs/training-modes.md.
 
 Randomness comes from the global torch RNG, which ``training.trainer`` seeds per cell, so the
 same seed gives the same random directions in every mode (frozen and soft-frozen decoders of a
@@ -102,11 +105,12 @@ def row_cosines(W: Any, D0: Any) -> Any:
     return (w * d0).sum(1) / (w.norm(dim=1) * d0.norm(dim=1)).clamp(min=1e-30)
 
 
-def fit_output_scale(sae: Any, sample_acts: Any, max_rows: int = 4096) -> float:
+def fit_output_scale(sae: Any, sample_acts: Any, max_rows: int = 4096, roles: dict[str, str] | None = None) -> float:
     """Least-squares scalar ``alpha`` for the SAE's latent output at its current weights:
     ``argmin_a sum ||(x - b_dec) - a * (sae(x) - b_dec)||^2`` over up to ``max_rows`` sample rows
-    ``[n, d_in]`` (training-mode forward, so BatchTopK selects per batch). Returns 1.0 when
-    undefined (no latent fires, or a non-positive / non-finite fit)."""
+    ``[n, d_in]`` (training-mode forward, so BatchTopK selects per batch). ``b_dec`` is the
+    tensor with role ``decoder_bias`` in ``roles`` (0 if none; ``sae.b_dec`` when ``roles`` is
+    None). Returns 1.0 when undefined (no latent fires, or a non-positive / non-finite fit)."""
     import torch
 
     x = sample_acts[:max_rows].to(torch.float32)
@@ -115,7 +119,11 @@ def fit_output_scale(sae: Any, sample_acts: Any, max_rows: int = 4096) -> float:
         sae.train()
         out = sae(x)
         sae.train(was)
-        b = sae.b_dec.detach()
+        if roles is None:
+            b = sae.b_dec.detach()
+        else:
+            biases = _params_with_roles(sae, roles, ("decoder_bias",))
+            b = biases[0].detach() if biases else torch.zeros((), dtype=out.dtype)
         r, t = (out - b).double(), (x - b).double()
         rr = float((r * r).sum())
         alpha = float((t * r).sum()) / rr if rr > 0 else 1.0
@@ -154,22 +162,13 @@ def _freeze(sae: Any, roles: dict[str, str], frozen: tuple[str, ...]) -> None:
         p.requires_grad_(False)
 
 
-def _check_frozen(sae: Any, mode: str, attr: str, state_key: str, norm_dim: int, what: str) -> None:
-    """Shared invariant of the frozen baselines: ``attr`` does not require grad and equals the
-    directions ``prepare`` recorded (or, for an SAE not prepared here, has unit-norm ``what``)."""
+def _set_to_mean(sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+    """Every ``decoder_bias`` tensor ``[d_in]`` := the mean of ``sample_acts`` ``[n, d_in]`` (float64 sum)."""
     import torch
 
-    W = getattr(sae, attr)
-    if W.requires_grad:
-        raise ModeInvariantError(f"{mode}: {attr} requires grad")
-    state = getattr(sae, STATE_ATTR, None)
-    if state is not None and state.get("mode") == mode:
-        if not torch.equal(W.detach(), state[state_key]):
-            raise ModeInvariantError(f"{mode}: {attr} moved")
-    else:
-        norms = W.norm(dim=norm_dim)
-        if not torch.allclose(norms, torch.ones_like(norms), atol=1e-5):
-            raise ModeInvariantError(f"{mode}: {attr} {what} are not unit norm")
+    for p in _params_with_roles(sae, roles, ("decoder_bias",)):
+        with torch.no_grad():
+            p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
 
 
 class _Mode(TrainingMode):
@@ -222,13 +221,40 @@ class Trained(_Mode):
     name = "trained"
 
 
-class _RandomDirections(_Mode):
-    """Shared by the baselines: unit-norm random rows, tied encoder, optional frozen biases."""
+class RandomDirectionsBaseline(_Mode):
+    """Base class of the random-direction baselines, built-in and plugin alike: it carries the
+    fairness helpers that make a baseline start from the same kind of point as the trained SAE,
+    so a verdict against it measures the directions, not a worse start.
+
+    Parameters (``DEFAULTS``; a subclass may narrow or extend them): ``init`` (``iso`` | ``cov``,
+    see ``random_directions``), ``train_biases`` (false: biases frozen, ``b_dec`` at the sample
+    mean), ``fit_scale`` (true: start at the least-squares output scale, ``fit_output_scale``).
+
+    A subclass sets ``name``, ``DEFAULTS`` and ``_frozen()`` (the roles it freezes), and writes
+    ``prepare`` from the helpers, all addressing tensors through the architecture's ``roles``::
+
+        dirs = self.init_tied(sae, roles, sample_acts)      # [d_sae, d_in] unit rows; W_enc = W_dec.T
+        self.center(sae, roles, sample_acts)                # b_dec = sample mean if biases are frozen
+        self.fit_scale(sae, roles, sample_acts, "encoder")  # least-squares output scale
+        self.freeze(sae, roles)                             # requires_grad False on frozen_roles
+        self.record(sae, roles, decoder=dirs)               # what check_frozen compares against
+
+    and ``check`` as ``self.check_frozen(sae, "decoder")``. Other directions than random ones:
+    override ``directions(n, d_in, sample_acts)`` (e.g. the example plugin's data directions).
+    Randomness must come from the global torch RNG, which the trainer seeds per cell.
+    """
 
     DEFAULTS = {"init": "iso", "train_biases": True, "fit_scale": True}
     is_baseline = True
 
-    def _init_tied(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> Any:
+    def directions(self, n: int, d_in: int, sample_acts: Any) -> Any:
+        """``[n, d_in]`` float32 unit rows: ``random_directions`` with the ``init`` parameter."""
+        return random_directions(n, d_in, self.params["init"], sample_acts)
+
+    def init_tied(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> Any:
+        """Set the decoder (role ``decoder``, ``[d_sae, d_in]``) to ``directions(d_sae, d_in,
+        sample_acts)`` and the encoder (role ``encoder``, ``[d_in, d_sae]``) to its transpose, as
+        sae-lens ties them at init; returns the directions ``[d_sae, d_in]``."""
         import torch
 
         _, W_enc = _param(sae, roles, "encoder", self.name)
@@ -237,33 +263,63 @@ class _RandomDirections(_Mode):
         if tuple(W_enc.shape) != (d_in, d_sae):
             raise ConfigError(f"training mode {self.name!r}: encoder {tuple(W_enc.shape)} and decoder "
                               f"{tuple(W_dec.shape)} are not [d_in, d_sae] / [d_sae, d_in]")
-        dirs = random_directions(d_sae, d_in, self.params["init"], sample_acts)
+        dirs = self.directions(d_sae, d_in, sample_acts)
+        if tuple(dirs.shape) != (d_sae, d_in):
+            raise ConfigError(f"training mode {self.name!r}: directions() returned {tuple(dirs.shape)}, "
+                              f"expected [{d_sae}, {d_in}]")
         with torch.no_grad():
             W_dec.data.copy_(dirs)
             W_enc.data.copy_(dirs.T)
         return dirs
 
-    def _maybe_fit_scale(self, sae: Any, roles: dict[str, str], sample_acts: Any, side: str) -> None:
+    def fit_scale(self, sae: Any, roles: dict[str, str], sample_acts: Any, side: str) -> None:
         """With ``fit_scale`` (default), start from the least-squares output scale: random
         unit-norm tied rows over-reconstruct (k latents each add their projection; with ``cov``
         rows, which share the top principal directions, by orders of magnitude on a residual
-        stream), so the baseline would spend its budget, or blow up, undoing its init."""
+        stream), so the baseline would spend its budget, or blow up, undoing its init.
+        ``side = "encoder"`` scales the encoder, its biases and thresholds (which latents fire
+        is unchanged); ``"decoder"`` scales the decoder rows (for a frozen encoder)."""
         if self.params.get("fit_scale", True) and sample_acts is not None:
-            _scale_output(sae, roles, fit_output_scale(sae, sample_acts), side)
+            _scale_output(sae, roles, fit_output_scale(sae, sample_acts, roles=roles), side)
 
-    def _maybe_center(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        """With frozen biases, b_dec is set to the sample mean (a zero b_dec on uncentred
-        activations would make the baseline a strawman)."""
-        import torch
-
+    def center(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        """With frozen biases, the decoder bias is set to the sample mean (a zero b_dec on
+        uncentred activations would make the baseline a strawman)."""
         if self.params.get("train_biases", True) or sample_acts is None:
             return
-        for p in _params_with_roles(sae, roles, ("decoder_bias",)):
-            with torch.no_grad():
-                p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
+        _set_to_mean(sae, roles, sample_acts)
+
+    def freeze(self, sae: Any, roles: dict[str, str]) -> None:
+        """``requires_grad_(False)`` on every tensor whose role is in ``frozen_roles``."""
+        _freeze(sae, roles, self.frozen_roles)
+
+    def record(self, sae: Any, roles: dict[str, str], **by_role: Any) -> None:
+        """Remember, on the SAE (never saved to disk), the mode, the parameter name of every role
+        and the reference tensors given by role (e.g. ``decoder=dirs``) for ``check_frozen``."""
+        names = {role: n for n, role in roles.items()}
+        state = {"mode": self.name, "tensors": names}
+        state.update({role: t.clone() for role, t in by_role.items()})
+        setattr(sae, STATE_ATTR, state)
+
+    def check_frozen(self, sae: Any, role: str) -> None:
+        """ModeInvariantError unless the tensor with ``role`` does not require grad and equals
+        what ``record`` stored for it."""
+        import torch
+
+        state = getattr(sae, STATE_ATTR, None)
+        if state is None or state.get("mode") != self.name or role not in state:
+            raise ModeInvariantError(f"{self.name}: SAE was not prepared by this mode (no {role} tensor recorded)")
+        pname = state["tensors"].get(role)
+        W = getattr(sae, pname, None) if pname else None
+        if W is None:
+            raise ModeInvariantError(f"{self.name}: the SAE has no {role} tensor {pname!r}")
+        if W.requires_grad:
+            raise ModeInvariantError(f"{self.name}: {role} ({pname}) requires grad")
+        if not torch.equal(W.detach(), state[role]):
+            raise ModeInvariantError(f"{self.name}: {role} ({pname}) moved")
 
 
-class FrozenDecoder(_RandomDirections):
+class FrozenDecoder(RandomDirectionsBaseline):
     """Decoder rows random (unit norm, ``init``) and frozen; the encoder starts at ``W_dec.T``
     and trains with biases, thresholds and scales (unless ``train_biases = false``)."""
 
@@ -274,17 +330,17 @@ class FrozenDecoder(_RandomDirections):
         return ("decoder", *self._bias_roles_frozen())
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        dirs = self._init_tied(sae, roles, sample_acts)
-        self._maybe_center(sae, roles, sample_acts)
-        self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
-        _freeze(sae, roles, self.frozen_roles)
-        setattr(sae, STATE_ATTR, {"mode": self.name, "decoder": dirs.clone()})
+        dirs = self.init_tied(sae, roles, sample_acts)
+        self.center(sae, roles, sample_acts)
+        self.fit_scale(sae, roles, sample_acts, "encoder")
+        self.freeze(sae, roles)
+        self.record(sae, roles, decoder=dirs)
 
     def check(self, sae: Any) -> None:
-        _check_frozen(sae, self.name, "W_dec", "decoder", norm_dim=1, what="rows")
+        self.check_frozen(sae, "decoder")
 
 
-class SoftFrozenDecoder(_RandomDirections):
+class SoftFrozenDecoder(RandomDirectionsBaseline):
     """Decoder rows random at init (unit norm, ``init``) and projected back into the cone
     ``cos >= min_cos`` around their initial direction after every optimizer step (row norm
     kept, see ``project_to_cone``); the encoder and everything else train."""
@@ -297,13 +353,14 @@ class SoftFrozenDecoder(_RandomDirections):
         return self._bias_roles_frozen()
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        dirs = self._init_tied(sae, roles, sample_acts)
-        self._maybe_center(sae, roles, sample_acts)
-        self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
-        _freeze(sae, roles, self.frozen_roles)
+        dirs = self.init_tied(sae, roles, sample_acts)
+        self.center(sae, roles, sample_acts)
+        self.fit_scale(sae, roles, sample_acts, "encoder")
+        self.freeze(sae, roles)
         self._dec_name, _ = _param(sae, roles, "decoder", self.name)
         self._d0 = dirs.clone()
-        setattr(sae, STATE_ATTR, {"mode": self.name, "decoder_init": self._d0, "min_cos": float(self.params["min_cos"])})
+        self.record(sae, roles, decoder_init=self._d0)
+        getattr(sae, STATE_ATTR)["min_cos"] = float(self.params["min_cos"])
 
     def after_step(self, sae: Any) -> None:
         import torch
@@ -318,13 +375,13 @@ class SoftFrozenDecoder(_RandomDirections):
         state = getattr(sae, STATE_ATTR, None)
         if state is None or state.get("mode") != self.name:
             raise ModeInvariantError("soft_frozen_decoder: SAE was not prepared by this mode (no initial directions recorded)")
-        cos = row_cosines(sae.W_dec.detach(), state["decoder_init"])
+        cos = row_cosines(getattr(sae, state["tensors"]["decoder"]).detach(), state["decoder_init"])
         worst = float(cos.min())
         if not worst >= state["min_cos"] - 1e-5:
             raise ModeInvariantError(f"soft_frozen_decoder: a decoder row has cosine {worst:.6f} < min_cos {state['min_cos']}")
 
 
-class FrozenEncoder(_RandomDirections):
+class FrozenEncoder(RandomDirectionsBaseline):
     """Encoder columns random (unit norm, ``init``) and frozen; the decoder starts at the same
     rows and trains with biases, thresholds and scales (Gated ``r_mag``).
 
@@ -340,19 +397,19 @@ class FrozenEncoder(_RandomDirections):
         return ("encoder", *self._bias_roles_frozen())
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        dirs = self._init_tied(sae, roles, sample_acts)
-        self._maybe_center(sae, roles, sample_acts)
+        dirs = self.init_tied(sae, roles, sample_acts)
+        self.center(sae, roles, sample_acts)
         if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
             sae.cfg.rescale_acts_by_decoder_norm = False
-        self._maybe_fit_scale(sae, roles, sample_acts, "decoder")
-        _freeze(sae, roles, self.frozen_roles)
-        setattr(sae, STATE_ATTR, {"mode": self.name, "encoder": dirs.T.clone()})
+        self.fit_scale(sae, roles, sample_acts, "decoder")
+        self.freeze(sae, roles)
+        self.record(sae, roles, encoder=dirs.T)
 
     def check(self, sae: Any) -> None:
-        _check_frozen(sae, self.name, "W_enc", "encoder", norm_dim=0, what="columns")
+        self.check_frozen(sae, "encoder")
 
 
-class Untrained(_RandomDirections):
+class Untrained(RandomDirectionsBaseline):
     """No optimizer steps: a floor, never a verdict. ``init``: ``iso``/``cov`` unit-norm tied rows
     (``W_enc = W_dec.T``), or ``sae_lens`` (keep sae-lens's own init, decoder norm 0.1).
     ``b_dec_init``: ``mean`` (sample mean, default) or ``zeros``. BatchTopK-family thresholds are
@@ -371,30 +428,28 @@ class Untrained(_RandomDirections):
         return ROLES
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        import torch
-
         if self.params["init"] != "sae_lens":
-            self._init_tied(sae, roles, sample_acts)
+            self.init_tied(sae, roles, sample_acts)
         if self.params["b_dec_init"] == "mean" and sample_acts is not None:
-            for p in _params_with_roles(sae, roles, ("decoder_bias",)):
-                with torch.no_grad():
-                    p.data.copy_(sample_acts.to(torch.float64).mean(0).to(p.dtype))
-        self._calibrate_jumprelu(sae, sample_acts)
+            _set_to_mean(sae, roles, sample_acts)
+        self._calibrate_threshold(sae, roles, sample_acts)
         if self.params["init"] != "sae_lens":
-            self._maybe_fit_scale(sae, roles, sample_acts, "encoder")
+            self.fit_scale(sae, roles, sample_acts, "encoder")
         for p in sae.parameters():
             p.requires_grad_(False)
-        setattr(sae, STATE_ATTR, {"mode": self.name})
+        self.record(sae, roles)
 
     @staticmethod
-    def _calibrate_jumprelu(sae: Any, sample_acts: Any) -> None:
-        """A JumpReLU SAE with a target L0 (quadratic penalty) gets one shared threshold that
-        gives that mean L0 on the sample, so the floor is compared at the trained SAE's sparsity
-        (sae-lens's 0.01 init would fire about half of all latents)."""
+    def _calibrate_threshold(sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
+        """An SAE with a ``threshold`` role and a target L0 in its config (JumpReLU's quadratic
+        penalty) gets one shared threshold that gives that mean L0 on the sample, so the floor is
+        compared at the trained SAE's sparsity (sae-lens's 0.01 init would fire about half of all
+        latents)."""
         import torch
 
         target = getattr(sae.cfg, "target_l0", None)
-        if not target or not isinstance(getattr(sae, "threshold", None), torch.nn.Parameter) or sample_acts is None:
+        thresholds = _params_with_roles(sae, roles, ("threshold",))
+        if not target or len(thresholds) != 1 or sample_acts is None:
             return
         d_sae = int(sae.cfg.d_sae)
         rows = max(1, min(sample_acts.shape[0], 4_000_000 // d_sae))
@@ -402,7 +457,7 @@ class Untrained(_RandomDirections):
             _, pre = sae.encode_with_hidden_pre(sample_acts[:rows])
             keep = min(pre.numel(), max(1, int(round(float(target) * rows))))
             thr = float(pre.flatten().topk(keep).values.min())
-            sae.threshold.data.fill_(max(thr, 0.0))
+            thresholds[0].data.fill_(max(thr, 0.0))
 
     def check(self, sae: Any) -> None:
         if any(p.requires_grad for p in sae.parameters()):

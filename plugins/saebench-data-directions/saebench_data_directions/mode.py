@@ -1,8 +1,13 @@
 """The ``data_directions`` baseline.
 
-Uses only the public TrainingMode contract (``saebench_sanity.TrainingMode``): ``prepare`` gets
-the SAE, the architecture's role map and sample activations ``[n, d_in]``; randomness comes from
-the global torch RNG, which the trainer seeds per cell.
+Built on the public base class of random-direction baselines
+(``saebench_sanity.RandomDirectionsBaseline``), so it gets the same fairness helpers as the
+built-in baselines: the encoder starts tied to the decoder (``W_enc = W_dec.T``), the output
+starts at its least-squares scale (``fit_scale``), and with frozen biases ``b_dec`` starts at the
+sample mean (``train_biases = false``). Only the directions differ: ``directions`` returns
+centred activation samples instead of random ones. Every tensor is reached through the
+architecture's ``roles``; randomness comes from the global torch RNG, which the trainer seeds
+per cell.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from typing import Any
 
 import torch
 
-from saebench_sanity import ConfigError, DataError, TrainingMode
+from saebench_sanity import DataError, RandomDirectionsBaseline
 
 
 def data_directions(sample_acts: torch.Tensor, n: int) -> torch.Tensor:
@@ -28,31 +33,27 @@ def data_directions(sample_acts: torch.Tensor, n: int) -> torch.Tensor:
     return (rows / norms).to(torch.float32)
 
 
-class DataDirections(TrainingMode):
-    is_baseline = True
-    frozen_roles = ("decoder",)
+class DataDirections(RandomDirectionsBaseline):
+    """Decoder rows = centred activation samples (unit norm), frozen; the encoder starts at
+    ``W_dec.T`` and trains with biases, thresholds and scales (unless ``train_biases = false``)."""
 
-    def __init__(self, **params: Any) -> None:
-        if params:
-            raise ConfigError(f"training mode 'data_directions': unknown parameter {sorted(params)[0]!r}; it takes none")
-        super().__init__()
+    name = "data_directions"
+    DEFAULTS = {"train_biases": True, "fit_scale": True}
+
+    def _frozen(self) -> tuple[str, ...]:
+        return ("decoder", *self._bias_roles_frozen())
+
+    def directions(self, n: int, d_in: int, sample_acts: Any) -> torch.Tensor:
+        if sample_acts is None or sample_acts.ndim != 2 or sample_acts.shape[1] != d_in:
+            raise DataError(f"data_directions needs sample activations [n, {d_in}]")
+        return data_directions(sample_acts, n)
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        by_role = {role: name for name, role in roles.items() if role in ("encoder", "decoder")}
-        if set(by_role) != {"encoder", "decoder"}:
-            raise ConfigError("training mode 'data_directions' needs an architecture with 'encoder' and 'decoder' roles")
-        if sample_acts is None or sample_acts.ndim != 2:
-            raise DataError("data_directions needs sample activations [n, d_in]")
-        W_dec, W_enc = getattr(sae, by_role["decoder"]), getattr(sae, by_role["encoder"])
-        dirs = data_directions(sample_acts, W_dec.shape[0])
-        with torch.no_grad():
-            W_dec.data.copy_(dirs)
-            W_enc.data.copy_(dirs.T)
-        W_dec.requires_grad_(False)
-        sae.saebench_data_directions_init = dirs.clone()  # for check(); never saved to disk
+        dirs = self.init_tied(sae, roles, sample_acts)
+        self.center(sae, roles, sample_acts)
+        self.fit_scale(sae, roles, sample_acts, "encoder")
+        self.freeze(sae, roles)
+        self.record(sae, roles, decoder=dirs)
 
     def check(self, sae: Any) -> None:
-        assert not sae.W_dec.requires_grad, "data_directions: W_dec requires grad"
-        initial = getattr(sae, "saebench_data_directions_init", None)
-        assert initial is not None, "data_directions: SAE was not prepared by this mode"
-        assert torch.equal(sae.W_dec.detach(), initial), "data_directions: W_dec moved during training"
+        self.check_frozen(sae, "decoder")

@@ -11,5 +11,6 @@ def saebench_register_training_modes(register):
         name="data_directions",
         description="decoder rows = random centred activation samples (unit norm), frozen; encoder, biases, thresholds train",
         factory="saebench_data_directions.mode:DataDirections",
+        params={"train_biases": True, "fit_scale": True},
         is_baseline=True,
     ))
