@@ -140,6 +140,55 @@ def test_an_address_nobody_answers_is_one_line_within_seconds(capsys, tmp_path):
     assert "is not host:port" in one_line_error(capsys, main(["run", "--quick", "--executor", "ray", "--address", "nowhere"]))
 
 
+def test_the_remote_protocol_stores_what_the_in_process_run_stores_and_resumes_from_bytes(tmp_path, fake_registry):
+    """What the pool and Ray workers run (``executors.remote``), called in this process: the driver's
+    store ends up as the in-process executor's; a resumed task scores a new metric on the
+    checkpoint it carries as bytes, and sends no checkpoint back."""
+    import torch
+
+    from saebench_sanity import config
+    from saebench_sanity.executors.remote import commit_reply, fully_cached, prepare_task, work_cohort
+    from saebench_sanity.harness.executor import cohorts, execute
+    from saebench_sanity.harness.plan import build_plan
+
+    torch.set_num_threads(1)
+
+    def cfg(out, metrics):
+        return config.from_dict({"run": {"sets": ["tiny-gauss"], "architectures": ["topk"], "modes": ["trained", "frozen_decoder"],
+                                         "seeds": [0, 1], "metrics": metrics, "output_dir": str(tmp_path / out)},
+                                 "training": {"steps": 10, "batch_size": 32, "curve_every": 5, "n_init_samples": 128}})
+
+    local = cfg("local", ["reconstruction"])
+    plan = build_plan(local, fake_registry)
+    execute(plan, ResultStore(local.output_dir), fake_registry)
+
+    remote_cfg = cfg("remote", ["reconstruction"])
+    store = ResultStore(remote_cfg.output_dir)
+    for group in cohorts(plan.cells):
+        assert not fully_cached(group, plan.metrics, store, force=False)
+        task = prepare_task(group, plan.metrics, store, set_params=remote_cfg.set_params_for("tiny-gauss"), force=False,
+                            device="cpu")
+        assert task.seed == {}  # nothing stored yet
+        commit_reply(work_cohort(task, registry=fake_registry), store)
+    assert fingerprint(Path(remote_cfg.output_dir)) == fingerprint(Path(local.output_dir))
+    assert set(store.trainings().values()) == {1} and len(store.trainings()) == 4
+
+    plan2 = build_plan(cfg("remote", ["reconstruction", "latent-mean"]), fake_registry)
+    for group in cohorts(plan2.cells):
+        assert not fully_cached(group, plan2.metrics, store, force=False)
+        task = prepare_task(group, plan2.metrics, store, set_params=remote_cfg.set_params_for("tiny-gauss"), force=False,
+                            device="cpu")
+        assert set(task.seed) == {c.key for c in group}  # checkpoints and records travel as bytes
+        reply = work_cohort(task, registry=fake_registry)
+        assert reply.checkpoints == {} and not any(o.trained_now for o in reply.outcomes)
+        commit_reply(reply, store)
+        assert fully_cached(group, plan2.metrics, store, force=False)
+    assert set(store.trainings().values()) == {1}  # scored, not retrained
+    for key in store.result_keys():
+        assert {e["name"]: e["status"] for e in store.load_result(key)["metrics"].values()} == \
+            {"reconstruction": "ok", "latent-mean": "ok"}
+
+
 # -- slow: a real Ray instance ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
