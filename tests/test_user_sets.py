@@ -154,3 +154,15 @@ n_eval_tokens = 120
         scores = next(m for m in record["metrics"].values() if m["name"] == "reconstruction")["scores"]
         assert scores["explained_variance"] == pytest.approx(ev, abs=1e-5)
         assert ev > 0.2  # it reconstructs raw activations, not only the normalized ones
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_build_on_the_gpu_holds_the_tokens_and_activations_of_a_cpu_build(local, cache):
+    from saebench_sanity.activations.reader import StoreReader
+
+    assert _build(local, "on-cpu") == 0
+    assert _build(local, "on-gpu", "--device", "cuda") == 0
+    cpu, gpu = (StoreReader(cache / "activations" / n) for n in ("on-cpu", "on-gpu"))
+    assert [s["ids_sha256"] for s in cpu.manifest["shards"]] == [s["ids_sha256"] for s in gpu.manifest["shards"]]
+    x, y = cpu.eval_activations(), gpu.eval_activations()
+    assert torch.allclose(x, y, rtol=1e-3, atol=1e-4 * float(x.abs().max()))  # other kernels, same numbers
