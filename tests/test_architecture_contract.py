@@ -181,3 +181,16 @@ def test_the_generic_builder_builds_any_sae_lens_architecture_and_names_unknown_
         SaeLensArchitecture("abstopk")(d_in=8, d_sae=16, seed=0, k=17)
     with pytest.raises(PluginError, match="sae-lens has no training class 'nope'; known: .*topk"):
         SaeLensArchitecture("nope", name="mine")(d_in=8, d_sae=16, seed=0)
+
+
+def test_declarations_the_built_sae_contradicts_are_named(fake_registry):
+    for arch in ARCHS:
+        spec = fake_registry.get("architecture", arch)
+        assert spec.declaration_problems(spec.build(d_in=8, d_sae=32, seed=0)) == [], arch
+    relu = fake_registry.get("architecture", "relu")
+    bad = _twin(relu, sparsity_warm_up_param="l0_warm_up_steps", sparsity_coefficients=("l0",),
+                target_l0_params=lambda t: {"kk": t}, calibration="no_such_module:calibrate")
+    problems = bad.declaration_problems(bad.build(d_in=8, d_sae=16, seed=0))
+    assert len(problems) == 4
+    assert "'l0_warm_up_steps' is not a field" in problems[0] and "['l0'] are not among" in problems[1]
+    assert "sets ['kk']" in problems[2] and "no_such_module" in problems[3]

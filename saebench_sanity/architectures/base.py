@@ -110,5 +110,38 @@ class ArchitectureSpec(Spec):
             fn = resolve_ref(self.calibration, what=f"architecture {self.name!r} calibration")
             fn(sae, sample_acts, int(batch_size))
 
+    def declaration_problems(self, sae: Any) -> list[str]:
+        """What this spec declares that ``sae`` (built by it) contradicts, one line each; empty
+        when every declaration can take effect. For the conformance kit and plugin tests: a
+        mis-declared field would otherwise do nothing silently (a warm-up nobody reads, a
+        coefficient the controller cannot find, a target-L0 parameter the config lacks)."""
+        out: list[str] = []
+        cfg = getattr(sae, "cfg", None)
+        if self.sparsity_warm_up_param and not hasattr(cfg, self.sparsity_warm_up_param):
+            out.append(f"sparsity_warm_up_param {self.sparsity_warm_up_param!r} is not a field of the SAE's config")
+        if self.sparsity_coefficients:
+            try:
+                have = tuple(sae.get_coefficients())
+            except (AttributeError, NotImplementedError):
+                have = ()
+            missing = [n for n in self.sparsity_coefficients if n not in have]
+            if missing:
+                out.append(f"sparsity_coefficients {missing} are not among the SAE's get_coefficients() {list(have)}")
+        if self.targets_l0:
+            try:
+                keys = sorted(self.params_for_target_l0(1))
+            except Exception as exc:  # noqa: BLE001 - reported as the plugin's problem
+                out.append(f"target_l0_params(1) raised {type(exc).__name__}: {exc}")
+            else:
+                unknown = [k for k in keys if not hasattr(cfg, k) and k not in self.params]
+                if unknown:
+                    out.append(f"target_l0_params sets {unknown}, which the SAE's config does not have")
+        if self.calibration is not None:
+            try:
+                resolve_ref(self.calibration, what=f"architecture {self.name!r} calibration")
+            except PluginError as exc:
+                out.append(str(exc))
+        return out
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "params": self.params, "sae_lens_architecture": self.sae_lens_architecture}
