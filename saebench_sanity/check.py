@@ -14,6 +14,11 @@ factor for ``expected_average_only_in``), through ``activations.real.SetSpaceSAE
 the user's and the baselines', is computed on the set's served activations, so scale-dependent
 scores (MSE) share the set's units.
 
+Without a set name the set comes from the SAE's SAELens metadata (``derive_set``: model, hook
+point, context), declared as a user-defined set over a corpus the user names. Baselines train as
+the embedded suite that lists the set trains it (``baseline_training_config``) and are cached by
+identity (``baseline_key``), so another SAE of the same shape on the same set trains nothing new.
+
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
 direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
 could be judged at all (NO VERDICT: every row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED;
