@@ -53,7 +53,8 @@ def _build(local, name, *extra):
 
 
 def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
+    """The one error line on stderr (transformers' weight-loading bar may precede it)."""
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "Loading weights" not in line]
     assert len(err) == 1 and err[0].startswith("error:"), err
     return err[0]
 
@@ -166,3 +167,17 @@ def test_a_build_on_the_gpu_holds_the_tokens_and_activations_of_a_cpu_build(loca
     assert [s["ids_sha256"] for s in cpu.manifest["shards"]] == [s["ids_sha256"] for s in gpu.manifest["shards"]]
     x, y = cpu.eval_activations(), gpu.eval_activations()
     assert torch.allclose(x, y, rtol=1e-3, atol=1e-4 * float(x.abs().max()))  # other kernels, same numbers
+
+
+def test_activations_beyond_float16_are_one_line_naming_bfloat16(local, cache, capsys, monkeypatch):
+    """A model whose activations overflow float16 (a residual stream scaled x1e8 here): the build
+    stops with one line naming the fix, not a silent inf."""
+    import saebench_sanity.activations.store as st
+
+    real_record = __import__("saebench_sanity.models.hook_points", fromlist=["record"]).record
+    monkeypatch.setattr("saebench_sanity.models.hook_points.record",
+                        lambda *a, **k: real_record(*a, **k) * 1e8)
+    assert _build(local, "overflow", "--dtype", "float16") == 2
+    line = _error_line(capsys)
+    assert "exceed the range of float16" in line and "bfloat16" in line
+    assert not (cache / "activations" / "overflow" / st.MANIFEST).exists()

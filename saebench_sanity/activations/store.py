@@ -360,6 +360,9 @@ def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: li
     mask = keep[sel]
     rows = acts[mask].to(dtype)
     if not torch.isfinite(rows.float()).all():
+        if torch.isfinite(acts[mask]).all():  # finite in float32: they overflow the storage dtype
+            raise DataError(f"activations at {cfg.hook_point!r} exceed the range of {cfg.dtype} (largest "
+                            f"{float(acts[mask].abs().max()):.3g}); store the set as bfloat16 or float32")
         raise DataError(f"hook point {cfg.hook_point!r} produced NaN/inf activations in shard {tag}; check the model")
     tensors = {"activations": rows,
                "token_ids": ids[mask].to(torch.int32),
