@@ -8,8 +8,8 @@ The package gets, in ``DIR/NAME/``:
 * ``pyproject.toml`` with the ``saebench_sanity`` entry point (the only link to saebench-sanity);
 * ``<package>/plugin.py`` registering one item of each kind a plugin commonly adds: an activation
   set (sparse codes over random directions, with ground truth), an architecture (a TopK SAE built
-  with sae-lens), a random baseline training mode (frozen random decoder) and a metric (decoder
-  redundancy); judges, probing tasks and executors are left out of the starter (see
+  with sae-lens), a baseline training mode (frozen random sign directions, on the public
+  ``RandomDirectionsBaseline``) and a metric (decoder redundancy); judges, probing tasks and executors are left out of the starter (see
   docs/plugins.md for their hooks);
 * ``tests/test_plugin.py`` running the conformance kit (``saebench_sanity.testing``) on each item
   and checking the plugin registers without problems;
@@ -123,7 +123,7 @@ A plugin for [saebench-sanity](https://pypi.org/project/saebench-sanity/), start
 |---|---|---|
 | activation set | `{slug}-set` | `{package}/data.py` |
 | architecture | `{slug}-topk` | `{package}/architecture.py` |
-| training mode (baseline) | `{slug}-random-decoder` | `{package}/mode.py` |
+| training mode (baseline) | `{slug}-sign-decoder` | `{package}/mode.py` |
 | metric | `{slug}-decoder-redundancy` | `{package}/metric.py` |
 
 ```bash
@@ -138,7 +138,7 @@ Use them in a run configuration, e.g.
 [run]
 sets = ["{slug}-set"]
 architectures = ["topk", "{slug}-topk"]
-modes = ["trained", "frozen_decoder", "{slug}-random-decoder"]
+modes = ["trained", "frozen_decoder", "{slug}-sign-decoder"]
 metrics = ["reconstruction", "ground_truth", "{slug}-decoder-redundancy"]
 ```
 
@@ -189,9 +189,9 @@ def saebench_register_architectures(register):
 @hookimpl
 def saebench_register_training_modes(register):
     register(TrainingModeSpec(
-        name="{slug}-random-decoder",
-        description="baseline: decoder rows are random unit directions, frozen; encoder and biases train",
-        factory="{package}.mode:RandomDecoder",
+        name="{slug}-sign-decoder",
+        description="baseline: decoder rows are random sign vectors, frozen; encoder and biases train",
+        factory="{package}.mode:SignDecoder",
         is_baseline=True,
     ))
 
@@ -278,7 +278,14 @@ def build(d_in: int, d_sae: int, seed: int, k: int = 8, **params: Any) -> Any:
         return TopKTrainingSAE(cfg)
 '''
 
-MODE = '''"""The ``{slug}-random-decoder`` baseline: random unit decoder directions that never train."""
+MODE = '''"""The ``{slug}-sign-decoder`` baseline: frozen random sign directions as the decoder.
+
+Built on ``saebench_sanity.RandomDirectionsBaseline``, so it starts from the same kind of point
+as the built-in baselines (encoder tied to the decoder, least-squares output scale, ``b_dec`` at
+the sample mean when biases are frozen); only ``directions`` is this plugin's own. Tensors are
+reached through the architecture's roles; randomness comes from the global torch RNG, which the
+trainer seeds per cell.
+"""
 
 from __future__ import annotations
 
@@ -286,44 +293,33 @@ from typing import Any
 
 import torch
 
-from saebench_sanity import ConfigError, TrainingMode
-from saebench_sanity.errors import ModeInvariantError
+from saebench_sanity import RandomDirectionsBaseline
 
 
-class RandomDecoder(TrainingMode):
-    """Decoder rows ``[d_sae, d_in]`` are random unit vectors, frozen; the encoder starts as their
-    transpose and trains with the biases. Randomness comes from the global torch RNG, which the
-    trainer seeds per cell (same cell, same directions)."""
+class SignDecoder(RandomDirectionsBaseline):
+    """Decoder rows ``[d_sae, d_in]``: independent random signs, each coordinate +-1/sqrt(d_in)
+    (unit norm), frozen; the encoder starts at ``W_dec.T`` and trains with the biases (unless
+    ``train_biases = false``)."""
 
-    is_baseline = True
-    frozen_roles = ("decoder",)
+    name = "{slug}-sign-decoder"
+    DEFAULTS = {{"train_biases": True, "fit_scale": True}}
 
-    def __init__(self, **params: Any) -> None:
-        if params:
-            raise ConfigError(f"training mode '{slug}-random-decoder': unknown parameter {{sorted(params)[0]!r}}; it takes none")
-        super().__init__()
+    def _frozen(self) -> tuple[str, ...]:
+        return ("decoder", *self._bias_roles_frozen())
+
+    def directions(self, n: int, d_in: int, sample_acts: Any) -> torch.Tensor:
+        signs = torch.randint(0, 2, (n, d_in), dtype=torch.int64) * 2 - 1
+        return signs.to(torch.float32) / d_in ** 0.5
 
     def prepare(self, sae: Any, roles: dict[str, str], sample_acts: Any) -> None:
-        by_role = {{role: name for name, role in roles.items()}}
-        if "decoder" not in by_role or "encoder" not in by_role:
-            raise ConfigError("training mode '{slug}-random-decoder' needs an architecture with 'encoder' and 'decoder' roles")
-        W_dec, W_enc = getattr(sae, by_role["decoder"]), getattr(sae, by_role["encoder"])
-        dirs = torch.randn(W_dec.shape, dtype=torch.float64)
-        dirs = (dirs / dirs.norm(dim=1, keepdim=True)).to(W_dec.dtype)
-        with torch.no_grad():
-            W_dec.copy_(dirs)
-            W_enc.copy_(dirs.T)
-        W_dec.requires_grad_(False)
-        sae._{package}_frozen = (by_role["decoder"], dirs.clone())  # for check(); never saved
+        dirs = self.init_tied(sae, roles, sample_acts)
+        self.center(sae, roles, sample_acts)
+        self.fit_scale(sae, roles, sample_acts, "encoder")
+        self.freeze(sae, roles)
+        self.record(sae, roles, decoder=dirs)
 
     def check(self, sae: Any) -> None:
-        frozen = getattr(sae, "_{package}_frozen", None)
-        if frozen is None:
-            raise ModeInvariantError("{slug}-random-decoder: the SAE was not prepared by this mode")
-        name, initial = frozen
-        W_dec = getattr(sae, name)
-        if W_dec.requires_grad or not torch.equal(W_dec.detach().cpu(), initial.cpu()):
-            raise ModeInvariantError("{slug}-random-decoder: the frozen decoder changed during training")
+        self.check_frozen(sae, "decoder")
 '''
 
 METRIC = '''"""The ``{slug}-decoder-redundancy`` metric."""
@@ -353,7 +349,7 @@ from saebench_sanity import testing
 from saebench_sanity.registry import get_registry
 
 ITEMS = {{"activation_set": "{slug}-set", "architecture": "{slug}-topk",
-         "training_mode": "{slug}-random-decoder", "metric": "{slug}-decoder-redundancy"}}
+         "training_mode": "{slug}-sign-decoder", "metric": "{slug}-decoder-redundancy"}}
 
 
 def test_the_plugin_registers_every_item_without_problems():
@@ -373,7 +369,7 @@ def test_architecture():
 
 
 def test_training_mode():
-    testing.check_training_mode("{slug}-random-decoder", architecture="{slug}-topk")
+    testing.check_training_mode("{slug}-sign-decoder", architecture="{slug}-topk")
 
 
 def test_metric():
