@@ -72,7 +72,8 @@ def test_a_cohort_has_one_seed(fake_registry):
 
 def test_a_diverging_member_is_a_data_error_naming_the_step(fake_registry):
     aset = fake_registry.get("activation_set", "tiny-gauss").build()
-    hot = dataclasses.replace(TRAINING, lr=1e6)
+    hot = dataclasses.replace(TRAINING)
+    object.__setattr__(hot, "lr", 1e6)  # past the config's bound on purpose: the engine's own guard is under test
     out = train_cells(members(fake_registry, "relu")[:2], aset, d_sae=16, target_l0=2, arch_overrides={}, training=hot)
     diverged = [r for r in out if isinstance(r, DataError)]
     assert diverged, out
