@@ -320,11 +320,14 @@ def baseline_cache_root() -> Path:
 
 
 def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str, Any], mode: str, seed: int,
-                 d_sae: int, target_l0: int | None, training: Any, dtype: str = "float32") -> str:
+                 d_sae: int, target_l0: int | None, training: Any, dtype: str = "float32",
+                 plugins: tuple[tuple[str, str], ...] = ()) -> str:
     """Identity of one baseline of ``check``: everything that decides what it trains (the set's
     recipe, architecture and its overrides, mode, seed, size, sparsity, training config, dtype,
-    the code version of every cache key). Another SAE of the same shape and sparsity on the same
-    set has the same baselines, so a re-check trains nothing new."""
+    the code version of every cache key, and the distribution and version of non-built-in plugins
+    behind the set, architecture and mode: ``harness.plan.plugin_versions``). Another SAE of the
+    same shape and sparsity on the same set has the same baselines, so a re-check trains nothing
+    new."""
     import dataclasses
 
     from saebench_sanity.activations.base import stable_hash
@@ -333,13 +336,14 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
     return stable_hash({"kind": "check-baseline", "set": set_manifest_hash, "arch": arch,
                         "arch_overrides": arch_overrides, "mode": mode, "seed": int(seed), "d_sae": int(d_sae),
                         "target_l0": target_l0, "training": dataclasses.asdict(training), "dtype": dtype,
-                        "code": code_version()})[:24]
+                        "code": code_version(), **({"plugins": [list(p) for p in plugins]} if plugins else {})})[:24]
 
 
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
     from saebench_sanity.activations.real import check_sae_d_in, checkpoint_in_set_space, sae_in_set_space, set_scale
     from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
     from saebench_sanity.architectures.sparsity import targets_l0
+    from saebench_sanity.harness.plan import plugin_versions
     from saebench_sanity.harness.store import ResultStore
     from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
     from saebench_sanity.training.cohort import train_cells
@@ -431,7 +435,9 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     for seed in opts.seeds:
         keys = {m.name: baseline_key(set_manifest_hash=manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
                                      mode=m.name, seed=seed, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0,
-                                     training=training, dtype=opts.dtype) for m in modes}
+                                     training=training, dtype=opts.dtype, plugins=plugin_versions(registry, [
+                                         s for s in (registry.items["activation_set"].get(getattr(aset, "name", "")), arch, m)
+                                         if s is not None])) for m in modes}
         todo = [m for m in modes if not store.has_checkpoint(keys[m.name])]
         if todo:
             # the baselines of one seed are one cohort: identical batches, one batched program

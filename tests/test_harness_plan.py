@@ -186,3 +186,14 @@ def test_built_in_cells_keep_keys_without_plugin_versions(fake_registry):
         assert cell.plugins == () and "plugins" not in cell.key_material() and "plugins" not in cell.identity()
         assert cell.key == stable_hash(cell.key_material())[:24]
     assert plan.metrics[0].key == metric_key("reconstruction", plan.metrics[0].params)
+
+
+def test_saebench_checks_baseline_key_includes_plugin_versions_only_when_there_are_any():
+    from saebench_sanity.check import baseline_key
+    from saebench_sanity.config import TrainingConfig
+
+    kw = dict(set_manifest_hash="m", arch="topk", arch_overrides={}, mode="frozen_decoder", seed=0, d_sae=16,
+              target_l0=2, training=TrainingConfig())
+    assert baseline_key(**kw) == baseline_key(**kw, plugins=())
+    assert baseline_key(**kw, plugins=(("saebench-x", "1.0"),)) != baseline_key(**kw)
+    assert baseline_key(**kw, plugins=(("saebench-x", "1.0"),)) != baseline_key(**kw, plugins=(("saebench-x", "1.1"),))
