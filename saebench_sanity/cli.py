@@ -440,9 +440,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from saebench_sanity.leaderboard import aggregate, render
 
+    from saebench_sanity.paths import check_leaderboard_names, safe_name
+
+    name = args.name or args.family or "synthetic"
+    safe_name("leaderboard name", name)  # before the --out probe creates anything
     if not args.check:  # --check only reads
         check_writable_dir(args.out, "--out")
-    name = args.name or args.family or "synthetic"
     sets = None
     if args.family:
         from saebench_sanity.harness.run import sets_of_family
@@ -452,8 +455,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if not sets:
             raise SaebenchError(f"no registered activation set has family {args.family!r}; see `saebench list`")
     col = aggregate.collect(args.results, sets=sets)
-    from saebench_sanity.paths import check_leaderboard_names
-
     check_leaderboard_names(name, col.sets, args.results)  # names that become files: refused, exit 2
     if args.check:
         differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)
