@@ -47,6 +47,26 @@ class Executor:
         raise NotImplementedError
 
 
+class Outcomes:
+    """What an executor's driver collects: ``report(group, results)`` tells the reporter about each
+    finished cell of a cohort (``cell_start`` then ``cell_done``, with the cell's plan index) and
+    keeps its ``CellOutcome``; ``in_plan_order()`` is :meth:`Executor.run`'s return value."""
+
+    def __init__(self, plan: Any, reporter: Any) -> None:
+        self.plan, self.reporter = plan, reporter
+        self.index = {c.key: i for i, c in enumerate(plan.cells)}
+        self.by_key: dict[str, Any] = {}
+
+    def report(self, group: list[Any], results: list[Any]) -> None:
+        for cell, outcome in zip(group, results):
+            self.reporter.cell_start(cell, self.index[cell.key])
+            self.reporter.cell_done(cell, outcome)
+            self.by_key[cell.key] = outcome
+
+    def in_plan_order(self) -> list[Any]:
+        return [self.by_key[c.key] for c in self.plan.cells if c.key in self.by_key]
+
+
 @dataclass(frozen=True)
 class ExecutorSpec(Spec):
     """Registered executor.

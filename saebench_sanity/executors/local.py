@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from saebench_sanity.executors.base import Executor, default_jobs
+from saebench_sanity.executors.base import Executor, Outcomes, default_jobs
 from saebench_sanity.executors.remote import commit_reply, fail_cohort, fully_cached, prepare_task, work_cohort
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,8 @@ class LocalExecutor(Executor):
 
         threads = max(1, default_jobs() // jobs)
         ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
-        index = {c.key: i for i, c in enumerate(plan.cells)}
-        outcomes: dict[str, Any] = {}
-
-        def report(group: list[Any], results: list[Any]) -> None:
-            for cell, outcome in zip(group, results):
-                reporter.cell_start(cell, index[cell.key])
-                reporter.cell_done(cell, outcome)
-                outcomes[cell.key] = outcome
+        collected = Outcomes(plan, reporter)
+        report = collected.report
 
         cached = [g for g, b in zip(groups, busy) if not b]
         if cached:  # nothing to train or score: read here, no worker needed
@@ -96,7 +90,7 @@ class LocalExecutor(Executor):
                                          force=force, device=device))
         todo = [g for g, b in zip(groups, busy) if b]
         if not todo:
-            return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
+            return collected.in_plan_order()
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
                                    initargs=(threads, os.getpid()))
         try:
@@ -130,7 +124,7 @@ class LocalExecutor(Executor):
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
+        return collected.in_plan_order()
 
 
 def _is_input_error(exc: BaseException) -> bool:

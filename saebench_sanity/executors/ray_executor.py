@@ -33,7 +33,7 @@ import threading
 from typing import Any
 
 from saebench_sanity.errors import SaebenchError
-from saebench_sanity.executors.base import Executor, ExecutorError, default_jobs
+from saebench_sanity.executors.base import Executor, ExecutorError, Outcomes, default_jobs
 from saebench_sanity.executors.remote import CohortTask, commit_reply, fail_cohort, fully_cached, prepare_task
 
 logger = logging.getLogger(__name__)
@@ -168,14 +168,8 @@ class RayExecutor(Executor):
 
         ray = self.ray
         connected = self._connect()
-        index = {c.key: i for i, c in enumerate(plan.cells)}
-        outcomes: dict[str, Any] = {}
-
-        def report(group: list[Any], results: list[Any]) -> None:
-            for cell, outcome in zip(group, results):
-                reporter.cell_start(cell, index[cell.key])
-                reporter.cell_done(cell, outcome)
-                outcomes[cell.key] = outcome
+        collected = Outcomes(plan, reporter)
+        report = collected.report
 
         pending: dict[Any, list[Any]] = {}
         try:
@@ -223,7 +217,7 @@ class RayExecutor(Executor):
         finally:
             if connected:
                 ray.shutdown()
-        return [outcomes[c.key] for c in plan.cells if c.key in outcomes]
+        return collected.in_plan_order()
 
     def _collect(self, ref: Any, group: list[Any], store: Any) -> list[Any]:
         """Commit one finished task's reply, or record its cohort as failed."""
