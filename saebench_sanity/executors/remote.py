@@ -187,12 +187,16 @@ def commit_reply(reply: CohortReply, store: Any) -> list[Any]:
                     (path / name).write_bytes(blob)
         return save
 
+    trained = {e.get("key"): e for e in reply.events if e.get("event") == "trained"}
     for key, files in reply.checkpoints.items():
         if "train.json" not in files:
             raise DataError(f"a worker returned checkpoint {key} without its train.json; this is a bug")
         store.write_checkpoint(key, copy_into(files), json.loads(files["train.json"]))
+        if key in trained:  # each checkpoint's event right after it, as in a local training
+            store.log_event(trained[key])
     for event in reply.events:
-        store.log_event(event)
+        if not (event.get("event") == "trained" and event.get("key") in reply.checkpoints):
+            store.log_event(event)
     for key, record in reply.records.items():
         if record is not None and record != store.load_result(key):
             store.write_result(key, record)
