@@ -287,11 +287,13 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
     return (max(1, int(round(l0))) if math.isfinite(l0) and l0 > 0 else None), params
 
 
-def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any], device: str = "cpu") -> dict[str, float]:
-    from saebench_sanity.metrics.base import MetricContext
+def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any], device: str = "cpu",
+           registry: Any = None) -> dict[str, float]:
+    from saebench_sanity.harness.scoring import metric_context
+    from saebench_sanity.registry import get_registry
 
     sae.eval()
-    return spec.compute(MetricContext(sae, aset, eval_acts, device=device), **params)
+    return spec.compute(metric_context(sae, aset, eval_acts, registry or get_registry(), device=device), **params)
 
 
 def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
@@ -425,7 +427,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if not applicable:
         raise ConfigError(f"no chosen metric applies to activation set {opts.set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
 
-    user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}, device) for spec in applicable}
+    user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}, device, registry) for spec in applicable}
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     report.training = {m.name: [] for m in modes}
@@ -460,7 +462,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             info = store.load_train_info(key)
             controlled = controlled or bool(info.get("controlled"))
             inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key), device=device), aset)
-            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}, device) for spec in applicable}
+            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}, device, registry) for spec in applicable}
             base_scores[mode.name].append((scores, bool(info.get("converged"))))
             base_l0[mode.name].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
             report.training[mode.name].append({"seed": int(seed), "steps": int(info.get("steps", 0)),

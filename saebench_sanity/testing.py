@@ -197,7 +197,7 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
     """Compute the metric on a tiny trained SAE and check: known needs, exactly the declared
     score keys, finite floats, directions valid."""
     from saebench_sanity.config import TrainingConfig
-    from saebench_sanity.metrics.base import MetricContext
+    from saebench_sanity.harness.scoring import metric_context
     from saebench_sanity.training.trainer import train_cell
 
     spec = _spec("metric", spec_or_name)
@@ -216,7 +216,7 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
     res = train_cell(arch, mode, aset, d_sae=4 * aset.d_in, target_l0=4, arch_overrides={}, mode_params={},
                      training=TrainingConfig(steps=5, batch_size=32, curve_every=1, n_init_samples=256), seed=0)
     res.sae.eval()
-    scores = spec.compute(MetricContext(res.sae, aset, aset.eval_activations()), **params)
+    scores = spec.compute(metric_context(res.sae, aset, aset.eval_activations(), get_registry()), **params)
     assert set(scores) == set(spec.scores), f"{who}: returned {sorted(scores)}, declared {sorted(spec.scores)}"
     for key, value in scores.items():
         assert isinstance(value, float) and math.isfinite(value), f"{who}: score {key!r} = {value!r} is not a finite float"

@@ -125,7 +125,7 @@ def test_autointerp_pipeline_on_a_tiny_model_explains_from_highlights_and_scores
                                           ctx_len=12, n_contexts=64)
     assert set(out) == {"score", "parse_failure_rate"} and 0.0 <= out["score"] <= 1.0
     assert out["parse_failure_rate"] == 0.0
-    details = ctx.extras["details"]["autointerp"]
+    details = out.details
     assert details["judge"] == "callable:fixed" and len(details["latents"]) == 3
     assert all(lat["explanation"] == "a feature" for lat in details["latents"])
     assert out["score"] == pytest.approx(sum(lat["score"] for lat in details["latents"]) / 3)

@@ -90,7 +90,7 @@ def all_scores(world, sae, **ctx_kw):
     from saebench_sanity.metrics import autointerp, core_adapters, loss_recovered, probing, ravel
     from saebench_sanity.probing_tasks.base import make_task
 
-    ctx = MetricContext(sae, world.aset, world.acts, **ctx_kw)
+    ctx = MetricContext(sae, world.aset, world.acts, judge=_judge(), **ctx_kw)
     out = {"reconstruction": core_adapters.reconstruction_scores(ctx),
            "reconstruction_bulk": core_adapters.reconstruction_bulk_scores(ctx, max_norm_ratio=1.5),
            "ground_truth": core_adapters.ground_truth_scores(ctx, cos_threshold=0.3),
@@ -100,7 +100,6 @@ def all_scores(world, sae, **ctx_kw):
                                                                          for i in range(24)]
     task = make_task("device-task", ex, n_train=16, n_test=8)
     out["sparse_probing"] = probing.probing_scores_for_task(lm.sae_in_model_space(ctx.sae), lm, task, (1, 4), 16, 0)
-    ctx.extras["judge"] = _judge()
     out["autointerp"] = autointerp.autointerp_scores(ctx, n_latents=3, n_explain=2, n_activating=2, n_random=2,
                                                      ctx_len=6, n_contexts=24)
     # RAVEL's edit and latent selection (its prompts need a model that knows capitals: the slow test)

@@ -267,11 +267,11 @@ def test_autointerp_runs_its_judge_inside_the_budget(monkeypatch):
     judge that needs 0.2 s per answer cannot answer 8 prompts in 0.5 s); the default budget
     applies when none is given."""
     from saebench_sanity.metrics import autointerp as A
-    from saebench_sanity.metrics import probing
+    from saebench_sanity.metrics.base import MetricContext
+    from saebench_sanity.metrics.lm import LMHandle
 
     examples = [A.LatentExamples(i, ["<<a>> b"], ["a c"], ["d e"]) for i in range(4)]
-    monkeypatch.setattr(probing, "lm_handle", lambda ctx: SimpleNamespace(sae_in_model_space=lambda sae: sae))
-    monkeypatch.setattr(A, "build_examples", lambda *args: examples)
+    monkeypatch.setattr(A, "build_examples", lambda *args, **kw: examples)
     seen = []
 
     def slow(messages, max_tokens):
@@ -280,7 +280,7 @@ def test_autointerp_runs_its_judge_inside_the_budget(monkeypatch):
         return "1"
 
     judge = CallableJudge(slow, model="slow")
-    ctx = SimpleNamespace(sae=None, extras={"judge": judge})
+    ctx = MetricContext(None, None, None, lm=LMHandle(None, None, "resid_post.0", identity="no-model"), judge=judge)
     with pytest.raises(JudgeBudgetExceeded, match="0.5 s time budget of autointerp"):
         A.autointerp_scores(ctx, budget=0.5)
     assert 1 <= len(seen) <= 4 and judge.remaining() == float("inf")

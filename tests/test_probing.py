@@ -171,31 +171,35 @@ def test_probing_sae_sees_the_sets_normalized_activations():
 
 def test_probing_token_activations_are_cached_on_disk_across_processes(tiny_lm, tmp_path, monkeypatch):
     """A named model's probing activations are written once and read back bit for bit by a new
-    process (simulated by clearing the in-process cache); a torn file is recomputed, never used."""
+    process (simulated by a new, empty MetricCache); a torn file is recomputed, never used; within
+    one cache the model runs once."""
+    from saebench_sanity.metrics.base import MetricCache
+
     monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path))
     lm = P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="tiny-disk",
                     weights_id="tiny:sha-0:resid_post.1")
     texts = ["alpha beta", "gamma delta epsilon", "zeta"]
-    P._ACT_CACHE.clear()
-    acts, pool = P.token_activations(lm, texts, ctx_len=8)
+    process = MetricCache()
+    acts, pool = P.token_activations(lm, texts, ctx_len=8, cache=process)
     files = list((tmp_path / "probing").glob("*.safetensors"))
-    assert len(files) == 1
+    assert len(files) == 1 and process.size("probing.token_activations") == 1
 
     calls = []
     monkeypatch.setattr("saebench_sanity.models.hook_points.record", lambda *a, **k: calls.append(1))
-    P._ACT_CACHE.clear()
-    acts2, pool2 = P.token_activations(lm, texts, ctx_len=8)
+    acts2, pool2 = P.token_activations(lm, texts, ctx_len=8, cache=MetricCache())
     assert not calls and torch.equal(acts, acts2) and torch.equal(pool, pool2)
+    files[0].unlink()  # the same cache answers without the disk or the model
+    assert P.token_activations(lm, texts, ctx_len=8, cache=process)[0] is acts and not calls
 
-    files[0].write_bytes(b"torn")
     monkeypatch.undo()
     monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path))
-    P._ACT_CACHE.clear()
-    acts3, _ = P.token_activations(lm, texts, ctx_len=8)
+    P.token_activations(lm, texts, ctx_len=8, cache=MetricCache())
+    files[0].write_bytes(b"torn")
+    acts3, _ = P.token_activations(lm, texts, ctx_len=8, cache=MetricCache())
     assert torch.equal(acts, acts3)
 
     # weights that cannot be named are never cached on disk
     files[0].unlink()
-    P._ACT_CACHE.clear()
-    P.token_activations(P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="anon"), texts, ctx_len=8)
+    P.token_activations(P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="anon"), texts,
+                        ctx_len=8, cache=MetricCache())
     assert not list((tmp_path / "probing").glob("*.safetensors"))

@@ -8,8 +8,9 @@ plan's cohorts to the chosen executor.
   ``skipped``) for that cell with the same parameters is not recomputed. ``force`` redoes both.
 * A cell that raises is recorded as ``failed`` with a one-line error and the run goes on; a
   metric that raises is recorded as ``error`` for that cell.
-* A metric whose needs the set cannot meet is recorded as ``skipped`` with the reason; so is a
-  metric whose judge could not answer (``JudgeError``: endpoint down, deadline, budget), marked
+* A metric whose needs the set cannot meet is recorded as ``skipped`` with the reason (the
+  declared ``needs``, or ``NotApplicable`` raised by the metric); so is a metric whose judge
+  could not answer (``JudgeError``: endpoint down, deadline, budget), marked
   ``transient`` when a later run may succeed, and then retried by the next run.
 * Metrics always score the *inference* SAE loaded back from the checkpoint folder, i.e. exactly
   what a user would load with ``sae_lens.SAE.load_from_disk``.
@@ -29,6 +30,7 @@ from saebench_sanity.errors import SaebenchError
 from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.judges.base import JudgeError
+from saebench_sanity.metrics.base import NotApplicable
 
 OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
 
@@ -180,13 +182,15 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
              registry: Any, *, force: bool = False, reporter: Any = None,
-             trained: dict[str, Any] | None = None, device: str = "cpu") -> CellOutcome:
+             trained: dict[str, Any] | None = None, device: str = "cpu", metric_cache: Any = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell.
 
     ``trained``: this cell's train info when its cohort trained it just now (``run_cohort``), or
     ``{"error": exception}`` when its training failed there. ``device``: the resolved device the
     cell trains and is scored on (its checkpoint is loaded there; each metric entry records the
-    ``device`` and ``dtype`` it was scored in)."""
+    ``device`` and ``dtype`` it was scored in). ``metric_cache``: the ``MetricCache`` its metrics
+    share work through (default: this process's, ``harness.scoring.PROCESS_CACHE``). A metric
+    that raises ``NotApplicable`` is recorded as ``skipped`` with its reason."""
     reporter = reporter or NullReporter()
     loaded = None if force else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
@@ -241,26 +245,27 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                 if ctx is None:
                     from saebench_sanity.activations.real import checkpoint_in_set_space
                     from saebench_sanity.architectures.checkpoint import load_checkpoint
-                    from saebench_sanity.metrics.base import MetricContext
+                    from saebench_sanity.harness.scoring import metric_context
 
                     # metrics score on the set's served activations; a checkpoint takes raw ones
                     sae = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
-                    ctx = MetricContext(sae, aset, eval_acts(), device=device)
+                    ctx = metric_context(sae, aset, eval_acts(), registry, device=device, cache=metric_cache)
                 entry.update(device=ctx.device, dtype=ctx.dtype)
-                scores = registry.get("metric", mp.name).compute(ctx, **mp.params)
+                result = registry.get("metric", mp.name).evaluate(ctx, **mp.params)
                 info_by_score = score_infos(registry, mp.name)
-                unknown = set(scores) - set(info_by_score)
+                unknown = set(result.scores) - set(info_by_score)
                 if unknown:
                     raise SaebenchError(f"metric {mp.name!r} returned undeclared score(s) {sorted(unknown)}; declare them in its MetricSpec.scores")
-                entry.update(status=OK, scores={k: float(v) for k, v in scores.items()}, score_info=info_by_score,
+                entry.update(status=OK, scores={k: float(v) for k, v in result.scores.items()}, score_info=info_by_score,
                              score_order=list(info_by_score))
-                details = (ctx.extras.get("details") or {}).pop(mp.name, None)
-                if details is not None:  # e.g. autointerp's judge identity and explanations
-                    entry["details"] = json.loads(json.dumps(details, default=str))
+                if result.details is not None:  # e.g. autointerp's judge identity and explanations
+                    entry["details"] = json.loads(json.dumps(result.details, default=str))
             except KeyboardInterrupt:
                 raise
             except JudgeError as exc:  # the judge could not answer: a recorded skip, as judges.base documents
                 entry.update(status=SKIPPED, reason=one_line(exc), transient=bool(getattr(exc, "transient", True)))
+            except NotApplicable as exc:  # the set (or its model) cannot support this metric: a kept skip
+                entry.update(status=SKIPPED, reason=one_line(exc))
             except Exception as exc:  # noqa: BLE001 - recorded per metric, other metrics still run
                 entry.update(status=ERROR, error=one_line(exc))
             entry["seconds"] = time.perf_counter() - t0

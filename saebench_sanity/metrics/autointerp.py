@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 from saebench_sanity.errors import ConfigError, DataError
 from saebench_sanity.judges.base import Judge
+from saebench_sanity.metrics.base import MetricResult
 
 EXPLAIN_SYSTEM = ("In these texts a language model feature is active on the tokens marked <<like this>>. "
                   "In one short sentence, say what the marked tokens have in common.")
@@ -268,30 +269,27 @@ def _latent_acts(sae: Any, acts: Any, keep: Any, latents: list[int] | None, batc
     return torch.cat(out).to(acts.device)
 
 
-_CONTEXTS: dict[tuple, tuple[Any, Any, list[list[str]]]] = {}
-
-
-def heldout_tokens(lm: Any, n_contexts: int, ctx_len: int) -> tuple[Any, Any, list[list[str]]]:
+def heldout_tokens(lm: Any, n_contexts: int, ctx_len: int, cache: Any = None) -> tuple[Any, Any, list[list[str]]]:
     """``(activations [n, L, d], keep mask [n, L], token strings)`` of the held-out contexts:
-    identical for every SAE of a set, so recorded and decoded once per process."""
+    identical for every SAE of a set, so recorded and decoded once per ``cache`` (a
+    ``MetricCache``; the scorer's lives as long as its process)."""
     import hashlib
 
     from saebench_sanity.activations.corpus import keep_mask
+    from saebench_sanity.metrics.base import MetricCache
     from saebench_sanity.models.hook_points import record
 
     ids = heldout_contexts(lm, n_contexts, ctx_len)
     key = (lm.identity, lm.hook_point, tuple(ids.shape), hashlib.sha256(ids.numpy().tobytes()).hexdigest())
-    if key not in _CONTEXTS:
-        while len(_CONTEXTS) >= 4:
-            _CONTEXTS.pop(next(iter(_CONTEXTS)))
-        _CONTEXTS[key] = (record(lm.model, lm.hook_point, ids), keep_mask(ids, lm.tokenizer),
-                          [[lm.tokenizer.decode([t]) for t in row.tolist()] for row in ids])
-    return _CONTEXTS[key]
+    return (cache if cache is not None else MetricCache()).get(
+        "autointerp.heldout_tokens", key,
+        lambda: (record(lm.model, lm.hook_point, ids), keep_mask(ids, lm.tokenizer),
+                 [[lm.tokenizer.decode([t]) for t in row.tolist()] for row in ids]), max_entries=4)
 
 
 def build_examples(sae: Any, lm: Any, n_latents: int, n_explain: int, n_activating: int, n_random: int,
-                   ctx_len: int, n_contexts: int, seed: int) -> list[LatentExamples]:
-    acts, keep, tok_strs = heldout_tokens(lm, n_contexts, ctx_len)
+                   ctx_len: int, n_contexts: int, seed: int, cache: Any = None) -> list[LatentExamples]:
+    acts, keep, tok_strs = heldout_tokens(lm, n_contexts, ctx_len, cache=cache)
     max_acts = _latent_acts(sae, acts, keep, None)
     latents = select_live_latents(max_acts, n_latents, n_explain + n_activating, seed, min_silent=n_random)
     per_tok = _latent_acts(sae, acts, keep, latents)
@@ -310,21 +308,13 @@ def build_examples(sae: Any, lm: Any, n_latents: int, n_explain: int, n_activati
 
 
 def resolve_judge(ctx: Any, judge: Any, judge_params: dict | None) -> Judge:
+    """``judge`` itself when it is a ``Judge``, else the context's judge (``ctx.get_judge``: the
+    one it was given, or the registered judge named ``judge`` built with ``judge_params``)."""
     if isinstance(judge, Judge):
         return judge
-    given = ctx.extras.get("judge") if hasattr(ctx, "extras") else None
-    if isinstance(given, Judge):
-        return given
-    if not isinstance(judge, str):
+    if not isinstance(judge, str) and not isinstance(getattr(ctx, "judge", None), Judge):
         raise ConfigError(f"autointerp: judge must be a registered judge name, got {judge!r}")
-    from saebench_sanity.registry import get_registry
-
-    reg = ctx.extras.get("registry") or get_registry()
-    built = reg.get("judge", judge).build(**(judge_params or {}))
-    use_device = getattr(built, "use_device", None)  # a judge that runs a model here (local) follows the scoring device
-    if callable(use_device) and getattr(ctx, "device", None) is not None:
-        use_device(ctx.device)
-    return built
+    return ctx.get_judge(judge, judge_params or {})
 
 
 #: seconds the metric may spend per SAE (examples + judge) before it gives up: the default suite's
@@ -344,26 +334,25 @@ def check_budget_param(budget: Any) -> float | None:
 def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None = None, n_latents: int = 4,
                       n_explain: int = 4, n_activating: int = 3, n_random: int = 3, ctx_len: int = 16,
                       n_contexts: int = 512, seed: int = 0, detection: str = "auto",
-                      budget: float | None = DEFAULT_BUDGET) -> dict[str, float]:
-    """Factory of the ``autointerp`` metric: ``{"score", "parse_failure_rate"}``.
+                      budget: float | None = DEFAULT_BUDGET) -> MetricResult:
+    """Factory of the ``autointerp`` metric: scores ``{"score", "parse_failure_rate"}``, details
+    the judge, the detection mode and each latent's explanation and score.
 
     ``judge`` names a registered judge plugin (``"local"`` by default, ``"openai_compatible"``
-    with ``judge_params={"base_url", "model", "api_key_env"}``); ``ctx.extras["judge"]`` may
-    hold a ready ``Judge`` (tests). ``budget``: wall-clock seconds for the whole metric on one
-    SAE, counted from its start; the judge stops requesting and waiting when it is used up (it
+    with ``judge_params={"base_url", "model", "api_key_env"}``), built by the context
+    (``ctx.get_judge``); a context given a ready ``Judge`` uses it (tests). ``budget``: wall-clock
+    seconds for the whole metric on one SAE, counted from its start; the judge stops requesting and waiting when it is used up (it
     is not among the registered defaults, so the results' key is unchanged unless a config sets
     it). A judge that fails or runs out of budget raises ``JudgeError``, which the harness
     records as a skip with its one-line reason."""
-    from saebench_sanity.metrics.probing import lm_handle
-
     seconds = check_budget_param(budget)
-    lm = lm_handle(ctx)
+    lm = ctx.lm_handle()
     j = resolve_judge(ctx, judge, judge_params)
     with j.budget(seconds, what="autointerp"):
         examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random,
-                                  ctx_len, n_contexts, seed)
+                                  ctx_len, n_contexts, seed, cache=ctx.cache)
         results = score_latents(j, examples, seed=seed, detection=detection)
-    ctx.extras.setdefault("details", {})["autointerp"] = {
+    details = {
         "judge": j.identity, "detection": detection_mode(j, detection),
         "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
                     for r in results],
@@ -374,5 +363,5 @@ def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None 
         raise JudgeError(f"autointerp: judge {j.identity} gave no parseable answer for any of {len(results)} latents "
                          f"(e.g. {redact(results[0].explanation[:60])!r}); its score would be chance by construction, "
                          f"use a stronger judge (openai_compatible)", transient=False)
-    return {"score": sum(r.score for r in results) / len(results),
-            "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}
+    return MetricResult({"score": sum(r.score for r in results) / len(results),
+                         "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}, details)

@@ -5,16 +5,27 @@ more *scores* (the units a leaderboard compares), each declared up front with it
 chance level, and it declares what it *needs* from the set (``ground_truth``, ``model``,
 ``labels``, ``judge``: see ``activations.base``). The harness skips a metric whose needs the set
 cannot meet and records the reason; it is never silently dropped.
+
+A metric is pure: everything it reads comes through its :class:`MetricContext` (the SAE, the
+set, the held-out activations, the language-model handle, a judge and probing-task resolver, a
+cache for work shared across SAEs), filled in by whoever scores (the harness:
+``harness.scoring.metric_context``; a test: by hand). It returns a :class:`MetricResult` (scores
+plus JSON-ready details) or raises :class:`NotApplicable` when the set cannot support it; it
+never looks anything up in the plugin registry.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, TypeVar
 
-from saebench_sanity.errors import PluginError
+from saebench_sanity.errors import DataError, PluginError
 from saebench_sanity.spec import Spec, resolve_ref
+
+T = TypeVar("T")
 
 Direction = Literal["higher", "lower"]
 
@@ -58,7 +69,9 @@ class MetricSpec(Spec):
 
     Attributes:
         factory: callable or ``"module:attr"``; ``factory(ctx: MetricContext, **params)`` returns
-            ``dict[score_name, float]`` with exactly the keys of ``scores``.
+            a :class:`MetricResult` whose scores have exactly the keys of ``scores`` (a plain
+            ``dict[score_name, float]`` is accepted too: the contract before ``MetricResult``), or
+            raises :class:`NotApplicable`.
         scores: score name -> ScoreInfo.
         needs: what the activation set must provide.
         params: default parameters (e.g. ``{"cos_threshold": 0.8}``).
@@ -71,15 +84,126 @@ class MetricSpec(Spec):
 
     kind: str = field(default="metric", init=False, repr=False, compare=False)
 
-    def compute(self, ctx: "MetricContext", **overrides: Any) -> dict[str, float]:
+    def evaluate(self, ctx: "MetricContext", **overrides: Any) -> "MetricResult":
+        """Run the factory with ``params`` updated by ``overrides``; its result as a
+        :class:`MetricResult`. A plain dict return is wrapped, its details taken from where the
+        older contract put them (``ctx.extras["details"][name]``)."""
         fn = resolve_ref(self.factory, what=f"metric {self.name!r}")
-        return fn(ctx, **{**self.params, **overrides})
+        out = fn(ctx, **{**self.params, **overrides})
+        if isinstance(out, MetricResult):
+            return out
+        if isinstance(out, Mapping):
+            legacy = (ctx.extras.get("details") or {}).pop(self.name, None) if isinstance(ctx.extras, dict) else None
+            return MetricResult(dict(out), legacy)
+        raise PluginError(f"metric {self.name!r} returned {type(out).__name__}; its factory must return a "
+                          "MetricResult(scores, details) or a dict of scores")
+
+    def compute(self, ctx: "MetricContext", **overrides: Any) -> dict[str, float]:
+        """The scores alone (``evaluate(ctx, **overrides).scores`` as a dict)."""
+        return dict(self.evaluate(ctx, **overrides).scores)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "needs": sorted(self.needs), "scores": sorted(self.scores),
                 "headline": {s: i.headline for s, i in self.scores.items() if i.headline}, "params": self.params}
 
 
+class NotApplicable(DataError):
+    """Raised by a metric whose needs this activation set (or its model) cannot meet, e.g. a set
+    without ground truth, or a model that answers too few RAVEL questions to edit. The harness
+    records the metric as ``skipped`` with ``reason`` (kept: a later run skips it again without
+    recomputing), never as an error."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, eq=False)
+class MetricResult(Mapping[str, float]):
+    """What a metric returns for one SAE.
+
+    Attributes:
+        scores: score name -> value, exactly the keys the spec declares (the harness stores them
+            as floats).
+        details: anything the metric reports beside its scores (per-task accuracies, a judge's
+            explanations), stored with the result as JSON (values it cannot encode as their
+            ``str``); None for none.
+
+    It reads as the mapping of its scores (``result["top1"]``, ``dict(result)``), so code that
+    took a metric's dict return keeps working.
+    """
+
+    scores: Mapping[str, float]
+    details: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scores, Mapping):
+            raise PluginError(f"MetricResult.scores must be a mapping of score name -> float, got {type(self.scores).__name__}")
+        object.__setattr__(self, "scores", dict(self.scores))
+        if self.details is not None:
+            if not isinstance(self.details, Mapping):
+                raise PluginError(f"MetricResult.details must be a mapping or None, got {type(self.details).__name__}")
+            object.__setattr__(self, "details", dict(self.details))
+
+    def __getitem__(self, key: str) -> float:
+        return self.scores[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.scores)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __repr__(self) -> str:
+        return f"MetricResult(scores={self.scores!r}, details={'...' if self.details else None})"
+
+
+class MetricCache:
+    """Work shared by the SAEs scored in one process (model activations of the probing texts, a
+    set's clean and ablated reference runs, built probing tasks...): one bounded LRU store per
+    namespace. The scorer owns it (the harness keeps one per worker process and gives it to every
+    context it builds); a context built by hand gets a fresh one.
+
+    Written here rather than with ``functools.lru_cache``: entries are keyed by a computed identity
+    (model weights, hashed texts) rather than by the call's arguments, and whoever owns the cache,
+    not the function, decides its lifetime (a test clears it; a new worker starts empty). Values
+    must never decide a number: a miss recomputes exactly what a hit returns."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, OrderedDict[Hashable, Any]] = {}
+
+    def get(self, namespace: str, key: Hashable, compute: Callable[[], T], max_entries: int = 8) -> T:
+        """The value stored under ``(namespace, key)``, else ``compute()`` stored there; a
+        namespace keeps its ``max_entries`` most recently used entries."""
+        store = self._stores.setdefault(namespace, OrderedDict())
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+        value = compute()
+        store[key] = value
+        while len(store) > max(1, int(max_entries)):
+            store.popitem(last=False)
+        return value
+
+    def size(self, namespace: str) -> int:
+        """Entries held in ``namespace``."""
+        return len(self._stores.get(namespace, ()))
+
+    def clear(self, namespace: str | None = None) -> None:
+        """Drop one namespace's entries, or every entry."""
+        if namespace is None:
+            self._stores.clear()
+        else:
+            self._stores.pop(namespace, None)
+
+
+#: ``resolver(name, params) -> Judge`` / ``-> ProbingTask``: how a context builds a judge or a
+#: probing task named in a metric's parameters (the harness backs them with the registry)
+JudgeResolver = Callable[[str, dict], Any]
+TaskResolver = Callable[[str, dict], Any]
+
+
+@dataclass(frozen=True, eq=False)
 class MetricContext:
     """Everything a metric may read about one cell, with shared work cached.
 
@@ -87,28 +211,46 @@ class MetricContext:
         sae: the trained sae-lens SAE (eval mode), on ``device``.
         activation_set: the cell's ``ActivationSet``.
         eval_acts: held-out activations ``[n_eval, d_in]`` (CPU; moved to ``device`` chunk by chunk).
+        batch_size: rows per chunk when encoding ``eval_acts``.
         device: where metrics run the SAE and the language model (``"cpu"``, ``"cuda:0"``, ``"mps"``):
             the SAE's own device unless given. Reductions may still move results to the CPU (in
             float64); no metric moves the SAE or the model off this device.
-        extras: anything the harness adds (judge, labels...).
+        lm: a ready language-model handle (``metrics.lm.LMHandle`` or any object with ``model``,
+            ``tokenizer``, ``hook_point``); None: the set's ``resource("model")`` on ``device``
+            (see :meth:`lm_handle`).
+        judge: a ready ``Judge`` used whatever judge a metric's parameters name, or a
+            :data:`JudgeResolver`; None: no judge available (:meth:`get_judge` raises NotApplicable).
+        probing_tasks: a :data:`TaskResolver` or a mapping name -> built ``ProbingTask``; None:
+            none available.
+        cache: work shared across the contexts of one scorer (:class:`MetricCache`).
+        extras: anything else a caller hands a plugin metric.
     """
 
-    def __init__(self, sae: Any, activation_set: Any, eval_acts: Any, batch_size: int = 4096,
-                 device: Any = None, **extras: Any) -> None:
+    sae: Any
+    activation_set: Any
+    eval_acts: Any
+    batch_size: int = 4096
+    device: Any = None
+    lm: Any = None
+    judge: Any = None
+    probing_tasks: Any = None
+    cache: MetricCache = field(default_factory=MetricCache)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
         from saebench_sanity.devices import module_device
 
-        self.sae = sae
-        self.activation_set = activation_set
-        self.eval_acts = eval_acts
-        self.batch_size = batch_size
-        self.device = str(device if device is not None else module_device(sae))
-        self.extras = extras
+        object.__setattr__(self, "device", str(self.device if self.device is not None else module_device(self.sae)))
 
     @property
     def dtype(self) -> str:
         """The SAE's parameter dtype (``"float32"``...), recorded with every metric's result."""
         w = getattr(self.sae, "W_dec", None)
         return str(getattr(w, "dtype", "unknown")).replace("torch.", "")
+
+    @property
+    def set_name(self) -> str:
+        return str(getattr(self.activation_set, "name", "?"))
 
     def resource(self, need: str) -> Any:
         """The activation set's ``resource(need)`` with its language model (a ``model`` attribute)
@@ -127,6 +269,56 @@ class MetricContext:
         res = copy.copy(res)
         object.__setattr__(res, "model", moved)  # also for a frozen dataclass handle (a plugin's)
         return res
+
+    def lm_handle(self) -> Any:
+        """The language model behind this cell as a ``metrics.lm.LMHandle``: ``lm`` if given, else
+        the set's ``resource("model")`` with the model on ``device``. NotApplicable when the set
+        has no language model."""
+        from saebench_sanity.metrics.lm import LMHandle
+
+        if isinstance(self.lm, LMHandle):
+            return self.lm
+        cached = self.__dict__.get("_lm_handle")
+        if cached is not None:
+            return cached
+        source = self.lm
+        if source is None:
+            try:
+                source = self.resource("model")
+            except (KeyError, NotImplementedError):
+                raise NotApplicable(f"activation set {self.set_name!r} has no language model; this metric needs "
+                                    "a real (harvested) set") from None
+        handle = LMHandle.from_resource(source, self.set_name)
+        self.__dict__["_lm_handle"] = handle  # per context: every metric of the cell shares it
+        return handle
+
+    def get_judge(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """The judge ``name`` built with ``params`` (the given ``judge`` if it is a ready Judge),
+        moved to ``device`` when it runs a model here (the local judge)."""
+        from saebench_sanity.judges.base import Judge
+
+        if isinstance(self.judge, Judge):
+            return self.judge
+        if self.judge is None:
+            raise NotApplicable(f"no judge available to this metric context (wanted {name!r}); "
+                                "the scorer passes MetricContext(judge=...)")
+        built = self.judge(name, dict(params or {}))
+        use_device = getattr(built, "use_device", None)  # a judge that runs a model here follows the scoring device
+        if callable(use_device):
+            use_device(self.device)
+        return built
+
+    def probing_task(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """The probing task ``name`` built with ``params``."""
+        tasks = self.probing_tasks
+        if tasks is None:
+            raise NotApplicable(f"no probing tasks available to this metric context (wanted {name!r}); "
+                                "the scorer passes MetricContext(probing_tasks=...)")
+        if isinstance(tasks, Mapping):
+            if name not in tasks:
+                raise DataError(f"probing task {name!r} is not among the context's tasks ({', '.join(sorted(tasks))})")
+            return tasks[name]
+        return tasks(name, dict(params or {}))
 
     @cached_property
     def feature_acts(self) -> Any:

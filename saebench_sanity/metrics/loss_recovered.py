@@ -38,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from saebench_sanity.metrics.base import MetricResult, NotApplicable
+
 def next_token_ce_sum(logits: Any, input_ids: Any) -> tuple[float, int]:
     """Sum and count of next-token cross-entropy.
 
@@ -244,32 +246,30 @@ def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[Any, int]:
     return nll.sum(), int(nll.numel())
 
 
-_REFERENCES: dict[tuple, _Reference] = {}
-
-
-def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -> dict[str, float]:
+def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -> MetricResult:
     """Factory of the ``loss_recovered`` metric: scores on the set's first ``n_contexts``
-    held-out contexts (``ctx.activation_set.resource("model")``), against the zero-ablation
-    (SAEBench) and the mean-ablation references (module doc).
+    held-out contexts (``ctx.resource("model")``), against the zero-ablation (SAEBench) and the
+    mean-ablation references (module doc); details the number of contexts and predictions and
+    where the mean came from.
 
-    The clean and zero-ablation runs are computed once per set and process; per SAE only the
-    layers after the hook point run (``models.resume``), with the same numbers as a full
-    forward pass with the reconstruction spliced in (``run_with_replacement``, the reference
-    path the tests compare against)."""
-    handle = ctx.resource("model") if hasattr(ctx, "resource") else ctx.activation_set.resource("model")
+    The clean and zero-ablation runs are computed once per set and ``ctx.cache`` (the scorer's
+    lives as long as its process; a few hundred MB of clean logits each, so the last two sets are
+    kept); per SAE only the layers after the hook point run (``models.resume``), with the same
+    numbers as a full forward pass with the reconstruction spliced in (``run_with_replacement``,
+    the reference path the tests compare against)."""
+    try:
+        handle = ctx.resource("model")
+    except (KeyError, NotImplementedError):
+        raise NotApplicable(f"activation set {getattr(ctx.activation_set, 'name', '?')!r} has no language model; "
+                            "loss recovered needs a real (harvested) set") from None
     contexts = handle.eval_contexts[:n_contexts]
     key = (getattr(ctx.activation_set, "name", id(ctx.activation_set)), ctx.activation_set.manifest_hash(),
            handle.hook_point, int(contexts.shape[0]), id(handle.model))
-    if key not in _REFERENCES:
-        while len(_REFERENCES) >= 2:  # a few hundred MB of clean logits each: keep the last two sets
-            _REFERENCES.pop(next(iter(_REFERENCES)))
-        _REFERENCES[key] = _Reference(handle, contexts, batch_size)
-    ref = _REFERENCES[key]
+    ref = ctx.cache.get("loss_recovered.reference", key, lambda: _Reference(handle, contexts, batch_size), max_entries=2)
     sae_run = ref.score(sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids))
-    ctx.extras.setdefault("details", {})["loss_recovered"] = {
-        "n_contexts": int(contexts.shape[0]), "n_predictions": int(contexts.shape[0] * (contexts.shape[1] - 1)),
-        "mean_ablation_mean": ref.mean_source}
-    return {
+    details = {"n_contexts": int(contexts.shape[0]), "n_predictions": int(contexts.shape[0] * (contexts.shape[1] - 1)),
+               "mean_ablation_mean": ref.mean_source}
+    return MetricResult({
         "loss_recovered": loss_recovered(ref.ce_clean, sae_run["ce"], ref.zero["ce"]),
         "loss_recovered_mean_ablation": loss_recovered(ref.ce_clean, sae_run["ce"], ref.mean["ce"]),
         "kl_div": sae_run["kl"],
@@ -279,4 +279,4 @@ def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -
         "ce_sae": sae_run["ce"],
         "ce_zero": ref.zero["ce"],
         "ce_mean_ablation": ref.mean["ce"],
-    }
+    }, details)

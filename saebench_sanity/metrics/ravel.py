@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from saebench_sanity.errors import DataError
+from saebench_sanity.metrics.base import MetricResult, NotApplicable
 
 COUNTRIES: dict[str, str] = {  # country -> continent (13 countries, 5 continents)
     "France": "Europe", "Germany": "Europe", "Italy": "Europe", "Spain": "Europe",
@@ -242,50 +243,55 @@ def _answers(runners: _Runners, prompts: _Prompts, attr: str, rows: Sequence[int
     return [prompts.candidates[attr][int(i)] for i in logits[:, first].argmax(-1)]
 
 
-_PREP: dict[tuple, Any] = {}
-
-
-def prepare(lm: Any, n_per_country: int, min_entities: int = 4) -> tuple[_Prompts, list[int], Any]:
-    """Prompts, the entities the model answers right on both attributes, and the hook-point
-    activation at each kept city's last token ``[n_kept, d_in]`` (cached per model and process)."""
-    import torch
+def prepare(lm: Any, n_per_country: int, min_entities: int = 4, cache: Any = None) -> tuple[_Prompts, list[int], Any, Any]:
+    """Prompts, the entities the model answers right on both attributes, the hook-point
+    activation at each kept city's last token ``[n_kept, d_in]`` and the spliced runners (kept in
+    ``cache``, a ``MetricCache``, per model: the scorer's lives as long as its process).
+    NotApplicable (a recorded skip) when the model answers too few cities right."""
+    from saebench_sanity.metrics.base import MetricCache
 
     key = (lm.identity, lm.hook_point, n_per_country)
-    if key not in _PREP:
-        ents = cities(n_per_country)
-        prompts = _Prompts(lm.tokenizer, ents)
-        runners = _Runners(lm, prompts)
-        rows = list(range(len(prompts.entities)))
-        right = {a: _answers(runners, prompts, a, rows) for a in ATTRIBUTES}
-        kept = [r for r in rows if right["country"][r] == prompts.entities[r][1]
-                and right["continent"][r] == prompts.entities[r][2]]
-        acc = {a: float(np.mean([right[a][r] == prompts.entities[r][1 + i] for r in rows])) for i, a in enumerate(ATTRIBUTES)}
-        if len(kept) >= 1:
-            acts = runners.runners["country"].clean[torch.tensor(kept)]
-            x = acts[torch.arange(len(kept)), torch.tensor([prompts.pos[r] for r in kept])]
-        else:
-            x = None
-        _PREP[key] = (prompts, kept, x, acc, runners)
-    prompts, kept, x, acc, runners = _PREP[key]
+    cache = cache if cache is not None else MetricCache()
+    prompts, kept, x, acc, runners = cache.get("ravel.prepare", key, lambda: _prepare(lm, n_per_country), max_entries=4)
     n_values = {a: len({prompts.entities[r][1 + i] for r in kept}) for i, a in enumerate(ATTRIBUTES)}
     if len(kept) < min_entities or min(n_values.values()) < 2:
-        raise DataError(f"ravel: the model answers {len(kept)} of {len(prompts.entities)} cities right on both attributes "
-                        f"(country acc {acc['country']:.2f}, continent acc {acc['continent']:.2f}); need >= {min_entities} "
-                        f"covering >= 2 values of each, so causal editing cannot be scored for this model")
+        raise NotApplicable(f"ravel: the model answers {len(kept)} of {len(prompts.entities)} cities right on both attributes "
+                            f"(country acc {acc['country']:.2f}, continent acc {acc['continent']:.2f}); need >= {min_entities} "
+                            f"covering >= 2 values of each, so causal editing cannot be scored for this model")
     return prompts, kept, x, runners
 
 
-def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs: int = 16, seed: int = 0,
-                 min_entities: int = 4) -> dict[str, float]:
-    """Factory of the ``ravel`` metric: ``{"cause", "isolation", "score"}``."""
+def _prepare(lm: Any, n_per_country: int) -> tuple[_Prompts, list[int], Any, dict[str, float], _Runners]:
+    """What :func:`prepare` keeps per model: prompts, kept entity rows, their activations, the
+    model's accuracy per attribute, the runners."""
     import torch
 
-    from saebench_sanity.metrics.probing import lm_handle
+    ents = cities(n_per_country)
+    prompts = _Prompts(lm.tokenizer, ents)
+    runners = _Runners(lm, prompts)
+    rows = list(range(len(prompts.entities)))
+    right = {a: _answers(runners, prompts, a, rows) for a in ATTRIBUTES}
+    kept = [r for r in rows if right["country"][r] == prompts.entities[r][1]
+            and right["continent"][r] == prompts.entities[r][2]]
+    acc = {a: float(np.mean([right[a][r] == prompts.entities[r][1 + i] for r in rows])) for i, a in enumerate(ATTRIBUTES)}
+    if len(kept) >= 1:
+        acts = runners.runners["country"].clean[torch.tensor(kept)]
+        x = acts[torch.arange(len(kept)), torch.tensor([prompts.pos[r] for r in kept])]
+    else:
+        x = None
+    return prompts, kept, x, acc, runners
+
+
+def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs: int = 16, seed: int = 0,
+                 min_entities: int = 4) -> MetricResult:
+    """Factory of the ``ravel`` metric: scores ``{"cause", "isolation", "score"}``, details the
+    number of entities and edits and the latents selected per attribute."""
+    import torch
 
     from saebench_sanity.devices import module_device
 
-    lm = lm_handle(ctx)
-    prompts, kept, x, runners = prepare(lm, n_per_country, min_entities)
+    lm = ctx.lm_handle()
+    prompts, kept, x, runners = prepare(lm, n_per_country, min_entities, cache=ctx.cache)
     sae = lm.sae_in_model_space(ctx.sae)
     with torch.no_grad():
         z = sae.encode(x.to(module_device(sae))).float()
@@ -304,7 +310,5 @@ def ravel_scores(ctx: Any, n_per_country: int = 4, n_latents: int = 32, n_pairs:
             new = patched_vector(sae, x[base], sae.encode(x[src].to(module_device(sae))), lat)
         return _answers(runners, prompts, queried, [kept[e.base] for e in todo], patch=new)
 
-    out = cause_isolation(edits, values, answer)
-    ctx.extras.setdefault("details", {})["ravel"] = {"n_entities": len(kept), "n_edits": len(edits),
-                                                     "latents": latents}
-    return out
+    return MetricResult(cause_isolation(edits, values, answer),
+                        {"n_entities": len(kept), "n_edits": len(edits), "latents": latents})
