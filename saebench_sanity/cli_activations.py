@@ -43,6 +43,10 @@ def add_parser(subparsers: Any) -> None:
     b.add_argument("--context-len", type=int, default=128, help="tokens per context, BOS included (default 128)")
     b.add_argument("--dtype", default="float32", help="stored dtype: float32, float16 or bfloat16 (default float32)")
     b.add_argument("--no-bos", action="store_true", help="do not prepend BOS to every context")
+    b.add_argument("--massive-ratio", type=float, default=None, metavar="R",
+                   help="flag tokens whose activation norm exceeds R x the held-out median norm (default 10)")
+    b.add_argument("--no-massive-flags", action="store_true", help="store no massive-activation flags")
+    b.add_argument("--exclude-massive", action="store_true", help="leave the flagged tokens out of training batches")
     b.add_argument("--device", default="cpu", help="where the model runs while harvesting: cpu (default), auto, cuda, "
                                                    "cuda:N or mps (not part of the set's identity)")
     sub.add_parser("list", help="registered real sets, whether built, tokens, size on disk, manifest hash")
@@ -114,6 +118,14 @@ def _declare_new_sets(args: argparse.Namespace) -> list[str]:
     recipe = {"model": args.model, "hook_point": args.hook_point, "corpus": args.corpus,
               "n_train_tokens": args.tokens, "n_eval_tokens": args.eval_tokens, "context_len": args.context_len,
               "dtype": args.dtype, "prepend_bos": not args.no_bos}
+    if args.no_massive_flags and (args.massive_ratio is not None or args.exclude_massive):
+        raise ConfigError("--no-massive-flags stores no flags; it cannot go with --massive-ratio or --exclude-massive")
+    if args.no_massive_flags:
+        recipe["massive_norm_ratio"] = None
+    elif args.massive_ratio is not None:
+        recipe["massive_norm_ratio"] = args.massive_ratio
+    if args.exclude_massive:
+        recipe["exclude_massive"] = True
     if args.revision:
         recipe["model_revision"] = args.revision
     return register_user_sets({args.name: recipe}, get_registry())

@@ -453,11 +453,16 @@ class _SetTableBase(BaseModel):
     dtype: Annotated[Optional[Literal["float32", "float16", "bfloat16"]], Allowed("float32, float16 or bfloat16")] = None
     #: user-defined real set: start every context with BOS
     prepend_bos: Annotated[Optional[StrictBool], Allowed("true or false")] = None
+    #: user-defined real set: flag tokens whose activation norm exceeds this multiple of the
+    #: held-out median norm at harvest (default 10; see docs/real-activations.md)
+    massive_norm_ratio: Annotated[Optional[float], NumIn(1, 1e6, lo_open=True, optional=True)] = None
+    #: user-defined real set: leave the flagged tokens out of training batches
+    exclude_massive: Annotated[Optional[StrictBool], Allowed("true or false")] = None
 
 
 #: [sets.NAME] keys that describe a user-defined real set (see ``user_set_recipes``)
 USER_SET_KEYS = ("model", "model_revision", "hook_point", "corpus", "corpus_kwargs", "context_len", "n_train_tokens",
-                 "n_eval_tokens", "dtype", "prepend_bos")
+                 "n_eval_tokens", "dtype", "prepend_bos", "massive_norm_ratio", "exclude_massive")
 
 
 def user_set_recipes(cfg: "RunConfig") -> dict[str, dict[str, Any]]:

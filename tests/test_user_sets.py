@@ -181,3 +181,60 @@ def test_activations_beyond_float16_are_one_line_naming_bfloat16(local, cache, c
     line = _error_line(capsys)
     assert "exceed the range of float16" in line and "bfloat16" in line
     assert not (cache / "activations" / "overflow" / st.MANIFEST).exists()
+
+
+def test_massive_flags_default_to_ratio_10_and_are_set_by_option_config_or_left_out(local, cache, tmp_path, capsys):
+    """User sets flag massive-activation tokens at 10x the held-out median norm unless told
+    otherwise (``--massive-ratio``, ``--no-massive-flags``, ``massive_norm_ratio`` /
+    ``exclude_massive`` in ``[sets.NAME]``); a set declared before flags existed keeps its meaning."""
+    from saebench_sanity import config as config_mod
+    from saebench_sanity.activations.real import MASSIVE_NORM_RATIO, USER_SET_FILE, declare_user_set, user_set_specs
+    from saebench_sanity.activations.reader import StoreReader
+    from saebench_sanity.registry import Registry
+
+    assert MASSIVE_NORM_RATIO == 10.0
+    assert _build(local, "dflt") == 0
+    assert StoreReader(cache / "activations" / "dflt").manifest["tokens"]["massive"]["norm_ratio"] == 10.0
+    assert _build(local, "strict", "--massive-ratio", "1.3", "--exclude-massive") == 0
+    spec = Registry(load_entry_points=False).get("activation_set", "strict")
+    assert spec.params["massive_norm_ratio"] == 1.3 and spec.params["exclude_massive"] is True
+    aset = spec.build()
+    assert aset.exclude_massive and aset.reader.manifest["massive"]["n_train_flagged"] > 0
+    assert _build(local, "noflags", "--no-massive-flags") == 0
+    assert StoreReader(cache / "activations" / "noflags").massive_norm_ratio is None
+    capsys.readouterr()
+    assert _build(local, "clash", "--no-massive-flags", "--exclude-massive") == 2
+    assert "--no-massive-flags" in _error_line(capsys)
+
+    model, corpus = local
+    toml = tmp_path / "run.toml"
+    toml.write_text(f"""
+[run]
+sets = ["cfgmassive"]
+architectures = ["topk"]
+modes = ["trained"]
+[sets.cfgmassive]
+model = "{model}"
+hook_point = "resid_post.1"
+corpus = "{corpus}"
+massive_norm_ratio = 2.5
+exclude_massive = true
+""")
+    recipes = config_mod.user_set_recipes(config_mod.load(str(toml)))
+    assert recipes["cfgmassive"]["massive_norm_ratio"] == 2.5 and recipes["cfgmassive"]["exclude_massive"] is True
+    toml.write_text(toml.read_text().replace("2.5", "1.0"))
+    with pytest.raises(Exception, match="massive_norm_ratio"):
+        config_mod.load(str(toml))
+
+    # a set declared (and built) before flags existed: its record's params have no ratio
+    old = cache / "activations" / "legacy"
+    old.mkdir(parents=True)
+    recipe = {"model": str(model), "hook_point": "resid_post.1", "corpus": str(corpus), "context_len": 16}
+    spec_now = declare_user_set("probe", recipe)
+    legacy_params = {k: v for k, v in spec_now.params.items() if k != "massive_norm_ratio"}
+    legacy_params["name"] = "legacy"
+    (old / USER_SET_FILE).write_text(json.dumps({"name": "legacy", "recipe": recipe, "params": legacy_params}))
+    (old / "build-plan.json").write_text("{}")  # its build had started
+    [legacy] = [s for s in user_set_specs() if s.name == "legacy"]
+    assert "massive_norm_ratio" not in legacy.params
+    assert "massive_norm_ratio" not in declare_user_set("legacy", recipe).params  # the same recipe: accepted, as it was

@@ -11,8 +11,17 @@ Sources (``load_corpus``):
 * a folder path: every ``*.txt`` file is one document, every line of a ``*.jsonl`` file with a
   ``"text"`` field is one document (files in sorted path order, recursively).
 * ``hf:<dataset>`` (``load_corpus("hf:roneneldan/TinyStories", split="train")``): a dataset
-  loaded with ``datasets.load_dataset`` (needs network or the local datasets cache); any
-  ``load_dataset`` builder works, e.g. ``hf:json`` with ``data_files=``.
+  read with ``datasets.load_dataset(..., streaming=True)`` (needs network or the local datasets
+  cache); any ``load_dataset`` builder works, e.g. ``hf:json`` with ``data_files=``.
+
+Streaming: folder and hub corpora are never held in memory. ``Corpus.iter_documents`` is a
+generator that reads one ``.txt`` file or one ``.jsonl`` line (one dataset row) at a time, and
+``tokenize_corpus`` tokenizes ``_ENCODE_CHUNK`` documents per call and stops reading as soon as
+it has the tokens asked for, so a build's memory follows the tokens it harvests (4 B per token
+of the token array), never the corpus's size. Their identity (``CorpusRead``) is therefore the
+documents *read*: sha256, count and characters of the documents whose tokens entered the set
+(the token contexts themselves are hashed too). The embedded corpus is small and kept whole; its
+identity hashes every document, as it always did, so the registered sets keep their identity.
 
 Tokenization and BOS handling (``tokenize_contexts``), following SAELens's activation store:
 documents are tokenized without special tokens, concatenated with a separator token between
@@ -30,10 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from array import array
 import json
 import sys
 import tokenize
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,31 +58,75 @@ _ENCODE_CHUNK = 256
 _SPECIAL_TOKEN_ATTRS = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id")
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """A list of documents with a stable identity.
+def _doc_hash_update(h: Any, doc: str) -> None:
+    """Add one document to a corpus sha256 (length-prefixed, so boundaries count)."""
+    b = doc.encode("utf-8")
+    h.update(len(b).to_bytes(8, "little"))
+    h.update(b)
 
-    Attributes:
+
+class Corpus:
+    """Documents in a fixed order with a stable identity, held in memory or streamed.
+
+    Args:
         id: human-readable source id (``"python-3.11-docs"``, ``"folder:<name>"``, ``"hf:..."``).
-        documents: the texts, in their fixed order.
+        documents: the texts (an in-memory corpus: the embedded one, tests), or
+        stream: a callable returning a fresh iterator over the texts (folder and hub corpora:
+            never materialized by the harvest; see module doc).
     """
 
-    id: str
-    documents: tuple[str, ...]
+    def __init__(self, id: str, documents: tuple[str, ...] | list[str] | None = None, *,
+                 stream: Callable[[], Iterator[str]] | None = None) -> None:
+        if (documents is None) == (stream is None):
+            raise ValueError("Corpus takes documents or stream, not both")
+        self.id = id
+        self._documents = tuple(documents) if documents is not None else None
+        self._stream = stream
+
+    @property
+    def streamed(self) -> bool:
+        """True for a streamed corpus (its identity covers the documents read)."""
+        return self._stream is not None
+
+    def iter_documents(self) -> Iterator[str]:
+        """A generator over the documents, in order (one file / line / row read at a time)."""
+        yield from (self._documents if self._documents is not None else self._stream())  # type: ignore[misc]
+
+    @property
+    def documents(self) -> tuple[str, ...]:
+        """Every document as a tuple: materializes a streamed corpus (small corpora, tests only;
+        the harvest reads ``iter_documents``)."""
+        return self._documents if self._documents is not None else tuple(self.iter_documents())
 
     @property
     def sha256(self) -> str:
-        """sha256 over the documents (each length-prefixed, so boundaries count)."""
+        """sha256 over every document (each length-prefixed, so boundaries count)."""
         h = hashlib.sha256()
-        for doc in self.documents:
-            b = doc.encode("utf-8")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
+        for doc in self.iter_documents():
+            _doc_hash_update(h, doc)
         return h.hexdigest()
 
     @property
     def n_chars(self) -> int:
-        return sum(len(d) for d in self.documents)
+        return sum(len(d) for d in self.iter_documents())
+
+    def __repr__(self) -> str:
+        return f"Corpus({self.id!r}, {'streamed' if self.streamed else f'{len(self._documents or ())} documents'})"
+
+
+@dataclass(frozen=True)
+class CorpusRead:
+    """What ``tokenize_corpus`` read of a corpus: the documents whose tokens entered the stream.
+
+    Attributes:
+        sha256: sha256 over those documents (``Corpus.sha256``'s definition).
+        n_documents: how many.
+        n_chars: their characters.
+    """
+
+    sha256: str
+    n_documents: int
+    n_chars: int
 
 
 def _module_docstring(path: Path) -> str | None:
@@ -112,57 +166,90 @@ def default_corpus() -> Corpus:
     return Corpus(id=f"python-{v.major}.{v.minor}.{v.micro}-docs", documents=tuple(d for d in docs if d))
 
 
+def _folder_documents(root: Path, files: list[Path]) -> Iterator[str]:
+    """Documents of ``files`` one at a time: a ``.txt`` file whole, a ``.jsonl`` file line by
+    line (never read whole)."""
+    for path in files:
+        if path.suffix == ".txt":
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            if text:
+                yield text
+            continue
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    text = json.loads(line).get("text")
+                except (ValueError, AttributeError) as exc:
+                    raise DataError(f"corpus file {str(path)!r} line {lineno} is not a JSON object; "
+                                    f"write one {{\"text\": ...}} object per line") from exc
+                if isinstance(text, str) and text.strip():
+                    yield text.strip()
+
+
 def folder_corpus(folder: str | Path) -> Corpus:
-    """Every ``*.txt`` (one document) and ``*.jsonl`` (``"text"`` per line) file under ``folder``."""
+    """Every ``*.txt`` (one document) and ``*.jsonl`` (``"text"`` per line) file under ``folder``,
+    streamed (see module doc). DataError at once for a missing folder or one whose first
+    document cannot be read (no text, a bad first line)."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DataError(f"corpus folder {str(folder)!r} does not exist; pass a folder of .txt/.jsonl files")
     files = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl")),
                    key=lambda p: p.relative_to(root).as_posix())
-    docs: list[str] = []
-    for path in files:
-        if path.suffix == ".txt":
-            text = path.read_text(encoding="utf-8", errors="replace").strip()
-            if text:
-                docs.append(text)
-            continue
-        for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line).get("text")
-            except (ValueError, AttributeError) as exc:
-                raise DataError(f"corpus file {str(path)!r} line {lineno} is not a JSON object; "
-                                f"write one {{\"text\": ...}} object per line") from exc
-            if isinstance(text, str) and text.strip():
-                docs.append(text.strip())
-    if not docs:
+    corpus = Corpus(f"folder:{root.name}", stream=lambda: _folder_documents(root, files))
+    if next(corpus.iter_documents(), None) is None:  # reads up to the first document only
         raise DataError(f"corpus folder {str(folder)!r} has no text (.txt files or .jsonl lines with a \"text\" field); add some")
-    return Corpus(id=f"folder:{root.name}", documents=tuple(docs))
+    return corpus
 
 
 def hub_corpus(name: str, *, split: str = "train", text_column: str = "text", max_documents: int | None = None,
                **load_kwargs: Any) -> Corpus:
-    """Documents from ``datasets.load_dataset(name, split=split, **load_kwargs)[text_column]``."""
+    """Documents from ``datasets.load_dataset(name, split=split, streaming=True, **load_kwargs)``'s
+    ``text_column``, streamed row by row (nothing of the dataset is downloaded or held beyond
+    what the harvest reads). DataError at once when the dataset cannot be opened or its first
+    row has no ``text_column``."""
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets ships with sae-lens
         raise DataError("hub corpora need the `datasets` package; pip install datasets") from exc
-    try:
-        ds = datasets.load_dataset(name, split=split, **load_kwargs)
-    except Exception as exc:  # noqa: BLE001 - network/cache/builder failures all mean the same to the user
-        raise DataError(f"cannot load dataset {name!r} split {split!r} ({type(exc).__name__}); check the name and "
-                        f"your network, or use a local folder of .txt/.jsonl files") from exc
-    if text_column not in ds.column_names:
-        raise DataError(f"dataset {name!r} has no column {text_column!r} (columns: {', '.join(ds.column_names)}); "
-                        f"pass text_column=")
-    n = len(ds) if max_documents is None else min(max_documents, len(ds))
-    docs = tuple(t.strip() for t in ds.select(range(n))[text_column] if isinstance(t, str) and t.strip())
-    if not docs:
-        raise DataError(f"dataset {name!r} split {split!r} has no text in column {text_column!r}; pick another column")
+
+    def fail(exc: BaseException) -> DataError:
+        return DataError(f"cannot load dataset {name!r} split {split!r} ({type(exc).__name__}); check the name and "
+                         f"your network, or use a local folder of .txt/.jsonl files")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        try:
+            ds = datasets.load_dataset(name, split=split, streaming=True, **load_kwargs)
+            it = iter(ds if max_documents is None else ds.take(max_documents))
+        except Exception as exc:  # noqa: BLE001 - network/cache/builder failures all mean the same to the user
+            raise fail(exc) from exc
+        while True:
+            try:
+                row = next(it)
+            except StopIteration:
+                return
+            except DataError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a read error mid-stream: same message
+                raise fail(exc) from exc
+            yield row
+
+    def documents() -> Iterator[str]:
+        for row in rows():
+            if text_column not in row:
+                raise DataError(f"dataset {name!r} has no column {text_column!r} (columns: {', '.join(row)}); "
+                                f"pass text_column=")
+            text = row[text_column]
+            if isinstance(text, str) and text.strip():
+                yield text.strip()
+
     files = load_kwargs.get("data_files")
     tag = f"hf:{name}:{split}" + (f":{Path(str(files)).name}" if isinstance(files, (str, Path)) else "")
-    return Corpus(id=tag, documents=docs)
+    corpus = Corpus(tag, stream=documents)
+    if next(corpus.iter_documents(), None) is None:  # opens the stream, reads up to the first text
+        raise DataError(f"dataset {name!r} split {split!r} has no text in column {text_column!r}; pick another column")
+    return corpus
 
 
 def load_corpus(source: str | None = None, **kwargs: Any) -> Corpus:
@@ -183,11 +270,15 @@ def special_token_ids(tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if isinstance(i, int))
 
 
-def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend_bos: bool = True,
-                      max_contexts: int | None = None) -> Any:
-    """Token contexts ``[n_ctx, context_len]`` (int64) from a corpus (see module doc for BOS).
+def tokenize_corpus(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend_bos: bool = True,
+                    max_contexts: int | None = None) -> tuple[Any, CorpusRead]:
+    """Token contexts ``[n_ctx, context_len]`` (int32) from a corpus (see module doc for BOS),
+    and what was read of it (``CorpusRead``).
 
-    Raises DataError if the corpus is too short for one context.
+    Documents are pulled from ``corpus.iter_documents()`` ``_ENCODE_CHUNK`` at a time and the
+    reading stops once ``max_contexts`` contexts' tokens are in: memory follows the tokens asked
+    for (an int32 array, 4 B/token), not the corpus. Raises DataError if the corpus is too short
+    for one context.
     """
     import torch
 
@@ -197,31 +288,51 @@ def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepe
     if bos is None:
         raise DataError("the tokenizer has neither a BOS nor an EOS token; cannot separate documents")
     body = context_len - 1 if prepend_bos else context_len
-    # token ids as a compact int32 array (4 B/token; a list of Python ints costs ~36), and the
-    # documents encoded in chunks that stop once enough tokens are in: memory follows the tokens
-    # asked for, not the corpus size
+    # token ids as a compact int32 array (4 B/token; a list of Python ints costs ~36)
     stream = array("i")
     need = None if max_contexts is None else max_contexts * body
-    docs = corpus.documents
-    for start in range(0, len(docs), _ENCODE_CHUNK):
-        for ids in tokenizer(list(docs[start:start + _ENCODE_CHUNK]), add_special_tokens=False)["input_ids"]:
+    h, n_docs, n_chars = hashlib.sha256(), 0, 0
+    docs = corpus.iter_documents()
+    done = False
+    while not done:
+        chunk = [d for _, d in zip(range(_ENCODE_CHUNK), docs)]
+        if not chunk:
+            break
+        for doc, ids in zip(chunk, tokenizer(chunk, add_special_tokens=False)["input_ids"]):
             if stream:
                 stream.append(bos)
             stream.extend(ids)
+            _doc_hash_update(h, doc)
+            n_docs += 1
+            n_chars += len(doc)
             if need is not None and len(stream) >= need:
+                done = True
                 break
-        if need is not None and len(stream) >= need:
-            break
+    docs.close()  # stop a streamed source (closes its file / dataset iterator)
     n_ctx = len(stream) // body
     if max_contexts is not None:
         n_ctx = min(n_ctx, max_contexts)
     if n_ctx == 0:
         raise DataError(f"corpus {corpus.id!r} has {len(stream)} tokens, fewer than one context of {context_len}; "
                         f"use more text or a shorter context_len")
-    chunks = torch.frombuffer(stream, dtype=torch.int32)[: n_ctx * body].to(torch.int64).view(n_ctx, body)
+    chunks = torch.frombuffer(stream, dtype=torch.int32)[: n_ctx * body].view(n_ctx, body)
     if prepend_bos:
-        chunks = torch.cat([torch.full((n_ctx, 1), bos, dtype=torch.int64), chunks], dim=1)
-    return chunks
+        chunks = torch.cat([torch.full((n_ctx, 1), bos, dtype=torch.int32), chunks], dim=1)
+    else:
+        chunks = chunks.clone()  # own the memory (the array is released on return)
+    return chunks, CorpusRead(sha256=h.hexdigest(), n_documents=n_docs, n_chars=n_chars)
+
+
+def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend_bos: bool = True,
+                      max_contexts: int | None = None) -> Any:
+    """Token contexts ``[n_ctx, context_len]`` (int64) from a corpus (``tokenize_corpus``).
+
+    Raises DataError if the corpus is too short for one context.
+    """
+    import torch
+
+    return tokenize_corpus(corpus, tokenizer, context_len, prepend_bos=prepend_bos,
+                           max_contexts=max_contexts)[0].to(torch.int64)
 
 
 def keep_mask(input_ids: Any, tokenizer: Any) -> Any:

@@ -12,6 +12,10 @@ mix with the next shard. Memory stays below ``buffer_rows + rows_per_shard`` row
 float32 (e.g. 65,536 + 8,128 rows x 576 x 4 B = 170 MB for the default sets), whatever the
 store's size.
 
+Massive-activation flags (``store`` module doc): a store built with a ``massive_norm_ratio``
+holds a ``massive`` bool per row; ``massive_norm_ratio`` / ``eval_massive`` expose them and
+``iter_batches(exclude_massive=True)`` drops flagged rows before they enter the buffer.
+
 Normalization (``Normalizer``): SAELens's ``expected_average_only_in``: multiply by
 ``sqrt(d_in / E||x||^2)`` (E over all training rows, computed at build time and stored in the
 manifest) so the mean squared norm is ``d_in``; ``undo`` divides it out again before a
@@ -97,21 +101,37 @@ class StoreReader:
         acts = self._eval_shard["activations"].to(torch.float32)
         return self.normalizer.apply(acts) if normalize else acts
 
+    @property
+    def massive_norm_ratio(self) -> float | None:
+        """The ratio of the store's massive-activation rule, None when it stores no flags."""
+        rule = self.manifest["tokens"].get("massive")
+        return float(rule["norm_ratio"]) if rule else None
+
+    def eval_massive(self) -> Any:
+        """Massive-activation flags of the held-out rows ``[n_eval]`` bool (True = massive), in
+        ``eval_activations``' row order; None when the store has no flags."""
+        return self._eval_shard["massive"] if self.massive_norm_ratio is not None else None
+
     def eval_contexts(self) -> Any:
         """Held-out token contexts ``[n_eval_ctx, context_len]`` int64 (never in training shards)."""
         return self._eval_shard["contexts"]
 
     def iter_batches(self, batch_size: int, seed: int, *, buffer_rows: int = 65536, normalize: bool = False,
-                     loop: bool = True) -> Iterator[Any]:
+                     loop: bool = True, exclude_massive: bool = False) -> Iterator[Any]:
         """Shuffled training batches ``[batch_size, d_in]`` float32 (see module doc).
 
-        Same (store, batch_size, seed, buffer_rows) -> same batches. ``loop=False`` makes one pass
-        over every training row exactly once (the last batch may be smaller).
+        Same (store, batch_size, seed, buffer_rows, exclude_massive) -> same batches.
+        ``loop=False`` makes one pass over every training row exactly once (the last batch may be
+        smaller). ``exclude_massive`` leaves out the rows flagged at harvest (DataError for a
+        store without flags).
         """
         import torch
 
         if batch_size < 1:
             raise ConfigError(f"batch_size = {batch_size} must be >= 1")
+        if exclude_massive and self.massive_norm_ratio is None:
+            raise DataError(f"activation set {self.name!r} stores no massive-activation flags, so none can be excluded; "
+                            "build a set with massive_norm_ratio (user sets have it by default)")
         buffer_rows = max(int(buffer_rows), 2 * batch_size)
         gen = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
         norm = self.normalizer if normalize else Normalizer()
@@ -131,7 +151,10 @@ class StoreReader:
 
         while True:
             for i in torch.randperm(len(shards), generator=gen).tolist():
-                acts = self.load_shard(shards[i])["activations"].to(torch.float32)
+                shard = self.load_shard(shards[i])
+                acts = shard["activations"].to(torch.float32)
+                if exclude_massive:
+                    acts = acts[~shard["massive"]]
                 buf = torch.cat([buf, norm.apply(acts)])
                 while buf.shape[0] >= buffer_rows:
                     buf = buf[torch.randperm(buf.shape[0], generator=gen)]

@@ -154,6 +154,9 @@ class RealActivationSet(ActivationSet):
         normalize: serve training/eval batches scaled so E||x||^2 = d_in (SAELens
             ``expected_average_only_in``); the factor is in the store manifest.
         buffer_rows: shuffle-buffer size of the training stream (bounds memory).
+        exclude_massive: leave the rows flagged massive at harvest out of the training stream
+            (the store must be built with ``massive_norm_ratio``); eval activations keep them
+            (``reconstruction_bulk`` reads the flags instead).
         d_in: expected width (checked against the built store), or None.
         root: store root folder (default ``store_root()``).
         model_bundle: an already loaded ``(model, tokenizer, info)`` (tests).
@@ -161,9 +164,11 @@ class RealActivationSet(ActivationSet):
     """
 
     def __init__(self, name: str, *, normalize: bool = True, buffer_rows: int = 65536, d_in: int | None = None,
-                 root: str | Path | None = None, model_bundle: Any = None, **store_params: Any) -> None:
+                 root: str | Path | None = None, model_bundle: Any = None, exclude_massive: bool = False,
+                 **store_params: Any) -> None:
         self.name = name
         self.normalize = bool(normalize)
+        self.exclude_massive = bool(exclude_massive)
         self.buffer_rows = int(buffer_rows)
         self._expected_d_in = d_in
         self.config = StoreConfig(**store_params)
@@ -231,10 +236,23 @@ class RealActivationSet(ActivationSet):
                 "model": m["model"], "hook_point": m["hook_point"], "d_in": m["d_in"],
                 "corpus": m["corpus"], "n_train_tokens": m["n_train_tokens"], "n_eval_tokens": m["n_eval_tokens"],
                 "normalize": self.normalize, "normalization": m["normalization"]["method"],
-                "buffer_rows": self.buffer_rows}
+                "buffer_rows": self.buffer_rows,
+                # only when on, so the keys of every set that serves all rows stay as they were
+                **({"exclude_massive": True} if self.exclude_massive else {})}
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Any]:
-        return self.reader.iter_batches(batch_size, seed, buffer_rows=self.buffer_rows, normalize=self.normalize)
+        return self.reader.iter_batches(batch_size, seed, buffer_rows=self.buffer_rows, normalize=self.normalize,
+                                        exclude_massive=self.exclude_massive)
+
+    @property
+    def massive_norm_ratio(self) -> float | None:
+        """The ratio of the massive-activation rule the store was harvested with (None: no flags)."""
+        return self.reader.massive_norm_ratio
+
+    def eval_massive(self) -> Any:
+        """Harvest-time massive-activation flags of ``eval_activations()``' rows ``[n_eval]`` bool,
+        or None (``StoreReader.eval_massive``)."""
+        return self.reader.eval_massive()
 
     def eval_activations(self) -> Any:
         return self.reader.eval_activations(normalize=self.normalize)
@@ -285,14 +303,32 @@ def build_real_set(**params: Any) -> RealActivationSet:
 USER_SET_FILE = "user-set.json"
 #: stored activation dtypes a user set may choose (``StoreConfig`` stores them; readers serve float32)
 USER_SET_DTYPES = ("float32", "float16", "bfloat16")
+#: default massive-activation rule of a user set: flag rows whose norm exceeds 10x the held-out
+#: rows' median norm; the ``reconstruction_bulk`` metric's default ``max_norm_ratio``, so its
+#: scores read the stored flags (see docs/real-activations.md for the measured outliers)
+MASSIVE_NORM_RATIO = 10.0
+
+
+def _recorded_recipe(record: dict[str, Any]) -> dict[str, Any]:
+    """The recipe of a ``user-set.json`` as it was meant when written: a set declared before
+    massive-activation flags existed (its params lack ``massive_norm_ratio``) has none."""
+    recipe = dict(record.get("recipe") or {})
+    if "massive_norm_ratio" not in (record.get("params") or {}):
+        recipe.setdefault("massive_norm_ratio", None)
+    return recipe
 
 
 def user_set_params(name: str, *, model: str, hook_point: str, corpus: str = "default", context_len: int = 128,
                     n_train_tokens: int = 65_024, n_eval_tokens: int = 8_128, dtype: str = "float32",
                     prepend_bos: bool = True, model_revision: str | None = None,
                     corpus_kwargs: dict[str, Any] | None = None, batch_size: int = 16,
-                    contexts_per_shard: int = 64) -> dict[str, Any]:
+                    contexts_per_shard: int = 64, massive_norm_ratio: float | None = MASSIVE_NORM_RATIO,
+                    exclude_massive: bool = False) -> dict[str, Any]:
     """``RealActivationSet`` parameters of a user-defined set (see docs/real-activations.md).
+
+    ``massive_norm_ratio``: rows whose norm exceeds it times the held-out rows' median norm are
+    flagged at harvest (``store`` module doc; None: no flags); ``exclude_massive`` leaves them
+    out of training.
 
     Token counts become context counts: a context of ``context_len`` tokens gives ``context_len
     - 1`` harvested positions with BOS prepended (``context_len`` without), so ``n_train_tokens``
@@ -313,12 +349,22 @@ def user_set_params(name: str, *, model: str, hook_point: str, corpus: str = "de
         raise ConfigError(f"activation set {name!r}: dtype = {dtype!r} must be one of {', '.join(USER_SET_DTYPES)}")
     if not isinstance(prepend_bos, bool):
         raise ConfigError(f"activation set {name!r}: prepend_bos = {prepend_bos!r} must be true or false")
+    r = massive_norm_ratio
+    if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 1 or r == float("inf")):
+        raise ConfigError(f"activation set {name!r}: massive_norm_ratio = {r!r} must be a number > 1 (a multiple of "
+                          "the median norm)")
+    if not isinstance(exclude_massive, bool):
+        raise ConfigError(f"activation set {name!r}: exclude_massive = {exclude_massive!r} must be true or false")
+    if exclude_massive and r is None:
+        raise ConfigError(f"activation set {name!r}: exclude_massive needs massive_norm_ratio (the rule that flags them)")
     per_context = context_len - 1 if prepend_bos else context_len
     return {"name": name, "model": model, "model_revision": model_revision, "hook_point": hook_point,
             "corpus": corpus, "corpus_kwargs": dict(corpus_kwargs or {}), "context_len": context_len,
             "n_train_contexts": -(-n_train_tokens // per_context), "n_eval_contexts": -(-n_eval_tokens // per_context),
             "contexts_per_shard": contexts_per_shard, "dtype": dtype, "prepend_bos": prepend_bos,
-            "batch_size": batch_size, "normalize": True}
+            "batch_size": batch_size, "normalize": True,
+            **({} if r is None else {"massive_norm_ratio": float(r)}),
+            **({"exclude_massive": True} if exclude_massive else {})}
 
 
 def _user_spec(name: str, params: dict[str, Any], recipe: dict[str, Any]) -> Any:
@@ -348,16 +394,22 @@ def declare_user_set(name: str, recipe: dict[str, Any], root: str | Path | None 
         existing = registry.items["activation_set"][name]
         raise ConfigError(f"activation set name {name!r} is registered by plugin {getattr(existing, 'plugin', '?')!r}; "
                           "give your set another name")
-    params = user_set_params(name, **recipe)
-    record = {"name": name, "recipe": {k: recipe[k] for k in sorted(recipe)}, "params": params}
     # the name is bound once a build started (its plan is written after the model, hook point and
     # corpus were checked); a declaration whose build failed before that may be corrected
     started = (folder / "build-plan.json").is_file()
+    old = None
     if path.is_file() and started:
         try:
             old = json.loads(path.read_text())
         except ValueError:
             old = None
+        if (isinstance(old, dict) and "massive_norm_ratio" not in recipe
+                and "massive_norm_ratio" not in (old.get("params") or {})):
+            # declared before massive flags existed: the same recipe still means that set (no flags)
+            recipe = {**recipe, "massive_norm_ratio": None}
+    params = user_set_params(name, **recipe)
+    record = {"name": name, "recipe": {k: recipe[k] for k in sorted(recipe)}, "params": params}
+    if path.is_file() and started:
         if not isinstance(old, dict) or old.get("params") != json.loads(json.dumps(params)):
             before = (old or {}).get("recipe", {}) if isinstance(old, dict) else {}
             diff = [k for k in sorted(set(before) | set(recipe)) if before.get(k) != recipe.get(k)]
@@ -389,7 +441,7 @@ def user_set_specs(root: str | Path | None = None) -> list[Any]:
     for path in sorted(base.glob(f"*/{USER_SET_FILE}")) if base.is_dir() else []:
         try:
             record = json.loads(path.read_text())
-            recipe = record["recipe"]
+            recipe = _recorded_recipe(record)
             params = user_set_params(record["name"], **recipe)
             if record["name"] != path.parent.name or params != record["params"]:
                 raise ValueError("name or parameters do not match the folder")

@@ -16,6 +16,15 @@ from); the eval shard also holds ``contexts`` ``[n_eval_ctx, context_len]`` int6
 token contexts model-based metrics run on. Rows at special-token positions (BOS, EOS, PAD) are
 not stored (see ``corpus``).
 
+Massive-activation flags (``StoreConfig.massive_norm_ratio`` = r, off when None): every shard
+also holds ``massive`` ``[rows]`` bool, True where the row's L2 norm (float64, of the row as
+stored) exceeds r times the median norm of the held-out (eval) rows. The eval shard is harvested
+first, so its median is known before any training shard; on the eval rows the rule is exactly
+``metrics.reconstruction.bulk_mask`` (which ``reconstruction_bulk`` then reads instead of
+recomputing). The rule (r and its reference) is in the recipe (``tokens.massive``), so another r
+is another set; how many rows it flagged is in the manifest (``massive``), outside the identity
+(a float at the boundary may flip between machines).
+
 Atomicity and resume: a shard is serialized in memory, hashed, written to a temporary file,
 fsynced and renamed into place, then its sidecar is written the same way. A re-run skips every
 shard whose sidecar exists and whose file re-hashes to it; anything else is rebuilt. Ctrl-C or a
@@ -47,6 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -82,6 +92,8 @@ class StoreConfig:
         batch_size: contexts per forward pass.
         prepend_bos: every context starts with BOS (SAELens's default); False cuts the token
             stream into contexts as it is.
+        massive_norm_ratio: flag rows whose norm exceeds this multiple of the held-out rows'
+            median norm (see module doc); None stores no flags (the registered sets).
     """
 
     model: str = "default"
@@ -97,8 +109,13 @@ class StoreConfig:
     dtype: str = "float32"
     batch_size: int = 16
     prepend_bos: bool = True
+    massive_norm_ratio: float | None = None
 
     def __post_init__(self) -> None:
+        r = self.massive_norm_ratio
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 1):
+            raise ConfigError(f"activation store massive_norm_ratio = {r!r} must be a number > 1 (a multiple of the "
+                              "median norm), or None for no flags")
         if self.dtype not in STORE_DTYPES:
             raise ConfigError(f"activation store dtype {self.dtype!r} must be one of {', '.join(STORE_DTYPES)}")
         for name in ("context_len", "n_eval_contexts", "contexts_per_shard", "batch_size"):
@@ -222,21 +239,66 @@ def _valid_sidecar(shard: Path) -> dict[str, Any] | None:
     return meta
 
 
-def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[Any, Any, list[int], list[int], Any]:
-    """The token side of a recipe: ``(corpus, contexts [n_ctx, context_len] int64, train context
-    indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if the corpus
-    is too short)."""
-    from saebench_sanity.activations.corpus import keep_mask, load_corpus, split_contexts, tokenize_contexts
+def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[dict[str, Any], Any, list[int], list[int], Any]:
+    """The token side of a recipe: ``(corpus record, contexts [n_ctx, context_len] int32, train
+    context indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if
+    the corpus is too short).
+
+    The corpus record is what the manifest says of the corpus: id, sha256, n_documents, n_chars
+    of every document for the embedded corpus (held in memory), of the documents read for a
+    streamed one (folder, hub), which then also says ``"hashed": "documents read"``
+    (``corpus.tokenize_corpus``)."""
+    from saebench_sanity.activations.corpus import keep_mask, load_corpus, split_contexts, tokenize_corpus
 
     corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
-    contexts = tokenize_contexts(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos, max_contexts=max_ctx)
+    contexts, read = tokenize_corpus(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos, max_contexts=max_ctx)
     n_ctx = contexts.shape[0]
     if max_ctx is not None and n_ctx < max_ctx:
         raise DataError(f"corpus {corpus.id!r} gives {n_ctx} contexts of {cfg.context_len} tokens, fewer than the "
                         f"{max_ctx} requested; lower the token counts (n_train_tokens / n_train_contexts) or use more text")
     train_idx, eval_idx = split_contexts(n_ctx, cfg.n_eval_contexts, SPLIT_SALT)
-    return corpus, contexts, train_idx, eval_idx, keep_mask(contexts, tokenizer)
+    if corpus.streamed:
+        record = {"id": corpus.id, "sha256": read.sha256, "n_documents": read.n_documents, "n_chars": read.n_chars,
+                  "hashed": "documents read"}
+    else:
+        docs = corpus.documents
+        record = {"id": corpus.id, "sha256": corpus.sha256, "n_documents": len(docs), "n_chars": corpus.n_chars}
+    return record, contexts, train_idx, eval_idx, keep_mask(contexts, tokenizer)
+
+
+def _contexts_sha256(contexts: Any, rows: int = 4096) -> str:
+    """sha256 of the contexts as int64 bytes (the definition from when they were held as int64),
+    hashed ``rows`` contexts at a time so no int64 copy of the whole array is made."""
+    import torch
+
+    h = hashlib.sha256()
+    for s in range(0, contexts.shape[0], rows):
+        h.update(contexts[s:s + rows].to(torch.int64).numpy().tobytes())
+    return h.hexdigest()
+
+
+#: what ``tokens.massive.reference`` says the ratio multiplies
+MASSIVE_REFERENCE = "median L2 norm of the held-out (eval) rows as stored"
+
+
+def massive_rule(cfg: StoreConfig) -> dict[str, Any] | None:
+    """The massive-activation rule of a recipe (``tokens.massive``), None without flags."""
+    if cfg.massive_norm_ratio is None:
+        return None
+    return {"norm_ratio": float(cfg.massive_norm_ratio), "reference": MASSIVE_REFERENCE,
+            "flag": "norm > norm_ratio x reference"}
+
+
+def massive_flags(rows: Any, norm_ratio: float, reference: float | None = None) -> tuple[Any, float]:
+    """``(flags [n] bool, reference)``: True where a row's L2 norm (float64) exceeds
+    ``norm_ratio`` x ``reference``; ``reference`` None = the median norm of ``rows`` (the eval
+    shard). The comparison is ``metrics.reconstruction.bulk_mask``'s, negated."""
+    import torch
+
+    norms = rows.to(torch.float64).norm(dim=-1)
+    ref = float(norms.median()) if reference is None else float(reference)
+    return ~(norms <= norm_ratio * torch.tensor(ref, dtype=torch.float64)), ref
 
 
 def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
@@ -282,14 +344,18 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     resolve_hook_point(model, cfg.hook_point)  # DataError listing valid names if absent
     corpus, contexts, train_idx, eval_idx, keep = recipe_contexts(cfg, tokenizer)
     n_ctx = contexts.shape[0]
+    config = asdict(cfg)
+    if cfg.massive_norm_ratio is None:  # the plans of sets without flags read as before flags existed
+        config.pop("massive_norm_ratio")
+    rule = massive_rule(cfg)
     plan = {
-        "format": FORMAT, "name": name, "config": asdict(cfg),
+        "format": FORMAT, "name": name, "config": config,
         "model": {**model_identity(info), "weights_sha256": weights_hash(model)},
-        "corpus": {"id": corpus.id, "sha256": corpus.sha256, "n_documents": len(corpus.documents), "n_chars": corpus.n_chars},
+        "corpus": corpus,
         "tokens": {"context_len": cfg.context_len, "prepend_bos": cfg.prepend_bos, "separator": "bos",
                    "excluded_token_ids": special_token_ids(tokenizer), "n_contexts": n_ctx,
                    "n_train_contexts": len(train_idx), "n_eval_contexts": len(eval_idx), "split_salt": SPLIT_SALT,
-                   "contexts_sha256": sha256_bytes(contexts.numpy().tobytes())},
+                   "contexts_sha256": _contexts_sha256(contexts), **({"massive": rule} if rule else {})},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "shards").mkdir(exist_ok=True)
@@ -315,8 +381,12 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
         with bar:
             task = bar.add_task(f"harvest {name} ({cfg.hook_point})", total=total_tokens,
                                 completed=total_tokens - todo_tokens)
+            reference = None  # the eval rows' median norm, once the eval shard exists (it is built first)
             for tag, idx in todo:
-                _build_shard(model, cfg, contexts, keep, idx, tag, out / "shards" / f"{tag}.safetensors", dtype, name)
+                if tag != "eval" and cfg.massive_norm_ratio is not None and reference is None:
+                    reference = _valid_sidecar(out / "shards" / "eval.safetensors")["norm_median"]
+                _build_shard(model, cfg, contexts, keep, idx, tag, out / "shards" / f"{tag}.safetensors", dtype, name,
+                             reference)
                 bar.advance(task, int(keep[idx].sum()))
     except OSError as exc:
         raise DataError(f"writing activation store {str(out)!r} failed ({exc.strerror or exc}); free disk space and "
@@ -349,13 +419,15 @@ def _progress(console: Any, enabled: bool) -> Any:
 
 
 def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: list[int], tag: str, path: Path,
-                 dtype: Any, name: str) -> None:
+                 dtype: Any, name: str, reference: float | None = None) -> None:
+    """Harvest one shard. ``reference``: the eval rows' median norm for a training shard's
+    massive flags (None for the eval shard, which computes it)."""
     import torch
 
     from saebench_sanity.models.hook_points import record
 
     sel = torch.tensor(idx, dtype=torch.int64)
-    ids = contexts[sel]
+    ids = contexts[sel].to(torch.int64)
     acts = record(model, cfg.hook_point, ids, None, batch_size=cfg.batch_size)  # [n_ctx, ctx_len, d]
     mask = keep[sel]
     rows = acts[mask].to(dtype)
@@ -369,20 +441,24 @@ def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: li
                "context_ids": sel[:, None].expand_as(ids)[mask].to(torch.int32)}
     if tag == "eval":
         tensors["contexts"] = ids
+    massive = {}
+    if cfg.massive_norm_ratio is not None:
+        # on the rows as stored (after the dtype cast), as readers serve them
+        flags, ref = massive_flags(rows, float(cfg.massive_norm_ratio), reference)
+        tensors["massive"] = flags
+        massive = {"n_massive": int(flags.sum()), **({"norm_median": ref} if tag == "eval" else {})}
     # One metadata key only: safetensors writes the metadata map in hash-map order, so several
     # keys would make the bytes (and the shard sha256) differ from run to run.
     data = _serialize_shard(tensors, {"saebench": json.dumps({"set": name, "shard": tag, "format": FORMAT}, sort_keys=True)})
     rows32 = rows.to(torch.float64)
     side = {"file": f"shards/{path.name}", "sha256": sha256_bytes(data), "bytes": len(data), "rows": int(rows.shape[0]),
             "d": int(rows.shape[1]), "contexts": len(idx), "sum_sq_norm": float((rows32 ** 2).sum()),
-            "ids_sha256": _ids_sha256(tensors["token_ids"], tensors["context_ids"])}
+            "ids_sha256": _ids_sha256(tensors["token_ids"], tensors["context_ids"]), **massive}
     _fsync_write(path, data)
     _fsync_write(path.with_name(path.name + ".json"), _json_bytes(side))
 
 
 def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConfig) -> dict[str, Any]:
-    import math
-
     import torch
     from safetensors.torch import load
 
@@ -405,6 +481,10 @@ def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConf
         return load((out / entry["file"]).read_bytes())["activations"].to(torch.float32)
 
     fingerprint = fp.compute((shard_rows(e) for e in train), shard_rows(eval_entry))
+    rule = plan["tokens"].get("massive")
+    massive = {} if rule is None else {"massive": {
+        **rule, "eval_median_norm": eval_entry["norm_median"], "n_eval_flagged": eval_entry["n_massive"],
+        "n_train_flagged": sum(e["n_massive"] for e in train)}}
     return {
         **{k: plan[k] for k in ("format", "name", "model", "corpus", "tokens")},
         "hook_point": cfg.hook_point,
@@ -420,6 +500,7 @@ def _finish_manifest(out: Path, plan: dict[str, Any], jobs: list, cfg: StoreConf
                           "scaling_factor": math.sqrt(d_in / msn) if msn > 0 and d_in else 1.0},
         "library_versions": library_versions(),
         "fingerprint": fingerprint,
+        **massive,
     }
 
 

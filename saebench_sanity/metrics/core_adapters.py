@@ -35,7 +35,9 @@ def ground_truth_scores(ctx: Any, cos_threshold: float = 0.8) -> dict[str, float
 
 
 def reconstruction_bulk_scores(ctx: Any, max_norm_ratio: float = 10.0) -> dict[str, float]:
-    """Factory of ``reconstruction_bulk``: EV without massive-activation outlier samples."""
-    from saebench_sanity.metrics.reconstruction import bulk_scores
+    """Factory of ``reconstruction_bulk``: EV without massive-activation outlier samples (the
+    set's harvest-time flags when it stored them under this ratio, else computed here)."""
+    from saebench_sanity.metrics.reconstruction import bulk_scores, stored_bulk_mask
 
-    return bulk_scores(ctx.eval_acts, ctx.reconstruction, max_norm_ratio)
+    keep = stored_bulk_mask(ctx.activation_set, int(ctx.eval_acts.shape[0]), max_norm_ratio)
+    return bulk_scores(ctx.eval_acts, ctx.reconstruction, max_norm_ratio, keep=keep)

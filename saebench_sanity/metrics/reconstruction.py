@@ -92,14 +92,35 @@ def bulk_mask(x: "torch.Tensor", max_norm_ratio: float) -> "torch.Tensor":
     return norms <= max_norm_ratio * norms.median()
 
 
-def bulk_scores(x: "torch.Tensor", x_hat: "torch.Tensor", max_norm_ratio: float = 10.0) -> dict[str, float]:
-    """Textbook EV over the bulk of the samples (:func:`bulk_mask`) and what was left out.
+def stored_bulk_mask(activation_set: object, n_rows: int, max_norm_ratio: float) -> "torch.Tensor | None":
+    """``[n_rows]`` bool keep mask from the massive-activation flags the set stored at harvest
+    (``activations.store``: on eval rows the same rule as :func:`bulk_mask`, computed on the rows
+    as stored), or None when the set has no flags, flagged with another ratio, or holds another
+    number of eval rows; the caller then computes :func:`bulk_mask` itself."""
+    import torch
+
+    ratio = getattr(activation_set, "massive_norm_ratio", None)
+    if ratio is None or float(ratio) != float(max_norm_ratio):
+        return None
+    flags = activation_set.eval_massive()  # type: ignore[attr-defined]
+    if flags is None or flags.ndim != 1 or flags.shape[0] != n_rows:
+        return None
+    return ~flags.to("cpu", dtype=torch.bool)
+
+
+def bulk_scores(x: "torch.Tensor", x_hat: "torch.Tensor", max_norm_ratio: float = 10.0,
+                keep: "torch.Tensor | None" = None) -> dict[str, float]:
+    """Textbook EV over the bulk of the samples (:func:`bulk_mask`, or ``keep`` ``[n]`` bool when
+    given: the set's stored flags, :func:`stored_bulk_mask`) and what was left out.
 
     Returns ``explained_variance`` (over the kept samples, about their own mean),
     ``outlier_fraction`` (samples left out) and ``outlier_variance_share`` (their share of the
     total variance ``sum ||x - E[x]||^2`` of all samples)."""
     x64, h64 = _pair(x, x_hat, "bulk explained variance")
-    keep = bulk_mask(x64, max_norm_ratio)
+    if keep is None:
+        keep = bulk_mask(x64, max_norm_ratio)
+    elif tuple(keep.shape) != (x64.shape[0],):
+        raise DataError(f"bulk explained variance: keep mask {tuple(keep.shape)} must be [n] = [{x64.shape[0]}]")
     dev = (x64 - x64.mean(dim=0)).pow(2).sum(dim=1)
     total = float(dev.sum())
     return {
