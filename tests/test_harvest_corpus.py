@@ -117,3 +117,63 @@ def test_cli_build_list_verify_rm_and_one_line_errors(tmp_path, monkeypatch, cap
     capsys.readouterr()
     assert cli.main(["activations", "build", "bad-hook", "--no-progress"]) == 2
     assert "valid: resid_post.L" in capsys.readouterr().err
+
+
+def _poisoned_jsonl(folder, n_good=400):
+    """``folder/a.jsonl``: ``n_good`` documents, then a line that is not JSON, then more text.
+    A reader that loads or parses the whole file fails; one that streams and stops in time does not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"text": f"document {i}: " + "the quick brown fox jumps over the lazy dog. " * 3})
+             for i in range(n_good)]
+    lines += ["this line is not JSON", json.dumps({"text": "never reached"})]
+    (folder / "a.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_folder_and_hub_corpora_are_generators_read_only_as_far_as_the_tokens_need(tmp_path, tok, monkeypatch):
+    import inspect
+
+    folder = _poisoned_jsonl(tmp_path / "corpus")
+    corpus = cp.load_corpus(str(folder))  # opening it reads the first document only
+    assert corpus.streamed and inspect.isgenerator(corpus.iter_documents())
+    ctx, read = cp.tokenize_corpus(corpus, tok, 16, max_contexts=20)
+    assert ctx.shape == (20, 16) and ctx.dtype == torch.int32
+    # the documents read are a prefix, hashed as Corpus.sha256 hashes documents
+    docs = [json.loads(line)["text"].strip() for line in (folder / "a.jsonl").read_text().splitlines()[:read.n_documents]]
+    assert 0 < read.n_documents < 400
+    assert read.sha256 == cp.Corpus("x", docs).sha256 and read.n_chars == sum(map(len, docs))
+    assert torch.equal(ctx.long(), cp.tokenize_contexts(cp.Corpus("x", docs), tok, 16, max_contexts=20))
+    # asking for more than the text before the bad line reaches it: one line naming the line
+    with pytest.raises(DataError, match="line 401 is not a JSON object"):
+        cp.tokenize_corpus(corpus, tok, 16, max_contexts=100_000)
+
+    # the hub path asks `datasets` for a stream and pulls rows one by one
+    import datasets
+
+    calls = []
+    real = datasets.load_dataset
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append(k) or real(*a, **k))
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": f"row {i} " + "lorem ipsum dolor sit amet " * 4}) + "\n" for i in range(300)))
+    hub = cp.load_corpus("hf:json", data_files=str(good), split="train")
+    assert hub.streamed and all(k.get("streaming") is True for k in calls)
+    hctx, hread = cp.tokenize_corpus(hub, tok, 16, max_contexts=10)
+    assert hctx.shape == (10, 16) and 0 < hread.n_documents < 300
+
+
+def test_a_build_from_a_streamed_folder_records_the_documents_it_read(tmp_path):
+    from saebench_sanity.activations import store as st
+    from saebench_sanity.models.loading import load_causal_lm
+    from saebench_sanity.models.tiny import save_tiny_llama
+
+    bundle = load_causal_lm(save_tiny_llama(tmp_path / "tiny", hidden=16, layers=2))
+    folder = _poisoned_jsonl(tmp_path / "corpus")
+    cfg = st.StoreConfig(model=str(tmp_path / "tiny"), hook_point="resid_post.1", corpus=str(folder), context_len=16,
+                         n_train_contexts=24, n_eval_contexts=4, contexts_per_shard=8)
+    m = st.read_manifest(st.build_store("s", cfg, tmp_path / "acts", progress=False, model_bundle=bundle))
+    corpus = m["corpus"]
+    assert corpus["hashed"] == "documents read" and corpus["id"] == "folder:corpus"
+    assert 0 < corpus["n_documents"] < 400 and m["tokens"]["n_contexts"] == 28
+    # the contexts are those of the documents read, wherever the text ends
+    _, ctx, *_ = st.recipe_contexts(cfg, bundle[1])
+    assert st.sha256_bytes(ctx.long().numpy().tobytes()) == m["tokens"]["contexts_sha256"]
