@@ -32,6 +32,7 @@ from torch import Tensor
 
 from saebench_sanity.errors import ConfigError
 from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
+from saebench_sanity.training.batched.sparse import Entries, SelectedPre, SparseDecode
 
 _SUPPORTED_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -89,17 +90,19 @@ def _row(t: Tensor) -> Tensor:
 
 
 class _CenteredMatmul(torch.autograd.Function):
-    """``(x - b_row) @ W`` ``[*lead, B, n]`` for a constant batch ``x`` ``[B, k]``, ``b_row``
-    ``[*lead, 1, k]``, ``W`` ``[*lead, k, n]``: the values of sae-lens's ``sae_in @ W`` bit for bit.
+    """``sae_in @ W`` ``[*lead, B, n]`` for ``sae_in = x - b_row`` (computed by the caller, no
+    grad: ``x`` ``[B, k]`` is a constant batch), ``b_row`` ``[*lead, 1, k]``, ``W`` ``[*lead, k, n]``:
+    the values of sae-lens's ``sae_in @ W`` bit for bit.
 
     Written by hand because autograd would form the gradient wrt ``sae_in`` (a ``[B, k] x [k, n]``
     GEMM, a sixth of a ReLU step's GEMM work) only to sum it over the batch for ``b_dec``; here
     ``b_row``'s gradient is ``-(sum_b g) @ W^T``, a vector-matrix product (equal to rounding).
+    ``W``'s gradient comes out in ``W``'s own layout (the engine stores ``W_enc`` latent-major,
+    ``transposed``): a transposing copy of it would cost a fifth of a GEMM.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, b_row: Tensor, W: Tensor) -> Tensor:
-        sae_in = x - b_row
+    def forward(ctx: Any, sae_in: Tensor, b_row: Tensor, W: Tensor) -> Tensor:
         ctx.save_for_backward(sae_in, W)
         return sae_in @ W
 
@@ -107,7 +110,9 @@ class _CenteredMatmul(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[None, Tensor | None, Tensor | None]:  # type: ignore[override]
         sae_in, W = ctx.saved_tensors
         g_b = -(g.sum(dim=-2, keepdim=True) @ W.mT) if ctx.needs_input_grad[1] else None
-        g_W = sae_in.mT @ g if ctx.needs_input_grad[2] else None
+        g_W = None
+        if ctx.needs_input_grad[2]:
+            g_W = (g.mT @ sae_in).mT if W.mT.is_contiguous() else sae_in.mT @ g
         return None, g_b, g_W
 
 
@@ -160,11 +165,44 @@ class _ReluL1(torch.autograd.Function):
         return g_h, g_n
 
 
+#: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is in
+#: the step's sparse set (ReLU: active; JumpReLU: active or within the threshold's bandwidth; Gated:
+#: gate open). Measured crossover (docs/performance.md, ``test_bench_l1_density_sweep``).
+SPARSE_MAX_DENSITY = 0.1
+
+
+def sparse_capable(dtype: torch.dtype, device: torch.device) -> bool:
+    """The sparse step's kernels are there and pay: CPU, float32 / float64. On a GPU, finding the
+    entries (``nonzero``) reads the device every step, and the dense GEMMs are cheap there."""
+    return torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64)
+
+
 class _PenaltyBatched:
-    """Shared parts of the three archs: support checks, grouping, state, write-back."""
+    """Shared parts of the three archs: support checks, grouping, state, write-back, the choice
+    between the dense and the sparse step.
+
+    Every step computes the encoder's dense pre-activations (one GEMM per member); what follows
+    depends on the set of entries whose gradient can be nonzero (``_entries``). When that set is a
+    small fraction of the batch (``SPARSE_MAX_DENSITY``: the case of every member once the matched-L0
+    controller has brought it near its target), the rest of the step touches those entries only:
+    decoding through ``embedding_bag``, the gradient wrt the activations only at the entries
+    (``sampled_addmm``), the ``W_dec`` / ``W_enc`` gradients as sparse x dense products
+    (``training.batched.sparse``). Otherwise the dense step runs. Both give the same loss and
+    gradients up to the order of sums (tests/test_batched_l1_sparse.py).
+    """
 
     param_names: tuple[str, ...] = ()
     arch = "?"
+    #: the engine stores W_enc latent-major ``[M, d_sae, d_in]`` and hands ``loss`` the transposed
+    #: view: the sparse step's W_enc gradient comes out in that layout (as in the TopK family).
+    transposed = ("W_enc",)
+
+    def __init__(self, sparse: bool | None = None) -> None:
+        #: True / False forces the sparse / dense step (tests, measurements; True needs CPU and
+        #: float32 / float64); None chooses by ``sparse_capable`` and ``SPARSE_MAX_DENSITY``.
+        self.sparse = sparse
+        #: whether the last ``loss`` ran the sparse step (for tests and benchmarks)
+        self.last_sparse = False
 
     def supports(self, sae: Any) -> bool:
         return _stock(sae) and all(isinstance(getattr(sae, n, None), torch.nn.Parameter) for n in self.param_names)
@@ -194,6 +232,7 @@ class _PenaltyBatched:
         """See ``base.BatchedArch.loss``: ``p[name]`` ``[M, ...]``, ``x`` ``[B, d_in]``; returns ``[M]``
         losses and ``[M, d_sae]`` fire counts."""
         self._prepare(p)
+        self.last_sparse = False
         return self._member(p, x, state, ctx.coefficients, ctx.dead_neuron_mask)
 
     def _prepare(self, p: dict[str, Tensor]) -> None:
@@ -201,37 +240,86 @@ class _PenaltyBatched:
 
     def _member(self, p: dict[str, Tensor], x: Tensor, state: dict[str, Tensor],
                 coefs: dict[str, Tensor], dead: Tensor | None) -> BatchedOut:
-        """The loss over leading member dims ``lead`` (``(M,)`` here; the code also runs for one
-        member, ``lead = ()``): ``total``/losses ``[*lead]``, fire counts ``[*lead, d_sae]``."""
+        """The loss over leading member dims ``lead`` (``(M,)`` here; the dense code also runs for
+        one member, ``lead = ()``): ``total``/losses ``[*lead]``, fire counts ``[*lead, d_sae]``."""
         raise NotImplementedError
 
+    def _may_be_sparse(self, pre: Tensor) -> bool:
+        """False if this step is dense whatever its activations (forced, one member without a
+        member dim, or a dtype / device without the sparse kernels)."""
+        if self.sparse is False or pre.dim() != 3:
+            return False
+        return self.sparse is True or sparse_capable(pre.dtype, pre.device)
+
+    def _entries(self, mask: Tensor) -> Entries | None:
+        """The sparse set of this step (``mask [M, B, d_sae]``, True where an entry's gradient can be
+        nonzero), or None: take the dense step. Call only if ``_may_be_sparse``."""
+        if self.sparse is None:
+            # one count before finding the entries: in the dense regime that costs far less
+            if int(mask.sum()) > SPARSE_MAX_DENSITY * mask.numel():
+                return None
+        self.last_sparse = True
+        return Entries(mask)
+
     @staticmethod
-    def _encode(p: dict[str, Tensor], x: Tensor, state: dict[str, Tensor], W: Tensor) -> Tensor:
-        """``sae_in @ W`` ``[*lead, B, n]`` with sae-lens's ``process_sae_in``: ``sae_in = x - b_dec *
-        apply_b_dec_to_input`` (the config bool: exactly b_dec or 0, gradient 1 or 0)."""
+    def _sae_in(p: dict[str, Tensor], x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """sae-lens's ``process_sae_in``: ``(sae_in, b_row)`` with ``b_row = b_dec *
+        apply_b_dec_to_input`` ``[*lead, 1, d_in]`` (the config bool: exactly b_dec or 0, gradient 1
+        or 0) and ``sae_in = x - b_row`` ``[*lead, B, d_in]`` (no grad; ``_CenteredMatmul`` carries it)."""
         b_dec = p["b_dec"]
-        return _CenteredMatmul.apply(x.to(b_dec.dtype), _row(b_dec * _col(state["apply_b_dec"], b_dec)), W)
+        b_row = _row(b_dec * _col(state["apply_b_dec"], b_dec))
+        with torch.no_grad():
+            sae_in = x.to(b_dec.dtype) - b_row
+        return sae_in, b_row
 
     @staticmethod
-    def _mse(p: dict[str, Tensor], feature_acts: Tensor, x: Tensor) -> Tensor:
+    def _sparse_pre(p: dict[str, Tensor], state: dict[str, Tensor], sae_in: Tensor, pre: Tensor,
+                    ent: Entries, bias: Tensor) -> Tensor:
+        """``pre`` ``[M, B, d_sae]`` (the dense forward's values, no grad) at the entries ``[N]``, as
+        ``sae_in @ W_enc + bias`` with a sparse backward into ``W_enc``, ``bias`` and ``b_dec``."""
+        M, B, d_in = sae_in.shape
+        return SelectedPre.apply(ent.take(pre), sae_in.reshape(M * B, d_in), p["W_enc"], bias, p["b_dec"],
+                                 state["apply_b_dec"], ent)
+
+    @staticmethod
+    def _sparse_decode(p: dict[str, Tensor], w: Tensor, ent: Entries) -> Tensor:
+        """sae-lens ``decode`` of the activations ``w`` ``[N]`` at the entries (zero elsewhere):
+        ``[M, B, d_in]``."""
+        W_dec = p["W_dec"]
+        M, d_sae, d_in = W_dec.shape
+        out = SparseDecode.apply(w, W_dec.reshape(M * d_sae, d_in), ent).view(M, -1, d_in)
+        return out + _row(p["b_dec"])
+
+    @staticmethod
+    def _sq_err(sae_out: Tensor, x: Tensor) -> Tensor:
+        """sae-lens's ``mse_loss(...).sum(-1).mean()`` (``F.mse_loss(reduction="none")``): ``[*lead]``."""
+        return (sae_out - x.to(sae_out.dtype)).pow(2).sum(dim=-1).mean(dim=-1)
+
+    @classmethod
+    def _mse(cls, p: dict[str, Tensor], feature_acts: Tensor, x: Tensor) -> Tensor:
         """sae-lens ``decode`` + ``mse_loss(...).sum(-1).mean()``: ``[*lead]``."""
-        sae_out = feature_acts @ p["W_dec"] + _row(p["b_dec"])
-        return (sae_out - x.to(sae_out.dtype)).pow(2).sum(dim=-1).mean(dim=-1)  # F.mse_loss(reduction="none")
+        return cls._sq_err(feature_acts @ p["W_dec"] + _row(p["b_dec"]), x)
 
     @staticmethod
-    def _out(mse: Tensor, aux: dict[str, Tensor], feature_acts: Tensor) -> BatchedOut:
-        """Total and loss dict in sae-lens's order (mse, then aux terms in insertion order)."""
+    def _out(mse: Tensor, aux: dict[str, Tensor], feature_acts: Tensor | None, fire: Tensor | None = None) -> BatchedOut:
+        """Total and loss dict in sae-lens's order (mse, then aux terms in insertion order); fire
+        counts from the dense ``feature_acts`` unless given."""
         total = mse
         for v in aux.values():
             total = total + v
-        with torch.no_grad():
-            fire = (feature_acts != 0).sum(dim=-2).to(feature_acts.dtype)
+        if fire is None:
+            with torch.no_grad():
+                fire = (feature_acts != 0).sum(dim=-2).to(feature_acts.dtype)
         return BatchedOut(total=total, losses={"mse_loss": mse, **aux}, fire_counts=fire)
 
 
 class StandardBatched(_PenaltyBatched):
     """sae-lens ``StandardTrainingSAE``: ``relu(sae_in @ W_enc + b_enc)``, loss
-    ``mse + mean_b(l1_coef * || f_b * |W_dec rows| ||_p)``."""
+    ``mse + mean_b(l1_coef * || f_b * |W_dec rows| ||_p)``.
+
+    Sparse step (``lp_norm`` 1, the suite's): the entries are the active latents (``pre > 0``);
+    ReLU's gradient is zero everywhere else, so the decoder, the penalty and every gradient need
+    them only."""
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec")
     arch = "standard"
@@ -243,7 +331,13 @@ class StandardBatched(_PenaltyBatched):
         return state
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
-        hidden_pre = self._encode(p, x, state, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
+        sae_in, b_row = self._sae_in(p, x, state)
+        hidden_pre = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
+        if self.lp_norm == 1.0 and self._may_be_sparse(hidden_pre):
+            pre = hidden_pre.detach()
+            ent = self._entries(pre > 0)
+            if ent is not None:
+                return self._sparse(p, x, state, coefs, sae_in, pre, ent)
         W_dec_norm = _RowNorm.apply(p["W_dec"])
         if self.lp_norm == 1.0:
             feature_acts, sparsity = _ReluL1.apply(hidden_pre, W_dec_norm)  # sparsity [*lead, B]
@@ -254,6 +348,15 @@ class StandardBatched(_PenaltyBatched):
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, feature_acts)
 
+    def _sparse(self, p, x, state, coefs, sae_in, pre, ent: Entries) -> BatchedOut:
+        # every entry is active (pre > 0): relu is the identity there, with gradient 1
+        f = self._sparse_pre(p, state, sae_in, pre, ent, p["b_enc"])  # [N]
+        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
+        n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+        sparsity = ent.row_sum(f * n)  # [M, B]: sum_j f_bj |W_dec_j| (f, n >= 0: the L1 norm)
+        l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
+        return self._out(mse, {"l1_loss": l1}, None, ent.latent_count(f.detach()))
+
 
 class JumpReLUBatched(_PenaltyBatched):
     """sae-lens ``JumpReLUTrainingSAE``: ``JumpReLU(sae_in @ W_enc + b_enc, threshold)`` with its
@@ -262,6 +365,13 @@ class JumpReLUBatched(_PenaltyBatched):
 
     Like sae-lens's ``training_forward_pass``, ``loss`` first clamps ``p["threshold"]`` to >= 0 in
     place (no grad): the projection sae-lens applies before every forward pass.
+
+    Sparse step (without the pre-activation loss, whose gradient reaches every inactive entry of a
+    dead latent): the entries are those with ``pre - threshold > -3/4 bandwidth``, a superset of the
+    active ones (``pre > threshold``) and of those inside the straight-through window
+    (``|pre - threshold| / bandwidth < 1/2``, sae-lens's ``rectangle``), the only places where a
+    gradient reaches the pre-activations or the threshold. sae-lens's own ``JumpReLU`` / ``Step``
+    functions run on the entries, so the straight-through gradients are sae-lens's formulas.
     """
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
@@ -296,7 +406,18 @@ class JumpReLUBatched(_PenaltyBatched):
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:
         from sae_lens.saes.jumprelu_sae import JumpReLU, Step
 
-        hidden_pre = self._encode(p, x, state, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
+        sae_in, b_row = self._sae_in(p, x, state)
+        hidden_pre = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
+        if not self.pre_act and self._may_be_sparse(hidden_pre):
+            pre = hidden_pre.detach()
+            with torch.no_grad():
+                # d > -3/4 bandwidth holds wherever pre > threshold (then d >= 0) or sae-lens's
+                # rectangle is nonzero (d / bandwidth > -1/2 after rounding, so d > -bandwidth / 2
+                # up to a few ulps): a superset of every entry with a gradient
+                mask = (pre - _row(p["threshold"].detach().to(pre.dtype))) > -0.75 * self.bandwidth
+            ent = self._entries(mask)
+            if ent is not None:
+                return self._sparse(p, x, state, coefs, sae_in, pre, ent)
         # sae-lens's functions sum the threshold gradient over dim 0: they get [B, *lead, d_sae]
         # views, one per use as in sae-lens (the gradients reach hidden_pre separately and add up in
         # sae-lens's order). The threshold is float32 whatever the SAE dtype (sae-lens) and cast
@@ -311,11 +432,7 @@ class JumpReLUBatched(_PenaltyBatched):
             # summed in the [*lead, B, d_sae] layout: a contiguous [*lead, B] keeps the batch mean's order
             l0 = torch.sum(Step.apply(hidden_pre.movedim(-2, 0), threshold, self.bandwidth,
                                       self.ste_to_input).movedim(0, -2), dim=-1)
-            if self.mode == "quadratic":
-                target = state["target_l0"]
-                per_item = _col(2 / target, l0) * (l0 - _col(target, l0)) ** 2
-            else:
-                per_item = l0
+            per_item = self._l0_penalty(state, l0)
         elif self.mode == "tanh":
             per_item = torch.tanh(_col(state["tanh_scale"], hidden_pre).unsqueeze(-1) * feature_acts
                                   * _row(W_dec_norm)).sum(dim=-1)
@@ -325,6 +442,36 @@ class JumpReLUBatched(_PenaltyBatched):
         if self.pre_act:
             losses["pre_act_loss"] = self._pre_act(state, threshold, hidden_pre, dead, W_dec_norm)
         return self._out(mse, losses, feature_acts)
+
+    def _l0_penalty(self, state: dict[str, Tensor], l0: Tensor) -> Tensor:
+        """Per-sample penalty of the ``step`` / ``quadratic`` modes from ``l0`` ``[*lead, B]``."""
+        if self.mode != "quadratic":
+            return l0
+        target = state["target_l0"]
+        return _col(2 / target, l0) * (l0 - _col(target, l0)) ** 2
+
+    def _sparse(self, p, x, state, coefs, sae_in, pre, ent: Entries) -> BatchedOut:
+        from sae_lens.saes.jumprelu_sae import JumpReLU, Step
+
+        # sae-lens's functions on a [1, N] view: their dim-0 sum of the threshold gradient is then
+        # per entry; the gather below adds the entries of each latent up. Two casts of the
+        # threshold, one per use, as in the dense step.
+        h = self._sparse_pre(p, state, sae_in, pre, ent, p["b_enc"]).unsqueeze(0)  # [1, N]
+        t_enc = ent.per_latent(p["threshold"].to(pre.dtype))
+        f = JumpReLU.apply(h, t_enc, self.bandwidth, self.ste_to_input).squeeze(0)  # [N], 0 where inactive
+        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
+        t_aux = ent.per_latent(p["threshold"].to(pre.dtype))
+        if self.mode in ("step", "quadratic"):
+            l0 = ent.row_sum(Step.apply(h, t_aux, self.bandwidth, self.ste_to_input).squeeze(0))  # [M, B]
+            per_item = self._l0_penalty(state, l0)
+        elif self.mode == "tanh":
+            n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+            scale = ent.per_member(state["tanh_scale"].to(f.dtype))
+            per_item = ent.row_sum(torch.tanh(scale * f * n))  # tanh(0) = 0 off the entries
+        else:  # pragma: no cover - supports() refuses other modes
+            raise ConfigError(f"batched jumprelu: sparsity loss mode {self.mode!r}")
+        losses = {"l0_loss": (_col(coefs["l0"], per_item) * per_item).mean(dim=-1)}
+        return self._out(mse, losses, None, ent.latent_count(f.detach()))
 
     @staticmethod
     def _pre_act(state: dict[str, Tensor], threshold: Tensor, hidden_pre: Tensor,
@@ -347,6 +494,12 @@ class GatedBatched(_PenaltyBatched):
     where only its sign is used, and again in ``calculate_aux_loss``) from the same expression;
     here it is computed once: identical values, and the sign path carries no gradient (b_dec's
     gradient terms then add up in another order: equal to rounding, not bit for bit).
+
+    Sparse step: the entries are the open gates (``pi_gate > 0``). The activations, ``relu(pi_gate)``
+    and every gradient vanish elsewhere, so both decodes, the penalty and all gradients need them
+    only, and the magnitude path needs no second GEMM: at an entry it is ``(sae_in @ W_enc) *
+    exp(r_mag) + b_mag`` from the gate's product (equal to sae-lens's ``sae_in @ (W_enc *
+    exp(r_mag))`` up to rounding).
     """
 
     param_names = ("W_enc", "W_dec", "b_gate", "b_mag", "r_mag", "b_dec")
@@ -354,9 +507,14 @@ class GatedBatched(_PenaltyBatched):
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         W_enc = p["W_enc"]
-        pi_gate = self._encode(p, x, state, W_enc) + _row(p["b_gate"])  # [*lead, B, d_sae]
+        sae_in, b_row = self._sae_in(p, x, state)
+        prod = _CenteredMatmul.apply(sae_in, b_row, W_enc)  # [*lead, B, d_sae]
+        pi_gate = prod + _row(p["b_gate"])
+        ent = self._entries(pi_gate.detach() > 0) if self._may_be_sparse(pi_gate) else None
+        if ent is not None:
+            return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         active = (pi_gate > 0).to(pi_gate.dtype)
-        mag_pre = self._encode(p, x, state, W_enc * _row(p["r_mag"].exp())) + _row(p["b_mag"])
+        mag_pre = _CenteredMatmul.apply(sae_in, b_row, W_enc * _row(p["r_mag"].exp())) + _row(p["b_mag"])
         feature_acts = active * torch.relu(mag_pre)
         mse = self._mse(p, feature_acts, x)
         pi_gate_act = torch.relu(pi_gate)
@@ -365,3 +523,17 @@ class GatedBatched(_PenaltyBatched):
         via_gate = pi_gate_act @ p["W_dec"] + _row(p["b_dec"])
         aux = (via_gate - x.to(via_gate.dtype)).pow(2).sum(dim=-1).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1, "auxiliary_reconstruction_loss": aux}, feature_acts)
+
+    def _sparse(self, p, x, state, coefs, sae_in, prod, ent: Entries) -> BatchedOut:
+        # the bias-free product at the entries; b_gate and b_mag are added below, each with its own
+        # gradient (a constant zero bias: SelectedPre still hands b_dec its share through W_enc)
+        zero = torch.zeros_like(p["b_gate"].detach())
+        prod_e = self._sparse_pre(p, state, sae_in, prod, ent, zero)  # [N]
+        pi = prod_e + ent.per_latent(p["b_gate"])  # > 0 at every entry: relu(pi) = pi, gradient 1
+        mag = prod_e * ent.per_latent(p["r_mag"].exp()) + ent.per_latent(p["b_mag"])
+        f = torch.relu(mag)  # the gate is open at every entry
+        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
+        n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+        l1 = coefs["l1"].to(pi.dtype) * ent.row_sum(pi * n).mean(dim=-1)
+        aux = self._sq_err(self._sparse_decode(p, pi, ent), x)
+        return self._out(mse, {"l1_loss": l1, "auxiliary_reconstruction_loss": aux}, None, ent.latent_count(f.detach()))

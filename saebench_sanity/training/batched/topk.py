@@ -31,18 +31,14 @@ benchmarks/test_bench_cohort.py).
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
-
-# torch warns once per process that CSR tensors are "beta"; we use them only as the index pattern
-# of sampled_addmm (checked against sae-lens's dense gradients in tests/), so the warning is noise in
-# every worker's log. Narrow filter: this message only.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+from saebench_sanity.training.batched.sparse import SelectedPre as _SelectedPre
+from saebench_sanity.training.batched.sparse import SparseDecode as _SparseDecode
 
 #: sae-lens config values this math reproduces; any other value sends the member to the solo path.
 _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
@@ -57,72 +53,6 @@ def use_sparse(d_in: int, d_sae: int, k_per_sample: float, dtype: torch.dtype, d
     if dtype not in (torch.float32, torch.float64) or torch.device(device).type not in ("cpu", "cuda"):
         return False
     return k_per_sample * 4 <= d_sae
-
-
-# -- sparse primitives ------------------------------------------------------------------------------
-def _csr_mm(A: Tensor, dense: Tensor) -> Tensor:
-    """``A @ dense`` for a CSR ``A``. On CPU torch's native row-parallel kernel
-    (``torch.sparse.mm(..., "sum")``) is 2-3x faster than the MKL path behind ``@``, which
-    zero-fills and copies a column-major result (measured at 576 x 1152 and 768 x 16384)."""
-    if A.device.type == "cpu":
-        return torch.sparse.mm(A, dense, "sum")
-    return A @ dense
-
-
-class _SelectedPre(torch.autograd.Function):
-    """Pre-activations at the kept entries ``[N]`` with a sparse backward.
-
-    ``pre[b, j] = (x - a * b_dec)[b] @ W_enc[:, j] + b_enc[j]`` per member. Inputs: ``values [N]``
-    (the dense forward's values there, detached), ``sae_in [R, d_in]`` (``R = M * B`` rows, detached),
-    ``W_enc [M, d_in, d_sae]``, ``b_enc [M, d_sae]``, ``b_dec [M, d_in]``, ``a [M]`` (the
-    ``apply_b_dec_to_input`` flags), ``sel`` (the entries). The input gradient is never formed:
-    ``d pre / d b_dec = -a * W_enc^T``, so ``b_dec`` gets ``-a * W_enc @ (b_enc's gradient)``."""
-
-    @staticmethod
-    def forward(ctx, values, sae_in, W_enc, b_enc, b_dec, a, sel):  # type: ignore[override]
-        ctx.save_for_backward(sae_in, W_enc, a)
-        ctx.sel = sel
-        return values.clone()
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        sae_in, W_enc, a = ctx.saved_tensors
-        sel: _Sel = ctx.sel
-        M, d_in, d_sae = W_enc.shape
-        g_W = g_b = g_bdec = None
-        gb = torch.zeros(M * d_sae, dtype=g.dtype, device=g.device).index_add_(0, sel.cols, g).view(M, d_sae)
-        if ctx.needs_input_grad[3]:
-            g_b = gb
-        if ctx.needs_input_grad[4]:
-            # [M, 1, d_sae] @ [M, d_sae, d_in]: reads W_enc in its stored (latent-major) layout
-            g_bdec = -a.to(g.dtype).unsqueeze(1) * torch.bmm(gb.unsqueeze(1), W_enc.transpose(1, 2)).squeeze(1)
-        if ctx.needs_input_grad[2]:
-            g_W = _csr_mm(sel.by_latent(g), sae_in).view(M, d_sae, d_in).transpose(1, 2)  # view of the stored layout
-        return None, None, g_W, g_b, g_bdec, None, None
-
-
-class _SparseDecode(torch.autograd.Function):
-    """``out[r] = sum_{entries e of row r} w[e] * W_dec[cols[e]]`` ``[R, d_in]`` (no bias), for
-    the entries of ``sel`` (grouped by row, distinct); ``W_dec [L, d_in]``, ``L = M * d_sae``."""
-
-    @staticmethod
-    def forward(ctx, w, W_dec, sel):  # type: ignore[override]
-        ctx.save_for_backward(w, W_dec)
-        ctx.sel = sel
-        return torch.nn.functional.embedding_bag(sel.cols, W_dec, sel.crow()[:-1], mode="sum", per_sample_weights=w)
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        w, W_dec = ctx.saved_tensors
-        sel: _Sel = ctx.sel
-        g_w = g_W = None
-        g = g.contiguous()
-        if ctx.needs_input_grad[0]:
-            # d out / d w[e] = W_dec[cols[e]] . g[rows[e]]: computed only at the kept entries
-            g_w = torch.sparse.sampled_addmm(sel.by_row_pattern(w), g, W_dec.T, beta=0.0).values()
-        if ctx.needs_input_grad[1]:
-            g_W = _csr_mm(sel.by_latent(w), g)
-        return g_w, g_W, None
 
 
 # -- selections ---------------------------------------------------------------------------------------
