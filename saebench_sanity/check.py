@@ -19,6 +19,13 @@ point, context), declared as a user-defined set over a corpus the user names. Ba
 the embedded suite that lists the set trains it (``baseline_training_config``) and are cached by
 identity (``baseline_key``), so another SAE of the same shape on the same set trains nothing new.
 
+Parallel work (``CheckOptions.jobs``): each baseline seed is one task (``_SeedTask``: train
+that seed's missing baselines as one cohort, write them to the cache, score every baseline of
+the seed), run in this process for ``jobs = 1`` or in a pool of ``jobs`` spawned processes
+(``_seed_baselines`` either way, the very same code), each with ``cores // jobs`` torch threads
+as ``saebench run --jobs`` gives its workers. The report is assembled in seed order, so it does
+not depend on which task finished first.
+
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
 direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
 could be judged at all (NO VERDICT: every row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED;
@@ -60,8 +67,11 @@ class CheckOptions:
     steps: int | None = None
     min_effect: float = 0.01
     confidence: float = 0.95
+    jobs: int = 1                                 # seeds' baseline work in parallel (processes); 1 = in this process
 
     def __post_init__(self) -> None:
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ConfigError(f"--jobs = {self.jobs!r} must be a positive integer")
         if not 0.5 <= self.confidence < 1:
             raise ConfigError(f"--confidence = {self.confidence!r} must be in [0.5, 1), e.g. 0.95")
         if not self.seeds or any(s < 0 for s in self.seeds):
@@ -342,13 +352,11 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
 
 
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
-    from saebench_sanity.activations.real import check_sae_d_in, checkpoint_in_set_space, sae_in_set_space, set_scale
-    from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
+    from saebench_sanity.activations.real import check_sae_d_in, sae_in_set_space, set_scale
     from saebench_sanity.architectures.sparsity import targets_l0
     from saebench_sanity.harness.plan import plugin_versions
     from saebench_sanity.harness.store import ResultStore
     from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
-    from saebench_sanity.training.cohort import train_cells
 
     from saebench_sanity.devices import resolve_device, resolve_dtype
 
@@ -432,43 +440,40 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     report.training = {m.name: [] for m in modes}
     controlled = False
-    store = ResultStore(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
+    cache_dir = Path(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
+    store = ResultStore(cache_dir)
     manifest_hash = aset.manifest_hash()
+    tasks = []
     for seed in opts.seeds:
         keys = {m.name: baseline_key(set_manifest_hash=manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
                                      mode=m.name, seed=seed, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0,
                                      training=training, dtype=opts.dtype, plugins=plugin_versions(registry, [
                                          s for s in (registry.items["activation_set"].get(getattr(aset, "name", "")), arch, m)
                                          if s is not None])) for m in modes}
-        todo = [m for m in modes if not store.has_checkpoint(keys[m.name])]
-        if todo:
-            # the baselines of one seed are one cohort: identical batches, one batched program
-            say(f"training baselines {', '.join(m.name for m in todo)} seed {seed} (at most {training.max_steps} steps)")
-            results = train_cells([(arch, mode, {}, seed) for mode in todo], aset, d_sae=int(raw_sae.cfg.d_sae),
-                                  target_l0=target_l0, arch_overrides=arch_overrides, training=training,
-                                  device=device, dtype=opts.dtype)
-            for mode, res in zip(todo, results):
-                if isinstance(res, BaseException):
-                    raise res
-                info = {"steps": int(res.steps), "converged": bool(res.converged), "l0_train": float(res.l0_train),
-                        "controlled": "l0_control" in (res.convergence or {}), "max_steps": int(training.max_steps),
-                        "state": (res.convergence or {}).get("state")}
-                store.write_checkpoint(keys[mode.name], lambda path, r=res: save_checkpoint(
-                    r.sae, path, calibration_acts=eval_acts, activation_scale=set_scale(aset)), info)
+        tasks.append(_SeedTask(
+            seed=int(seed), set_name=opts.set_name, set_manifest_hash=manifest_hash, arch=arch.name,
+            modes=[m.name for m in modes], todo=[m.name for m in modes if not store.has_checkpoint(keys[m.name])],
+            keys=keys, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0, arch_overrides=arch_overrides,
+            training=training, metrics=[spec.name for spec in applicable], device=device, dtype=opts.dtype,
+            cache_dir=str(cache_dir)))
+    for task in tasks:
+        if task.todo:
+            say(f"training baselines {', '.join(task.todo)} seed {task.seed} (at most {training.max_steps} steps)"
+                + (f"; {opts.jobs} seeds at a time" if opts.jobs > 1 else ""))
         else:
-            say(f"baselines of seed {seed}: cached ({store.root})")
+            say(f"baselines of seed {task.seed}: cached ({store.root})")
+    outputs = _run_seed_tasks(tasks, opts.jobs, registry, aset, eval_acts)
+    for task, out in zip(tasks, outputs):
         for mode in modes:
-            key = keys[mode.name]
-            info = store.load_train_info(key)
+            info = out["info"][mode.name]
+            scores = out["scores"][mode.name]
             controlled = controlled or bool(info.get("controlled"))
-            inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key), device=device), aset)
-            scores = {spec.name: _score(spec, inference, aset, eval_acts, {}, device, registry) for spec in applicable}
             base_scores[mode.name].append((scores, bool(info.get("converged"))))
             base_l0[mode.name].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
-            report.training[mode.name].append({"seed": int(seed), "steps": int(info.get("steps", 0)),
+            report.training[mode.name].append({"seed": task.seed, "steps": int(info.get("steps", 0)),
                                                "max_steps": int(info.get("max_steps", training.max_steps)),
                                                "converged": bool(info.get("converged")), "l0": base_l0[mode.name][-1],
-                                               "cached": mode not in todo})
+                                               "cached": mode.name not in task.todo})
 
     # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
     # whose baselines were steered to the user's L0 (training.match_l0)
@@ -515,3 +520,101 @@ def _final_l0(scores: dict[str, dict[str, float]], fallback: float) -> float:
 def _mean_or_none(values: list[float]) -> float | None:
     vals = [v for v in values if math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
+
+
+@dataclass
+class _SeedTask:
+    """The baseline work of one seed (picklable: names and plain values, no tensors): train the
+    modes in ``todo`` as one cohort on set ``set_name`` (refused unless its manifest hash is
+    ``set_manifest_hash``), write them to the baseline cache under ``keys``, then score every
+    mode in ``modes`` with the metrics named in ``metrics``."""
+
+    seed: int
+    set_name: str
+    set_manifest_hash: str
+    arch: str
+    modes: list[str]
+    todo: list[str]
+    keys: dict[str, str]
+    d_sae: int
+    target_l0: int | None
+    arch_overrides: dict[str, Any]
+    training: Any  # config.TrainingConfig
+    metrics: list[str]
+    device: str
+    dtype: str
+    cache_dir: str
+
+
+def _seed_baselines(task: _SeedTask, registry: Any, aset: Any, eval_acts: Any) -> dict[str, Any]:
+    """Run one ``_SeedTask`` here: ``{"info": {mode: train info}, "scores": {mode: {metric:
+    {score: value}}}}``. A baseline that failed to train raises its error."""
+    from saebench_sanity.activations.real import checkpoint_in_set_space, set_scale
+    from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
+    from saebench_sanity.harness.store import ResultStore
+    from saebench_sanity.training.cohort import train_cells
+
+    store = ResultStore(task.cache_dir)
+    arch = registry.get("architecture", task.arch)
+    if task.todo:
+        # the baselines of one seed are one cohort: identical batches, one batched program
+        todo = [registry.get("training_mode", m) for m in task.todo]
+        results = train_cells([(arch, mode, {}, task.seed) for mode in todo], aset, d_sae=task.d_sae,
+                              target_l0=task.target_l0, arch_overrides=task.arch_overrides, training=task.training,
+                              device=task.device, dtype=task.dtype)
+        for mode, res in zip(todo, results):
+            if isinstance(res, BaseException):
+                raise res
+            info = {"steps": int(res.steps), "converged": bool(res.converged), "l0_train": float(res.l0_train),
+                    "controlled": "l0_control" in (res.convergence or {}), "max_steps": int(task.training.max_steps),
+                    "state": (res.convergence or {}).get("state")}
+            store.write_checkpoint(task.keys[mode.name], lambda path, r=res: save_checkpoint(
+                r.sae, path, calibration_acts=eval_acts, activation_scale=set_scale(aset)), info)
+    specs = [registry.get("metric", name) for name in task.metrics]
+    out: dict[str, Any] = {"info": {}, "scores": {}}
+    for name in task.modes:
+        key = task.keys[name]
+        out["info"][name] = store.load_train_info(key)
+        inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key), device=task.device), aset)
+        out["scores"][name] = {spec.name: _score(spec, inference, aset, eval_acts, {}, task.device, registry)
+                               for spec in specs}
+    return out
+
+
+def _seed_worker(task: _SeedTask) -> dict[str, Any]:
+    """Pool entry: build the set by name here (its manifest hash must be the driver's) and run
+    ``_seed_baselines``."""
+    from saebench_sanity.executors.remote import worker_registry
+
+    registry = worker_registry()
+    aset = registry.get("activation_set", task.set_name).build()
+    if aset.manifest_hash() != task.set_manifest_hash:
+        raise DataError(f"activation set {task.set_name!r} differs in this worker process from the one the check "
+                        "planned (another plugin version or a rebuilt store); run the check again")
+    return _seed_baselines(task, registry, aset, aset.eval_activations())
+
+
+def _run_seed_tasks(tasks: list[_SeedTask], jobs: int, registry: Any, aset: Any, eval_acts: Any) -> list[dict[str, Any]]:
+    """Each task's output, in task order: here one after the other (``jobs`` 1, or a single
+    task), else in a pool of ``min(jobs, len(tasks))`` spawned processes set up as ``saebench run
+    --jobs``'s workers (``executors.local._worker_init``: ``cores // jobs`` torch threads)."""
+    if jobs <= 1 or len(tasks) <= 1:
+        return [_seed_baselines(t, registry, aset, eval_acts) for t in tasks]
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from saebench_sanity.executors.base import default_jobs
+    from saebench_sanity.executors.local import _worker_init
+
+    workers = min(jobs, len(tasks))
+    threads = max(1, default_jobs() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
+        futures = [pool.submit(_seed_worker, t) for t in tasks]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

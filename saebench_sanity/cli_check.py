@@ -62,6 +62,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-effect", type=bounded_float(0, 1e6), default=0.01, help="minimum effect for BEATS (default 0.01)")
     p.add_argument("--confidence", type=bounded_float(0.5, 1, hi_open=True), default=0.95,
                    help="one-sided confidence of the verdict bounds (default 0.95)")
+    p.add_argument("--jobs", type=bounded_int(1, 1024), default=1,
+                   help="baseline seeds trained and scored at once, each in its own process with cores/jobs torch "
+                        "threads, as `saebench run --jobs` (default 1: one after the other in this process); the "
+                        "report is the same whatever the number")
     p.add_argument("--json", dest="json_path", help="write the machine-readable report to this file")
     return p
 
@@ -119,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
                         cache_dir=args.cache_dir, metrics=args.metrics, modes=args.modes, seeds=args.seeds,
                         steps=args.steps, min_effect=args.min_effect, confidence=args.confidence,
                         corpus=args.corpus, n_train_tokens=args.tokens, n_eval_tokens=args.eval_tokens,
-                        context_len=args.context_len, model=args.model, device=args.device, dtype=args.dtype)
+                        context_len=args.context_len, model=args.model, device=args.device, dtype=args.dtype,
+                        jobs=args.jobs)
     from rich.console import Console
 
     console = Console(stderr=True)
