@@ -31,6 +31,8 @@ _LAZY = {
     "RandomDirectionsBaseline": "saebench_sanity.training.modes",
     "MetricSpec": "saebench_sanity.metrics.base",
     "MetricContext": "saebench_sanity.metrics.base",
+    "MetricResult": "saebench_sanity.metrics.base",
+    "NotApplicable": "saebench_sanity.metrics.base",
     "ScoreInfo": "saebench_sanity.metrics.base",
     "JudgeSpec": "saebench_sanity.judges.base",
     "Judge": "saebench_sanity.judges.base",
@@ -53,7 +55,7 @@ __all__ = [
     "HOOKSPEC_VERSION", "hookimpl", "__version__",
     "Spec", "ActivationSetSpec", "ActivationSet", "GroundTruth", "tensor_hash", "ArchitectureSpec", "ROLES",
     "TrainingModeSpec", "TrainingMode", "RandomDirectionsBaseline",
-    "MetricSpec", "MetricContext", "ScoreInfo", "JudgeSpec", "Judge",
+    "MetricSpec", "MetricContext", "MetricResult", "NotApplicable", "ScoreInfo", "JudgeSpec", "Judge",
     "ProbingTaskSpec", "ProbingTask", "make_task",
     "SaebenchError", "ConfigError", "DataError", "PluginError", "UnknownNameError",
     "RunConfig", "TrainingConfig", "get_registry",
@@ -79,7 +81,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the real names
     from saebench_sanity.config import RunConfig, TrainingConfig
     from saebench_sanity.errors import ConfigError, DataError, PluginError, SaebenchError, UnknownNameError
     from saebench_sanity.judges.base import Judge, JudgeSpec
-    from saebench_sanity.metrics.base import MetricContext, MetricSpec, ScoreInfo
+    from saebench_sanity.metrics.base import MetricContext, MetricResult, MetricSpec, NotApplicable, ScoreInfo
     from saebench_sanity.probing_tasks.base import ProbingTask, ProbingTaskSpec, make_task
     from saebench_sanity.registry import get_registry
     from saebench_sanity.spec import Spec

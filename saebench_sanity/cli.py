@@ -368,6 +368,29 @@ def _first_metric_error(result: Any) -> tuple[str, str, str] | None:
     return None
 
 
+def write_run_leaderboards(result: Any, registry: Any, *, plots: bool = True, leaderboards: str | None = None) -> None:
+    """After ``harness.run.run``: write the run's leaderboards to ``<leaderboards>/<name>.*``
+    (default ``<output_dir>/leaderboards``; one board per family when the run mixes families,
+    ``harness.run.leaderboard_groups``) from what its results folder holds, and fill
+    ``result.leaderboard_paths``, ``collected`` (every set, for the terminal report) and ``table``."""
+    from pathlib import Path
+
+    from saebench_sanity.harness.run import leaderboard_dir, leaderboard_groups
+    from saebench_sanity.leaderboard import aggregate, render
+    from saebench_sanity.paths import check_leaderboard_names
+
+    cfg = result.plan.config
+    lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
+    paths: list[Any] = []
+    run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report
+    for name, family, sets in leaderboard_groups(cfg, registry):
+        col = aggregate.from_records(run_info, records, sets=sets)
+        check_leaderboard_names(name, col.sets, cfg.output_dir)  # they become file names
+        paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
+    col = aggregate.from_records(run_info, records)
+    result.leaderboard_paths, result.collected, result.table = paths, col, aggregate.summary(col)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
@@ -414,7 +437,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         reporter = RichReporter()
     result = run(cfg, registry, out=args.out, force=args.force, metrics=args.metrics, jobs=args.jobs,
-                 reporter=reporter, plots=not args.no_plots, leaderboards=args.leaderboards, executor=executor)
+                 reporter=reporter, executor=executor,
+                 then=lambda done: write_run_leaderboards(done, registry, plots=not args.no_plots,
+                                                          leaderboards=args.leaderboards))
     if not quiet:
         from saebench_sanity.report import print_final, table_console
 

@@ -160,7 +160,7 @@ from conftest import FakePlugin
 from saebench_sanity.harness.run import load_config, run
 from saebench_sanity.registry import Registry
 
-run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]), plots=False)
+run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]))
 """
 
 
@@ -180,12 +180,12 @@ def test_two_runs_on_one_output_folder_never_train_a_cell_twice(tmp_path, fake_r
             time.sleep(0.05)
         assert first.poll() is None, "the first run ended before the second started"
         with pytest.raises(locks.LockBusyError, match=f"pid {first.pid}"):
-            run(load_config(str(cfg_path)), fake_registry, plots=False)
+            run(load_config(str(cfg_path)), fake_registry)
         assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     finally:
         if first.poll() is None:
             first.kill()
     trained = ResultStore(out).trainings()
     assert len(trained) == 6 and set(trained.values()) == {1}
-    run(load_config(str(cfg_path)), fake_registry, plots=False)  # the second run, now: everything is stored
+    run(load_config(str(cfg_path)), fake_registry)  # the second run, now: everything is stored
     assert ResultStore(out).trainings() == trained

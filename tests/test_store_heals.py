@@ -123,7 +123,7 @@ def baseline(tmp_path_factory, fake_registry):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("heal")
     cfg = load_config(str(tiny_toml(tmp, metrics=("reconstruction", "latent-mean"))))
-    run(cfg, fake_registry, plots=False)
+    run(cfg, fake_registry)
     store = S.ResultStore(cfg.output_dir)
     assert len(store.result_keys()) == 6 and store.verify().problems == []
     return cfg, store, _scores(store)
@@ -196,7 +196,7 @@ def test_each_corruption_is_named_quarantined_and_healed_to_the_undisturbed_resu
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="saebench_sanity"):
-        run(cfg, fake_registry, out=str(out), plots=False)
+        run(cfg, fake_registry, out=str(out))
     assert _scores(S.ResultStore(out)) == expected
     after = S.ResultStore(out).trainings()
     retrained = {k for k in after if after[k] != before.get(k)}
@@ -231,7 +231,7 @@ def test_legacy_records_and_checkpoints_without_hashes_load_and_are_not_rewritte
     snapshot = {p: p.read_bytes() for p in store.results.glob("*.json")}
     report = store.verify()
     assert report.problems == [] and report.missing == [] and len(store.iter_results()) == 6
-    run(cfg, fake_registry, out=str(out), plots=False)
+    run(cfg, fake_registry, out=str(out))
     assert {p: p.read_bytes() for p in store.results.glob("*.json")} == snapshot
     assert _scores(store) == expected and set(store.trainings().values()) == {1}
 
@@ -286,7 +286,7 @@ def test_a_damaged_run_json_is_named_by_verify_and_rewritten_by_the_next_run(bas
 
     with pytest.raises(DataError, match="run.json"):
         store.load_run()
-    run(cfg, fake_registry, out=str(out), plots=False)
+    run(cfg, fake_registry, out=str(out))
     assert store.verify().problems == [] and _scores(store) == expected
 
 
@@ -330,7 +330,7 @@ def test_random_damage_to_any_stored_file_is_found_and_healed(seed, baseline, fa
     report = S.ResultStore(out).verify()
     named = [p.path for p in report.problems]
     assert any(rel == p or rel.startswith(p) for p in named), (rel, how, report.problems)
-    run(cfg, fake_registry, out=str(out), plots=False)
+    run(cfg, fake_registry, out=str(out))
     assert _scores(S.ResultStore(out)) == expected
     final = S.ResultStore(out).verify()
     assert final.problems == [] and final.missing == []
@@ -356,7 +356,7 @@ def write(path, data):  # the kill_at-th write dies half-way, as a SIGKILL durin
     return real(path, data)
 
 io.atomic_write_bytes = write
-run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]), plots=False)
+run(load_config(sys.argv[1]), Registry(load_entry_points=False, extra_plugins=[FakePlugin()]))
 """
 
 
@@ -377,7 +377,7 @@ def test_sigkills_in_the_middle_of_writes_resume_to_the_undisturbed_results(base
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == -9, proc.stderr[-2000:]
     assert list(out.rglob(".*.killed.tmp"))  # the kills left half-written temporaries behind
-    run(load_config(str(cfg_path)), fake_registry, plots=False)
+    run(load_config(str(cfg_path)), fake_registry)
     store = S.ResultStore(out)
     assert _scores(store) == baseline[2]
     assert set(store.trainings().values()) == {1} and len(store.trainings()) == 6

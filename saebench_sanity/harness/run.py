@@ -1,6 +1,9 @@
-"""One call that does a whole run: config -> plan -> execute -> leaderboard files.
+"""One call that does a whole run: config -> plan -> execute, under the results folder's lock.
 
-The CLI's ``saebench run`` is a thin layer over :func:`run`; tests and notebooks call it directly.
+The harness never renders: ``saebench run`` (``cli.cmd_run``) calls :func:`run`, then writes the
+leaderboards from what the run stored (``then=``, still under the lock, so the boards show exactly
+what this run left). Tests and notebooks call :func:`run` directly and read the store, or render
+with ``saebench_sanity.leaderboard`` themselves.
 """
 
 from __future__ import annotations
@@ -8,18 +11,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from saebench_sanity.config import RunConfig
 from saebench_sanity.harness.executor import CellOutcome, execute, summarize
 from saebench_sanity.harness.plan import Plan, build_plan
-from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.locks import run_lock
-from saebench_sanity.paths import check_leaderboard_names, safe_name
+from saebench_sanity.paths import safe_name
+from saebench_sanity.results import ResultStore
 
 
 @dataclass
 class RunResult:
+    """What one run did: its plan, the store it wrote and each cell's outcome. The last three
+    fields are filled by whoever renders the run's leaderboards (the CLI): the files written, the
+    ``leaderboard.aggregate.Collected`` of every set and its summary table."""
+
     plan: Plan
     store: ResultStore
     outcomes: list[CellOutcome]
@@ -47,11 +54,12 @@ def leaderboard_dir(cfg: RunConfig) -> Path:
 
 
 def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: bool = False,
-        metrics: list[str] | None = None, jobs: int | None = 1, reporter: Any = None, plots: bool = True,
-        leaderboards: str | None = None, executor: Any = "local", address: str | None = None) -> RunResult:
-    """Plan and execute ``cfg`` and write its leaderboard to ``<leaderboards>/<name>.*`` (default
-    ``<output_dir>/leaderboards``). The results folder is locked for the whole run
-    (``locks.run_lock``) and healed before any cell runs (``ResultStore.heal``)."""
+        metrics: list[str] | None = None, jobs: int | None = 1, reporter: Any = None, executor: Any = "local",
+        address: str | None = None, then: Callable[[RunResult], None] | None = None) -> RunResult:
+    """Plan and execute ``cfg`` (results under ``out`` or ``cfg.output_dir``). The results folder is
+    locked for the whole run (``locks.run_lock``) and healed before any cell runs
+    (``ResultStore.heal``); ``then(result)``, if given, runs before the lock is released (the CLI
+    writes the leaderboards there)."""
     from saebench_sanity.registry import get_registry
 
     if out is not None:
@@ -63,31 +71,15 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
     registry = registry or get_registry()
     register_user_sets(user_set_recipes(cfg), registry)  # [sets.NAME] tables with a model: new real sets
     with run_lock(cfg.output_dir):  # one writer per results folder: a second run refuses (exit 2)
-        return _run_locked(cfg, registry, force=force, metrics=metrics, jobs=jobs,
-                           reporter=reporter, plots=plots, leaderboards=leaderboards, executor=executor,
+        plan = build_plan(cfg, registry, metrics=metrics)
+        store = ResultStore(cfg.output_dir)
+        store.heal(plan.cell_keys)  # damaged records/checkpoints of this plan go to quarantine/ and are redone
+        outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs, executor=executor,
                            address=address)
-
-
-def _run_locked(cfg: RunConfig, registry: Any, *, force: bool, metrics: list[str] | None, jobs: int | None,
-                reporter: Any, plots: bool, leaderboards: str | None, executor: Any = "local",
-                address: str | None = None) -> RunResult:
-    from saebench_sanity.leaderboard import aggregate, render
-
-    plan = build_plan(cfg, registry, metrics=metrics)
-    store = ResultStore(cfg.output_dir)
-    store.heal(plan.cell_keys)  # damaged records/checkpoints of this plan go to quarantine/ and are redone
-    outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs, executor=executor,
-                       address=address)
-    lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
-    paths = []
-    run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report
-    for name, family, sets in leaderboard_groups(cfg, registry):
-        col = aggregate.from_records(run_info, records, sets=sets)
-        check_leaderboard_names(name, col.sets, cfg.output_dir)  # they become file names
-        paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
-    col = aggregate.from_records(run_info, records)  # every set, for the terminal report
-    return RunResult(plan=plan, store=store, outcomes=outcomes, leaderboard_paths=paths, collected=col,
-                     table=aggregate.summary(col))
+        result = RunResult(plan=plan, store=store, outcomes=outcomes)
+        if then is not None:
+            then(result)
+        return result
 
 
 def sets_of_family(registry: Any, family: str) -> list[str]:

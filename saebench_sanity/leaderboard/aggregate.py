@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from saebench_sanity.activations.base import stable_hash
+from saebench_sanity.io import stable_hash
 from saebench_sanity.leaderboard import verdict as V
 from saebench_sanity.leaderboard.headline import headline_of
 

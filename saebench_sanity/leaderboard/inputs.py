@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from saebench_sanity.errors import DataError
-from saebench_sanity.harness.store import ResultStore
+from saebench_sanity.results import ResultStore
 
 RERUN = "`saebench verify --results` lists every problem; `saebench run` on this folder scores the cell again"
 

@@ -21,10 +21,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from saebench_sanity.io import atomic_write_text
+from saebench_sanity.io import atomic_write_text, stable_hash
 from saebench_sanity.leaderboard import headline as H
 from saebench_sanity.leaderboard import verdict as V
-from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.leaderboard.aggregate import Collected, summary
 
 ARROW = {"higher": "↑", "lower": "↓", None: ""}

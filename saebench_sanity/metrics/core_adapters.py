@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from saebench_sanity.errors import DataError
 from saebench_sanity.metrics import ground_truth as gt
 from saebench_sanity.metrics import reconstruction as rec
+from saebench_sanity.metrics.base import NotApplicable
 
 
 def reconstruction_scores(ctx: Any) -> dict[str, float]:
@@ -30,7 +30,7 @@ def ground_truth_scores(ctx: Any, cos_threshold: float = 0.8) -> dict[str, float
     truth = getattr(ctx.activation_set, "ground_truth", None)
     if truth is None:
         name = getattr(ctx.activation_set, "name", "?")
-        raise DataError(f"activation set {name!r} has no ground truth; the ground_truth metric only applies to synthetic sets")
+        raise NotApplicable(f"activation set {name!r} has no ground truth; the ground_truth metric only applies to synthetic sets")
     return gt.summary(truth.features, ctx.sae.W_dec, cos_threshold)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from saebench_sanity import MetricResult
+
 
 def reconstruction_cosine(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-12) -> float:
     """Mean cosine similarity between rows of ``x`` and ``x_hat`` (both ``[n, d_in]``).
@@ -16,5 +18,10 @@ def reconstruction_cosine(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-
     return float(cos.mean())
 
 
-def reconstruction_cosine_metric(ctx) -> dict[str, float]:
-    return {"reconstruction_cosine": reconstruction_cosine(ctx.eval_acts, ctx.reconstruction)}
+def reconstruction_cosine_metric(ctx) -> MetricResult:
+    """Everything comes from the context: ``ctx.eval_acts`` ``[n, d_in]`` and the cached
+    ``ctx.reconstruction`` ``[n, d_in]``; the details (stored beside the score) say how many rows
+    counted."""
+    x = ctx.eval_acts
+    score = reconstruction_cosine(x, ctx.reconstruction)
+    return MetricResult({"reconstruction_cosine": score}, details={"rows": int((x.norm(dim=-1) > 1e-12).sum())})
