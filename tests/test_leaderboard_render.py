@@ -10,8 +10,10 @@ from saebench_sanity.cli import main
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.leaderboard import aggregate, render
 
-EV = {"direction": "higher", "chance": 0.0, "min_effect": None, "definition": "ev"}
-MSE = {"direction": "lower", "chance": None, "min_effect": None, "definition": "mse"}
+# recorded as not improving with training: these toy rows follow the plain rule (a still-improving
+# side always waits); the exceptions have their own test below
+EV = {"direction": "higher", "chance": 0.0, "min_effect": None, "definition": "ev", "improves_with_training": False}
+MSE = {"direction": "lower", "chance": None, "min_effect": None, "definition": "mse", "improves_with_training": False}
 L0 = {"direction": None, "chance": None, "min_effect": None, "definition": "l0"}
 BASELINES = {"frozen_decoder", "frozen_encoder"}
 
@@ -165,6 +167,19 @@ def test_undertrained_rows_show_the_comparison_at_equal_budget_beside_the_verdic
     assert "UNDERTRAINED [FAILS]" in md and "UNDERTRAINED [BEATS]" in md
     assert "At equal budget, the UNDERTRAINED rows would read: BEATS 2, FAILS 2." in md
     assert "not a verdict" in md
+
+
+def test_a_recorded_improves_with_training_lets_a_still_improving_trained_sae_beat(tmp_path):
+    st = make_results(tmp_path / "res", unconverged={("relu", "trained"), ("topk", "trained")})
+    for rec in st.iter_results():
+        if rec.get("status") == "ok":
+            entry = rec["metrics"]["reconstruction:abc"]
+            entry["score_info"] = {**entry["score_info"], "explained_variance": {**EV, "improves_with_training": True}}
+            st.write_result(rec["key"], rec)
+    t = aggregate.summary(aggregate.collect(tmp_path / "res"))
+    assert row(t, "topk", "explained_variance")["verdict"] == "BEATS"  # ahead of converged baselines
+    assert row(t, "relu", "explained_variance")["verdict"] == "UNDERTRAINED"  # behind: it may still overtake
+    assert row(t, "topk", "mse")["verdict"] == "UNDERTRAINED"  # recorded as not improving with training
 
 
 def test_collect_keeps_only_the_named_sets(tmp_path):

@@ -315,3 +315,49 @@ def test_fails_supported_by_a_settled_baseline_stands_when_another_is_unsettled(
     off = Stats.of([0.5, 0.52, 0.51], l0=60.0)
     assert judge(t, {"a": good, "b": off}, "higher", 0.01, **l0).label == FAILS
     assert judge(t, {"a": Stats.of([0.5, 0.52, 0.51], l0=31.0), "b": off}, "higher", 0.01, **l0).label == L0_NOT_MATCHED
+
+
+def test_on_a_score_that_improves_with_training_a_still_improving_side_moves_only_in_its_favour():
+    """ScoreInfo.improves_with_training: a still-improving trained SAE that already beats every
+    final baseline keeps BEATS; a still-improving baseline that is already as good as a settled
+    trained SAE makes it FAIL. Every other unsettled combination still waits, and a score without
+    the declaration keeps the plain rule."""
+    from saebench_sanity.leaderboard.verdict import BEATS, FAILS, L0_NOT_MATCHED, UNDERTRAINED, Stats, judge
+
+    improving_high = Stats.of([0.80, 0.81, 0.79], [True, False, True])
+    settled_low = Stats.of([0.50, 0.52, 0.51])
+    kw = dict(improves_with_training=True)
+    assert judge(improving_high, {"a": settled_low}, "higher", 0.01, **kw).label == BEATS
+    assert judge(improving_high, {"a": settled_low}, "higher", 0.01).label == UNDERTRAINED  # not declared
+    # still improving and not (yet) ahead: it could still overtake, so it waits
+    improving_low = Stats.of([0.50, 0.51, 0.49], [True, False, True])
+    as_good = Stats.of([0.80, 0.81, 0.82])
+    assert judge(improving_low, {"a": as_good}, "higher", 0.01, **kw).label == UNDERTRAINED
+    # ahead of a baseline that is itself still improving: it could catch up, so it waits
+    low_improving = Stats.of([0.50, 0.52, 0.51], [False, True, True])
+    assert judge(improving_high, {"a": settled_low, "b": low_improving}, "higher", 0.01, **kw).label == UNDERTRAINED
+    # a settled trained SAE that an improving baseline already matches fails
+    settled_mid = Stats.of([0.60, 0.61, 0.59])
+    good_improving = Stats.of([0.80, 0.82, 0.81], [False, True, True])
+    assert judge(settled_mid, {"a": good_improving}, "higher", 0.01, **kw).label == FAILS
+    assert judge(settled_mid, {"a": good_improving}, "higher", 0.01).label == UNDERTRAINED
+    # ... but not when that baseline's L0 is off target (not compared at equal sparsity)
+    off = Stats(good_improving.mean, good_improving.sd, good_improving.n, False, 20.0)
+    on = Stats(settled_mid.mean, settled_mid.sd, settled_mid.n, True, 32.0)
+    assert judge(on, {"a": off}, "higher", 0.01, target_l0=32, **kw).label == UNDERTRAINED
+    # and the trained SAE's own L0 is still checked after the BEATS exception
+    far = Stats(improving_high.mean, improving_high.sd, improving_high.n, False, 20.0)
+    base_on = Stats(settled_low.mean, settled_low.sd, settled_low.n, True, 32.0)
+    assert judge(far, {"a": base_on}, "higher", 0.01, target_l0=32, **kw).label == L0_NOT_MATCHED
+
+
+def test_core_scores_declare_that_they_improve_with_training_and_interp_scores_do_not():
+    from saebench_sanity.registry import get_registry
+
+    reg = get_registry()
+    declared = {(m, s) for m in ("reconstruction", "reconstruction_bulk", "ground_truth", "sparse_probing",
+                                 "autointerp", "ravel", "loss_recovered")
+                for s, i in reg.get("metric", m).scores.items() if i.improves_with_training}
+    assert ("reconstruction", "explained_variance") in declared and ("ground_truth", "recovery") in declared
+    assert ("reconstruction_bulk", "explained_variance") in declared and ("ground_truth", "mcc") in declared
+    assert not {d for d in declared if d[0] in ("sparse_probing", "autointerp", "ravel", "loss_recovered")}

@@ -35,6 +35,28 @@ def _declared(metric: str, score: str) -> tuple[str, int]:
     return (info.headline, int(info.headline_priority)) if info is not None else ("", 0)
 
 
+@lru_cache(maxsize=None)
+def _declared_improves(metric: str, score: str) -> bool:
+    """``ScoreInfo.improves_with_training`` the installed metric spec declares for a score; False
+    when the metric is not registered."""
+    from saebench_sanity.errors import SaebenchError
+    from saebench_sanity.registry import get_registry
+
+    try:
+        info = get_registry().get("metric", metric).scores.get(score)
+    except SaebenchError:
+        return False
+    return bool(getattr(info, "improves_with_training", False)) if info is not None else False
+
+
+def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any]) -> bool:
+    """A recorded score's ``improves_with_training``: its recorded ``score_info``, else (records
+    written before scores declared it) the installed metric's declaration."""
+    if "improves_with_training" in info:
+        return bool(info.get("improves_with_training"))
+    return _declared_improves(metric, score)
+
+
 def headline_of(metric: str, score: str, info: Mapping[str, Any]) -> tuple[str, int]:
     """``(headline column title or "", priority)`` of a recorded score: its recorded ``score_info``,
     else (records written before scores declared a headline) the installed metric's declaration."""

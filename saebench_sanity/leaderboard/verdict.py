@@ -41,7 +41,17 @@ Labels, first that applies:
                       ``target * (1 ± l0_tolerance)``: not compared at equal sparsity, no verdict.
                       One exception to 3 and 4 for baselines: a FAILS that a *settled* baseline
                       (converged, L0 matched) supports on its own (Holm rejects it) stands even when
-                      another baseline is unsettled: the settled one is final and already as good;
+                      another baseline is unsettled: the settled one is final and already as good.
+                      Two more for scores that declare ``ScoreInfo.improves_with_training`` (they
+                      measure what the convergence rule follows: reconstruction error, explained
+                      variance, recovery of true features), on which more training moves a side
+                      only in its own favour: a BEATS against baselines that are all settled stands
+                      while the trained SAE is still improving (it already beats every final
+                      baseline; training on widens its lead), and a FAILS supported by a baseline
+                      that is still improving (L0 matched) stands when the trained SAE is settled
+                      (that baseline is already as good and only gets better). Every other
+                      combination waits: a trained SAE still improving can still overtake, a
+                      baseline still improving can still catch up;
 5. ``AT CHANCE``      the score has a chance level / floor ``c`` and the trained SAE's and every
                       baseline's one-sided-bound interval ``mean ± t(confidence; n-1) * sd/sqrt(n)``
                       lies within ``[c - m, c + m]`` (an equivalence test, TOST, per side; all sides
@@ -268,13 +278,15 @@ def l0_matched(l0: float | None, target: float, tolerance: float) -> bool:
 def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, min_effect: float,
           confidence: float = DEFAULT_CONFIDENCE, *, min_seeds: int = MIN_SEEDS, require_converged: bool = True,
           chance: float | None = None, target_l0: float | None = None, l0_tolerance: float = L0_TOLERANCE,
-          fixed_trained: bool = False) -> Verdict:
+          fixed_trained: bool = False, improves_with_training: bool = False) -> Verdict:
     """The verdict of the trained SAE against all its baselines (module docstring).
 
     ``target_l0``: the cell's L0 target when its architecture targets one (else None: the L0 step
     is skipped). ``require_converged=False`` skips the UNDERTRAINED step (the comparison at equal
     training budget, shown beside UNDERTRAINED). ``fixed_trained``: the trained side is one given
-    SAE (``saebench check``), not seeds of a recipe."""
+    SAE (``saebench check``), not seeds of a recipe. ``improves_with_training``: the score's
+    ``ScoreInfo.improves_with_training`` (the exceptions for still-improving sides, module
+    docstring)."""
     if direction is None:
         return Verdict(DESCRIPTIVE)
     check_confidence(confidence)
@@ -297,19 +309,29 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
     else:
         key = min(comps.values(), key=lambda c: (c.d, c.baseline))
     base = dict(baseline=key.baseline, diff=key.d, lower=key.lower, upper=key.upper, comparisons=comps, fails_vs=fails_vs)
-    if require_converged and not trained.converged:
+
+    def l0_ok(s: Stats) -> bool:
+        return target_l0 is None or l0_matched(s.l0, target_l0, l0_tolerance)
+
+    def settled(s: Stats) -> bool:
+        return (s.converged or not require_converged) and l0_ok(s)
+
+    unsettled = [b for b, s in baselines.items() if not settled(s)]
+    trained_improving = require_converged and not trained.converged
+    # a still-improving trained SAE that already beats every final baseline on a score that only
+    # gets better with training keeps its BEATS (module docstring); otherwise it must converge
+    if trained_improving and not (improves_with_training and label == BEATS and not unsettled):
         return Verdict(UNDERTRAINED, **base)
     if target_l0 is not None and not l0_matched(trained.l0, target_l0, l0_tolerance):
         return Verdict(L0_NOT_MATCHED, **base)
 
-    def settled(s: Stats) -> bool:
-        return (s.converged or not require_converged) and (target_l0 is None or l0_matched(s.l0, target_l0, l0_tolerance))
-
-    unsettled = [b for b, s in baselines.items() if not settled(s)]
     if unsettled:
         # A FAILS that a settled baseline supports on its own stands: that baseline is final and
-        # already as good, whatever the unsettled ones would do. Anything else waits for them.
-        support = [b for b in fails_vs if b not in unsettled]
+        # already as good, whatever the unsettled ones would do. On a score that only improves with
+        # training, so does one a still-improving baseline (L0 matched) supports against a settled
+        # trained SAE: it is already as good and only gets better. Anything else waits for them.
+        support = [b for b in fails_vs if b not in unsettled
+                   or (improves_with_training and not trained_improving and l0_ok(baselines[b]))]
         if label != FAILS or not support:
             first = UNDERTRAINED if any(require_converged and not baselines[b].converged for b in unsettled) else L0_NOT_MATCHED
             return Verdict(first, **base)
@@ -416,7 +438,10 @@ def rule_text(rule: Rule, baselines: Sequence[str] = (), references: Sequence[st
         "of training (saebench_sanity/training/convergence.py): not judged, train longer); "
         f"L0 NOT MATCHED (the cell targets an L0 and the trained SAE's or a baseline's final L0 is outside "
         f"±{100 * rule.l0_tolerance:g}% of the target: not compared at equal sparsity); except that a FAILS "
-        "supported by a settled baseline (converged, L0 matched) stands when another baseline is unsettled; "
+        "supported by a settled baseline (converged, L0 matched) stands when another baseline is unsettled, and "
+        "on scores that only improve with training (ScoreInfo.improves_with_training: reconstruction, recovery) "
+        "a BEATS against settled baselines stands while the trained SAE still improves, and a FAILS supported "
+        "by a still-improving baseline stands against a settled trained SAE; "
         f"AT CHANCE (the score has a chance level or floor c and every side's mean, ± t({conf}; n-1) sd/sqrt(n), "
         "lies within min_effect of c: the metric separates nothing here); "
         "BEATS (lower_b > min_effect for every baseline: an intersection-union test, no correction needed); "

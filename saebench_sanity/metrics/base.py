@@ -48,6 +48,14 @@ class ScoreInfo:
         headline_priority: where several scores recorded for one activation set fill the same
             headline column, the highest priority shows (``reconstruction_bulk``'s explained
             variance over ``reconstruction``'s on sets where both ran).
+        improves_with_training: True when training an SAE longer does not make this score worse
+            because it measures what the convergence rule follows (reconstruction error,
+            explained variance, recovery of ground-truth features). The verdict rule then lets
+            a side that is still improving move only in its own favour (a BEATS against final
+            baselines stands while the trained SAE still improves; see
+            ``leaderboard.verdict``). False (default): such rows wait for convergence
+            (UNDERTRAINED); right for scores that training can move either way (probing,
+            AutoInterp, RAVEL).
     """
 
     direction: Direction | None = "higher"
@@ -56,6 +64,7 @@ class ScoreInfo:
     definition: str = ""
     headline: str = ""
     headline_priority: int = 0
+    improves_with_training: bool = False
 
     def __post_init__(self) -> None:
         if self.headline and self.direction is None:
