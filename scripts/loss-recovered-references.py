@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from saebench_sanity.metrics.base import MetricContext
+from saebench_sanity.metrics.base import MetricCache, MetricContext
 from saebench_sanity.metrics.loss_recovered import loss_recovered_scores
 from saebench_sanity.registry import get_registry
 
@@ -56,11 +56,13 @@ def main() -> None:
     cases += [(f"PCA top {r} of {d}", _Affine(mean, vecs[:, :r])) for r in (8, 32, 128, 384)]
     cases += [("identity", _Affine(mean, vecs))]
     print(f"{args.name}: {args.n_contexts} held-out contexts")
+    cache = MetricCache()  # the set's reference runs, computed once for every case
     for label, sae in cases:
         sae32 = _Affine(sae.mean.float(), sae.basis.float())
         recon = sae.decode(sae.encode(ev_rows))
         ev = 1 - float(((ev_rows - recon) ** 2).sum() / ((ev_rows - ev_rows.mean(0)) ** 2).sum())
-        out = loss_recovered_scores(MetricContext(sae32, s, eval_acts=ev_rows.float()), n_contexts=args.n_contexts)
+        out = loss_recovered_scores(MetricContext(sae32, s, eval_acts=ev_rows.float(), cache=cache),
+                                    n_contexts=args.n_contexts)
         if label == cases[0][0]:
             print(f"CE clean {out['ce_clean']:.3f}, zero ablation {out['ce_zero']:.3f}, "
                   f"mean ablation {out['ce_mean_ablation']:.3f} nats")
