@@ -177,3 +177,37 @@ def test_a_build_from_a_streamed_folder_records_the_documents_it_read(tmp_path):
     # the contexts are those of the documents read, wherever the text ends
     _, ctx, *_ = st.recipe_contexts(cfg, bundle[1])
     assert st.sha256_bytes(ctx.long().numpy().tobytes()) == m["tokens"]["contexts_sha256"]
+
+
+def test_spilled_token_contexts_read_as_the_in_memory_ones_and_a_build_leaves_no_token_file(tmp_path, tok, monkeypatch):
+    from saebench_sanity.activations import store as st
+    from saebench_sanity.models.loading import load_causal_lm
+    from saebench_sanity.models.tiny import save_tiny_llama
+
+    folder = _poisoned_jsonl(tmp_path / "corpus")
+    corpus = cp.load_corpus(str(folder))
+    for bos in (True, False):
+        mem, read = cp.tokenize_corpus(corpus, tok, 16, prepend_bos=bos, max_contexts=50)
+        spilled, read2 = cp.tokenize_corpus(corpus, tok, 16, prepend_bos=bos, max_contexts=50, spill=tmp_path / f"t{bos}")
+        assert isinstance(spilled, cp.TokenContexts) and spilled.shape == tuple(mem.shape) and read2 == read
+        idx = [7, 0, 49, 7]
+        assert torch.equal(spilled[idx], mem[idx].long()) and torch.equal(spilled[torch.tensor(idx)], mem[idx].long())
+        assert torch.equal(torch.cat(list(spilled.chunks(rows=8))), mem.long())
+        assert (tmp_path / f"t{bos}").stat().st_size >= 50 * spilled.body * 4  # the stream is on disk
+    with pytest.raises(IndexError):
+        spilled[[50]]
+
+    # a build tokenizes into a file beside the store, reads shards' contexts from it, removes it
+    spills = []
+    real = cp.tokenize_corpus
+    monkeypatch.setattr(cp, "tokenize_corpus", lambda *a, **k: spills.append(k.get("spill")) or real(*a, **k))
+    bundle = load_causal_lm(save_tiny_llama(tmp_path / "tiny", hidden=16, layers=2))
+    cfg = st.StoreConfig(model=str(tmp_path / "tiny"), hook_point="resid_post.1", corpus=str(folder), context_len=16,
+                         n_train_contexts=24, n_eval_contexts=4, contexts_per_shard=8)
+    (tmp_path / "acts").mkdir()
+    (tmp_path / "acts" / ".s-tokens-stale").mkdir()  # left by a killed build: removed
+    m = st.read_manifest(st.build_store("s", cfg, tmp_path / "acts", progress=False, model_bundle=bundle))
+    assert spills and spills[0] is not None and spills[0].parent.parent == tmp_path / "acts"
+    assert sorted(p.name for p in (tmp_path / "acts").iterdir() if p.name != ".s.lock") == ["s"]
+    mem_ctx = real(cp.load_corpus(str(folder)), bundle[1], 16, max_contexts=28)[0]
+    assert st.sha256_bytes(mem_ctx.long().numpy().tobytes()) == m["tokens"]["contexts_sha256"]

@@ -270,57 +270,159 @@ def special_token_ids(tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if isinstance(i, int))
 
 
+class _Spill:
+    """A token sink writing int32 ids to a file in blocks of ``block`` tokens (``tokenize_corpus``
+    with ``spill``): memory holds one block, whatever the number of tokens."""
+
+    def __init__(self, path: Path, block: int = 1 << 20) -> None:
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.buf = array("i")
+        self.block = block
+        self.n = 0
+
+    def append(self, token: int) -> None:
+        self.buf.append(token)
+        self.n += 1
+
+    def extend(self, ids: list[int]) -> None:
+        self.buf.extend(ids)
+        self.n += len(ids)
+        if len(self.buf) >= self.block:
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self.fh.write(self.buf.tobytes())  # native int32: read back on this machine only
+        except OSError as exc:
+            raise DataError(f"writing the token stream to {str(self.fh.name)!r} failed ({exc.strerror or exc}); free "
+                            "disk space beside the activation store and build again") from exc
+        self.buf = array("i")
+
+    def close(self) -> None:
+        self.flush()
+        self.fh.close()
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class TokenContexts:
+    """Token contexts ``[n_ctx, context_len]`` over an int32 token-stream file written by
+    ``tokenize_corpus(spill=...)``: context ``i`` is BOS followed by tokens ``i * body`` ..
+    ``(i + 1) * body - 1`` of the stream (``body = context_len - 1``; without BOS, ``body =
+    context_len`` tokens). Contexts are read from the file when asked for, so a build holds the
+    contexts of one shard, never the set's token ids."""
+
+    def __init__(self, path: str | Path, n_ctx: int, context_len: int, bos: int, prepend_bos: bool) -> None:
+        self.path = Path(path)
+        self.n_ctx, self.context_len, self.bos, self.prepend_bos = n_ctx, context_len, bos, prepend_bos
+        self.body = context_len - 1 if prepend_bos else context_len
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_ctx, self.context_len)
+
+    def _finish(self, body: Any) -> Any:
+        """``[n, body]`` int32 -> ``[n, context_len]`` int64 (BOS prepended when the recipe says so)."""
+        import torch
+
+        body = body.to(torch.int64)
+        if self.prepend_bos:
+            body = torch.cat([torch.full((body.shape[0], 1), self.bos, dtype=torch.int64), body], dim=1)
+        return body
+
+    def __getitem__(self, idx: Any) -> Any:
+        """Contexts ``idx`` (a sequence or 1-d tensor of indices) as int64 ``[len(idx), context_len]``."""
+        import torch
+
+        rows = [int(i) for i in (idx.tolist() if hasattr(idx, "tolist") else idx)]
+        if any(not 0 <= i < self.n_ctx for i in rows):
+            raise IndexError(f"context index out of range 0..{self.n_ctx - 1}")
+        out = array("i")
+        size = self.body * 4
+        with open(self.path, "rb") as fh:
+            for i in rows:
+                fh.seek(i * size)
+                out.frombytes(fh.read(size))
+        return self._finish(torch.frombuffer(out, dtype=torch.int32).view(len(rows), self.body).clone()
+                            if rows else torch.empty(0, self.body, dtype=torch.int32))
+
+    def chunks(self, rows: int = 4096) -> Iterator[Any]:
+        """Every context in order, ``rows`` at a time (int64 ``[<=rows, context_len]``)."""
+        import torch
+
+        with open(self.path, "rb") as fh:
+            for start in range(0, self.n_ctx, rows):
+                n = min(rows, self.n_ctx - start)
+                data = array("i")
+                data.frombytes(fh.read(n * self.body * 4))
+                yield self._finish(torch.frombuffer(data, dtype=torch.int32).view(n, self.body).clone())
+
+
+def _bos_of(tokenizer: Any) -> int:
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise DataError("the tokenizer has neither a BOS nor an EOS token; cannot separate documents")
+    return int(bos)
+
+
 def tokenize_corpus(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend_bos: bool = True,
-                    max_contexts: int | None = None) -> tuple[Any, CorpusRead]:
-    """Token contexts ``[n_ctx, context_len]`` (int32) from a corpus (see module doc for BOS),
-    and what was read of it (``CorpusRead``).
+                    max_contexts: int | None = None, spill: str | Path | None = None) -> tuple[Any, CorpusRead]:
+    """Token contexts ``[n_ctx, context_len]`` from a corpus (see module doc for BOS), and what
+    was read of it (``CorpusRead``): an int32 tensor, or with ``spill`` (a file path) a
+    ``TokenContexts`` over that file (the token stream written there block by block).
 
     Documents are pulled from ``corpus.iter_documents()`` ``_ENCODE_CHUNK`` at a time and the
     reading stops once ``max_contexts`` contexts' tokens are in: memory follows the tokens asked
-    for (an int32 array, 4 B/token), not the corpus. Raises DataError if the corpus is too short
-    for one context.
+    for (an int32 array, 4 B/token) without ``spill``, one block of tokens with it; never the
+    corpus. Raises DataError if the corpus is too short for one context.
     """
     import torch
 
     if context_len < 2:
         raise ConfigError(f"context_len = {context_len} must be >= 2")
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if bos is None:
-        raise DataError("the tokenizer has neither a BOS nor an EOS token; cannot separate documents")
+    bos = _bos_of(tokenizer)
     body = context_len - 1 if prepend_bos else context_len
-    # token ids as a compact int32 array (4 B/token; a list of Python ints costs ~36)
-    stream = array("i")
+    # token ids as a compact int32 array (4 B/token; a list of Python ints costs ~36), or a file
+    stream: Any = array("i") if spill is None else _Spill(Path(spill))
     need = None if max_contexts is None else max_contexts * body
     h, n_docs, n_chars = hashlib.sha256(), 0, 0
     docs = corpus.iter_documents()
     done = False
-    while not done:
-        chunk = [d for _, d in zip(range(_ENCODE_CHUNK), docs)]
-        if not chunk:
-            break
-        for doc, ids in zip(chunk, tokenizer(chunk, add_special_tokens=False)["input_ids"]):
-            if stream:
-                stream.append(bos)
-            stream.extend(ids)
-            _doc_hash_update(h, doc)
-            n_docs += 1
-            n_chars += len(doc)
-            if need is not None and len(stream) >= need:
-                done = True
+    try:
+        while not done:
+            chunk = [d for _, d in zip(range(_ENCODE_CHUNK), docs)]
+            if not chunk:
                 break
-    docs.close()  # stop a streamed source (closes its file / dataset iterator)
+            for doc, ids in zip(chunk, tokenizer(chunk, add_special_tokens=False)["input_ids"]):
+                if len(stream):
+                    stream.append(bos)
+                stream.extend(ids)
+                _doc_hash_update(h, doc)
+                n_docs += 1
+                n_chars += len(doc)
+                if need is not None and len(stream) >= need:
+                    done = True
+                    break
+    finally:
+        docs.close()  # stop a streamed source (closes its file / dataset iterator)
+        if spill is not None:
+            stream.close()
     n_ctx = len(stream) // body
     if max_contexts is not None:
         n_ctx = min(n_ctx, max_contexts)
     if n_ctx == 0:
         raise DataError(f"corpus {corpus.id!r} has {len(stream)} tokens, fewer than one context of {context_len}; "
                         f"use more text or a shorter context_len")
+    read = CorpusRead(sha256=h.hexdigest(), n_documents=n_docs, n_chars=n_chars)
+    if spill is not None:
+        return TokenContexts(spill, n_ctx, context_len, bos, prepend_bos), read
     chunks = torch.frombuffer(stream, dtype=torch.int32)[: n_ctx * body].view(n_ctx, body)
     if prepend_bos:
         chunks = torch.cat([torch.full((n_ctx, 1), bos, dtype=torch.int32), chunks], dim=1)
     else:
         chunks = chunks.clone()  # own the memory (the array is released on return)
-    return chunks, CorpusRead(sha256=h.hexdigest(), n_documents=n_docs, n_chars=n_chars)
+    return chunks, read
 
 
 def tokenize_contexts(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend_bos: bool = True,

@@ -58,6 +58,7 @@ import hashlib
 import json
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -239,10 +240,13 @@ def _valid_sidecar(shard: Path) -> dict[str, Any] | None:
     return meta
 
 
-def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[dict[str, Any], Any, list[int], list[int], Any]:
-    """The token side of a recipe: ``(corpus record, contexts [n_ctx, context_len] int32, train
-    context indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if
-    the corpus is too short).
+def recipe_contexts(cfg: StoreConfig, tokenizer: Any, spill: str | Path | None = None
+                    ) -> tuple[dict[str, Any], Any, list[int], list[int], Any]:
+    """The token side of a recipe: ``(corpus record, contexts [n_ctx, context_len], train context
+    indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if the
+    corpus is too short). Contexts are an int32 tensor, or with ``spill`` (a file path) a
+    ``corpus.TokenContexts`` over that file (then the keep mask is None: ``keep_mask`` of the
+    contexts a caller reads).
 
     The corpus record is what the manifest says of the corpus: id, sha256, n_documents, n_chars
     of every document for the embedded corpus (held in memory), of the documents read for a
@@ -252,7 +256,8 @@ def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[dict[str, Any], A
 
     corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
-    contexts, read = tokenize_corpus(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos, max_contexts=max_ctx)
+    contexts, read = tokenize_corpus(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos,
+                                     max_contexts=max_ctx, spill=spill)
     n_ctx = contexts.shape[0]
     if max_ctx is not None and n_ctx < max_ctx:
         raise DataError(f"corpus {corpus.id!r} gives {n_ctx} contexts of {cfg.context_len} tokens, fewer than the "
@@ -264,17 +269,26 @@ def recipe_contexts(cfg: StoreConfig, tokenizer: Any) -> tuple[dict[str, Any], A
     else:
         docs = corpus.documents
         record = {"id": corpus.id, "sha256": corpus.sha256, "n_documents": len(docs), "n_chars": corpus.n_chars}
-    return record, contexts, train_idx, eval_idx, keep_mask(contexts, tokenizer)
+    return record, contexts, train_idx, eval_idx, (None if spill is not None else keep_mask(contexts, tokenizer))
+
+
+def _context_chunks(contexts: Any, rows: int = 4096) -> Any:
+    """The contexts in order, ``rows`` at a time, as int64 (a tensor or a ``TokenContexts``)."""
+    import torch
+
+    if hasattr(contexts, "chunks"):
+        yield from contexts.chunks(rows)
+        return
+    for s in range(0, contexts.shape[0], rows):
+        yield contexts[s:s + rows].to(torch.int64)
 
 
 def _contexts_sha256(contexts: Any, rows: int = 4096) -> str:
     """sha256 of the contexts as int64 bytes (the definition from when they were held as int64),
     hashed ``rows`` contexts at a time so no int64 copy of the whole array is made."""
-    import torch
-
     h = hashlib.sha256()
-    for s in range(0, contexts.shape[0], rows):
-        h.update(contexts[s:s + rows].to(torch.int64).numpy().tobytes())
+    for chunk in _context_chunks(contexts, rows):
+        h.update(chunk.numpy().tobytes())
     return h.hexdigest()
 
 
@@ -332,9 +346,6 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     hook points of one model). Raises DataError for a missing hook point, an empty corpus, a
     store half-built from different inputs, or a full disk.
     """
-    import torch
-
-    from saebench_sanity.activations.corpus import special_token_ids
     from saebench_sanity.models.hook_points import resolve_hook_point
 
     out = store_dir(root, name)
@@ -342,7 +353,25 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
         return out
     model, tokenizer, info = model_bundle or _load_model(cfg, console)
     resolve_hook_point(model, cfg.hook_point)  # DataError listing valid names if absent
-    corpus, contexts, train_idx, eval_idx, keep = recipe_contexts(cfg, tokenizer)
+    # the token stream goes to a file beside the store (removed afterwards; one left by a killed
+    # build of this set is removed here, under the set's build lock) and each shard reads its
+    # contexts from it: a build's memory does not grow with the set's token count
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{name}-tokens-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-tokens-", dir=out.parent) as tmp:
+        return _harvest(name, cfg, out, model, tokenizer, info, Path(tmp) / "tokens.i32", console, progress)
+
+
+def _harvest(name: str, cfg: StoreConfig, out: Path, model: Any, tokenizer: Any, info: dict[str, Any],
+             spill: Path, console: Any, progress: bool) -> Path:
+    """``_build_store`` once the model is loaded: tokenize (into ``spill``), write the plan, the
+    missing shards and the manifest."""
+    import torch
+
+    from saebench_sanity.activations.corpus import keep_mask, special_token_ids
+
+    corpus, contexts, train_idx, eval_idx, _ = recipe_contexts(cfg, tokenizer, spill=spill)
     n_ctx = contexts.shape[0]
     config = asdict(cfg)
     if cfg.massive_norm_ratio is None:  # the plans of sets without flags read as before flags existed
@@ -373,8 +402,9 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
         (f"train-{i:05d}", train_idx[s:s + cfg.contexts_per_shard])
         for i, s in enumerate(range(0, len(train_idx), cfg.contexts_per_shard))]
     todo = [(tag, idx) for tag, idx in jobs if _valid_sidecar(out / "shards" / f"{tag}.safetensors") is None]
-    total_tokens = int(keep.sum())
-    todo_tokens = sum(int(keep[idx].sum()) for _, idx in todo)
+    total_tokens = sum(int(keep_mask(chunk, tokenizer).sum()) for chunk in _context_chunks(contexts))
+    n_kept = {tag: int(keep_mask(contexts[idx], tokenizer).sum()) for tag, idx in todo}
+    todo_tokens = sum(n_kept.values())
     t0 = time.perf_counter()
     bar = _progress(console, progress)
     try:
@@ -385,9 +415,9 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
             for tag, idx in todo:
                 if tag != "eval" and cfg.massive_norm_ratio is not None and reference is None:
                     reference = _valid_sidecar(out / "shards" / "eval.safetensors")["norm_median"]
-                _build_shard(model, cfg, contexts, keep, idx, tag, out / "shards" / f"{tag}.safetensors", dtype, name,
-                             reference)
-                bar.advance(task, int(keep[idx].sum()))
+                _build_shard(model, cfg, contexts, tokenizer, idx, tag, out / "shards" / f"{tag}.safetensors", dtype,
+                             name, reference)
+                bar.advance(task, n_kept[tag])
     except OSError as exc:
         raise DataError(f"writing activation store {str(out)!r} failed ({exc.strerror or exc}); free disk space and "
                         f"re-run `saebench activations build {name}` (finished shards are kept)") from exc
@@ -418,18 +448,20 @@ def _progress(console: Any, enabled: bool) -> Any:
                     _TokensPerSecond(), TimeRemainingColumn(), console=console, disable=not enabled, transient=False)
 
 
-def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, keep: Any, idx: list[int], tag: str, path: Path,
+def _build_shard(model: Any, cfg: StoreConfig, contexts: Any, tokenizer: Any, idx: list[int], tag: str, path: Path,
                  dtype: Any, name: str, reference: float | None = None) -> None:
-    """Harvest one shard. ``reference``: the eval rows' median norm for a training shard's
-    massive flags (None for the eval shard, which computes it)."""
+    """Harvest one shard: contexts ``idx`` (read from ``contexts``, a tensor or
+    ``TokenContexts``), their non-special positions. ``reference``: the eval rows' median norm
+    for a training shard's massive flags (None for the eval shard, which computes it)."""
     import torch
 
+    from saebench_sanity.activations.corpus import keep_mask
     from saebench_sanity.models.hook_points import record
 
     sel = torch.tensor(idx, dtype=torch.int64)
     ids = contexts[sel].to(torch.int64)
     acts = record(model, cfg.hook_point, ids, None, batch_size=cfg.batch_size)  # [n_ctx, ctx_len, d]
-    mask = keep[sel]
+    mask = keep_mask(ids, tokenizer)
     rows = acts[mask].to(dtype)
     if not torch.isfinite(rows.float()).all():
         if torch.isfinite(acts[mask]).all():  # finite in float32: they overflow the storage dtype
