@@ -330,15 +330,21 @@ from typing import Any
 
 import torch
 
+from saebench_sanity import MetricResult
 
-def decoder_redundancy(ctx: Any) -> dict[str, float]:
+
+def decoder_redundancy(ctx: Any) -> MetricResult:
     """Mean over latents of the largest ``|cos|`` between its decoder row and any other row of
-    ``W_dec`` ``[d_sae, d_in]`` (0 = orthogonal directions, 1 = a duplicate). Computed in float64."""
+    ``W_dec`` ``[d_sae, d_in]`` (0 = orthogonal directions, 1 = a duplicate). Computed in float64.
+    Everything comes from the context (``ctx.sae``); the details, stored beside the score, count
+    the near-duplicate latents (``|cos| >= 0.99``)."""
     W = ctx.sae.W_dec.detach().to(torch.float64)
     unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
     cos = (unit @ unit.T).abs()
     cos.fill_diagonal_(0.0)
-    return {{"decoder_redundancy": float(cos.max(dim=1).values.mean())}}
+    nearest = cos.max(dim=1).values
+    return MetricResult({{"decoder_redundancy": float(nearest.mean())}},
+                        details={{"near_duplicates": int((nearest >= 0.99).sum())}})
 '''
 
 TEST = '''"""{dist} honours the saebench-sanity contract (the conformance kit, saebench_sanity.testing)."""
@@ -378,12 +384,16 @@ def test_metric():
 
 
 def test_metric_closed_form():
-    """Two identical rows and one orthogonal row: redundancies 1, 1, 0 -> mean 2/3."""
+    """Two identical rows and one orthogonal row: redundancies 1, 1, 0 -> mean 2/3, two near
+    duplicates. The context is built by hand: a metric needs no registry."""
     from types import SimpleNamespace
+
+    from saebench_sanity import MetricContext
 
     from {package}.metric import decoder_redundancy
 
     W_dec = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
-    got = decoder_redundancy(SimpleNamespace(sae=SimpleNamespace(W_dec=W_dec)))
-    assert abs(got["decoder_redundancy"] - 2 / 3) < 1e-12
+    got = decoder_redundancy(MetricContext(SimpleNamespace(W_dec=W_dec), None, None))
+    assert abs(got.scores["decoder_redundancy"] - 2 / 3) < 1e-12
+    assert got.details == {{"near_duplicates": 2}}
 '''
