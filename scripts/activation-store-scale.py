@@ -1,14 +1,16 @@
 """Harvest speed, bytes per token and peak memory of activation stores at growing sizes.
 
-    python scripts/activation-store-scale.py --tokens 250000,1000000 [--work DIR] [--dtype bfloat16]
+    python scripts/activation-store-scale.py --tokens 1000000,10000000 [--work DIR] [--dtype bfloat16]
 
 For each size a tiny random Llama (width 32, 2 layers, saved to a local folder) is harvested at
-``resid_post.1`` over a local corpus (the standard library's ``.py`` sources as text files), in a
-fresh process that reports its peak resident memory (``ru_maxrss``); a second fresh process reads
-the built set as training does (one shuffled pass over every training row through
-``StoreReader.iter_batches``, the bounded shuffle buffer, then 100 TopK training steps on it) and
-reports its peak memory. Peak memory that stays flat while the set grows 4x is the claim checked:
-shards are streamed, never held together. Prints one Markdown table row per size.
+``resid_post.1`` over a local corpus (the standard library's ``.py`` sources, one JSON line per
+file in ``.jsonl`` files, so the build reads it through the streamed folder reader), with
+massive-activation flags at the user-set default ratio 10, in a fresh process that reports its
+peak resident memory (``ru_maxrss``); a second fresh process reads the built set as training does
+(one shuffled pass over every training row through ``StoreReader.iter_batches``, the bounded
+shuffle buffer, then 100 TopK training steps on it) and reports its peak memory. Peak memory that
+stays flat while the set grows is the claim checked: token ids go to a file, shards are
+streamed, never held together. Prints one Markdown table row per size.
 
 The model is tiny so that the measurement is about the store, not the model: harvest tokens/s
 here is an upper bound of the store's own overhead, not a speed for a real model.
@@ -30,69 +32,89 @@ CONTEXT_LEN = 128
 
 
 def _corpus(folder: Path, chars: int) -> Path:
-    """Stdlib sources as .txt documents until ``chars`` characters (sorted paths: reproducible)."""
+    """Stdlib sources (sorted relative paths, site-packages left out: reproducible) as ``.jsonl``
+    files of 500 documents each, until ``chars`` characters."""
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         return folder
-    total = 0
-    for i, path in enumerate(sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))):
+    root = Path(sysconfig.get_paths()["stdlib"])
+    paths = sorted((p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts),
+                   key=lambda p: p.relative_to(root).as_posix())
+    total, lines, n_file = 0, [], 0
+    for path in paths:
         text = path.read_text(encoding="utf-8", errors="replace")
-        (folder / f"{i:05d}.txt").write_text(text)
+        if not text.strip():
+            continue
+        lines.append(json.dumps({"text": text}))
         total += len(text)
+        if len(lines) == 500 or total >= chars:
+            (folder / f"{n_file:05d}.jsonl").write_text("\n".join(lines) + "\n")
+            lines, n_file = [], n_file + 1
         if total >= chars:
             break
+    if lines:
+        (folder / f"{n_file:05d}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def _set(work: Path, n_tokens: int, dtype: str):
+    from saebench_sanity.activations.real import RealActivationSet
+
+    return RealActivationSet(f"scale-{n_tokens}", root=work / "stores", model=str(work / "tiny"),
+                             hook_point="resid_post.1", corpus=str(work / "corpus"), context_len=CONTEXT_LEN,
+                             n_train_contexts=math.ceil(n_tokens / (CONTEXT_LEN - 1)), n_eval_contexts=64,
+                             contexts_per_shard=64, dtype=dtype, batch_size=16, massive_norm_ratio=10.0)
 
 
 def _child_build(work: Path, n_tokens: int, dtype: str) -> dict:
     import resource
     import time
 
-    from saebench_sanity.activations.real import RealActivationSet
+    import torch
 
-    t0 = time.perf_counter()
-    aset = RealActivationSet(f"scale-{n_tokens}", root=work / "stores", model=str(work / "tiny"),
-                             hook_point="resid_post.1", corpus=str(work / "corpus"), context_len=CONTEXT_LEN,
-                             n_train_contexts=math.ceil(n_tokens / (CONTEXT_LEN - 1)), n_eval_contexts=64,
-                             contexts_per_shard=64, dtype=dtype, batch_size=16)
+    torch.set_num_threads(1)
+    aset = _set(work, n_tokens, dtype)
     if aset.path.exists():  # measure a build from scratch, not a resume
         shutil.rmtree(aset.path)
+    t0 = time.perf_counter()
     aset.build(progress=False)
     seconds = time.perf_counter() - t0
     log = json.loads((aset.path / "build-log.json").read_text())
     m = aset.reader.manifest
     disk = sum(p.stat().st_size for p in (aset.path / "shards").glob("train-*.safetensors"))
     return {"train_tokens": m["n_train_tokens"], "harvest_tok_s": log["tokens_per_second"],
-            "bytes_per_token": disk / m["n_train_tokens"], "build_seconds": round(seconds, 1),
+            "harvest_seconds": log["seconds"], "bytes_per_token": disk / m["n_train_tokens"],
+            "build_seconds": round(seconds, 1), "corpus_documents_read": m["corpus"]["n_documents"],
+            "massive_train_flagged": m["massive"]["n_train_flagged"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def _child_train(work: Path, n_tokens: int, dtype: str) -> dict:
     import resource
+    import time
 
     import torch
 
-    from saebench_sanity.activations.real import RealActivationSet
     from saebench_sanity.config import TrainingConfig
     from saebench_sanity.registry import get_registry
     from saebench_sanity.training.trainer import train_cell
 
     torch.set_num_threads(1)
-    aset = RealActivationSet(f"scale-{n_tokens}", root=work / "stores", model=str(work / "tiny"),
-                             hook_point="resid_post.1", corpus=str(work / "corpus"), context_len=CONTEXT_LEN,
-                             n_train_contexts=math.ceil(n_tokens / (CONTEXT_LEN - 1)), n_eval_contexts=64,
-                             contexts_per_shard=64, dtype=dtype, batch_size=16)
+    aset = _set(work, n_tokens, dtype)
+    t0 = time.perf_counter()
     rows = sum(b.shape[0] for b in aset.reader.iter_batches(4096, seed=0, loop=False, normalize=True))
+    read_seconds = time.perf_counter() - t0
     reg = get_registry()
     train_cell(reg.get("architecture", "topk"), reg.get("training_mode", "trained"), aset, d_sae=128, target_l0=8,
                arch_overrides={}, mode_params={}, training=TrainingConfig(max_steps=100, batch_size=1024, lr=1e-3),
                seed=0)
-    return {"rows_read": rows, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rows_read": rows, "read_rows_s": rows / read_seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", default="250000,1000000", help="comma-separated training token counts")
+    ap.add_argument("--tokens", default="1000000,10000000", help="comma-separated training token counts")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--dtype", default="bfloat16", choices=("float32", "float16", "bfloat16"))
     ap.add_argument("--child", nargs=2, metavar=("KIND", "TOKENS"), help=argparse.SUPPRESS)
@@ -108,10 +130,12 @@ def main() -> None:
         from saebench_sanity.models.tiny import save_tiny_llama
 
         save_tiny_llama(work / "tiny", hidden=32, layers=2)
-    _corpus(work / "corpus", chars=int(max(sizes) * 2.2) + 400_000)  # ~1.7 chars per token of the tiny BPE
-    print(f"work folder {work}; tiny Llama width 32, resid_post.1, {CONTEXT_LEN}-token contexts, {args.dtype} storage")
-    print("| train tokens | harvest tok/s | bytes/token on disk | peak RSS building (MB) | peak RSS reading + training (MB) |")
-    print("|---|---|---|---|---|")
+    _corpus(work / "corpus", chars=int(max(sizes) * 3.0) + 400_000)  # ~2.5 chars per token of the tiny BPE
+    print(f"work folder {work}; tiny Llama width 32, resid_post.1, {CONTEXT_LEN}-token contexts, {args.dtype} storage, "
+          "massive flags at ratio 10; one torch thread")
+    print("| train tokens | harvest tok/s | build s (tokenize + harvest + manifest) | bytes/token on disk | "
+          "peak RSS building (MB) | read rows/s | peak RSS reading + training (MB) |")
+    print("|---|---|---|---|---|---|---|")
     for n in sizes:
         res = {}
         for kind in ("build", "train"):
@@ -121,8 +145,10 @@ def main() -> None:
                 sys.exit(f"{kind} {n} failed:\n{done.stderr[-2000:]}")
             res[kind] = json.loads(done.stdout.strip().splitlines()[-1])
         b, t = res["build"], res["train"]
-        print(f"| {b['train_tokens']:,} | {b['harvest_tok_s']:,.0f} | {b['bytes_per_token']:.1f} | "
-              f"{b['peak_rss_mb']:,.0f} | {t['peak_rss_mb']:,.0f} |", flush=True)
+        print(f"| {b['train_tokens']:,} | {b['harvest_tok_s']:,.0f} | {b['build_seconds']:,.0f} | "
+              f"{b['bytes_per_token']:.1f} | {b['peak_rss_mb']:,.0f} | {t['read_rows_s']:,.0f} | "
+              f"{t['peak_rss_mb']:,.0f} |", flush=True)
+        print(f"<!-- {json.dumps(res)} -->", flush=True)
 
 
 if __name__ == "__main__":

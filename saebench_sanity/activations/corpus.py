@@ -16,7 +16,8 @@ Sources (``load_corpus``):
 
 Streaming: folder and hub corpora are never held in memory. ``Corpus.iter_documents`` is a
 generator that reads one ``.txt`` file or one ``.jsonl`` line (one dataset row) at a time, and
-``tokenize_corpus`` tokenizes ``_ENCODE_CHUNK`` documents per call and stops reading as soon as
+``tokenize_corpus`` tokenizes ``_ENCODE_CHUNK`` documents (at most ``_ENCODE_CHARS`` characters)
+per call and stops reading as soon as
 it has the tokens asked for, so a build's memory follows the tokens it harvests (4 B per token
 of the token array), never the corpus's size. Their identity (``CorpusRead``) is therefore the
 documents *read*: sha256, count and characters of the documents whose tokens entered the set
@@ -53,8 +54,11 @@ from saebench_sanity.errors import ConfigError, DataError
 DEFAULT_CORPUS = "default"
 _STDLIB_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo",
                 "tkinter", "ensurepip", "venv", "__pycache__"}
-#: documents per tokenizer call in ``tokenize_contexts``
+#: documents per tokenizer call in ``tokenize_corpus``, and characters: a call stops taking
+#: documents at either bound (the tokenizer's per-token objects of one call are what a build's
+#: memory peaks on; a single longer document is still one call)
 _ENCODE_CHUNK = 256
+_ENCODE_CHARS = 262_144
 _SPECIAL_TOKEN_ATTRS = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id")
 
 
@@ -372,7 +376,8 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend
     was read of it (``CorpusRead``): an int32 tensor, or with ``spill`` (a file path) a
     ``TokenContexts`` over that file (the token stream written there block by block).
 
-    Documents are pulled from ``corpus.iter_documents()`` ``_ENCODE_CHUNK`` at a time and the
+    Documents are pulled from ``corpus.iter_documents()`` ``_ENCODE_CHUNK`` (or ``_ENCODE_CHARS``
+    characters) at a time and the
     reading stops once ``max_contexts`` contexts' tokens are in: memory follows the tokens asked
     for (an int32 array, 4 B/token) without ``spill``, one block of tokens with it; never the
     corpus. Raises DataError if the corpus is too short for one context.
@@ -391,7 +396,12 @@ def tokenize_corpus(corpus: Corpus, tokenizer: Any, context_len: int, *, prepend
     done = False
     try:
         while not done:
-            chunk = [d for _, d in zip(range(_ENCODE_CHUNK), docs)]
+            chunk, chars = [], 0
+            for doc in docs:  # up to _ENCODE_CHUNK documents or _ENCODE_CHARS characters
+                chunk.append(doc)
+                chars += len(doc)
+                if len(chunk) >= _ENCODE_CHUNK or chars >= _ENCODE_CHARS:
+                    break
             if not chunk:
                 break
             for doc, ids in zip(chunk, tokenizer(chunk, add_special_tokens=False)["input_ids"]):
