@@ -32,7 +32,7 @@ from torch import Tensor
 
 from saebench_sanity.errors import ConfigError
 from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
-from saebench_sanity.training.batched.sparse import Entries, SelectedPre, SparseDecode
+from saebench_sanity.training.batched.sparse import Entries, SelectedPre, csr_mm
 
 _SUPPORTED_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -177,6 +177,63 @@ def sparse_capable(dtype: torch.dtype, device: torch.device) -> bool:
     return torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64)
 
 
+class _DecodeAt(torch.autograd.Function):
+    """Sparse decodes ``w @ W_dec`` ``[M, B, d_in]`` (no bias) of one or more activation vectors
+    ``w`` ``[N]`` at the entries of ``ent`` and, if ``norm``, the row norms ``W_dec.norm(dim=-1)``
+    ``[M, d_sae]`` first; ``W_dec`` ``[M, d_sae, d_in]``.
+
+    One function for what would be ``SparseDecode`` per vector plus ``_RowNorm``: the decoder's
+    gradient is formed once (the sparse products, then the norms' term added in place) instead of
+    as two or three ``[M, d_sae, d_in]`` tensors that autograd then adds up (equal to rounding)."""
+
+    @staticmethod
+    def forward(ctx: Any, W_dec: Tensor, ent: Entries, norm: bool, *ws: Tensor) -> Any:
+        M, d_sae, d_in = W_dec.shape
+        flat = W_dec.reshape(M * d_sae, d_in)
+        offsets = ent.crow()[:-1]
+        outs = [torch.nn.functional.embedding_bag(ent.cols, flat, offsets, mode="sum", per_sample_weights=w)
+                .view(M, -1, d_in) for w in ws]
+        ctx.ent, ctx.norm = ent, norm
+        ctx.set_materialize_grads(False)
+        if norm:
+            n = W_dec.norm(dim=-1)
+            ctx.save_for_backward(W_dec, n, *ws)
+            return (n, *outs)
+        ctx.save_for_backward(W_dec, *ws)
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        ent: Entries = ctx.ent
+        if ctx.norm:
+            W_dec, n, *ws = ctx.saved_tensors
+            g_n, *g_outs = grads
+        else:
+            W_dec, *ws = ctx.saved_tensors
+            g_n, g_outs = None, list(grads)
+        M, d_sae, d_in = W_dec.shape
+        flat = W_dec.reshape(M * d_sae, d_in)
+        g_W: Tensor | None = None
+        g_ws: list[Tensor | None] = []
+        for i, (w, g) in enumerate(zip(ws, g_outs)):
+            if g is None:
+                g_ws.append(None)
+                continue
+            g = g.reshape(M * ent.B, d_in).contiguous()
+            # d out / d w[e] = W_dec[cols[e]] . g[rows[e]]: computed only at the entries
+            g_ws.append(torch.sparse.sampled_addmm(ent.by_row_pattern(w), g, flat.T, beta=0.0).values()
+                        if ctx.needs_input_grad[3 + i] else None)
+            if ctx.needs_input_grad[0]:
+                part = csr_mm(ent.by_latent(w), g)
+                g_W = part if g_W is None else g_W.add_(part)
+        if ctx.needs_input_grad[0]:
+            g_W = torch.zeros_like(W_dec) if g_W is None else g_W.view(M, d_sae, d_in)
+            if g_n is not None:  # _RowNorm's gradient, W * g / norm (zero rows: zero)
+                scale = torch.where(n > 0, g_n / n, torch.zeros_like(n))
+                g_W.addcmul_(W_dec, scale.unsqueeze(-1))
+        return (g_W, None, None, *g_ws)
+
+
 class _PenaltyBatched:
     """Shared parts of the three archs: support checks, grouping, state, write-back, the choice
     between the dense and the sparse step.
@@ -256,7 +313,7 @@ class _PenaltyBatched:
         nonzero), or None: take the dense step. Call only if ``_may_be_sparse``."""
         if self.sparse is None:
             # one count before finding the entries: in the dense regime that costs far less
-            if int(mask.sum()) > SPARSE_MAX_DENSITY * mask.numel():
+            if int(torch.count_nonzero(mask)) > SPARSE_MAX_DENSITY * mask.numel():
                 return None
         self.last_sparse = True
         return Entries(mask)
@@ -273,22 +330,29 @@ class _PenaltyBatched:
         return sae_in, b_row
 
     @staticmethod
-    def _sparse_pre(p: dict[str, Tensor], state: dict[str, Tensor], sae_in: Tensor, pre: Tensor,
-                    ent: Entries, bias: Tensor) -> Tensor:
-        """``pre`` ``[M, B, d_sae]`` (the dense forward's values, no grad) at the entries ``[N]``, as
-        ``sae_in @ W_enc + bias`` with a sparse backward into ``W_enc``, ``bias`` and ``b_dec``."""
+    def _sparse_pre(p: dict[str, Tensor], state: dict[str, Tensor], sae_in: Tensor, prod: Tensor,
+                    ent: Entries, bias: Tensor | None) -> Tensor:
+        """``sae_in @ W_enc (+ bias)`` at the entries ``[N]``: the values from ``prod`` ``[M, B,
+        d_sae]`` (the dense forward's ``sae_in @ W_enc``, no grad) plus ``bias`` ``[M, d_sae]`` (the
+        same float additions as the dense step's), with a sparse backward into ``W_enc``, ``bias``
+        and ``b_dec``. ``bias`` None: the bias-free product."""
         M, B, d_in = sae_in.shape
-        return SelectedPre.apply(ent.take(pre), sae_in.reshape(M * B, d_in), p["W_enc"], bias, p["b_dec"],
+        values = ent.take(prod)
+        if bias is None:
+            bias = prod.new_zeros(M, prod.shape[-1])
+        else:
+            values = values + ent.per_latent(bias.detach())
+        return SelectedPre.apply(values, sae_in.reshape(M * B, d_in), p["W_enc"], bias, p["b_dec"],
                                  state["apply_b_dec"], ent)
 
     @staticmethod
-    def _sparse_decode(p: dict[str, Tensor], w: Tensor, ent: Entries) -> Tensor:
-        """sae-lens ``decode`` of the activations ``w`` ``[N]`` at the entries (zero elsewhere):
-        ``[M, B, d_in]``."""
-        W_dec = p["W_dec"]
-        M, d_sae, d_in = W_dec.shape
-        out = SparseDecode.apply(w, W_dec.reshape(M * d_sae, d_in), ent).view(M, -1, d_in)
-        return out + _row(p["b_dec"])
+    def _sparse_decode(p: dict[str, Tensor], ent: Entries, *ws: Tensor, norm: bool) -> tuple[Tensor, ...]:
+        """sae-lens ``decode`` of each activation vector ``w`` ``[N]`` at the entries (zero
+        elsewhere): ``[M, B, d_in]`` each, after the decoder row norms ``[M, d_sae]`` if ``norm``."""
+        outs = _DecodeAt.apply(p["W_dec"], ent, norm, *ws)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        b = _row(p["b_dec"])
+        return (outs[0], *(o + b for o in outs[1:])) if norm else tuple(o + b for o in outs)
 
     @staticmethod
     def _sq_err(sae_out: Tensor, x: Tensor) -> Tensor:
@@ -332,12 +396,15 @@ class StandardBatched(_PenaltyBatched):
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         sae_in, b_row = self._sae_in(p, x, state)
-        hidden_pre = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
-        if self.lp_norm == 1.0 and self._may_be_sparse(hidden_pre):
-            pre = hidden_pre.detach()
-            ent = self._entries(pre > 0)
+        prod = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"])  # [*lead, B, d_sae]
+        if self.lp_norm == 1.0 and self._may_be_sparse(prod):
+            with torch.no_grad():
+                # prod > -b_enc exactly where the float sum prod + b_enc > 0 (a rounded sum keeps
+                # the sign of the exact one): one pass instead of two
+                ent = self._entries(prod > -_row(p["b_enc"]))
             if ent is not None:
-                return self._sparse(p, x, state, coefs, sae_in, pre, ent)
+                return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
+        hidden_pre = prod + _row(p["b_enc"])
         W_dec_norm = _RowNorm.apply(p["W_dec"])
         if self.lp_norm == 1.0:
             feature_acts, sparsity = _ReluL1.apply(hidden_pre, W_dec_norm)  # sparsity [*lead, B]
@@ -348,11 +415,11 @@ class StandardBatched(_PenaltyBatched):
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, feature_acts)
 
-    def _sparse(self, p, x, state, coefs, sae_in, pre, ent: Entries) -> BatchedOut:
-        # every entry is active (pre > 0): relu is the identity there, with gradient 1
-        f = self._sparse_pre(p, state, sae_in, pre, ent, p["b_enc"])  # [N]
-        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
-        n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+    def _sparse(self, p, x, state, coefs, sae_in, prod, ent: Entries) -> BatchedOut:
+        f = torch.relu(self._sparse_pre(p, state, sae_in, prod, ent, p["b_enc"]))  # [N], > 0 at every entry
+        W_dec_norm, sae_out = self._sparse_decode(p, ent, f, norm=True)
+        mse = self._sq_err(sae_out, x)
+        n = ent.per_latent(W_dec_norm)
         sparsity = ent.row_sum(f * n)  # [M, B]: sum_j f_bj |W_dec_j| (f, n >= 0: the L1 norm)
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, None, ent.latent_count(f.detach()))
@@ -407,7 +474,8 @@ class JumpReLUBatched(_PenaltyBatched):
         from sae_lens.saes.jumprelu_sae import JumpReLU, Step
 
         sae_in, b_row = self._sae_in(p, x, state)
-        hidden_pre = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"]) + _row(p["b_enc"])  # [*lead, B, d_sae]
+        prod = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"])
+        hidden_pre = prod + _row(p["b_enc"])  # [*lead, B, d_sae]
         if not self.pre_act and self._may_be_sparse(hidden_pre):
             pre = hidden_pre.detach()
             with torch.no_grad():
@@ -417,7 +485,7 @@ class JumpReLUBatched(_PenaltyBatched):
                 mask = (pre - _row(p["threshold"].detach().to(pre.dtype))) > -0.75 * self.bandwidth
             ent = self._entries(mask)
             if ent is not None:
-                return self._sparse(p, x, state, coefs, sae_in, pre, ent)
+                return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         # sae-lens's functions sum the threshold gradient over dim 0: they get [B, *lead, d_sae]
         # views, one per use as in sae-lens (the gradients reach hidden_pre separately and add up in
         # sae-lens's order). The threshold is float32 whatever the SAE dtype (sae-lens) and cast
@@ -450,22 +518,24 @@ class JumpReLUBatched(_PenaltyBatched):
         target = state["target_l0"]
         return _col(2 / target, l0) * (l0 - _col(target, l0)) ** 2
 
-    def _sparse(self, p, x, state, coefs, sae_in, pre, ent: Entries) -> BatchedOut:
+    def _sparse(self, p, x, state, coefs, sae_in, prod, ent: Entries) -> BatchedOut:
         from sae_lens.saes.jumprelu_sae import JumpReLU, Step
 
         # sae-lens's functions on a [1, N] view: their dim-0 sum of the threshold gradient is then
         # per entry; the gather below adds the entries of each latent up. Two casts of the
         # threshold, one per use, as in the dense step.
-        h = self._sparse_pre(p, state, sae_in, pre, ent, p["b_enc"]).unsqueeze(0)  # [1, N]
-        t_enc = ent.per_latent(p["threshold"].to(pre.dtype))
+        h = self._sparse_pre(p, state, sae_in, prod, ent, p["b_enc"]).unsqueeze(0)  # [1, N]
+        t_enc = ent.per_latent(p["threshold"].to(prod.dtype))
         f = JumpReLU.apply(h, t_enc, self.bandwidth, self.ste_to_input).squeeze(0)  # [N], 0 where inactive
-        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
-        t_aux = ent.per_latent(p["threshold"].to(pre.dtype))
+        tanh = self.mode == "tanh"
+        decoded = self._sparse_decode(p, ent, f, norm=tanh)
+        mse = self._sq_err(decoded[-1], x)
+        t_aux = ent.per_latent(p["threshold"].to(prod.dtype))
         if self.mode in ("step", "quadratic"):
             l0 = ent.row_sum(Step.apply(h, t_aux, self.bandwidth, self.ste_to_input).squeeze(0))  # [M, B]
             per_item = self._l0_penalty(state, l0)
-        elif self.mode == "tanh":
-            n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+        elif tanh:
+            n = ent.per_latent(decoded[0])
             scale = ent.per_member(state["tanh_scale"].to(f.dtype))
             per_item = ent.row_sum(torch.tanh(scale * f * n))  # tanh(0) = 0 off the entries
         else:  # pragma: no cover - supports() refuses other modes
@@ -509,10 +579,12 @@ class GatedBatched(_PenaltyBatched):
         W_enc = p["W_enc"]
         sae_in, b_row = self._sae_in(p, x, state)
         prod = _CenteredMatmul.apply(sae_in, b_row, W_enc)  # [*lead, B, d_sae]
+        if self._may_be_sparse(prod):
+            with torch.no_grad():  # prod > -b_gate exactly where prod + b_gate > 0 (see StandardBatched)
+                ent = self._entries(prod > -_row(p["b_gate"]))
+            if ent is not None:
+                return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         pi_gate = prod + _row(p["b_gate"])
-        ent = self._entries(pi_gate.detach() > 0) if self._may_be_sparse(pi_gate) else None
-        if ent is not None:
-            return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         active = (pi_gate > 0).to(pi_gate.dtype)
         mag_pre = _CenteredMatmul.apply(sae_in, b_row, W_enc * _row(p["r_mag"].exp())) + _row(p["b_mag"])
         feature_acts = active * torch.relu(mag_pre)
@@ -526,14 +598,14 @@ class GatedBatched(_PenaltyBatched):
 
     def _sparse(self, p, x, state, coefs, sae_in, prod, ent: Entries) -> BatchedOut:
         # the bias-free product at the entries; b_gate and b_mag are added below, each with its own
-        # gradient (a constant zero bias: SelectedPre still hands b_dec its share through W_enc)
-        zero = torch.zeros_like(p["b_gate"].detach())
-        prod_e = self._sparse_pre(p, state, sae_in, prod, ent, zero)  # [N]
-        pi = prod_e + ent.per_latent(p["b_gate"])  # > 0 at every entry: relu(pi) = pi, gradient 1
+        # gradient (SelectedPre still hands b_dec its share through W_enc)
+        prod_e = self._sparse_pre(p, state, sae_in, prod, ent, None)  # [N]
+        pi = torch.relu(prod_e + ent.per_latent(p["b_gate"]))  # relu(pi_gate), > 0 at every entry
         mag = prod_e * ent.per_latent(p["r_mag"].exp()) + ent.per_latent(p["b_mag"])
         f = torch.relu(mag)  # the gate is open at every entry
-        mse = self._sq_err(self._sparse_decode(p, f, ent), x)
-        n = ent.per_latent(_RowNorm.apply(p["W_dec"]))
+        W_dec_norm, sae_out, via_gate = self._sparse_decode(p, ent, f, pi, norm=True)
+        mse = self._sq_err(sae_out, x)
+        n = ent.per_latent(W_dec_norm)
         l1 = coefs["l1"].to(pi.dtype) * ent.row_sum(pi * n).mean(dim=-1)
-        aux = self._sq_err(self._sparse_decode(p, pi, ent), x)
+        aux = self._sq_err(via_gate, x)
         return self._out(mse, {"l1_loss": l1, "auxiliary_reconstruction_loss": aux}, None, ent.latent_count(f.detach()))
