@@ -252,8 +252,10 @@ def test_no_sparse_step_where_it_is_not_exact_or_not_faster():
 def test_engine_100_steps_sparse_equals_dense_float64(arch, overrides, monkeypatch):
     from saebench_sanity.training.engine import FixedBudget, Member, train_cohort
 
+    cls = type(batched_for(_build(arch, "trained", overrides)[0]))
+
     def run(max_density: float):
-        monkeypatch.setattr(l1_mod, "SPARSE_MAX_DENSITY", max_density)
+        monkeypatch.setattr(cls, "sparse_max_density", max_density)
         calls = []
         real = l1_mod.Entries
 

@@ -165,12 +165,6 @@ class _ReluL1(torch.autograd.Function):
         return g_h, g_n
 
 
-#: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is in
-#: the step's sparse set (ReLU: active; JumpReLU: active or within the threshold's bandwidth; Gated:
-#: gate open). Measured crossover (docs/performance.md, ``test_bench_l1_density_sweep``).
-SPARSE_MAX_DENSITY = 0.1
-
-
 def sparse_capable(dtype: torch.dtype, device: torch.device) -> bool:
     """The sparse step's kernels are there and pay: CPU, float32 / float64. On a GPU, finding the
     entries (``nonzero``) reads the device every step, and the dense GEMMs are cheap there."""
@@ -240,7 +234,7 @@ class _PenaltyBatched:
 
     Every step computes the encoder's dense pre-activations (one GEMM per member); what follows
     depends on the set of entries whose gradient can be nonzero (``_entries``). When that set is a
-    small fraction of the batch (``SPARSE_MAX_DENSITY``: the case of every member once the matched-L0
+    small fraction of the batch (``sparse_max_density``: the case of every member once the matched-L0
     controller has brought it near its target), the rest of the step touches those entries only:
     decoding through ``embedding_bag``, the gradient wrt the activations only at the entries
     (``sampled_addmm``), the ``W_dec`` / ``W_enc`` gradients as sparse x dense products
@@ -254,9 +248,15 @@ class _PenaltyBatched:
     #: view: the sparse step's W_enc gradient comes out in that layout (as in the TopK family).
     transposed = ("W_enc",)
 
+    #: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is
+    #: in its sparse set; set per arch a little below the measured crossover, where the two steps
+    #: cost the same (``benchmarks/test_bench_cohort_l1.py::test_bench_l1_density_sweep``, 576 x 1152,
+    #: batch 256, 4 members, one thread: ReLU ~0.13, JumpReLU ~0.16, Gated ~0.21; docs/performance.md).
+    sparse_max_density = 0.12
+
     def __init__(self, sparse: bool | None = None) -> None:
         #: True / False forces the sparse / dense step (tests, measurements; True needs CPU and
-        #: float32 / float64); None chooses by ``sparse_capable`` and ``SPARSE_MAX_DENSITY``.
+        #: float32 / float64); None chooses by ``sparse_capable`` and ``sparse_max_density``.
         self.sparse = sparse
         #: whether the last ``loss`` ran the sparse step (for tests and benchmarks)
         self.last_sparse = False
@@ -313,7 +313,7 @@ class _PenaltyBatched:
         nonzero), or None: take the dense step. Call only if ``_may_be_sparse``."""
         if self.sparse is None:
             # one count before finding the entries: in the dense regime that costs far less
-            if int(torch.count_nonzero(mask)) > SPARSE_MAX_DENSITY * mask.numel():
+            if int(torch.count_nonzero(mask)) > self.sparse_max_density * mask.numel():
                 return None
         self.last_sparse = True
         return Entries(mask)
@@ -443,6 +443,7 @@ class JumpReLUBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
     arch = "jumprelu"
+    sparse_max_density = 0.15
     structural = ("jumprelu_sparsity_loss_mode", "jumprelu_bandwidth", "jumprelu_ste_to_input", "pre_act_loss_coefficient")
 
     def supports(self, sae: Any) -> bool:
@@ -574,6 +575,7 @@ class GatedBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_gate", "b_mag", "r_mag", "b_dec")
     arch = "gated"
+    sparse_max_density = 0.2
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         W_enc = p["W_enc"]
