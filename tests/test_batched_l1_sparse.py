@@ -286,3 +286,20 @@ def test_engine_100_steps_sparse_equals_dense_float64(arch, overrides, monkeypat
             if not param.requires_grad:  # frozen by the mode: untouched on both paths
                 assert torch.equal(getattr(s.sae, name).detach(), init[name]), f"{arch} {mode} frozen {name} moved"
         assert s.l0_train == pytest.approx(d.l0_train, rel=1e-12)
+
+
+def test_csr_mm_is_the_dense_product():
+    """``sparse.csr_mm`` (an in-place ``addmm`` into uninitialised memory with ``beta = 0``) equals
+    the dense product, and ``beta = 0`` ignores what the output held (NaN here)."""
+    from saebench_sanity.training.batched.sparse import Entries, csr_mm
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(3, 8, 20, generator=g) < 0.2
+    mask[1, 2] = False  # an empty row
+    ent = Entries(mask)
+    w = torch.randn(len(ent), generator=g, dtype=torch.float64)
+    dense = torch.randn(3 * 8, 5, generator=g, dtype=torch.float64)
+    A = ent.by_latent(w)
+    _close(csr_mm(A, dense), A.to_dense() @ dense, "csr_mm", rtol=1e-14)
+    out = torch.full((3 * 20, 5), float("nan"), dtype=torch.float64)
+    _close(torch.addmm(out, A, dense, beta=0.0, out=out), A.to_dense() @ dense, "addmm beta=0 over NaN", rtol=1e-14)

@@ -31,12 +31,19 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 
 def csr_mm(A: Tensor, dense: Tensor) -> Tensor:
-    """``A @ dense`` for a CSR ``A``. On CPU torch's native row-parallel kernel
-    (``torch.sparse.mm(..., "sum")``) is 2-3x faster than the MKL path behind ``@``, which
-    zero-fills and copies a column-major result (measured at 576 x 1152 and 768 x 16384)."""
-    if A.device.type == "cpu":
-        return torch.sparse.mm(A, dense, "sum")
-    return A @ dense
+    """``A @ dense`` ``[rows, d]`` for a CSR ``A`` and a row-major ``dense``.
+
+    On CPU, ``torch.addmm(out, A, dense, beta=0, out=out)`` into a fresh row-major ``out`` writes
+    the product in place (MKL's sparse kernel; ``beta = 0`` ignores ``out``'s contents). It was ~2x
+    faster than torch's native ``torch.sparse.mm(A, dense, "sum")`` (which zero-fills its result
+    first) and 2-3x faster than ``A @ dense`` (which also copies a column-major result), with the
+    same values in float32 and float64 (one-off measurements at one thread, products of 576 x 1152
+    and 768 x 16384 SAE steps). Without MKL, torch's own kernel runs on a zeroed ``out``."""
+    if A.device.type != "cpu":
+        return A @ dense
+    out_shape = (A.shape[0], dense.shape[1])
+    out = dense.new_empty(out_shape) if torch.backends.mkl.is_available() else dense.new_zeros(out_shape)
+    return torch.addmm(out, A, dense.contiguous(), beta=0.0, out=out)
 
 
 class SelectedPre(torch.autograd.Function):
