@@ -498,7 +498,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                         for m, runs in base_scores.items()}
             min_effect = opts.min_effect if info.min_effect is None else info.min_effect
             v = judge(user, per_mode, info.direction, min_effect, opts.confidence, min_seeds=MIN_SEEDS,
-                      chance=info.chance, target_l0=l0_target, fixed_trained=True)
+                      chance=info.chance, target_l0=l0_target, fixed_trained=True,
+                      improves_with_training=bool(getattr(info, "improves_with_training", False)))
             report.rows.append({
                 "metric": spec.name, "score": score, "direction": info.direction, "chance": info.chance,
                 "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "n": s.n, "converged": s.converged,
