@@ -251,8 +251,8 @@ class _PenaltyBatched:
     #: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is
     #: in its sparse set; set per arch a little below the measured crossover, where the two steps
     #: cost the same (``benchmarks/test_bench_cohort_l1.py::test_bench_l1_density_sweep``, 576 x 1152,
-    #: batch 256, 4 members, one thread: ReLU ~0.13, JumpReLU ~0.16, Gated ~0.21; docs/performance.md).
-    sparse_max_density = 0.12
+    #: batch 256, 4 members, one thread: ReLU ~0.17, JumpReLU ~0.17, Gated ~0.23; docs/performance.md).
+    sparse_max_density = 0.15
 
     def __init__(self, sparse: bool | None = None) -> None:
         #: True / False forces the sparse / dense step (tests, measurements; True needs CPU and
@@ -443,7 +443,7 @@ class JumpReLUBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
     arch = "jumprelu"
-    sparse_max_density = 0.15
+    sparse_max_density = 0.16
     structural = ("jumprelu_sparsity_loss_mode", "jumprelu_bandwidth", "jumprelu_ste_to_input", "pre_act_loss_coefficient")
 
     def supports(self, sae: Any) -> bool:
@@ -575,7 +575,7 @@ class GatedBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_gate", "b_mag", "r_mag", "b_dec")
     arch = "gated"
-    sparse_max_density = 0.2
+    sparse_max_density = 0.22
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         W_enc = p["W_enc"]
