@@ -7,12 +7,17 @@ Each ``loss`` is its class's ``training_forward_pass`` over stacked parameters `
 per-member numbers ``[M]`` and activations ``[M, B, d_sae]``, the batch ``x [B, d_in]`` shared
 (``torch.matmul`` on ``[M, ...]`` runs, per member, the same GEMM as sae-lens's 2-D ``@``). The
 losses are sae-lens's operations in sae-lens's order; in float64 each member's loss and gradients
-equal its solo sae-lens step to rounding (tests/test_batched_l1.py). JumpReLU uses sae-lens's own
-``Step`` / ``JumpReLU`` autograd functions on a ``[B, M, d_sae]`` view, so the straight-through
-gradients are sae-lens's by construction. Three backward passes are written by hand to save work
+equal its solo sae-lens step to rounding (tests/test_batched_l1.py). JumpReLU's straight-through
+gradients are sae-lens's ``JumpReLU`` / ``Step`` formulas: its own functions on the sparse step,
+the same formulas on the stacked layout on the dense one (``_JumpReLUStep``). Some backward passes are written by hand to save work
 (same gradients, sums in another order): ``b_dec``'s gradient through the encoder as a
 vector-matrix product instead of a GEMM (``_CenteredMatmul``), the decoder row norms
-(``_RowNorm``), and ReLU with its L1 penalty (``_ReluL1``).
+(``_RowNorm``), ReLU with its L1 penalty and the decode (``_ReluL1Decode``), the decodes with the
+row norms (``_DenseDecode``; ``_DecodeAt`` on the sparse step), each forming ``W_dec``'s gradient
+as one tensor.
+
+Each step is dense or sparse (``_PenaltyBatched``): once few latents fire, everything after the
+encoder's GEMM runs over the entries that can carry a gradient only (tests/test_batched_l1_sparse.py).
 
 Config that must be the same for the whole cohort (it changes the program, not a number):
 ``lp_norm`` (Standard), ``jumprelu_sparsity_loss_mode``, ``jumprelu_bandwidth``,
@@ -136,33 +141,138 @@ class _RowNorm(torch.autograd.Function):
         return W * scale.unsqueeze(-1)
 
 
-class _ReluL1(torch.autograd.Function):
-    """``(relu(h), sum_j relu(h)_bj * n_j)``: ReLU activations ``[*lead, B, d]`` and their
-    decoder-norm-weighted L1 norm per sample ``[*lead, B]`` (sae-lens's ``(f * n).norm(p=1, dim=-1)``
-    for ``f, n >= 0``), as one matrix-vector product.
+class _ReluL1Decode(torch.autograd.Function):
+    """``(f, s, f @ W)`` for ``f = relu(h)``: the ReLU activations ``[*lead, B, d]`` (no gradient
+    flows through this output), their decoder-norm-weighted L1 norm per sample ``s = sum_j f_bj
+    |W_j|`` ``[*lead, B]`` (sae-lens's ``(f * n).norm(p=1, dim=-1)`` for ``f, n >= 0``, as one
+    matrix-vector product) and their decode ``[*lead, B, k]`` (no bias); ``h`` ``[*lead, B, d]``,
+    ``W`` (``W_dec``) ``[*lead, d, k]``.
 
-    Written by hand to save passes over ``[*lead, B, d]``: torch would form ``f * n``, its norm,
-    ``sgn`` and two products in the backward. The gradient is torch's (``sgn(0) = 0`` and the ReLU
-    mask agree: both zero where ``h <= 0``); sums run in another order (equal to rounding)."""
+    Written by hand to save passes: torch would form ``f * n``, its norm, ``sgn`` and two products
+    in the backward, and build ``W``'s gradient as two ``[*lead, d, k]`` tensors (the decode's and
+    the norms') that it then adds; here the norms' term is added in place. The gradient is torch's
+    (``sgn(0) = 0`` and the ReLU mask agree: both zero where ``h <= 0``); sums run in another order
+    (equal to rounding)."""
 
     @staticmethod
-    def forward(ctx: Any, h: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx: Any, h: Tensor, W: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        n = W.norm(dim=-1)
         f = torch.relu(h)
-        ctx.save_for_backward(f, n)
-        return f, (f @ n.unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(f, n, W)
+        ctx.mark_non_differentiable(f)
+        ctx.set_materialize_grads(False)
+        return f, (f @ n.unsqueeze(-1)).squeeze(-1), f @ W
 
     @staticmethod
-    def backward(ctx: Any, g_f: Tensor | None, g_s: Tensor | None) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        f, n = ctx.saved_tensors
+    def backward(ctx: Any, _g_f: Tensor | None, g_s: Tensor | None,  # type: ignore[override]
+                 g_out: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        f, n, W = ctx.saved_tensors
+        g = g_out @ W.mT if g_out is not None else torch.zeros_like(f)  # d / d f
         g_n = None
-        if g_s is None:
-            g = g_f
-        else:
+        if g_s is not None:
             g_n = (g_s.unsqueeze(-2) @ f).squeeze(-2)
-            outer = (g_s.unsqueeze(-1), n.unsqueeze(-2))
-            g = outer[0] * outer[1] if g_f is None else torch.addcmul(g_f, *outer)
-        g_h = None if g is None else torch.ops.aten.threshold_backward(g, f, 0)
-        return g_h, g_n
+            g.addcmul_(g_s.unsqueeze(-1), n.unsqueeze(-2))
+        g_h = torch.ops.aten.threshold_backward(g, f, 0) if ctx.needs_input_grad[0] else None
+        g_W = None
+        if ctx.needs_input_grad[1]:
+            g_W = f.mT @ g_out if g_out is not None else torch.zeros_like(W)
+            if g_n is not None:
+                g_W.addcmul_(W, _norm_scale(g_n, n).unsqueeze(-1))
+        return g_h, g_W
+
+
+class _JumpReLUStep(torch.autograd.Function):
+    """sae-lens's ``JumpReLU`` and (optionally) the row sums of its ``Step`` on the stacked layout:
+    ``(f, l0, fired)`` with ``f = h * (h > t_enc)`` ``[*lead, B, d]``, ``l0 = sum_j (h > t_aux)``
+    ``[*lead, B]`` (None without ``t_aux``) and ``fired`` ``[*lead, d]`` (samples where ``f != 0``;
+    no gradient); ``h`` ``[*lead, B, d]``, thresholds ``[*lead, d]`` (>= 0, as sae-lens clamps them).
+
+    The straight-through gradients are sae-lens's formulas, term for term and in its order
+    (``(t / bw) * rectangle((h - t) / bw) * g`` for ``JumpReLU``, ``(1 / bw) * rectangle(...) * g``
+    for ``Step``, each summed over the batch for its own threshold input). Written by hand because
+    sae-lens's functions sum over dim 0 and so need a ``[B, *lead, d]`` view: a dozen strided
+    passes over it cost a fifth of a dense JumpReLU step; here the passes are contiguous and the
+    window is computed once for both estimators."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, t_enc: Tensor, t_aux: Tensor | None, bandwidth: float,
+                ste_to_input: bool) -> tuple[Tensor, Tensor | None, Tensor]:
+        active = h > t_enc.unsqueeze(-2)
+        f = (h * active).to(h)
+        l0 = None
+        if t_aux is not None:
+            on = active if torch.equal(t_aux, t_enc) else h > t_aux.unsqueeze(-2)
+            l0 = on.sum(dim=-1).to(h.dtype)  # a count: exact in any float type
+        fired = active.sum(dim=-2).to(h.dtype)  # h > t >= 0, so f != 0 exactly where active
+        ctx.save_for_backward(h, t_enc, t_aux if t_aux is not None else t_enc)
+        ctx.bandwidth, ctx.ste_to_input, ctx.has_aux = bandwidth, ste_to_input, t_aux is not None
+        ctx.mark_non_differentiable(fired)
+        ctx.set_materialize_grads(False)
+        return f, l0, fired
+
+    @staticmethod
+    def backward(ctx: Any, g_f: Tensor | None, g_l0: Tensor | None, _g_fired: Tensor | None  # type: ignore[override]
+                 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        h, t_enc, t_aux = ctx.saved_tensors
+        bw = ctx.bandwidth
+        u = (h - t_enc.unsqueeze(-2)) / bw
+        rect = ((u > -0.5) & (u < 0.5)).to(h)  # sae-lens's rectangle
+        g_h = g_te = g_ta = None
+        if g_f is not None:
+            ste = (t_enc.unsqueeze(-2) / bw) * rect * g_f
+            g_te = torch.sum(-ste, dim=-2)
+            g_h = (h > t_enc.unsqueeze(-2)) * g_f
+            if ctx.ste_to_input:
+                g_h = g_h + ste
+        if g_l0 is not None and ctx.has_aux:
+            if not torch.equal(t_aux, t_enc):
+                u = (h - t_aux.unsqueeze(-2)) / bw
+                rect = ((u > -0.5) & (u < 0.5)).to(h)
+            ste = (1.0 / bw) * rect * g_l0.unsqueeze(-1)
+            g_ta = torch.sum(-ste, dim=-2)
+            if ctx.ste_to_input:
+                g_h = ste if g_h is None else g_h + ste
+        return g_h, g_te, g_ta, None, None
+
+
+def _norm_scale(g_n: Tensor, n: Tensor) -> Tensor:
+    """``g_n / n`` where ``n > 0``, else 0: the row norms' gradient is ``W * this`` (as torch's)."""
+    return torch.where(n > 0, g_n / n, torch.zeros_like(n))
+
+
+class _DenseDecode(torch.autograd.Function):
+    """``(n, f_1 @ W, f_2 @ W, ...)``: the row norms ``W.norm(dim=-1)`` ``[*lead, d]`` and the
+    decodes ``[*lead, B, k]`` (no bias) of activations ``f_i`` ``[*lead, B, d]``; ``W`` ``[*lead, d,
+    k]``. Written by hand so ``W``'s gradient is one tensor, the other terms added in place
+    (autograd would add two or three ``[*lead, d, k]`` tensors); equal to rounding."""
+
+    @staticmethod
+    def forward(ctx: Any, W: Tensor, *fs: Tensor) -> tuple[Tensor, ...]:
+        n = W.norm(dim=-1)
+        ctx.save_for_backward(W, n, *fs)
+        ctx.set_materialize_grads(False)
+        return (n, *(f @ W for f in fs))
+
+    @staticmethod
+    def backward(ctx: Any, g_n: Tensor | None, *g_outs: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        W, n, *fs = ctx.saved_tensors
+        g_fs = [g @ W.mT if g is not None and ctx.needs_input_grad[1 + i] else None for i, g in enumerate(g_outs)]
+        g_W = None
+        if ctx.needs_input_grad[0]:
+            for f, g in zip(fs, g_outs):
+                if g is None:
+                    continue
+                if g_W is None:
+                    g_W = f.mT @ g
+                elif g_W.dim() == 3:
+                    g_W.baddbmm_(f.mT, g)
+                else:
+                    g_W.addmm_(f.mT, g)
+            if g_W is None:
+                g_W = torch.zeros_like(W)
+            if g_n is not None:
+                g_W.addcmul_(W, _norm_scale(g_n, n).unsqueeze(-1))
+        return (g_W, *g_fs)
 
 
 def sparse_capable(dtype: torch.dtype, device: torch.device) -> bool:
@@ -223,8 +333,7 @@ class _DecodeAt(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             g_W = torch.zeros_like(W_dec) if g_W is None else g_W.view(M, d_sae, d_in)
             if g_n is not None:  # _RowNorm's gradient, W * g / norm (zero rows: zero)
-                scale = torch.where(n > 0, g_n / n, torch.zeros_like(n))
-                g_W.addcmul_(W_dec, scale.unsqueeze(-1))
+                g_W.addcmul_(W_dec, _norm_scale(g_n, n).unsqueeze(-1))
         return (g_W, None, None, *g_ws)
 
 
@@ -405,13 +514,13 @@ class StandardBatched(_PenaltyBatched):
             if ent is not None:
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         hidden_pre = prod + _row(p["b_enc"])
-        W_dec_norm = _RowNorm.apply(p["W_dec"])
         if self.lp_norm == 1.0:
-            feature_acts, sparsity = _ReluL1.apply(hidden_pre, W_dec_norm)  # sparsity [*lead, B]
+            feature_acts, sparsity, decoded = _ReluL1Decode.apply(hidden_pre, p["W_dec"])  # sparsity [*lead, B]
+            mse = self._sq_err(decoded + _row(p["b_dec"]), x)
         else:
             feature_acts = torch.relu(hidden_pre)
-            sparsity = (feature_acts * _row(W_dec_norm)).norm(p=self.lp_norm, dim=-1)
-        mse = self._mse(p, feature_acts, x)
+            sparsity = (feature_acts * _row(_RowNorm.apply(p["W_dec"]))).norm(p=self.lp_norm, dim=-1)
+            mse = self._mse(p, feature_acts, x)
         l1 = (_col(coefs["l1"], sparsity) * sparsity).mean(dim=-1)
         return self._out(mse, {"l1_loss": l1}, feature_acts)
 
@@ -472,8 +581,6 @@ class JumpReLUBatched(_PenaltyBatched):
             p["threshold"].data.clamp_(min=0.0)
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:
-        from sae_lens.saes.jumprelu_sae import JumpReLU, Step
-
         sae_in, b_row = self._sae_in(p, x, state)
         prod = _CenteredMatmul.apply(sae_in, b_row, p["W_enc"])
         hidden_pre = prod + _row(p["b_enc"])  # [*lead, B, d_sae]
@@ -487,20 +594,18 @@ class JumpReLUBatched(_PenaltyBatched):
             ent = self._entries(mask)
             if ent is not None:
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
-        # sae-lens's functions sum the threshold gradient over dim 0: they get [B, *lead, d_sae]
-        # views, one per use as in sae-lens (the gradients reach hidden_pre separately and add up in
-        # sae-lens's order). The threshold is float32 whatever the SAE dtype (sae-lens) and cast
-        # separately in encode and in the aux loss, so each path's gradient is rounded back to
-        # float32 on its own before they add up: two casts here too.
-        feature_acts = JumpReLU.apply(hidden_pre.movedim(-2, 0), p["threshold"].to(hidden_pre.dtype),
-                                      self.bandwidth, self.ste_to_input).movedim(0, -2)
+        # The threshold is float32 whatever the SAE dtype (sae-lens) and cast separately in encode
+        # and in the aux loss, so each path's gradient is rounded back to float32 on its own before
+        # they add up: two casts here too (one input each of _JumpReLUStep).
+        threshold = p["threshold"].to(hidden_pre.dtype)  # [*lead, d_sae], the aux loss's cast
+        step_l0 = self.mode in ("step", "quadratic")
+        feature_acts, l0, fired = _JumpReLUStep.apply(hidden_pre, p["threshold"].to(hidden_pre.dtype),
+                                                      threshold if step_l0 else None, self.bandwidth,
+                                                      self.ste_to_input)
         mse = self._mse(p, feature_acts, x)
-        threshold = p["threshold"].to(hidden_pre.dtype)  # [*lead, d_sae]
-        W_dec_norm = _RowNorm.apply(p["W_dec"])  # [*lead, d_sae]
-        if self.mode in ("step", "quadratic"):
-            # summed in the [*lead, B, d_sae] layout: a contiguous [*lead, B] keeps the batch mean's order
-            l0 = torch.sum(Step.apply(hidden_pre.movedim(-2, 0), threshold, self.bandwidth,
-                                      self.ste_to_input).movedim(0, -2), dim=-1)
+        # [*lead, d_sae]; only the tanh penalty and the pre-act loss use it
+        W_dec_norm = _RowNorm.apply(p["W_dec"]) if self.mode == "tanh" or self.pre_act else None
+        if step_l0:
             per_item = self._l0_penalty(state, l0)
         elif self.mode == "tanh":
             per_item = torch.tanh(_col(state["tanh_scale"], hidden_pre).unsqueeze(-1) * feature_acts
@@ -510,7 +615,7 @@ class JumpReLUBatched(_PenaltyBatched):
         losses = {"l0_loss": (_col(coefs["l0"], per_item) * per_item).mean(dim=-1)}
         if self.pre_act:
             losses["pre_act_loss"] = self._pre_act(state, threshold, hidden_pre, dead, W_dec_norm)
-        return self._out(mse, losses, feature_acts)
+        return self._out(mse, losses, None, fired)
 
     def _l0_penalty(self, state: dict[str, Tensor], l0: Tensor) -> Tensor:
         """Per-sample penalty of the ``step`` / ``quadratic`` modes from ``l0`` ``[*lead, B]``."""
@@ -590,12 +695,12 @@ class GatedBatched(_PenaltyBatched):
         active = (pi_gate > 0).to(pi_gate.dtype)
         mag_pre = _CenteredMatmul.apply(sae_in, b_row, W_enc * _row(p["r_mag"].exp())) + _row(p["b_mag"])
         feature_acts = active * torch.relu(mag_pre)
-        mse = self._mse(p, feature_acts, x)
         pi_gate_act = torch.relu(pi_gate)
-        W_dec_norm = _row(_RowNorm.apply(p["W_dec"]))
-        l1 = _col(coefs["l1"], pi_gate_act).squeeze(-1) * torch.sum(pi_gate_act * W_dec_norm, dim=-1).mean(dim=-1)
-        via_gate = pi_gate_act @ p["W_dec"] + _row(p["b_dec"])
-        aux = (via_gate - x.to(via_gate.dtype)).pow(2).sum(dim=-1).mean(dim=-1)
+        W_dec_norm, decoded, via_gate = _DenseDecode.apply(p["W_dec"], feature_acts, pi_gate_act)
+        b_dec = _row(p["b_dec"])
+        mse = self._sq_err(decoded + b_dec, x)
+        l1 = _col(coefs["l1"], pi_gate_act).squeeze(-1) * torch.sum(pi_gate_act * _row(W_dec_norm), dim=-1).mean(dim=-1)
+        aux = self._sq_err(via_gate + b_dec, x)
         return self._out(mse, {"l1_loss": l1, "auxiliary_reconstruction_loss": aux}, feature_acts)
 
     def _sparse(self, p, x, state, coefs, sae_in, prod, ent: Entries) -> BatchedOut:
