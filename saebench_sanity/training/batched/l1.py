@@ -669,13 +669,14 @@ class GatedBatched(_PenaltyBatched):
     sae-lens computes the gate pre-activation ``pi_gate`` twice (in ``encode_with_hidden_pre``,
     where only its sign is used, and again in ``calculate_aux_loss``) from the same expression;
     here it is computed once: identical values, and the sign path carries no gradient (b_dec's
-    gradient terms then add up in another order: equal to rounding, not bit for bit).
+    gradient terms then add up in another order: equal to rounding, not bit for bit). The
+    magnitude path's ``sae_in @ (W_enc * exp(r_mag))`` is ``(sae_in @ W_enc) * exp(r_mag)``, the
+    gate's product times a per-latent factor (equal to rounding): one encoder GEMM instead of two
+    forward and two backward, and ``W_enc``'s gradient from both paths in one GEMM.
 
     Sparse step: the entries are the open gates (``pi_gate > 0``). The activations, ``relu(pi_gate)``
     and every gradient vanish elsewhere, so both decodes, the penalty and all gradients need them
-    only, and the magnitude path needs no second GEMM: at an entry it is ``(sae_in @ W_enc) *
-    exp(r_mag) + b_mag`` from the gate's product (equal to sae-lens's ``sae_in @ (W_enc *
-    exp(r_mag))`` up to rounding).
+    only.
     """
 
     param_names = ("W_enc", "W_dec", "b_gate", "b_mag", "r_mag", "b_dec")
@@ -693,7 +694,8 @@ class GatedBatched(_PenaltyBatched):
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         pi_gate = prod + _row(p["b_gate"])
         active = (pi_gate > 0).to(pi_gate.dtype)
-        mag_pre = _CenteredMatmul.apply(sae_in, b_row, W_enc * _row(p["r_mag"].exp())) + _row(p["b_mag"])
+        # sae-lens's sae_in @ (W_enc * exp(r_mag)), as the gate's product times exp(r_mag)
+        mag_pre = prod * _row(p["r_mag"].exp()) + _row(p["b_mag"])
         feature_acts = active * torch.relu(mag_pre)
         pi_gate_act = torch.relu(pi_gate)
         W_dec_norm, decoded, via_gate = _DenseDecode.apply(p["W_dec"], feature_acts, pi_gate_act)
