@@ -301,5 +301,8 @@ def test_csr_mm_is_the_dense_product():
     dense = torch.randn(3 * 8, 5, generator=g, dtype=torch.float64)
     A = ent.by_latent(w)
     _close(csr_mm(A, dense), A.to_dense() @ dense, "csr_mm", rtol=1e-14)
+    acc = torch.randn(3 * 20, 5, generator=g, dtype=torch.float64)
+    want = acc + A.to_dense() @ dense
+    _close(csr_mm(A, dense, acc), want, "csr_mm accumulating", rtol=1e-14)
     out = torch.full((3 * 20, 5), float("nan"), dtype=torch.float64)
     _close(torch.addmm(out, A, dense, beta=0.0, out=out), A.to_dense() @ dense, "addmm beta=0 over NaN", rtol=1e-14)

@@ -328,8 +328,7 @@ class _DecodeAt(torch.autograd.Function):
             g_ws.append(torch.sparse.sampled_addmm(ent.by_row_pattern(w), g, flat.T, beta=0.0).values()
                         if ctx.needs_input_grad[3 + i] else None)
             if ctx.needs_input_grad[0]:
-                part = csr_mm(ent.by_latent(w), g)
-                g_W = part if g_W is None else g_W.add_(part)
+                g_W = csr_mm(ent.by_latent(w), g, g_W)
         if ctx.needs_input_grad[0]:
             g_W = torch.zeros_like(W_dec) if g_W is None else g_W.view(M, d_sae, d_in)
             if g_n is not None:  # _RowNorm's gradient, W * g / norm (zero rows: zero)
@@ -360,8 +359,8 @@ class _PenaltyBatched:
     #: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is
     #: in its sparse set; set per arch a little below the measured crossover, where the two steps
     #: cost the same (``benchmarks/test_bench_cohort_l1.py::test_bench_l1_density_sweep``, 576 x 1152,
-    #: batch 256, 4 members, one thread: ReLU ~0.17, JumpReLU ~0.17, Gated ~0.23; docs/performance.md).
-    sparse_max_density = 0.15
+    #: batch 256, 4 members, one thread: ReLU ~0.15, JumpReLU ~0.16, Gated ~0.17; docs/performance.md).
+    sparse_max_density = 0.14
 
     def __init__(self, sparse: bool | None = None) -> None:
         #: True / False forces the sparse / dense step (tests, measurements; True needs CPU and
@@ -552,7 +551,7 @@ class JumpReLUBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
     arch = "jumprelu"
-    sparse_max_density = 0.16
+    sparse_max_density = 0.15
     structural = ("jumprelu_sparsity_loss_mode", "jumprelu_bandwidth", "jumprelu_ste_to_input", "pre_act_loss_coefficient")
 
     def supports(self, sae: Any) -> bool:
@@ -681,7 +680,7 @@ class GatedBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_gate", "b_mag", "r_mag", "b_dec")
     arch = "gated"
-    sparse_max_density = 0.22
+    sparse_max_density = 0.16
 
     def _member(self, p, x, state, coefs, dead) -> BatchedOut:  # noqa: ARG002 - no dead-latent term
         W_enc = p["W_enc"]

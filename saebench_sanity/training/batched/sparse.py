@@ -30,8 +30,9 @@ from torch import Tensor
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
-def csr_mm(A: Tensor, dense: Tensor) -> Tensor:
-    """``A @ dense`` ``[rows, d]`` for a CSR ``A`` and a row-major ``dense``.
+def csr_mm(A: Tensor, dense: Tensor, acc: Tensor | None = None) -> Tensor:
+    """``A @ dense`` ``[rows, d]`` for a CSR ``A`` and a row-major ``dense``; with ``acc`` (a
+    row-major ``[rows, d]``), ``acc += A @ dense`` in place, returned.
 
     On CPU, ``torch.addmm(out, A, dense, beta=0, out=out)`` into a fresh row-major ``out`` writes
     the product in place (MKL's sparse kernel; ``beta = 0`` ignores ``out``'s contents). It was ~2x
@@ -40,7 +41,9 @@ def csr_mm(A: Tensor, dense: Tensor) -> Tensor:
     same values in float32 and float64 (one-off measurements at one thread, products of 576 x 1152
     and 768 x 16384 SAE steps). Without MKL, torch's own kernel runs on a zeroed ``out``."""
     if A.device.type != "cpu":
-        return A @ dense
+        return A @ dense if acc is None else acc.add_(A @ dense)
+    if acc is not None:
+        return torch.addmm(acc, A, dense.contiguous(), out=acc)
     out_shape = (A.shape[0], dense.shape[1])
     out = dense.new_empty(out_shape) if torch.backends.mkl.is_available() else dense.new_zeros(out_shape)
     return torch.addmm(out, A, dense.contiguous(), beta=0.0, out=out)
