@@ -10,7 +10,12 @@ batches:
 * ``cohort``: ``train_cohort`` with a fixed budget of 8 steps (its set-up, stacking and write-back
   included).
 
-Both rows do 4 x 8 member-steps, so the per-member speed-up is the ratio of the two rows' times.
+Both rows do 4 x 8 member-steps, so the per-member speed-up is the ratio of the two rows' times;
+``test_bench_l1_interleaved`` measures the same two paths alternately, round by round, and prints
+the ratio (the rows above run one after the other, so a shared machine's changing load can tilt
+their ratio by 10-20%). ``test_bench_l1_member_step`` measures one step of each path, interleaved
+step by step, without ``train_cohort``'s set-up (which 8 steps do not amortise), as
+``benchmarks/test_bench_cohort.py`` does for the TopK family.
 Two states:
 
 * ``init``: sae-lens's initialisation on Gaussian data, where about half the latents fire (the
@@ -182,6 +187,94 @@ def _record_l0(benchmark, start: list[float], saes: list) -> None:
     sparse = benchmark.extra_info.get("sparse_step_fraction")
     print(f"\n{benchmark.name}: L0 {benchmark.extra_info['l0_start']} -> {benchmark.extra_info['l0_end']}"
           + ("" if sparse is None else f", sparse steps {sparse:.0%}"))
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("arch", ["relu", "jumprelu", "gated"])
+def test_bench_l1_interleaved(benchmark, arch, state):
+    """The two rows above, alternated round by round in one test (3 rounds each, minimum of each,
+    set-up excluded as there): on a shared machine the load then hits both paths alike. The
+    per-member speed-up is in ``extra_info["speedup"]`` and printed; these are the ratios
+    docs/performance.md reports."""
+    from saebench_sanity.training.engine import FixedBudget, Member, train_cohort
+    from saebench_sanity.training.trainer import CellTrainer
+
+    benchmark.group = _group(arch, state) + " (interleaved)"
+    training = TRAININGS[state]
+    best = {"cohort": float("inf"), "cell_trainer": float("inf")}
+    for _ in range(3):
+        built = _built(arch, state)
+        members = [Member(sae=sae, mode=mode, control=FixedBudget(training), sample_acts=sample, name=name)
+                   for (sae, mode, sample), name in zip(built, COHORT)]
+        t = time.process_time()
+        train_cohort(members, iter(BATCHES), training, set_name=DATA.name)
+        best["cohort"] = min(best["cohort"], time.process_time() - t)
+        cells = [CellTrainer(sae, mode, training, total_steps=STEPS, set_name=DATA.name)
+                 for sae, mode, _ in _built(arch, state)]
+        t = time.process_time()
+        for x in BATCHES:
+            for cell in cells:
+                cell.step(x)
+        best["cell_trainer"] = min(best["cell_trainer"], time.process_time() - t)
+    n = len(COHORT) * STEPS
+    per = {k: v / n * 1e3 for k, v in best.items()}
+    benchmark.extra_info.update({"cohort_ms_per_member_step": round(per["cohort"], 2),
+                                 "cell_trainer_ms_per_member_step": round(per["cell_trainer"], 2),
+                                 "speedup": round(per["cell_trainer"] / per["cohort"], 2)})
+    print(f"\n{arch} {state}: cohort {per['cohort']:.2f} ms per member-step, cell trainer "
+          f"{per['cell_trainer']:.2f} ms -> {per['cell_trainer'] / per['cohort']:.2f}x (target >= 1.3x)")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("arch", ["relu", "jumprelu", "gated"])
+def test_bench_l1_member_step(benchmark, arch, state):
+    """Per-member ``CohortProgram.step`` against ``CellTrainer.step`` averaged over the same four
+    cells, the two paths interleaved step by step (min of 8 rounds each, after 2 warm-up steps),
+    as ``benchmarks/test_bench_cohort.py`` measures the TopK family: the step alone, without
+    ``train_cohort``'s set-up. lr 1e-5 in both states, so the density stays at its state's value
+    over the rounds (a step's work does not depend on the lr). The speed-up is in
+    ``extra_info["speedup"]`` and printed."""
+    from saebench_sanity.training.batched import batched_for
+    from saebench_sanity.training.engine import CohortProgram, FixedBudget, Member, MemberTrack
+    from saebench_sanity.training.trainer import CellTrainer
+
+    benchmark.group = _group(arch, state) + " (per step)"
+    training = STEADY_TRAINING
+    built = _built(arch, state)
+    tracks = [MemberTrack(i, Member(sae, mode, FixedBudget(training)), "batched") for i, (sae, mode, _) in enumerate(built)]
+    prog = CohortProgram(batched_for(built[0][0]), tracks, training, torch.device("cpu"), torch.float32)
+    cells = [CellTrainer(sae, mode, training, total_steps=training.steps, set_name=DATA.name)
+             for sae, mode, _ in _built(arch, state)]
+    count = [0]
+    taken: list[bool] = []
+
+    def cohort_step(x):
+        count[0] += 1
+        prog.step(x, count[0] - 1, count[0])
+        taken.append(prog.arch.last_sparse)
+
+    for x in BATCHES[:2]:
+        cohort_step(x)
+        for cell in cells:
+            cell.step(x)
+    c_best, p_best = float("inf"), [float("inf")] * len(cells)
+    for r in range(8):
+        x = BATCHES[r % len(BATCHES)]
+        t = time.process_time()
+        cohort_step(x)
+        c_best = min(c_best, time.process_time() - t)
+        for j, cell in enumerate(cells):
+            t = time.process_time()
+            cell.step(x)
+            p_best[j] = min(p_best[j], time.process_time() - t)
+    per_member, peer = c_best / len(COHORT) * 1e3, sum(p_best) / len(p_best) * 1e3
+    benchmark.extra_info.update({"per_member_ms": round(per_member, 2), "peer_ms": round(peer, 2),
+                                 "speedup": round(peer / per_member, 2),
+                                 "sparse_step_fraction": round(sum(taken) / len(taken), 3)})
+    print(f"\n{arch} {state} per step: cohort {per_member:.2f} ms per member, cell trainer {peer:.2f} ms -> "
+          f"{peer / per_member:.2f}x (target >= 1.3x), sparse steps {sum(taken) / len(taken):.0%}")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
 # -- the density crossover --------------------------------------------------------------------------------
