@@ -217,9 +217,9 @@ def test_jumprelu_window_entries_carry_threshold_gradient():
     assert int((window & ~(pre > sae.threshold)).sum()) >= 10, "too few inactive entries in the window to test them"
 
     class ActiveOnly(l1_mod.JumpReLUBatched):
-        def _sparse(self, p, x, state, coefs, sae_in, pre, ent):
-            active = pre > p["threshold"].detach().unsqueeze(1)
-            return super()._sparse(p, x, state, coefs, sae_in, pre, l1_mod.Entries(active))
+        def _sparse(self, p, x, state, coefs, sae_in, prod, ent):
+            active = prod + p["b_enc"].detach().unsqueeze(1) > p["threshold"].detach().unsqueeze(1)
+            return super()._sparse(p, x, state, coefs, sae_in, prod, l1_mod.Entries(active))
 
     ctx = _ctx("jumprelu", saes)
     _, grads = _run(l1_mod.JumpReLUBatched(sparse=True), saes, ctx)
@@ -306,3 +306,29 @@ def test_csr_mm_is_the_dense_product():
     _close(csr_mm(A, dense, acc), want, "csr_mm accumulating", rtol=1e-14)
     out = torch.full((3 * 20, 5), float("nan"), dtype=torch.float64)
     _close(torch.addmm(out, A, dense, beta=0.0, out=out), A.to_dense() @ dense, "addmm beta=0 over NaN", rtol=1e-14)
+
+
+def test_density_switch_probes_an_eighth_of_the_batch_first():
+    """The switch looks at the first eighth of the batch first and skips the full mask when that
+    part is over twice the bound; otherwise it counts the full mask."""
+    arch = l1_mod.StandardBatched()
+    g = torch.Generator().manual_seed(1)
+    M, B = 2, 64
+    seen: list[int] = []
+
+    def mask_of(density):
+        full = torch.rand(M, B, D_SAE, generator=g) < density
+
+        def of(rows):
+            seen.append(full[:, rows].shape[1])
+            return full[:, rows]
+        return of
+
+    limit = arch.sparse_max_density
+    assert arch._entries(mask_of(0.5), B) is None and seen == [B // 8]  # clearly dense: the probe alone
+    seen.clear()
+    ent = arch._entries(mask_of(limit / 3), B)
+    assert ent is not None and arch.last_sparse and seen == [B // 8, B]
+    seen.clear()
+    arch.last_sparse = False
+    assert arch._entries(mask_of(1.5 * limit), B) is None and seen == [B // 8, B] and not arch.last_sparse

@@ -30,7 +30,7 @@ sparsity coefficients come per member from ``StepCtx``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -416,13 +416,26 @@ class _PenaltyBatched:
             return False
         return self.sparse is True or sparse_capable(pre.dtype, pre.device)
 
-    def _entries(self, mask: Tensor) -> Entries | None:
-        """The sparse set of this step (``mask [M, B, d_sae]``, True where an entry's gradient can be
-        nonzero), or None: take the dense step. Call only if ``_may_be_sparse``."""
+    def _entries(self, mask_of: Callable[[slice], Tensor], batch: int) -> Entries | None:
+        """The sparse set of this step, or None: take the dense step. ``mask_of(rows)`` gives the
+        mask ``[M, len(rows), d_sae]`` of those samples, True where an entry's gradient can be
+        nonzero. Call only if ``_may_be_sparse``; runs under ``no_grad``."""
         if self.sparse is None:
+            limit = self.sparse_max_density
+            probe_rows = batch // 8
+            if probe_rows >= 8:
+                # a clearly dense batch (an eighth of it over twice the bound) skips the full mask:
+                # at initialisation that saves most of the switch's cost; a wrong guess only
+                # costs speed (the dense step is exact too)
+                probe = mask_of(slice(0, probe_rows))
+                if int(torch.count_nonzero(probe)) > 2 * limit * probe.numel():
+                    return None
+            mask = mask_of(slice(None))
             # one count before finding the entries: in the dense regime that costs far less
-            if int(torch.count_nonzero(mask)) > self.sparse_max_density * mask.numel():
+            if int(torch.count_nonzero(mask)) > limit * mask.numel():
                 return None
+        else:
+            mask = mask_of(slice(None))
         self.last_sparse = True
         return Entries(mask)
 
@@ -509,7 +522,8 @@ class StandardBatched(_PenaltyBatched):
             with torch.no_grad():
                 # prod > -b_enc exactly where the float sum prod + b_enc > 0 (a rounded sum keeps
                 # the sign of the exact one): one pass instead of two
-                ent = self._entries(prod > -_row(p["b_enc"]))
+                b_enc = _row(p["b_enc"])
+                ent = self._entries(lambda rows: prod[..., rows, :] > -b_enc, prod.shape[-2])
             if ent is not None:
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         hidden_pre = prod + _row(p["b_enc"])
@@ -589,8 +603,8 @@ class JumpReLUBatched(_PenaltyBatched):
                 # d > -3/4 bandwidth holds wherever pre > threshold (then d >= 0) or sae-lens's
                 # rectangle is nonzero (d / bandwidth > -1/2 after rounding, so d > -bandwidth / 2
                 # up to a few ulps): a superset of every entry with a gradient
-                mask = (pre - _row(p["threshold"].detach().to(pre.dtype))) > -0.75 * self.bandwidth
-            ent = self._entries(mask)
+                t = _row(p["threshold"].detach().to(pre.dtype))
+                ent = self._entries(lambda rows: (pre[..., rows, :] - t) > -0.75 * self.bandwidth, pre.shape[-2])
             if ent is not None:
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         # The threshold is float32 whatever the SAE dtype (sae-lens) and cast separately in encode
@@ -688,7 +702,8 @@ class GatedBatched(_PenaltyBatched):
         prod = _CenteredMatmul.apply(sae_in, b_row, W_enc)  # [*lead, B, d_sae]
         if self._may_be_sparse(prod):
             with torch.no_grad():  # prod > -b_gate exactly where prod + b_gate > 0 (see StandardBatched)
-                ent = self._entries(prod > -_row(p["b_gate"]))
+                b_gate = _row(p["b_gate"])
+                ent = self._entries(lambda rows: prod[..., rows, :] > -b_gate, prod.shape[-2])
             if ent is not None:
                 return self._sparse(p, x, state, coefs, sae_in, prod.detach(), ent)
         pi_gate = prod + _row(p["b_gate"])
