@@ -202,9 +202,9 @@ class _JumpReLUStep(torch.autograd.Function):
         l0 = None
         if t_aux is not None:
             on = active if torch.equal(t_aux, t_enc) else h > t_aux.unsqueeze(-2)
-            l0 = on.sum(dim=-1).to(h.dtype)  # a count: exact in any float type
-        fired = active.sum(dim=-2).to(h.dtype)  # h > t >= 0, so f != 0 exactly where active
-        ctx.save_for_backward(h, t_enc, t_aux if t_aux is not None else t_enc)
+            l0 = _count(on, -1).to(h.dtype)  # a count: exact in any float type
+        fired = _count(active, -2).to(h.dtype)  # h > t >= 0, so f != 0 exactly where active
+        ctx.save_for_backward(h, t_enc, t_aux if t_aux is not None else t_enc, active)
         ctx.bandwidth, ctx.ste_to_input, ctx.has_aux = bandwidth, ste_to_input, t_aux is not None
         ctx.mark_non_differentiable(fired)
         ctx.set_materialize_grads(False)
@@ -213,15 +213,15 @@ class _JumpReLUStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_f: Tensor | None, g_l0: Tensor | None, _g_fired: Tensor | None  # type: ignore[override]
                  ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
-        h, t_enc, t_aux = ctx.saved_tensors
+        h, t_enc, t_aux, active = ctx.saved_tensors
         bw = ctx.bandwidth
         u = (h - t_enc.unsqueeze(-2)) / bw
         rect = ((u > -0.5) & (u < 0.5)).to(h)  # sae-lens's rectangle
         g_h = g_te = g_ta = None
         if g_f is not None:
             ste = (t_enc.unsqueeze(-2) / bw) * rect * g_f
-            g_te = torch.sum(-ste, dim=-2)
-            g_h = (h > t_enc.unsqueeze(-2)) * g_f
+            g_te = -torch.sum(ste, dim=-2)  # sae-lens's sum(-ste): negation is exact
+            g_h = active * g_f
             if ctx.ste_to_input:
                 g_h = g_h + ste
         if g_l0 is not None and ctx.has_aux:
@@ -229,10 +229,16 @@ class _JumpReLUStep(torch.autograd.Function):
                 u = (h - t_aux.unsqueeze(-2)) / bw
                 rect = ((u > -0.5) & (u < 0.5)).to(h)
             ste = (1.0 / bw) * rect * g_l0.unsqueeze(-1)
-            g_ta = torch.sum(-ste, dim=-2)
+            g_ta = -torch.sum(ste, dim=-2)
             if ctx.ste_to_input:
                 g_h = ste if g_h is None else g_h + ste
         return g_h, g_te, g_ta, None, None
+
+
+def _count(mask: Tensor, dim: int) -> Tensor:
+    """Number of True entries of ``mask`` along ``dim`` (int32; summing the bytes is ~1.7x faster
+    than summing bools on CPU, one-off measurement on ``[4, 256, 1152]``)."""
+    return mask.view(torch.uint8).sum(dim=dim, dtype=torch.int32)
 
 
 def _norm_scale(g_n: Tensor, n: Tensor) -> Tensor:
