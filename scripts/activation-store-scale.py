@@ -10,7 +10,9 @@ peak resident memory (``ru_maxrss``); a second fresh process reads the built set
 (one shuffled pass over every training row through ``StoreReader.iter_batches``, the bounded
 shuffle buffer, then 100 TopK training steps on it) and reports its peak memory. Peak memory that
 stays flat while the set grows is the claim checked: token ids go to a file, shards are
-streamed, never held together. Prints one Markdown table row per size.
+streamed, never held together. Prints one Markdown table row per size. ``--phases`` instead
+builds each size once more and prints the resident memory (current / peak) after tokenizing,
+every 150th shard and the manifest: where a build's peak comes from.
 
 The model is tiny so that the measurement is about the store, not the model: harvest tokens/s
 here is an upper bound of the store's own overhead, not a speed for a real model.
@@ -89,6 +91,50 @@ def _child_build(work: Path, n_tokens: int, dtype: str) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _rss_mb() -> tuple[int, int]:
+    """``(current, peak)`` resident memory of this process in MB (Linux ``/proc/self/status``)."""
+    fields = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/self/status")
+              if line.startswith(("VmRSS", "VmHWM"))}
+    return fields["VmRSS"] // 1024, fields["VmHWM"] // 1024
+
+
+def _child_phases(work: Path, n_tokens: int, dtype: str) -> dict:
+    """A build from scratch with its resident memory (current, peak) read after each phase:
+    tokenization and split, every 150th shard, the manifest (the store's functions wrapped)."""
+    import torch
+
+    import saebench_sanity.activations.store as st
+
+    torch.set_num_threads(1)
+    phases: list[tuple[str, tuple[int, int]]] = []
+    recipe, shard, finish = st.recipe_contexts, st._build_shard, st._finish_manifest
+    count = [0]
+
+    def recipe_contexts(*a, **k):
+        phases.append(("before tokenizing", _rss_mb()))
+        out = recipe(*a, **k)
+        phases.append(("after tokenizing and splitting", _rss_mb()))
+        return out
+
+    def build_shard(*a, **k):
+        shard(*a, **k)
+        count[0] += 1
+        if count[0] % 150 == 1:
+            phases.append((f"after shard {count[0]}", _rss_mb()))
+
+    def finish_manifest(*a, **k):
+        out = finish(*a, **k)
+        phases.append(("after the manifest", _rss_mb()))
+        return out
+
+    st.recipe_contexts, st._build_shard, st._finish_manifest = recipe_contexts, build_shard, finish_manifest
+    aset = _set(work, n_tokens, dtype)
+    if aset.path.exists():
+        shutil.rmtree(aset.path)
+    aset.build(progress=False)
+    return {"phases": phases, "shards": count[0]}
+
+
 def _child_train(work: Path, n_tokens: int, dtype: str) -> dict:
     import resource
     import time
@@ -117,12 +163,14 @@ def main() -> None:
     ap.add_argument("--tokens", default="1000000,10000000", help="comma-separated training token counts")
     ap.add_argument("--work", help="working folder (default: a temporary one)")
     ap.add_argument("--dtype", default="bfloat16", choices=("float32", "float16", "bfloat16"))
+    ap.add_argument("--phases", action="store_true",
+                    help="instead of the table: one build per size, resident memory (current / peak MB) after each phase")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "TOKENS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="store-scale-"))
     if args.child:
         kind, n = args.child[0], int(args.child[1])
-        out = (_child_build if kind == "build" else _child_train)(work, n, args.dtype)
+        out = {"build": _child_build, "train": _child_train, "phases": _child_phases}[kind](work, n, args.dtype)
         print(json.dumps(out))
         return
     sizes = [int(t) for t in args.tokens.split(",")]
@@ -131,6 +179,16 @@ def main() -> None:
 
         save_tiny_llama(work / "tiny", hidden=32, layers=2)
     _corpus(work / "corpus", chars=int(max(sizes) * 3.0) + 400_000)  # ~2.5 chars per token of the tiny BPE
+    if args.phases:
+        for n in sizes:
+            cmd = [sys.executable, __file__, "--work", str(work), "--dtype", args.dtype, "--child", "phases", str(n)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"phases {n} failed:\n{done.stderr[-2000:]}")
+            res = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{n:,} tokens ({res['shards']} shards): " + "; ".join(f"{name} {cur} / {peak} MB"
+                                                                        for name, (cur, peak) in res["phases"]))
+        return
     print(f"work folder {work}; tiny Llama width 32, resid_post.1, {CONTEXT_LEN}-token contexts, {args.dtype} storage, "
           "massive flags at ratio 10; one torch thread")
     print("| train tokens | harvest tok/s | build s (tokenize + harvest + manifest) | bytes/token on disk | "
