@@ -365,7 +365,7 @@ class _PenaltyBatched:
     #: The sparse step runs when at most this fraction of the cohort's ``[M, B, d_sae]`` entries is
     #: in its sparse set; set per arch a little below the measured crossover, where the two steps
     #: cost the same (``benchmarks/test_bench_cohort_l1.py::test_bench_l1_density_sweep``, 576 x 1152,
-    #: batch 256, 4 members, one thread: ReLU ~0.15, JumpReLU ~0.16, Gated ~0.17; docs/performance.md).
+    #: batch 256, 4 members, one thread: ReLU ~0.15, JumpReLU ~0.14, Gated ~0.17; docs/performance.md).
     sparse_max_density = 0.14
 
     def __init__(self, sparse: bool | None = None) -> None:
@@ -571,7 +571,7 @@ class JumpReLUBatched(_PenaltyBatched):
 
     param_names = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
     arch = "jumprelu"
-    sparse_max_density = 0.15
+    sparse_max_density = 0.13
     structural = ("jumprelu_sparsity_loss_mode", "jumprelu_bandwidth", "jumprelu_ste_to_input", "pre_act_loss_coefficient")
 
     def supports(self, sae: Any) -> bool:
