@@ -22,38 +22,6 @@ def test_controller_reaches_the_target_from_either_side(start_coef):
     assert abs(l0 - 32.0) / 32.0 < 0.02
 
 
-def quadratic_response(coef: float, natural: float, target: float = 3.0) -> float:
-    """Equilibrium L0 under a penalty centred on the target (JumpReLU's quadratic mode), closed
-    form for a reconstruction term that prefers ``natural`` latents: argmin over L of
-    ``(L - natural)^2 + coef * 2/T * (L - T)^2``, a weighted mean of ``natural`` and ``T``."""
-    w = 2.0 * coef / target
-    return (natural + w * target) / (1.0 + w)
-
-
-@pytest.mark.parametrize("natural", [2.7, 6.0])  # fewer features than the target (synth-easy), more
-def test_a_to_target_penalty_is_raised_from_either_side(natural):
-    ctl = L0Controller(target=3.0, gain=0.5, to_target=True)
-    for step in range(10, 2000, 10):
-        ctl.observe(step, quadratic_response(ctl.scale, natural))
-    # within the 4% at which MatchedL0Control settles (and freezes) the coefficient
-    assert abs(quadratic_response(ctl.scale, natural) - 3.0) / 3.0 < 0.04
-    # the sign rule of an L1 penalty relaxes the pull below target: L0 sinks to its natural level
-    wrong = L0Controller(target=3.0, gain=0.5)
-    for step in range(10, 2000, 10):
-        wrong.observe(step, quadratic_response(wrong.scale, natural))
-    if natural < 3.0:
-        assert wrong.scale == pytest.approx(wrong.min_scale)
-        # it never settles (4%): the member ends at its natural L0, on the 10% edge at best
-        assert not wrong.matched(quadratic_response(wrong.scale, natural), 0.04)
-
-
-def test_the_jumprelu_spec_declares_a_to_target_penalty():
-    from saebench_sanity.builtin.architectures import ARCHITECTURES
-
-    pulls = {a.name: a.sparsity_pulls_to_target for a in ARCHITECTURES if a.sparsity_coefficients}
-    assert pulls == {"relu": False, "jumprelu": True, "gated": False}
-
-
 def test_controller_freezes_and_bounds_each_move():
     ctl = L0Controller(target=10.0, gain=0.5, max_step=1.0, freeze_at=100)
     s = ctl.observe(10, 1e6)  # a huge L0 moves the scale by at most exp(0.5 * 1.0)

@@ -62,12 +62,6 @@ class ArchitectureSpec(Spec):
         sparsity_coefficients: names of the SAE's ``get_coefficients()`` entries that set its
             sparsity penalty (``("l1",)``, ``("l0",)``); with ``training.match_l0`` and a
             target L0 the matched-L0 controller scales them. Empty: L0 is not steered (TopK).
-        sparsity_pulls_to_target: how those coefficients act once a target L0 is set. False
-            (L1, a plain L0 penalty): raising them lowers L0, so the controller raises them
-            above the target and relaxes them below it. True: the penalty is centred on the
-            target (a penalty on ``(L0 - T)^2``, as sae-lens's JumpReLU ``"quadratic"`` mode
-            that ``target_l0_params`` selects), so raising them pulls L0 towards ``T`` from
-            either side and the controller raises them whenever L0 is off target.
         calibration: callable or ``"module:attr"``; ``calibration(sae, sample_acts, batch_size)``
             runs after training and on 0-step cells, before the mode's invariants are checked,
             with ``sample_acts [n, d_in]`` the cell's sample activations and ``batch_size``
@@ -83,7 +77,6 @@ class ArchitectureSpec(Spec):
     target_l0_params: "Callable[[int], dict[str, Any]] | str | None" = None
     sparsity_warm_up_param: str = ""
     sparsity_coefficients: tuple[str, ...] = ()
-    sparsity_pulls_to_target: bool = False
     calibration: "Callable[..., Any] | str | None" = None
 
     kind: str = field(default="architecture", init=False, repr=False, compare=False)

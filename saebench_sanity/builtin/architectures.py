@@ -54,7 +54,6 @@ ARCHITECTURES = [
         target_l0_params="saebench_sanity.architectures.sparsity:jumprelu_quadratic_target",
         sparsity_warm_up_param="l0_warm_up_steps",
         sparsity_coefficients=("l0",),
-        sparsity_pulls_to_target=True,  # the quadratic penalty 2/T (L0 - T)^2 of target_l0_params
     ),
     ArchitectureSpec(
         name="gated",

@@ -67,8 +67,7 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
             continue
         control: Any = ConvergenceControl(training, probe=probe)
         if training.match_l0 and target_l0 is not None and coefficients:
-            control = MatchedL0Control(control, float(target_l0), coefficients,
-                                       to_target=bool(getattr(arch_spec, "sparsity_pulls_to_target", False)))
+            control = MatchedL0Control(control, float(target_l0), coefficients)
         batched.append((i, Member(sae=sae, mode=mode, control=control, sample_acts=sample,
                                   name=f"{arch_spec.name}/{mode_spec.name}/s{seed}")))
     if not batched:

@@ -12,13 +12,14 @@ rule reads)::
 
     log(scale) += gain * clip(log(L0 / T), -max_step, max_step)
 
-A higher coefficient lowers L0 for an L1 penalty, so where L0 < T it relaxes. For a penalty
-centred on the target (sae-lens's JumpReLU ``quadratic`` mode, ``2/T (L0 - T)^2`` per sample; the
-spec's ``sparsity_pulls_to_target``) a higher coefficient pulls L0 towards T from either side, so
-the controller integrates ``|log(L0 / T)|`` instead: relaxing it below target let a JumpReLU SAE
-whose data holds fewer features than the target sink to its natural L0 (synth-easy, ~2.7 true
-features per sample, target 3: the scale hit its floor 0.01 and the trained SAEs ended at L0 2.70,
-L0 NOT MATCHED, in the board before this rule).
+A higher coefficient lowers L0 for an L1 penalty and pulls L0 towards T for the quadratic one, so
+the same sign works for both where L0 > T (the usual case); where L0 < T the coefficient relaxes.
+Raising the quadratic penalty's coefficient below the target instead (as if it pulled L0 up
+towards T) was tried and made things worse: on synth-easy (~2.7 true features per sample, target
+3) the trained JumpReLU SAEs ended at L0 2.35-2.40 instead of 2.69 and the soft-frozen baselines
+at 2.28-2.65 instead of ~3.1, because the per-sample penalty ``2/T (L0_i - T)^2`` pushes the
+samples above the target down harder than it lifts those below it. A set whose data hold fewer
+features per sample than the target leaves such SAEs below it: L0 NOT MATCHED, honestly.
 The scale is the factor sae-lens's coefficient (after its own warm-up) is multiplied by. The
 controller stops adapting (``frozen``) at ``freeze_at`` steps, so the convergence rule judges a
 stationary objective over the rest of training; the member's final L0 is what the leaderboard
@@ -51,8 +52,6 @@ class L0Controller:
             drove the scale to 1e10 and then to L0 0).
         min_scale, max_scale: bounds of the scale (anti-windup).
         freeze_at: step from which the scale stays fixed (None: never).
-        to_target: the coefficient weighs a penalty centred on the target (see module docstring):
-            integrate the size of the log-error, not its sign.
         scale: the current multiplier of the sparsity coefficient.
     """
 
@@ -63,7 +62,6 @@ class L0Controller:
     min_scale: float = 1e-2
     max_scale: float = 1e2
     freeze_at: int | None = None
-    to_target: bool = False
     scale: float = 1.0
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, l0, scale after)
     _prev_err: float | None = None
@@ -81,8 +79,7 @@ class L0Controller:
             prev = self._prev_err
             approaching = prev is not None and err * prev > 0 and abs(err) < (1.0 - self.approach) * abs(prev)
             if not approaching:
-                push = abs(err) if self.to_target else err
-                step_ = max(-self.max_step, min(self.max_step, push))
+                step_ = max(-self.max_step, min(self.max_step, err))
                 self.scale = min(self.max_scale, max(self.min_scale, self.scale * math.exp(self.gain * step_)))
             self._prev_err = err
         self.history.append((int(step), float(l0), float(self.scale)))
