@@ -19,7 +19,14 @@ What is written here by hand, and why (sae-lens has no equivalent):
 * mixing ``x = codes @ features + bias`` is done sparsely in float64 and cast to float32, so the
   data (and the probe hash in the manifest) do not depend on BLAS threading;
 * the manifest (every generator parameter, seeds, sha256 of the dictionary and of a fixed probe
-  batch) that makes a set name mean the same data everywhere.
+  batch). Its identity (``manifest_hash``, in every cell's key) is the recipe alone: the
+  parameters and seeds, not the sha256 of float values. Another CPU's kernels round the
+  generated dictionary and data differently (measured on a 2-core AVX512 Xeon: with torch and
+  MKL capped at SSE4.2, ``ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2``, the
+  dictionary and probe hashes of synth-easy, synth-zipf and synth-corr-hier all change, those of
+  study-constant-mini do not), and a recipe-keyed cell keeps its identity there, so results line
+  up and a Ray worker on another machine accepts the set; the float hashes stay in the manifest,
+  recorded with the run, as a check on one machine.
 
 Importing this module does not import sae_lens (it is imported on first use).
 """
@@ -43,6 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
 N_PROBE = 256
 #: Eval activations are drawn in chunks of this many samples (part of the data's definition).
 EVAL_CHUNK = 4096
+#: manifest entries computed from float values: recorded, but not part of the set's identity
+FLOAT_HASHES = frozenset({"features_sha256", "firing_probabilities_sha256", "probe_sha256", "probe_codes_sha256"})
 
 
 def derive_seed(*parts: Any) -> int:
@@ -150,6 +159,10 @@ class GeneratedActivationSet(ActivationSet):
     # -- the ActivationSet contract ------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         return copy.deepcopy(self._manifest)
+
+    def manifest_hash(self) -> str:
+        """Hash of the recipe: the manifest without the sha256 of float values (module docstring)."""
+        return stable_hash({k: v for k, v in self._manifest.items() if k not in FLOAT_HASHES})
 
     @cached_property
     def _manifest(self) -> dict[str, Any]:
