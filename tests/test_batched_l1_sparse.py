@@ -19,6 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _gauss_set import GaussSet  # noqa: E402
 from saebench_sanity.builtin.architectures import ARCHITECTURES  # noqa: E402
 from saebench_sanity.builtin.modes import MODES  # noqa: E402
 from saebench_sanity.config import TrainingConfig  # noqa: E402
@@ -39,27 +40,12 @@ COEF_NAME = {"relu": "l1", "gated": "l1", "jumprelu": "l0"}
 BIAS = {"relu": "b_enc", "jumprelu": "b_enc", "gated": "b_gate"}
 
 
-class _Set:
-    """Anisotropic Gaussian activations with an offset (the shape of a residual stream)."""
-
-    name = "sparse-l1-gauss"
-    d_in = D_IN
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(3)
-        self.mix = torch.randn(D_IN, D_IN, generator=g) / D_IN ** 0.5
-        self.offset = torch.randn(D_IN, generator=g)
-
-    def train_batches(self, batch_size, seed):
-        g = torch.Generator().manual_seed(seed)
-        while True:
-            yield torch.randn(batch_size, D_IN, generator=g) @ self.mix + self.offset
-
-    def sample_activations(self, n, seed=0):
-        return next(self.train_batches(n, seed + 99))
+def _data():
+    """sparse-l1-gauss: the shared Gaussian test set (tests/_gauss_set.py)."""
+    return GaussSet("sparse-l1-gauss", D_IN)
 
 
-DATA = _Set()
+DATA = _data()
 X = next(DATA.train_batches(BATCH, 1)).to(torch.float64)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _gauss_set import GaussSet  # noqa: E402
 from saebench_sanity.builtin.architectures import ARCHITECTURES  # noqa: E402
 from saebench_sanity.builtin.modes import MODES  # noqa: E402
 from saebench_sanity.config import TrainingConfig  # noqa: E402
@@ -30,28 +31,15 @@ COHORT = ("trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder")
 CLASSES = {"topk": TopKBatched, "batchtopk": BatchTopKBatched, "matryoshka": MatryoshkaBatchTopKBatched}
 
 
-class _Set:
-    name = "contract-gauss"
-    d_in = D_IN
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(3)
-        self.mix = torch.randn(D_IN, D_IN, generator=g) / D_IN ** 0.5
-        self.offset = torch.randn(D_IN, generator=g)
-
-    def train_batches(self, batch_size, seed):
-        g = torch.Generator().manual_seed(seed)
-        while True:
-            yield torch.randn(batch_size, D_IN, generator=g) @ self.mix + self.offset
-
-    def sample_activations(self, n, seed=0):
-        return next(self.train_batches(n, seed + 99))
+def _data():
+    """contract-gauss: the shared Gaussian test set (tests/_gauss_set.py)."""
+    return GaussSet("contract-gauss", D_IN)
 
 
 def _cohort(arch: str, dtype):
     saes = []
     for mode in COHORT:
-        sae, _, _ = build_cell(ARCHS[arch], MODE_SPECS[mode], _Set(), d_sae=D_SAE, target_l0=K, arch_overrides={},
+        sae, _, _ = build_cell(ARCHS[arch], MODE_SPECS[mode], _data(), d_sae=D_SAE, target_l0=K, arch_overrides={},
                                mode_params={}, training=TRAIN, seed=5)
         sae.to(dtype)
         if hasattr(sae, "topk_threshold"):
@@ -104,7 +92,7 @@ def test_member_equals_sae_lens_float64(arch, sparse, with_dead):
     assert all(type(batched_for(s)) is CLASSES[arch] for s in saes)
     state = arch_obj.init_state(saes)
     assert state["rescale"].tolist() == [True, True, True, False]  # frozen_encoder turned it off
-    x = next(_Set().train_batches(BATCH, 1)).to(torch.float64)
+    x = next(_data().train_batches(BATCH, 1)).to(torch.float64)
     dead = _dead_masks() if with_dead else None
     p, leaves = _stack(arch_obj, saes)
     out = arch_obj.loss(p, x, state, StepCtx(step=0, coefficients={}, dead_neuron_mask=dead))
@@ -136,7 +124,7 @@ def test_sparse_step_equals_sae_lens_float32(arch):
     saes = _cohort(arch, torch.float32)
     arch_obj = CLASSES[arch](sparse=True)
     state = arch_obj.init_state(saes)
-    x = next(_Set().train_batches(BATCH, 2))
+    x = next(_data().train_batches(BATCH, 2))
     dead = _dead_masks()
     p, leaves = _stack(arch_obj, saes)
     out = arch_obj.loss(p, x, state, StepCtx(step=0, coefficients={}, dead_neuron_mask=dead))
@@ -155,7 +143,7 @@ def test_sparse_step_equals_sae_lens_float32(arch):
 def test_members_are_independent():
     """Changing member 0's parameters changes nothing of member 1's loss or gradients."""
     saes = _cohort("batchtopk", torch.float64)
-    x = next(_Set().train_batches(BATCH, 1)).to(torch.float64)
+    x = next(_data().train_batches(BATCH, 1)).to(torch.float64)
     results = []
     for perturb in (False, True):
         arch_obj = BatchTopKBatched(sparse=True)
