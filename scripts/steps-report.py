@@ -1,0 +1,54 @@
+"""How long the members of a committed board trained, from its records.
+
+    python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
+
+For every results folder: per activation set, the members that take optimizer steps (``trains``),
+how many ended level / undecided / improving (``training.convergence.state``), the median steps
+and how many ran to their ``max_steps``. Reads only the per-cell records (``results/*.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def report(folder: Path) -> list[str]:
+    per_set: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    for path in sorted((folder / "results").glob("*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        cell, training = rec.get("cell") or {}, rec.get("training") or {}
+        if not cell.get("trains", True) or not training:
+            continue
+        state = (training.get("convergence") or {}).get("state", "?")
+        per_set[cell["set"]].append((int(training.get("steps", 0)), int(cell["training"]["max_steps"]), state))
+    lines = []
+    for name, rows in per_set.items():
+        states = {s: sum(1 for _, _, st in rows if st == s) for s in ("level", "undecided", "improving")}
+        at_max = sum(1 for steps, cap, _ in rows if steps >= cap)
+        lines.append(f"{folder.name:<14} {name:<22} members {len(rows):>3}  level {states['level']:>3}  "
+                     f"undecided {states['undecided']:>3}  improving {states['improving']:>3}  "
+                     f"median steps {statistics.median(s for s, _, _ in rows):>7.0f}  at max_steps {at_max:>3} "
+                     f"(max {max(c for _, c, _ in rows)})")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    for arg in argv:
+        folder = Path(arg)
+        if not (folder / "results").is_dir():
+            print(f"error: {folder}/results is not a folder; pass a results folder such as leaderboards/results/synthetic",
+                  file=sys.stderr)
+            return 2
+        print("\n".join(report(folder)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
