@@ -22,31 +22,27 @@ MARK = {V.BEATS: "✓", V.FAILS: "✗", V.INCONCLUSIVE: "?", V.AT_CHANCE: "≈",
 
 
 @lru_cache(maxsize=None)
-def _declared(metric: str, score: str) -> tuple[str, int]:
-    """``(headline, priority)`` the installed metric spec declares for a score; ``("", 0)`` when the
-    metric is not registered (a plugin that is not installed)."""
+def _declared_info(metric: str, score: str) -> Any:
+    """The ``ScoreInfo`` the installed metric spec declares for a score; None when the metric is
+    not registered (a plugin that is not installed) or has no such score."""
     from saebench_sanity.errors import SaebenchError
     from saebench_sanity.registry import get_registry
 
     try:
-        info = get_registry().get("metric", metric).scores.get(score)
+        return get_registry().get("metric", metric).scores.get(score)
     except SaebenchError:
-        return "", 0
+        return None
+
+
+def _declared(metric: str, score: str) -> tuple[str, int]:
+    """``(headline, priority)`` the installed metric spec declares for a score; ``("", 0)`` if none."""
+    info = _declared_info(metric, score)
     return (info.headline, int(info.headline_priority)) if info is not None else ("", 0)
 
 
-@lru_cache(maxsize=None)
 def _declared_improves(metric: str, score: str) -> bool:
-    """``ScoreInfo.improves_with_training`` the installed metric spec declares for a score; False
-    when the metric is not registered."""
-    from saebench_sanity.errors import SaebenchError
-    from saebench_sanity.registry import get_registry
-
-    try:
-        info = get_registry().get("metric", metric).scores.get(score)
-    except SaebenchError:
-        return False
-    return bool(getattr(info, "improves_with_training", False)) if info is not None else False
+    """``ScoreInfo.improves_with_training`` the installed metric spec declares; False if none."""
+    return bool(getattr(_declared_info(metric, score), "improves_with_training", False))
 
 
 def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any]) -> bool:
