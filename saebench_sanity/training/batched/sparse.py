@@ -106,7 +106,35 @@ class SparseDecode(torch.autograd.Function):
         return g_w, g_W, None
 
 
-class Entries:
+class LatentMajor:
+    """``by_latent`` for a set of entries with ``rows`` (``m * B + b``) and ``cols`` (``m * d_sae + j``),
+    ``[N]`` long each, and ``M``, ``B``, ``d_sae``; the sort is cached in ``_by_latent`` (set it
+    to None in ``__init__``). Shared by the TopK family's selection and the L1 family's entries."""
+
+    M: int
+    B: int
+    d_sae: int
+    rows: Tensor
+    cols: Tensor
+    _by_latent: "tuple[Tensor, Tensor, Tensor] | None"
+
+    def by_latent(self, values: Tensor) -> Tensor:
+        """CSR ``[M * d_sae, M * B]`` with ``values [N]`` at (latent, row) of each entry (rows
+        ascending within a latent: a stable sort of the columns)."""
+        M, B, d_sae = self.M, self.B, self.d_sae
+        if self._by_latent is None:
+            # int32 keys sort ~2x faster than int64 on CPU (one-off measurement, 32k entries)
+            keys = self.cols.to(torch.int32) if M * d_sae < 2 ** 31 else self.cols
+            order = torch.argsort(keys, stable=True)
+            crow = torch.zeros(M * d_sae + 1, dtype=torch.long, device=self.cols.device)
+            crow[1:] = torch.bincount(self.cols, minlength=M * d_sae).cumsum(0)
+            self._by_latent = (order, crow, self.rows.index_select(0, order))
+        order, crow, col = self._by_latent
+        return torch.sparse_csr_tensor(crow, col, values.index_select(0, order), (M * d_sae, M * B),
+                                       check_invariants=False)
+
+
+class Entries(LatentMajor):
     """The nonzero entries of a mask ``[M, B, d_sae]``, any number per row, as a pattern (module
     docstring). Entries are in the mask's row-major order: grouped by row ``m * B + b``, latents
     ascending within a row (so sums over a row's entries run in latent order, as a dense row's do).
@@ -167,17 +195,3 @@ class Entries:
         return torch.sparse_csr_tensor(self.crow(), self.cols, torch.zeros_like(like),
                                        (self.M * self.B, self.M * self.d_sae), check_invariants=False)
 
-    def by_latent(self, values: Tensor) -> Tensor:
-        """CSR ``[M * d_sae, M * B]`` with ``values [N]`` at (latent, row) of each entry (rows
-        ascending within a latent: a stable sort of the columns)."""
-        M, B, d_sae = self.M, self.B, self.d_sae
-        if self._by_latent is None:
-            # int32 keys sort ~2x faster than int64 on CPU (one-off measurement, 32k entries)
-            keys = self.cols.to(torch.int32) if M * d_sae < 2 ** 31 else self.cols
-            order = torch.argsort(keys, stable=True)
-            crow = torch.zeros(M * d_sae + 1, dtype=torch.long, device=self.flat.device)
-            crow[1:] = torch.bincount(self.cols, minlength=M * d_sae).cumsum(0)
-            self._by_latent = (order, crow, self.rows.index_select(0, order))
-        order, crow, col = self._by_latent
-        return torch.sparse_csr_tensor(crow, col, values.index_select(0, order), (M * d_sae, M * B),
-                                       check_invariants=False)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
+from saebench_sanity.training.batched.sparse import LatentMajor
 from saebench_sanity.training.batched.sparse import SelectedPre as _SelectedPre
 from saebench_sanity.training.batched.sparse import SparseDecode as _SparseDecode
 
@@ -97,33 +98,20 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return vals, cols[start.unsqueeze(1) + j]  # j < counts[row]: padding (-inf) is never among the top k
 
 
-class _Sel:
+class _Sel(LatentMajor):
     """Kept entries of every member: ``f [M, N]`` member-local flat index ``b * d_sae + j``,
     grouped by sample ``b`` ascending; ``valid [M, N]`` bool or None (all valid)."""
 
     def __init__(self, f: Tensor, valid: Tensor | None, B: int, d_sae: int) -> None:
         self.f, self.valid, self.B, self.d_sae = f, valid, B, d_sae
         M, N = f.shape
+        self.M = M
         dev = f.device
         self.latent = f % d_sae  # [M, N]
         self.rows = (f // d_sae + torch.arange(M, device=dev).view(M, 1) * B).reshape(-1)
         self.cols = (self.latent + torch.arange(M, device=dev).view(M, 1) * d_sae).reshape(-1)
         self._crow: Tensor | None = None
         self._by_latent: tuple[Tensor, Tensor, Tensor] | None = None
-
-    def by_latent(self, values: Tensor) -> Tensor:
-        """CSR ``[M * d_sae, M * B]`` with ``values [N]`` at (latent, row) of each entry: its product
-        with a ``[M * B, d]`` matrix is a parameter gradient computed from the kept entries only
-        (CSR: torch's CSR x dense kernel was ~3x faster than COO, which sorts on every product)."""
-        M, B, d_sae = self.f.shape[0], self.B, self.d_sae
-        if self._by_latent is None:
-            order = torch.argsort(self.cols, stable=True)
-            crow = torch.zeros(M * d_sae + 1, dtype=torch.long, device=self.f.device)
-            crow[1:] = torch.bincount(self.cols, minlength=M * d_sae).cumsum(0)
-            self._by_latent = (order, crow, self.rows.index_select(0, order))
-        order, crow, col = self._by_latent
-        return torch.sparse_csr_tensor(crow, col, values.index_select(0, order), (M * d_sae, M * B),
-                                       check_invariants=False)
 
     def by_row_pattern(self, like: Tensor) -> Tensor:
         """CSR ``[M * B, M * d_sae]`` pattern of the entries (values zero), for ``sampled_addmm``."""
