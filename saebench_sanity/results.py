@@ -177,6 +177,15 @@ def _safe_name(name: Any) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
+def _read_sealed(path: Path) -> tuple[Any, str | None, dict[str, Any]]:
+    """``unseal`` of the JSON in ``path``: ``(body, None, seals)`` or ``(None, problem, {})`` when
+    the file does not parse or its seal does not match (run.json and result records)."""
+    data, why = read_json(path)
+    if why is not None:
+        return None, why, {}
+    return unseal(data)
+
+
 class ResultStore:
     """Checkpoints and results of one output directory (see module docstring).
 
@@ -362,10 +371,7 @@ class ResultStore:
         path = self.result_path(key)
         if not path.is_file():
             return None, None
-        data, why = read_json(path)
-        if why is not None:
-            return None, why
-        rec, why, seals = unseal(data)
+        rec, why, seals = _read_sealed(path)
         if why is None:
             why = record_shape_problem(rec, key)
         if why is None:  # every present field has its type (saebench_sanity.records)
@@ -430,10 +436,7 @@ class ResultStore:
         path = self.root / RUN_FILE
         if not path.is_file():
             return None, None
-        data, why = read_json(path)
-        if why is not None:
-            return None, why
-        run, why, _ = unseal(data)
+        run, why, _ = _read_sealed(path)
         if why is None:
             for name, typ in (("cell_keys", list), ("metric_keys", list), ("config", dict)):
                 if run.get(name) is not None and not isinstance(run[name], typ):
