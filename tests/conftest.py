@@ -185,3 +185,14 @@ def tiny_store_env(base: Path):
     cfg = st.StoreConfig(model=str(base / "tiny"), hook_point="resid_post.1", corpus=str(corpus), context_len=16,
                          n_train_contexts=60, n_eval_contexts=8, contexts_per_shard=16, batch_size=8)
     return base, bundle, cfg
+
+
+def build_tiny_store(env, root: str, name: str, **over):
+    """``build_store`` of ``tiny_store_env``'s config (fields in ``over`` replaced) under
+    ``base / root``, with the env's model bundle and no progress output."""
+    from dataclasses import replace
+
+    from saebench_sanity.activations import store
+
+    base, bundle, cfg = env
+    return store.build_store(name, replace(cfg, **over), base / root, progress=False, model_bundle=bundle)

@@ -15,7 +15,7 @@ from saebench_sanity.activations import store as st  # noqa: E402
 from saebench_sanity.activations.reader import StoreReader  # noqa: E402
 from saebench_sanity.activations.real import RealActivationSet  # noqa: E402
 from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
-from conftest import tiny_store_env  # noqa: E402
+from conftest import build_tiny_store, tiny_store_env  # noqa: E402
 
 RATIO = 1.3
 
@@ -26,8 +26,7 @@ def env(tmp_path_factory):
 
 
 def _build(env, root, name="flagged", **over):
-    base, bundle, cfg = env
-    return st.build_store(name, replace(cfg, **over), base / root, progress=False, model_bundle=bundle)
+    return build_tiny_store(env, root, name, **over)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from saebench_sanity.activations import store as st  # noqa: E402
 from saebench_sanity.activations.reader import Normalizer, StoreReader  # noqa: E402
 from saebench_sanity.activations.real import RealActivationSet, check_sae_d_in  # noqa: E402
 from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
-from conftest import tiny_store_env  # noqa: E402
+from conftest import build_tiny_store, tiny_store_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +21,7 @@ def env(tmp_path_factory):
 
 
 def _build(env, root, name="tiny-set", **over):
-    base, bundle, cfg = env
-    from dataclasses import replace
-
-    return st.build_store(name, replace(cfg, **over), base / root, progress=False, model_bundle=bundle)
+    return build_tiny_store(env, root, name, **over)
 
 
 def test_same_inputs_give_the_same_identity_hash_and_manifest_has_the_promised_fields(env):
