@@ -442,6 +442,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     controlled = False
     cache_dir = Path(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
     store = ResultStore(cache_dir)
+    from saebench_sanity.harness.executor import has_current_checkpoint
+
     manifest_hash = aset.manifest_hash()
     tasks = []
     for seed in opts.seeds:
@@ -452,7 +454,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                          if s is not None])) for m in modes}
         tasks.append(_SeedTask(
             seed=int(seed), set_name=opts.set_name, set_manifest_hash=manifest_hash, arch=arch.name,
-            modes=[m.name for m in modes], todo=[m.name for m in modes if not store.has_checkpoint(keys[m.name])],
+            modes=[m.name for m in modes], todo=[m.name for m in modes if not has_current_checkpoint(store, keys[m.name], training)],
             keys=keys, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0, arch_overrides=arch_overrides,
             training=training, metrics=[spec.name for spec in applicable], device=device, dtype=opts.dtype,
             cache_dir=str(cache_dir)))

@@ -3,7 +3,9 @@ trainer that uses it: tiny real training runs, plus the issue's study-constant-m
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -15,13 +17,16 @@ from saebench_sanity.builtin.architectures import ARCHITECTURES  # noqa: E402
 from saebench_sanity.builtin.modes import MODES  # noqa: E402
 from saebench_sanity.config import TrainingConfig  # noqa: E402
 from saebench_sanity.errors import ConfigError, DataError  # noqa: E402
+from saebench_sanity.training import convergence  # noqa: E402
 from saebench_sanity.training.convergence import (  # noqa: E402
     IMPROVING,
     LEVEL,
     ConvergenceControl,
+    earliest_level,
     judge,
     pack_curve,
     recovery_probe,
+    stopped_too_early,
     unpack_curve,
 )
 from saebench_sanity.training.trainer import train_cell  # noqa: E402
@@ -88,6 +93,63 @@ def test_min_steps_holds_the_early_stop_back():
     training = TrainingConfig(max_steps=2000, curve_every=10, min_steps=900)
     control = ConvergenceControl(training)
     assert _feed(control, lambda s: 1.0) == 900 and control.level_at == 900
+
+
+def test_a_level_curve_stops_at_a_tenth_of_max_steps_not_before():
+    control = ConvergenceControl(TrainingConfig(max_steps=2000, curve_every=10))
+    assert control.earliest == earliest_level(control.training) == 200
+    assert _feed(control, lambda s: 1.0) == 200 and control.level_at == 200
+
+
+CURVES = Path(__file__).parent / "data" / "study-variable-mini-relu-curves.json"
+
+
+def _replay(series):
+    """Where the controls training uses (``MatchedL0Control`` around ``ConvergenceControl``,
+    target L0 6, max_steps 12,000, the recovery probe) stop a member whose curves are
+    ``series``: the decisions depend only on the recorded values."""
+    from saebench_sanity.training.sparsity_control import MatchedL0Control
+
+    curves = {k: dict(unpack_curve(v)) for k, v in series.items()}
+    inner = ConvergenceControl(TrainingConfig(max_steps=12000, curve_every=10),
+                               probe=lambda step: curves["recovery"][step])
+    control = MatchedL0Control(inner, 6.0, ("l1",))
+    for step in sorted(curves["loss"]):
+        if control.observe(step, {k: curves[k][step] for k in ("loss", "mse", "l0")}, step):
+            return step, inner.level_at
+    raise AssertionError("the recorded curves end before the control stops")
+
+
+def test_a_plateau_early_in_training_is_not_taken_for_convergence(monkeypatch):
+    """A trained ReLU SAE on study-variable-mini (tests/data: the committed record's curves, and
+    the first 500 steps of the same cell on an emulated other machine): the rule without an
+    earliest step called the emulated run level at step 500 (explained variance .087; the
+    reference run went on to 9,020 steps and .381). With the earliest step at 10% of max_steps
+    both runs go on to the reference's stop."""
+    data = json.loads(CURVES.read_text(encoding="utf-8"))
+    reference = data["reference"]
+    emulated = {k: pack_curve(sorted({**dict(unpack_curve(reference[k])), **dict(unpack_curve(data["emulated"][k]))}.items()))
+                for k in reference}  # the emulated run's first 500 steps, then the reference's curve
+    assert _replay(reference) == (9020, 9020) == (data["reference_level_at"],) * 2
+    assert _replay(emulated) == (9020, 9020)
+    monkeypatch.setattr(convergence, "MIN_SHARE", 0.0)  # the rule before the earliest step
+    assert _replay(emulated) == (500, 500) == (data["emulated_level_at"],) * 2
+
+
+def test_a_checkpoint_that_stopped_before_the_earliest_step_is_trained_again():
+    from types import SimpleNamespace
+
+    from saebench_sanity.harness.executor import has_current_checkpoint
+
+    training = TrainingConfig(max_steps=12000, curve_every=10)
+    infos = {"early": {"convergence": {"level_at": 500}}, "on_time": {"convergence": {"level_at": 1200}},
+             "full": {"convergence": {"level_at": None}}, "none": {}}
+    store = SimpleNamespace(has_checkpoint=lambda key: key != "absent", load_train_info=infos.__getitem__)
+    assert [has_current_checkpoint(store, k, training) for k in ("early", "on_time", "full", "none", "absent")] == [
+        False, True, True, True, False]
+    assert stopped_too_early(infos["early"], training) and not stopped_too_early(infos["on_time"], training)
+    # min_steps later than the share moves the earliest step with it
+    assert stopped_too_early(infos["on_time"], TrainingConfig(max_steps=12000, curve_every=10, min_steps=2000))
 
 
 def test_a_member_that_keeps_improving_runs_to_max_steps_and_stays_undertrained():

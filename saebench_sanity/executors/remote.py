@@ -69,8 +69,10 @@ def fully_cached(cells: list[Any], metrics: list[Any], store: Any, force: bool) 
     itself (``run_cohort`` on the real store only reads), without shipping it anywhere."""
     if force:
         return False
+    from saebench_sanity.harness.executor import has_current_checkpoint
+
     for cell in cells:
-        if not store.has_checkpoint(cell.key):
+        if not has_current_checkpoint(store, cell.key, cell.training):
             return False
         rec = store.load_result(cell.key)
         if not rec or rec.get("status") != "ok":
@@ -92,9 +94,11 @@ def prepare_task(cells: list[Any], metrics: list[Any], store: Any, *, set_params
     (none under ``force``: everything is redone)."""
     seed: dict[str, dict[str, Any]] = {}
     if not force:
+        from saebench_sanity.harness.executor import has_current_checkpoint
+
         for cell in cells:
             entry: dict[str, Any] = {}
-            if store.has_checkpoint(cell.key):
+            if has_current_checkpoint(store, cell.key, cell.training):
                 entry["checkpoint"] = _folder_bytes(store.checkpoint_dir(cell.key))
             path = store.result_path(cell.key)
             if path.is_file():

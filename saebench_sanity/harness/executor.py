@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
 from saebench_sanity.harness.store import ResultStore
 from saebench_sanity.judges.base import JudgeError
 from saebench_sanity.metrics.base import NotApplicable
+
+logger = logging.getLogger(__name__)
 
 OK, FAILED, SKIPPED, ERROR = "ok", "failed", "skipped", "error"
 
@@ -164,6 +167,21 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
     return infos
 
 
+def has_current_checkpoint(store: ResultStore, key: str, training: Any) -> bool:
+    """True when ``key`` has an intact checkpoint that the current rule would not train further:
+    a checkpoint whose early stop came before the rule's earliest level step (trained by an
+    older rule, ``convergence.stopped_too_early``) counts as absent, so its cell is trained again
+    (and its record, computed from the replaced checkpoint, becomes stale and is rescored)."""
+    if not store.has_checkpoint(key):
+        return False
+    from saebench_sanity.training.convergence import stopped_too_early
+
+    if stopped_too_early(store.load_train_info(key), training):
+        logger.info("%s stopped before the earliest step the current convergence rule allows; trained again", key)
+        return False
+    return True
+
+
 def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
     """A stored cell's training info with ``converged``/``convergence`` from the UNDERTRAINED rule
     of the code reading it, applied to the stored curves (``convergence.series``: loss, MSE,
@@ -203,7 +221,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
         if trained is not None:
             info = trained
             out.trained_now = True
-        elif force or not store.has_checkpoint(cell.key):
+        elif force or not has_current_checkpoint(store, cell.key, cell.training):
             reporter.phase(cell, "training")
             info = _train_and_save([cell], aset, store, registry, reporter, device=device)[cell.key]
             if "error" in info:
@@ -314,7 +332,7 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
 
     reporter = reporter or NullReporter()
     device = resolve_device(device, "run.device")  # "auto"/"cuda" -> the device string torch uses here
-    todo = [c for c in cells if force or not store.has_checkpoint(c.key)]
+    todo = [c for c in cells if force or not has_current_checkpoint(store, c.key, c.training)]
     infos: dict[str, dict[str, Any]] = {}
     if todo:
         for c in todo:

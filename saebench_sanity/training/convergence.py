@@ -54,6 +54,19 @@ Training (:class:`ConvergenceControl`)
     point; a failed bootstrap check is repeated only after ``RECHECK_GROWTH`` (5%) more steps,
     which bounds its cost) or at ``max_steps - lr_decay_steps``, whichever comes first. The member stops at the end
     of its decay. Every member of a cohort gets the same ``max_steps`` and schedule shape.
+
+Earliest level
+    The rule is not allowed to say level before ``MIN_SHARE`` (10%) of ``max_steps``
+    (:func:`earliest_level`). The window is a share of the steps taken, so early in training it
+    is short, and right after the matched-L0 controller settles an L1 SAE sits on a plateau:
+    a ReLU seed of ``study-variable-mini`` (max 12,000) was level on a 100-step window at step 500
+    with explained variance .087 (its MSE flat while L0 reached its target), then its MSE fell
+    from 6.5 to 4.4 and the same cell on the reference machine ran 9,020 steps to .381. At 1,200
+    steps its window is already 240 steps long and the MSE falls ~4% over it. Checks before the
+    earliest step still run (a level answer there waits 5% more steps, as a failed check does),
+    so a cell whose first level came at or after it trains exactly as before; a stored cell whose
+    early stop came before it was trained under an older rule and is trained again
+    (:func:`stopped_too_early`, used by the executor).
 """
 
 from __future__ import annotations
@@ -85,6 +98,9 @@ MAX_POINTS = 50
 #: during training a failed bootstrap check is not repeated before 5% more steps have passed
 #: (the decay may start up to 5% of the steps later than the first level point)
 RECHECK_GROWTH = 1.05
+#: no early stop before this share of ``max_steps``: a short window early in training cannot tell a
+#: plateau from convergence (module docstring, "Earliest level")
+MIN_SHARE = 0.1
 #: pairwise slopes computed per chunk of bootstrap replicates (bounds memory, ~16 MB)
 _CHUNK_PAIRS = 2_000_000
 
@@ -287,6 +303,20 @@ def judge(curves: Mapping[str, Sequence[Any]] | Sequence[Any], training: Any, *,
     return state != IMPROVING, info
 
 
+def earliest_level(training: Any) -> int:
+    """The first step at which the rule may say level: ``MIN_SHARE`` of ``max_steps``, or
+    ``min_steps`` if that is later."""
+    return max(int(training.min_steps), math.ceil(MIN_SHARE * int(training.max_steps)))
+
+
+def stopped_too_early(info: Mapping[str, Any] | None, training: Any) -> bool:
+    """True when a stored cell's train info (``train.json``) records an early stop (``level_at``)
+    before :func:`earliest_level`: it was trained under an older rule, and this code would have
+    trained it longer."""
+    level_at = ((info or {}).get("convergence") or {}).get("level_at")
+    return level_at is not None and int(level_at) < earliest_level(training)
+
+
 def constant_phase_end(training: Any) -> int | None:
     """Last step of the constant-lr phase of a run that used its whole budget (None: no decay)."""
     decay = int(training.lr_decay_steps)
@@ -353,6 +383,7 @@ class ConvergenceControl:
         self.decay = int(training.lr_decay_steps)
         self.early_stop = bool(training.early_stop)
         self.min_steps = int(training.min_steps)
+        self.earliest = earliest_level(training)
         every = getattr(training, "recovery_every", None)
         self.recovery_every = int(every) if every else self.curve_every
         self.probe = probe
@@ -379,9 +410,12 @@ class ConvergenceControl:
             self.curves["recovery"].append((int(step), _g7(self.probe(member))))
         if (self.early_stop and self.level_at is None and step >= self.min_steps and step > self.warm_up
                 and step <= self.max_steps - self.decay and self._level(step)):
-            self.level_at = int(step)
-            # start the decay so that it ends on a curve point (where observe is called again)
-            self.decay_start = min(step + (-self.decay) % self.curve_every, self.max_steps - self.decay)
+            if step < self.earliest:  # too early to trust (module docstring): look again later
+                self._next_check = step * RECHECK_GROWTH
+            else:
+                self.level_at = int(step)
+                # start the decay so that it ends on a curve point (where observe is called again)
+                self.decay_start = min(step + (-self.decay) % self.curve_every, self.max_steps - self.decay)
         return step >= min(self.decay_start + self.decay, self.max_steps)
 
     def _level(self, step: int) -> bool:
