@@ -200,7 +200,8 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
              registry: Any, *, force: bool = False, reporter: Any = None,
-             trained: dict[str, Any] | None = None, device: str = "cpu", metric_cache: Any = None) -> CellOutcome:
+             trained: dict[str, Any] | None = None, device: str = "cpu", metric_cache: Any = None,
+             sae: Any = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell.
 
     ``trained``: this cell's train info when its cohort trained it just now (``run_cohort``), or
@@ -208,17 +209,22 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     cell trains and is scored on (its checkpoint is loaded there; each metric entry records the
     ``device`` and ``dtype`` it was scored in). ``metric_cache``: the ``MetricCache`` its metrics
     share work through (default: this process's, ``harness.scoring.PROCESS_CACHE``). A metric
-    that raises ``NotApplicable`` is recorded as ``skipped`` with its reason."""
+    that raises ``NotApplicable`` is recorded as ``skipped`` with its reason. ``sae``: a *provided*
+    cell's SAE, already in the set's space (``saebench check``'s user SAE): it is scored as it is,
+    nothing trains or loads a checkpoint, and the record's ``training`` is null."""
     reporter = reporter or NullReporter()
     loaded = None if force else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
     record.update({"key": cell.key, "label": cell.label, "cell": cell.identity()})
     record.setdefault("metrics", {})
     out = CellOutcome(key=cell.key, label=cell.label, status=OK)
+    info: dict[str, Any] | None = None
     try:
-        if trained is not None and "error" in trained:
+        if sae is not None:  # provided: not trained here
+            pass
+        elif trained is not None and "error" in trained:
             raise trained["error"]
-        if trained is not None:
+        elif trained is not None:
             info = trained
             out.trained_now = True
         elif force or not has_current_checkpoint(store, cell.key, cell.training):
@@ -229,9 +235,10 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
             out.trained_now = True
         else:
             info = rejudge_convergence(store.load_train_info(cell.key), cell)
-        record.update(status=OK, error=None, training=_training_summary(info))
-        out.train_seconds = float(info.get("seconds") or 0.0)
-        out.converged = bool(info.get("converged"))
+        record.update(status=OK, error=None, training=None if info is None else _training_summary(info))
+        if info is not None:
+            out.train_seconds = float(info.get("seconds") or 0.0)
+            out.converged = bool(info.get("converged"))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
@@ -266,8 +273,9 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                     from saebench_sanity.harness.scoring import metric_context
 
                     # metrics score on the set's served activations; a checkpoint takes raw ones
-                    sae = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
-                    ctx = metric_context(sae, aset, eval_acts(), registry, device=device, cache=metric_cache)
+                    scored = sae if sae is not None else checkpoint_in_set_space(
+                        load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
+                    ctx = metric_context(scored, aset, eval_acts(), registry, device=device, cache=metric_cache)
                 entry.update(device=ctx.device, dtype=ctx.dtype)
                 result = registry.get("metric", mp.name).evaluate(ctx, **mp.params)
                 info_by_score = score_infos(registry, mp.name)
