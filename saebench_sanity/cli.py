@@ -383,11 +383,12 @@ def write_run_leaderboards(result: Any, registry: Any, *, plots: bool = True, le
     lb_dir = Path(leaderboards) if leaderboards else leaderboard_dir(cfg)
     paths: list[Any] = []
     run_info, records = aggregate.load(cfg.output_dir)  # read once, for every leaderboard and the report
+    declared = registry.declared_scores()  # for records older than a ScoreInfo field
     for name, family, sets in leaderboard_groups(cfg, registry):
-        col = aggregate.from_records(run_info, records, sets=sets)
+        col = aggregate.from_records(run_info, records, sets=sets, declared=declared)
         check_leaderboard_names(name, col.sets, cfg.output_dir)  # they become file names
         paths += render.write(col, name=name, results=str(cfg.output_dir), out=str(lb_dir), plots=plots, family=family)
-    col = aggregate.from_records(run_info, records)
+    col = aggregate.from_records(run_info, records, declared=declared)
     result.leaderboard_paths, result.collected, result.table = paths, col, aggregate.summary(col)
 
 
@@ -464,8 +465,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from saebench_sanity.leaderboard import aggregate, render
-
     from saebench_sanity.paths import check_leaderboard_names, safe_name
+    from saebench_sanity.registry import get_registry
 
     name = args.name or args.family or "synthetic"
     safe_name("leaderboard name", name)  # before the --out probe creates anything
@@ -474,12 +475,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     sets = None
     if args.family:
         from saebench_sanity.harness.run import sets_of_family
-        from saebench_sanity.registry import get_registry
 
         sets = sets_of_family(get_registry(), args.family)
         if not sets:
             raise SaebenchError(f"no registered activation set has family {args.family!r}; see `saebench list`")
-    col = aggregate.collect(args.results, sets=sets)
+    # what the installed metrics declare, for records older than a ScoreInfo field
+    col = aggregate.collect(args.results, sets=sets, declared=get_registry().declared_scores())
     check_leaderboard_names(name, col.sets, args.results)  # names that become files: refused, exit 2
     if args.check:
         differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)

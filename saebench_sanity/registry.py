@@ -19,6 +19,7 @@ reuses results of the old.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import re
@@ -44,7 +45,7 @@ class Kind:
     spec_path: str  # "module:Class", imported lazily to keep this module light
 
     @property
-    def spec_class(self) -> type:
+    def spec_class(self) -> type[Any]:
         module, _, cls = self.spec_path.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -212,6 +213,13 @@ class Registry:
             hint = f" (plugin(s) {', '.join(broken)} failed to load: see `saebench list`)" if broken else ""
             raise UnknownNameError(f"unknown {kind.replace('_', ' ')} {name!r}; known: {known}{hint}") from None
 
+    def declared_scores(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Metric name -> score -> the fields of the ``ScoreInfo`` the registered metric declares,
+        in the form results record them (``score_info``): what the leaderboard falls back to for
+        records written before a field was recorded (``leaderboard.headline.DeclaredScores``)."""
+        return {name: {score: dataclasses.asdict(info) for score, info in self.get("metric", name).scores.items()}
+                for name in self.names("metric")}
+
     def all_items(self) -> list[Any]:
         return [spec for kind in KINDS for spec in sorted(self.items[kind].values(), key=lambda s: s.name)]
 
@@ -274,7 +282,7 @@ def spec_problems(kind: str, spec: Any) -> list[str]:
             bad = sorted(str(k) for k, v in scores.items() if not isinstance(k, str) or not isinstance(v, ScoreInfo))
             if bad:
                 out.append(f"scores {', '.join(bad)} are not ScoreInfo objects keyed by name")
-        needs = getattr(spec, "needs", frozenset())
+        needs: object = getattr(spec, "needs", frozenset())
         if not isinstance(needs, (set, frozenset)) or not all(isinstance(n, str) for n in needs):
             out.append("needs must be a frozenset of strings (e.g. frozenset({'ground_truth'}))")
     elif kind == "training_mode":

@@ -17,8 +17,10 @@ PACKAGE = Path(saebench_sanity.__file__).parent
 RULES = [
     ("saebench_sanity.leaderboard",
      ("saebench_sanity.harness", "saebench_sanity.executors", "saebench_sanity.training", "saebench_sanity.metrics",
-      "saebench_sanity.activations", "saebench_sanity.check", "saebench_sanity.cli"),
-     "the leaderboard reads results through saebench_sanity.results, never through the harness"),
+      "saebench_sanity.activations", "saebench_sanity.check", "saebench_sanity.cli", "saebench_sanity.registry",
+      "saebench_sanity.builtin"),
+     "the leaderboard reads results through saebench_sanity.results, never through the harness, and gets what "
+     "the installed plugins declare from its caller, never from the registry"),
     ("saebench_sanity.metrics",
      ("saebench_sanity.harness", "saebench_sanity.registry", "saebench_sanity.builtin", "saebench_sanity.executors",
       "saebench_sanity.leaderboard", "saebench_sanity.training", "saebench_sanity.check", "saebench_sanity.cli"),
@@ -100,6 +102,7 @@ def test_the_check_catches_an_upward_import_in_each_layer(tmp_path):
         "results.py": "import json\n",
         "leaderboard/__init__.py": "",
         "leaderboard/inputs.py": "from saebench_sanity.harness.store import ResultStore\n",
+        "leaderboard/headline.py": "def h():\n    from saebench_sanity.registry import get_registry\n",
         "leaderboard/ok.py": "from saebench_sanity.results import ResultStore\nfrom saebench_sanity.io import stable_hash\n",
         "metrics/__init__.py": "",
         "metrics/probing.py": "def f():\n    from saebench_sanity.registry import get_registry\n",
@@ -114,8 +117,9 @@ def test_the_check_catches_an_upward_import_in_each_layer(tmp_path):
         (root / rel).write_text(text)
     found = violations(root)
     assert any(v.startswith("saebench_sanity.leaderboard.inputs imports saebench_sanity.harness.store") for v in found)
+    assert any(v.startswith("saebench_sanity.leaderboard.headline imports saebench_sanity.registry") for v in found)
     assert any(v.startswith("saebench_sanity.metrics.probing imports saebench_sanity.registry") for v in found)
     assert any(v.startswith("saebench_sanity.metrics.ravel imports metrics.probing") for v in found)
     assert any(v.startswith("saebench_sanity.harness.run imports saebench_sanity.leaderboard") for v in found)
     assert not any(v.startswith(("saebench_sanity.leaderboard.ok", "saebench_sanity.metrics.autointerp")) for v in found)
-    assert len(found) == 4, found
+    assert len(found) == 5, found

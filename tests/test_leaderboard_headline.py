@@ -14,8 +14,16 @@ from saebench_sanity.metrics.base import ScoreInfo
 from tests.test_leaderboard_render import make_results
 
 
+def declared():
+    """What the installed metrics declare: the CLI hands this to the leaderboard (the toy records
+    below carry no headline declaration, so their headline comes from here)."""
+    from saebench_sanity.registry import get_registry
+
+    return get_registry().declared_scores()
+
+
 def rows_of(root, **kw):
-    col = aggregate.collect(root, **kw)
+    col = aggregate.collect(root, declared=declared(), **kw)
     return col, json.loads(render.render(col, name="toy", results="res", out="lb").json)["rows"]
 
 
@@ -38,7 +46,7 @@ def test_headline_cells_say_verdict_mark_trained_vs_closest_baseline_and_what_fa
 
 def test_markdown_puts_the_headline_first_and_keeps_descriptive_scores_out(tmp_path):
     make_results(tmp_path / "res")
-    out = render.render(aggregate.collect(tmp_path / "res"), name="toy", results="res", out="lb")
+    out = render.render(aggregate.collect(tmp_path / "res", declared=declared()), name="toy", results="res", out="lb")
     md = out.markdown
     assert md.index("## Headline") < md.index("## Full scores")
     head = md[md.index("## Headline"):md.index("## Full scores")]
@@ -79,10 +87,16 @@ def test_the_higher_priority_score_fills_a_shared_headline_column_and_records_ov
     assert [(c.title, c.metric) for c in cols] == [("explained variance", "reconstruction_bulk")]
     assert table[0].cells["explained variance"].verdict == "INCONCLUSIVE"  # constant 0.5 everywhere: no interval
     # a record that declares no headline for a score is believed over the installed spec; records
-    # written before scores declared one fall back to the spec; an uninstalled metric has none
-    assert H.headline_of("reconstruction", "explained_variance", {"headline": ""}) == ("", 0)
-    assert H.headline_of("reconstruction", "explained_variance", {}) == ("explained variance", 0)
-    assert H.headline_of("no_such_metric", "x", {}) == ("", 0)
+    # written before scores declared one fall back to the spec; an uninstalled metric has none, and
+    # without the declarations handed down only the records count
+    spec = declared()
+    assert H.headline_of("reconstruction", "explained_variance", {"headline": ""}, spec) == ("", 0)
+    assert H.headline_of("reconstruction", "explained_variance", {}, spec) == ("explained variance", 0)
+    assert H.headline_of("no_such_metric", "x", {}, spec) == ("", 0)
+    assert H.headline_of("reconstruction", "explained_variance", {}) == ("", 0)
+    assert H.improves_with_training_of("reconstruction", "explained_variance", {}, spec)
+    assert not H.improves_with_training_of("reconstruction", "explained_variance", {"improves_with_training": False}, spec)
+    assert not H.improves_with_training_of("reconstruction", "explained_variance", {})
 
 
 def test_a_descriptive_score_cannot_be_a_headline():
@@ -123,7 +137,7 @@ def test_terminal_report_ends_with_headline_html_path_and_failing_count(tmp_path
     from saebench_sanity.report import print_final
 
     make_results(tmp_path / "res")
-    col = aggregate.collect(tmp_path / "res")
+    col = aggregate.collect(tmp_path / "res", declared=declared())
     result = SimpleNamespace(outcomes=[], plan=SimpleNamespace(metrics=[]), collected=col, table=aggregate.summary(col),
                              summary={"cells": 25, "trained_now": 0, "train_seconds": 0.0, "failed": 1, "metric_errors": 0},
                              leaderboard_paths=[tmp_path / "lb" / "toy.md", tmp_path / "lb" / "index.html"])

@@ -107,8 +107,11 @@ def test_unconverged_trained_cell_is_undertrained_not_fails(tmp_path):
 
 
 def test_markdown_has_command_chance_verdicts_notes_and_rule(tmp_path):
+    from saebench_sanity.registry import get_registry
+
     make_results(tmp_path / "res")
-    col = aggregate.collect(tmp_path / "res")
+    # as the CLI does: the installed metrics' declarations fill what the toy records do not carry (headline)
+    col = aggregate.collect(tmp_path / "res", declared=get_registry().declared_scores())
     out = render.render(col, name="toy", results="res", out="lb")
     md = out.markdown
     header = md.splitlines()[2]

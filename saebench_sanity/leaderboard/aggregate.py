@@ -13,7 +13,7 @@ import pandas as pd
 
 from saebench_sanity.io import stable_hash
 from saebench_sanity.leaderboard import verdict as V
-from saebench_sanity.leaderboard.headline import headline_of, improves_with_training_of
+from saebench_sanity.leaderboard.headline import DeclaredScores, headline_of, improves_with_training_of
 
 LONG_COLUMNS = ["set", "arch", "mode", "seed", "is_baseline", "trains", "converged", "metric", "score",
                 "value", "direction", "chance", "min_effect", "headline", "headline_priority", "improves", "order"]
@@ -95,19 +95,22 @@ def load(results_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 def collect(results_dir: str | Path, *, min_effect: float | None = None, confidence: float | None = None,
-            sets: list[str] | None = None) -> Collected:
+            sets: list[str] | None = None, declared: DeclaredScores | None = None) -> Collected:
     """Read a results directory (only the cells and metrics of its last run when ``run.json``
-    exists; only the activation sets ``sets`` when given)."""
+    exists; only the activation sets ``sets`` when given). ``declared``: :func:`from_records`."""
     run, records = load(results_dir)
-    return from_records(run, records, min_effect=min_effect, confidence=confidence, sets=sets)
+    return from_records(run, records, min_effect=min_effect, confidence=confidence, sets=sets, declared=declared)
 
 
 def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effect: float | None = None,
-                 confidence: float | None = None, sets: list[str] | None = None) -> Collected:
+                 confidence: float | None = None, sets: list[str] | None = None,
+                 declared: DeclaredScores | None = None) -> Collected:
     """:func:`collect` on records already read (:func:`load`), so one read serves several
     leaderboards (a run over two set families). The rule's parameters come from the run's
     recorded ``[verdict]`` table, else the defaults (a recorded ``n_sigma`` of the retired rule is
-    ignored)."""
+    ignored). ``declared``: the installed metrics' ``ScoreInfo`` fields
+    (``Registry.declared_scores()``), read for a score whose record predates a field (its headline,
+    ``improves_with_training``); None reads the records alone."""
     only = None if sets is None else set(sets)
     metric_keys = set(run.get("metric_keys") or [])
     verdict_cfg = (run.get("config") or {}).get("verdict") or {}
@@ -135,9 +138,11 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
     failed, metric_errors = [], []
     metric_params: dict[str, list[dict[str, Any]]] = {}
     judges: dict[str, dict[str, set[str]]] = {}
-    baselines, references, modes, sets = [], [], list(config_modes), list(config_sets)
+    baselines: list[str] = []
+    references: list[str] = []
+    modes, sets = list(config_modes), list(config_sets)
     for rec in records:
-        cell = rec.get("cell") or {}
+        cell: Any = rec.get("cell") or {}  # a validated record's cell (saebench_sanity.records)
         modes.append(cell.get("mode"))
         sets.append(cell.get("set"))
         (baselines if cell.get("is_baseline") else references if cell.get("mode") != "trained" else []).append(cell.get("mode"))
@@ -171,7 +176,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
             mname = entry.get("name", mkey.split(":")[0])
             for score, value in sorted((entry.get("scores") or {}).items()):
                 info = infos.get(score) or {}
-                headline, headline_priority = headline_of(mname, score, info)
+                headline, headline_priority = headline_of(mname, score, info, declared)
                 rows.append({
                     "set": cell["set"], "arch": cell["arch"], "mode": cell["mode"], "seed": int(cell["seed"]),
                     "is_baseline": bool(cell.get("is_baseline")), "trains": bool(cell.get("trains", True)),
@@ -179,7 +184,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                     "value": value if value is not None else math.nan,
                     "direction": info.get("direction"), "chance": info.get("chance"), "min_effect": info.get("min_effect"),
                     "headline": headline, "headline_priority": headline_priority,
-                    "improves": improves_with_training_of(mname, score, info),
+                    "improves": improves_with_training_of(mname, score, info, declared),
                     # display order: architectures and metrics as configured, scores as declared
                     "order": (arch_rank(cell["arch"]), metric_rank.get(mname, len(metric_rank)), mname,
                               score_rank.get(score, len(score_rank)), score),
@@ -253,7 +258,7 @@ def summary(col: Collected) -> pd.DataFrame:
                    if (set_name, arch, m) in training and training[(set_name, arch, m)]["target_l0"] is not None]
         target = targets[0] if targets else None
         improves = bool(first["improves"])
-        kw = dict(min_seeds=rule.min_seeds, chance=chance, target_l0=target, l0_tolerance=rule.l0_tolerance,
+        kw: dict[str, Any] = dict(min_seeds=rule.min_seeds, chance=chance, target_l0=target, l0_tolerance=rule.l0_tolerance,
                   improves_with_training=improves)
         v = V.judge(trained, base_stats, direction, min_eff, rule.confidence, **kw)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,

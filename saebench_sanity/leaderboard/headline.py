@@ -4,15 +4,16 @@ per headline score, each cell the trained SAE against its closest random baselin
 Which scores are headline scores is declared by each metric (``ScoreInfo.headline`` and
 ``headline_priority``) and recorded with its results; this module only reads the leaderboard's
 summary rows (``aggregate.summary`` as records, or a board's JSON ``rows``), so the Markdown, the
-terminal report and the HTML page show the same cells.
+terminal report and the HTML page show the same cells. For records written before a field was
+recorded, the caller (the CLI, from the plugin registry) hands down what the installed metrics
+declare (:data:`DeclaredScores`): this layer never reads the registry itself.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from saebench_sanity.leaderboard import verdict as V
 
@@ -21,44 +22,37 @@ MARK = {V.BEATS: "✓", V.FAILS: "✗", V.INCONCLUSIVE: "?", V.AT_CHANCE: "≈",
         V.L0_NOT_MATCHED: "≠", V.SEEDS: "#", V.NO_DATA: "∅", V.DESCRIPTIVE: ""}
 
 
-@lru_cache(maxsize=None)
-def _declared_info(metric: str, score: str) -> Any:
-    """The ``ScoreInfo`` the installed metric spec declares for a score; None when the metric is
-    not registered (a plugin that is not installed) or has no such score."""
-    from saebench_sanity.errors import SaebenchError
-    from saebench_sanity.registry import get_registry
-
-    try:
-        return get_registry().get("metric", metric).scores.get(score)
-    except SaebenchError:
-        return None
+#: metric name -> score -> the fields of the ``ScoreInfo`` the installed metric declares, as
+#: records store them (``score_info``); ``Registry.declared_scores()`` builds it. A metric that is
+#: not installed is absent.
+DeclaredScores = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 
-def _declared(metric: str, score: str) -> tuple[str, int]:
-    """``(headline, priority)`` the installed metric spec declares for a score; ``("", 0)`` if none."""
-    info = _declared_info(metric, score)
-    return (info.headline, int(info.headline_priority)) if info is not None else ("", 0)
+def _declared_info(declared: DeclaredScores | None, metric: str, score: str) -> Mapping[str, Any]:
+    """The declared ``ScoreInfo`` fields of a score; empty when ``declared`` is None or the metric
+    is not installed or has no such score."""
+    return (declared or {}).get(metric, {}).get(score) or {}
 
 
-def _declared_improves(metric: str, score: str) -> bool:
-    """``ScoreInfo.improves_with_training`` the installed metric spec declares; False if none."""
-    return bool(getattr(_declared_info(metric, score), "improves_with_training", False))
-
-
-def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any]) -> bool:
+def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any],
+                              declared: DeclaredScores | None = None) -> bool:
     """A recorded score's ``improves_with_training``: its recorded ``score_info``, else (records
-    written before scores declared it) the installed metric's declaration."""
+    written before scores declared it) the installed metric's declaration in ``declared``; False
+    if none."""
     if "improves_with_training" in info:
         return bool(info.get("improves_with_training"))
-    return _declared_improves(metric, score)
+    return bool(_declared_info(declared, metric, score).get("improves_with_training", False))
 
 
-def headline_of(metric: str, score: str, info: Mapping[str, Any]) -> tuple[str, int]:
+def headline_of(metric: str, score: str, info: Mapping[str, Any],
+                declared: DeclaredScores | None = None) -> tuple[str, int]:
     """``(headline column title or "", priority)`` of a recorded score: its recorded ``score_info``,
-    else (records written before scores declared a headline) the installed metric's declaration."""
+    else (records written before scores declared a headline) the installed metric's declaration in
+    ``declared``; ``("", 0)`` if none."""
     if "headline" in info:
         return str(info.get("headline") or ""), int(info.get("headline_priority") or 0)
-    return _declared(metric, score)
+    spec = _declared_info(declared, metric, score)
+    return str(spec.get("headline") or ""), int(spec.get("headline_priority") or 0)
 
 
 def short(v: Any) -> str:
@@ -76,7 +70,7 @@ def short(v: Any) -> str:
     return f"{v:.3g}"
 
 
-def labels(rows: list[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+def labels(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
     """``(metric, score) -> label``: the score's name, ``metric.score`` where two metrics of the
     rows share a score name."""
     owners: dict[str, set[str]] = {}
@@ -199,7 +193,7 @@ def columns(rows: Iterable[Mapping[str, Any]], set_name: str) -> list[Column]:
     return [best[t][1] for t in order]
 
 
-def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], list[Row]]:
+def table(rows: Sequence[Mapping[str, Any]], set_name: str) -> tuple[list[Column], list[Row]]:
     """Headline columns and one :class:`Row` per architecture of ``set_name`` (architectures in
     the order of ``rows``). A column an architecture has no row for is a ``NO DATA`` cell."""
     cols = columns(rows, set_name)
@@ -211,13 +205,13 @@ def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], l
     by_key = {(str(r["arch"]), str(r["metric"]), str(r["score"])): r for r in part}
     for arch, row in out.items():
         for c in cols:
-            r = by_key.get((arch, c.metric, c.score))
-            if r is None:
+            rec = by_key.get((arch, c.metric, c.score))
+            if rec is None:
                 row.cells[c.title] = Cell(V.NO_DATA, None, None, None, None, None)
                 continue
-            base = _str(r.get("baseline")) or best_baseline(r)
-            row.cells[c.title] = Cell(str(r.get("verdict")), _str(r.get("at_budget")), _num(r.get("trained_mean")),
-                                      base, _num(r.get(f"{base}_mean")) if base else None, _num(r.get("min_effect")))
+            base = _str(rec.get("baseline")) or best_baseline(rec)
+            row.cells[c.title] = Cell(str(rec.get("verdict")), _str(rec.get("at_budget")), _num(rec.get("trained_mean")),
+                                      base, _num(rec.get(f"{base}_mean")) if base else None, _num(rec.get("min_effect")))
         shown = {(c.metric, c.score): c.title for c in cols}
         failed = [(str(r["metric"]), str(r["score"])) for r in part
                   if str(r["arch"]) == arch and r.get("verdict") == V.FAILS]
@@ -226,7 +220,7 @@ def table(rows: list[Mapping[str, Any]], set_name: str) -> tuple[list[Column], l
     return cols, list(out.values())
 
 
-def failing(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> list[Row]:
+def failing(rows: Sequence[Mapping[str, Any]], sets: Iterable[str]) -> list[Row]:
     """Every SAE (set, architecture) that FAILS on at least one headline score."""
     return [row for s in sets for row in table(rows, s)[1] if row.fails]
 
@@ -242,7 +236,7 @@ def count_line(table_rows: list[Row]) -> str:
     return text
 
 
-def counts(rows: list[Mapping[str, Any]], sets: Iterable[str]) -> dict[str, int]:
+def counts(rows: Sequence[Mapping[str, Any]], sets: Iterable[str]) -> dict[str, int]:
     """How many headline cells carry each label, over ``sets`` (what the HTML page shows)."""
     out: dict[str, int] = {}
     for s in sets:
