@@ -16,15 +16,16 @@ scores (MSE) share the set's units.
 
 Without a set name the set comes from the SAE's SAELens metadata (``derive_set``: model, hook
 point, context), declared as a user-defined set over a corpus the user names. Baselines train as
-the embedded suite that lists the set trains it (``baseline_training_config``) and are cached by
-identity (``baseline_key``), so another SAE of the same shape on the same set trains nothing new.
+the embedded suite that lists the set trains it (``baseline_training_config``).
 
-Parallel work (``CheckOptions.jobs``): each baseline seed is one task (``_SeedTask``: train
-that seed's missing baselines as one cohort, write them to the cache, score every baseline of
-the seed), run in this process for ``jobs = 1`` or in a pool of ``jobs`` spawned processes
-(``_seed_baselines`` either way, the very same code), each with ``cores // jobs`` torch threads
-as ``saebench run --jobs`` gives its workers. The report is assembled in seed order, so it does
-not depend on which task finished first.
+A check is a plan run by ``saebench run``'s harness: the baselines are cells (``baseline_cells``,
+keyed by ``baseline_key``, so another SAE of the same shape on the same set trains nothing new),
+the baselines of one seed one cohort, run by the registered ``local`` executor (``--jobs N``: a
+pool of N processes with ``cores // N`` torch threads each, as ``saebench run --jobs``) into the
+cache folder, a ``harness.store`` store; the user's SAE is one *provided* cell (``PROVIDED``,
+keyed by the hash of its weights: ``provided_key``) that ``harness.executor.run_cell`` scores as
+it is and never trains. Every score is read back from the cells' records, so the report does not
+depend on the number of jobs, and an interrupted check resumes from what is stored.
 
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
 direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
@@ -67,7 +68,7 @@ class CheckOptions:
     steps: int | None = None
     min_effect: float = 0.01
     confidence: float = 0.95
-    jobs: int = 1                                 # seeds' baseline work in parallel (processes); 1 = in this process
+    jobs: int = 1                                 # baseline cohorts (one per seed) in parallel processes; 1 = in this process
 
     def __post_init__(self) -> None:
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
@@ -241,7 +242,7 @@ def derive_set(sae: Any, opts: CheckOptions, registry: Any) -> str:
     bos = meta.get("prepend_bos") if meta is not None else None
     if isinstance(bos, bool):
         recipe["prepend_bos"] = bos
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{Path(recipe['model']).name}-{recipe['hook_point']}").strip("-").lower()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{Path(str(recipe['model'])).name}-{recipe['hook_point']}").strip("-").lower()
     name = f"auto-{slug}-{stable_hash(recipe)[:8]}"
     register_user_sets({name: recipe}, registry)
     return name
@@ -297,15 +298,6 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
     return (max(1, int(round(l0))) if math.isfinite(l0) and l0 > 0 else None), params
 
 
-def _score(spec: Any, sae: Any, aset: Any, eval_acts: Any, params: dict[str, Any], device: str = "cpu",
-           registry: Any = None) -> dict[str, float]:
-    from saebench_sanity.harness.scoring import metric_context
-    from saebench_sanity.registry import get_registry
-
-    sae.eval()
-    return spec.compute(metric_context(sae, aset, eval_acts, registry or get_registry(), device=device), **params)
-
-
 def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
     """``(run config, description)`` whose ``training_for(set_name)`` trains the baselines: the
     first embedded suite that lists the set (its leaderboard's budget: up to ``max_steps``, stopping
@@ -350,15 +342,96 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
                         "target_l0": target_l0, "training": dataclasses.asdict(training), "dtype": dtype,
                         "code": code_version(), **({"plugins": [list(p) for p in plugins]} if plugins else {})})[:24]
 
+#: the mode of the provided cell (the user's SAE): no registered training mode, never trained
+PROVIDED = "provided"
+
+
+def provided_key(sae: Any, *, input_scale: float, set_manifest_hash: str) -> str:
+    """Identity of a provided SAE's scores: sha256 over its weights (every tensor's name, dtype,
+    shape and bytes, in name order), its cfg, the factor its inputs are given in, the set's recipe
+    and the code version. The same SAE checked again reuses its stored scores; any changed weight
+    or setting is scored anew."""
+    import hashlib
+
+    import torch
+
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.harness.plan import code_version
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(sae.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy())  # raw bytes of any dtype (bfloat16 has no numpy type)
+    cfg = sae.cfg.to_dict() if hasattr(sae.cfg, "to_dict") else vars(sae.cfg)
+    return stable_hash({"kind": "check-provided", "weights": digest.hexdigest(), "cfg": cfg,
+                        "input_scale": float(input_scale), "set": set_manifest_hash, "code": code_version()})[:24]
+
+
+def baseline_cells(*, set_name: str, set_manifest_hash: str, arch: Any, arch_overrides: dict[str, Any],
+                   modes: list[Any], seeds: tuple[int, ...], d_sae: int, target_l0: int | None, training: Any,
+                   dtype: str, registry: Any, set_spec: Any = None) -> list[Any]:
+    """The baselines of a check as harness cells (``harness.plan.Cell``), seed-major: the modes of
+    one seed share set, architecture, size, training and seed, so they form one cohort
+    (``harness.executor.cohorts``), as in ``saebench run``. Each cell's key is ``baseline_key``
+    (the identity check's cache has always used), so baselines cached by earlier checks stay in use."""
+    from saebench_sanity.architectures.sparsity import resolve_arch_params
+    from saebench_sanity.harness.plan import Cell, plugin_versions
+
+    arch_params = resolve_arch_params(arch, target_l0, arch_overrides)
+    cells = []
+    for seed in seeds:
+        for mode in modes:
+            plugins = plugin_versions(registry, [s for s in (set_spec, arch, mode) if s is not None])
+            key = baseline_key(set_manifest_hash=set_manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
+                               mode=mode.name, seed=int(seed), d_sae=d_sae, target_l0=target_l0, training=training,
+                               dtype=dtype, plugins=plugins)
+            # mode_params: the spec's defaults, what ``mode.build()`` used when check trained with none
+            cells.append(Cell(set_name=set_name, arch=arch.name, mode=mode.name, seed=int(seed), d_sae=d_sae,
+                              target_l0=target_l0, arch_params=arch_params, arch_overrides=dict(arch_overrides),
+                              mode_params=dict(mode.params), training=training, set_manifest_hash=set_manifest_hash,
+                              is_baseline=True, trains=True, dtype=dtype, plugins=plugins, key=key))
+    return cells
+
+
+def _recorded_scores(store: Any, cell: Any, outcome: Any, metrics: list[Any],
+                     what: str) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """``({metric: {score: value}}, {metric: skip reason})`` of a cell the harness ran
+    (``outcome``: its ``CellOutcome``), read from its record. A cell that failed raises its
+    one-line error (DataError for bad input, RuntimeError otherwise), as does a metric that raised."""
+    from saebench_sanity.harness.executor import FAILED, OK, SKIPPED
+
+    if outcome is None or outcome.status == FAILED:
+        error = outcome.error if outcome is not None else "the executor returned no outcome"
+        if outcome is not None and outcome.error_kind == "input":
+            raise DataError(f"{what}: {error}")
+        raise RuntimeError(f"{what}: {error}")
+    rec = store.load_result(cell.key) or {}
+    scores: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    for mp in metrics:
+        entry = (rec.get("metrics") or {}).get(mp.key) or {}
+        if entry.get("status") == OK:
+            scores[mp.name] = {k: float(v) for k, v in (entry.get("scores") or {}).items()}
+        elif entry.get("status") == SKIPPED:
+            skipped[mp.name] = str(entry.get("reason") or "skipped")
+        else:
+            raise RuntimeError(f"metric {mp.name!r} on {what}: {entry.get('error') or 'no result recorded'}")
+    return scores, skipped
+
 
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
+    """Check one SAE (see module docstring): the baselines as cells of a plan run by the harness
+    executor, the user's SAE as one provided cell scored by the same ``run_cell``, the leaderboard's
+    ``judge`` on the scores."""
     from saebench_sanity.activations.real import check_sae_d_in, sae_in_set_space, set_scale
     from saebench_sanity.architectures.sparsity import targets_l0
-    from saebench_sanity.harness.plan import plugin_versions
-    from saebench_sanity.harness.store import ResultStore
-    from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
-
+    from saebench_sanity.config import from_dict
     from saebench_sanity.devices import resolve_device, resolve_dtype
+    from saebench_sanity.harness.executor import NullReporter, has_current_checkpoint, run_cell
+    from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, metric_key, plugin_versions
+    from saebench_sanity.results import ResultStore
+    from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
 
     say = progress or (lambda _msg: None)
     device = resolve_device(opts.device, "--device")  # an unavailable device: one line before any work
@@ -372,8 +445,9 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
         if score and score not in spec.scores:
             raise ConfigError(f"--metrics: metric {metric!r} has no score {score!r}; its scores: {', '.join(sorted(spec.scores))}")
         if score:
-            if wanted_scores.get(metric, set()) is not None:
-                wanted_scores.setdefault(metric, set()).add(score)
+            wanted = wanted_scores.setdefault(metric, set())
+            if wanted is not None:
+                wanted.add(score)
         else:
             wanted_scores[metric] = None
     metric_specs = [registry.get("metric", m) for m in wanted_scores]
@@ -393,9 +467,10 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
 
         opts = dataclasses.replace(opts, set_name=derive_set(raw_sae, opts, registry))
         say(f"activation set {opts.set_name} (from the SAE's metadata; built on first use)")
-    set_spec = registry.get("activation_set", opts.set_name)
+    set_name = str(opts.set_name)
+    set_spec = registry.get("activation_set", set_name)
     if set_spec.d_in is not None and int(set_spec.d_in) != int(raw_sae.cfg.d_in):
-        raise DataError(f"SAE d_in {raw_sae.cfg.d_in} does not match activation set {opts.set_name!r} (d_in {set_spec.d_in}); "
+        raise DataError(f"SAE d_in {raw_sae.cfg.d_in} does not match activation set {set_name!r} (d_in {set_spec.d_in}); "
                         "choose a set harvested at the SAE's model and hook point")
     say(f"loaded {description} ({raw_sae.cfg.architecture()}, d_in {raw_sae.cfg.d_in}, d_sae {raw_sae.cfg.d_sae})")
     arch = architecture_of(raw_sae, registry, opts.arch)
@@ -406,11 +481,11 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     sae = sae_in_set_space(raw_sae, aset, input_scale)
     eval_acts = aset.eval_activations()
     target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
-    run_cfg, training_source = baseline_training_config(opts.set_name, arch.name)
-    training = run_cfg.training_for(opts.set_name, set_spec.training)
+    run_cfg, training_source = baseline_training_config(set_name, arch.name)
+    training = run_cfg.training_for(set_name, set_spec.training)
     # the suite's per-set architecture parameters (e.g. an L1 coefficient suited to the set's
     # scale), under the ones read from the user's SAE
-    arch_overrides = {**run_cfg.architecture_params_for(opts.set_name, arch.name), **arch_overrides}
+    arch_overrides = {**run_cfg.architecture_params_for(set_name, arch.name), **arch_overrides}
     if opts.steps is not None:
         import dataclasses
 
@@ -424,58 +499,81 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                               "input_scale": input_scale, "set_scale": set_scale(aset),
                               "training_source": training_source if opts.steps is None else f"with --steps {opts.steps}",
                               "device": device, "baseline_dtype": opts.dtype},
-                         set_name=opts.set_name, architecture=arch.name, baselines=mode_names)
+                         set_name=set_name, architecture=arch.name, baselines=mode_names)
     applicable = []
     for spec in metric_specs:
         missing = set(spec.needs) - set(aset.provides)
         if missing:
-            report.skipped[spec.name] = f"activation set {opts.set_name!r} does not provide {', '.join(sorted(missing))}"
+            report.skipped[spec.name] = f"activation set {set_name!r} does not provide {', '.join(sorted(missing))}"
         else:
             applicable.append(spec)
     if not applicable:
-        raise ConfigError(f"no chosen metric applies to activation set {opts.set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+        raise ConfigError(f"no chosen metric applies to activation set {set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+    metrics = [MetricPlan(name=spec.name, params=dict(spec.params), needs=frozenset(spec.needs),
+                          key=metric_key(spec.name, dict(spec.params), plugin_versions(registry, [spec])))
+               for spec in applicable]
 
-    user_scores = {spec.name: _score(spec, sae, aset, eval_acts, {}, device, registry) for spec in applicable}
+    cache_dir = Path(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
+    store = ResultStore(cache_dir)
+    manifest_hash = aset.manifest_hash()
+    d_sae = int(raw_sae.cfg.d_sae)
+    cells = baseline_cells(set_name=set_name, set_manifest_hash=manifest_hash, arch=arch, arch_overrides=arch_overrides,
+                           modes=modes, seeds=opts.seeds, d_sae=d_sae, target_l0=target_l0, training=training,
+                           dtype=opts.dtype, registry=registry,
+                           set_spec=registry.items["activation_set"].get(getattr(aset, "name", "")))
+    # the user's SAE: a provided cell, scored by the harness's run_cell as it is (never trained),
+    # its record kept in the cache under the hash of its weights
+    provided = Cell(set_name=set_name, arch=arch.name, mode=PROVIDED, seed=0, d_sae=d_sae, target_l0=target_l0,
+                    arch_params={}, arch_overrides={}, mode_params={"input_scale": input_scale}, training=training,
+                    set_manifest_hash=manifest_hash, trains=False,
+                    dtype=str(getattr(raw_sae.cfg, "dtype", None) or "float32"),
+                    key=provided_key(raw_sae, input_scale=input_scale, set_manifest_hash=manifest_hash))
+    sae.eval()
+    user_outcome = run_cell(provided, metrics, aset, lambda: eval_acts, store, registry, device=device, sae=sae)
+
+    todo = {c.key for c in cells if not has_current_checkpoint(store, c.key, c.training)}
+    for seed in opts.seeds:
+        names = [c.mode for c in cells if c.seed == seed and c.key in todo]
+        if names:
+            say(f"training baselines {', '.join(names)} seed {seed} (at most {training.max_steps} steps)"
+                + (f"; {opts.jobs} seeds at a time" if opts.jobs > 1 else ""))
+        else:
+            say(f"baselines of seed {seed}: cached ({store.root})")
+    # the executor reads the plan's config only for the set's parameters: none (check builds the
+    # set as registered; it is built here already, pool workers build it by name and check its hash)
+    plan = Plan(config=from_dict({"run": {"sets": [set_name], "architectures": [arch.name], "modes": ["trained"]}},
+                                 source="saebench check"),
+                cells=cells, metrics=metrics, sets={set_name: aset})
+    executor = registry.get("executor", "local").build(jobs=opts.jobs)
+    outcomes = {o.key: o for o in executor.run(plan, store, registry, force=False, reporter=NullReporter(),
+                                               device=device)}
+
+    user_scores, skips = _recorded_scores(store, provided, user_outcome, metrics, f"your SAE ({description})")
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     report.training = {m.name: [] for m in modes}
     controlled = False
-    cache_dir = Path(opts.cache_dir if opts.cache_dir is not None else baseline_cache_root())
-    store = ResultStore(cache_dir)
-    from saebench_sanity.harness.executor import has_current_checkpoint
-
-    manifest_hash = aset.manifest_hash()
-    tasks = []
-    for seed in opts.seeds:
-        keys = {m.name: baseline_key(set_manifest_hash=manifest_hash, arch=arch.name, arch_overrides=arch_overrides,
-                                     mode=m.name, seed=seed, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0,
-                                     training=training, dtype=opts.dtype, plugins=plugin_versions(registry, [
-                                         s for s in (registry.items["activation_set"].get(getattr(aset, "name", "")), arch, m)
-                                         if s is not None])) for m in modes}
-        tasks.append(_SeedTask(
-            seed=int(seed), set_name=opts.set_name, set_manifest_hash=manifest_hash, arch=arch.name,
-            modes=[m.name for m in modes], todo=[m.name for m in modes if not has_current_checkpoint(store, keys[m.name], training)],
-            keys=keys, d_sae=int(raw_sae.cfg.d_sae), target_l0=target_l0, arch_overrides=arch_overrides,
-            training=training, metrics=[spec.name for spec in applicable], device=device, dtype=opts.dtype,
-            cache_dir=str(cache_dir)))
-    for task in tasks:
-        if task.todo:
-            say(f"training baselines {', '.join(task.todo)} seed {task.seed} (at most {training.max_steps} steps)"
-                + (f"; {opts.jobs} seeds at a time" if opts.jobs > 1 else ""))
-        else:
-            say(f"baselines of seed {task.seed}: cached ({store.root})")
-    outputs = _run_seed_tasks(tasks, opts.jobs, registry, aset, eval_acts)
-    for task, out in zip(tasks, outputs):
-        for mode in modes:
-            info = out["info"][mode.name]
-            scores = out["scores"][mode.name]
-            controlled = controlled or bool(info.get("controlled"))
-            base_scores[mode.name].append((scores, bool(info.get("converged"))))
-            base_l0[mode.name].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
-            report.training[mode.name].append({"seed": task.seed, "steps": int(info.get("steps", 0)),
-                                               "max_steps": int(info.get("max_steps", training.max_steps)),
-                                               "converged": bool(info.get("converged")), "l0": base_l0[mode.name][-1],
-                                               "cached": mode.name not in task.todo})
+    for cell in cells:
+        scores, skipped = _recorded_scores(store, cell, outcomes.get(cell.key), metrics,
+                                           f"baseline {cell.mode} seed {cell.seed}")
+        for name, reason in skipped.items():
+            skips.setdefault(name, reason)
+        summary = (store.load_result(cell.key) or {}).get("training") or {}
+        info = store.load_train_info(cell.key)
+        # "controlled": checkpoints written before check ran through the harness record it as is
+        controlled = controlled or bool(info.get("controlled")) or "l0_control" in (info.get("convergence") or {})
+        converged = bool(summary.get("converged"))
+        base_scores[cell.mode].append((scores, converged))
+        base_l0[cell.mode].append(_final_l0(scores, float(info.get("l0_train", math.nan))))
+        report.training[cell.mode].append({"seed": cell.seed, "steps": int(summary.get("steps") or 0),
+                                           "max_steps": int(info.get("max_steps", training.max_steps)),
+                                           "converged": converged, "l0": base_l0[cell.mode][-1],
+                                           "cached": not outcomes[cell.key].trained_now})
+    # a metric that could not score some SAE here (NotApplicable, a judge that did not answer)
+    report.skipped.update(skips)
+    applicable = [spec for spec in applicable if spec.name not in skips]
+    if not applicable:
+        raise ConfigError(f"no chosen metric applies to activation set {set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
 
     # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
     # whose baselines were steered to the user's L0 (training.match_l0)
@@ -491,19 +589,20 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             report.warnings.append(f"L0 mismatch: your SAE has L0 {user_l0:.1f}, its {mode} baselines reach {mean_l0:.1f} "
                                    f"(more than {L0_TOLERANCE:.0%} apart); scores at different sparsity are not comparable")
     for spec in applicable:
-        for score, info in spec.scores.items():
-            if wanted_scores[spec.name] is not None and score not in wanted_scores[spec.name]:
+        for score, score_info in spec.scores.items():
+            chosen = wanted_scores[spec.name]
+            if chosen is not None and score not in chosen:
                 continue
             user = Stats.of([user_scores[spec.name][score]], l0=user_l0)
             per_mode = {m: Stats.of([s[spec.name][score] for s, _ in runs], [c for _, c in runs],
                                     l0=_mean_or_none(base_l0[m]))
                         for m, runs in base_scores.items()}
-            min_effect = opts.min_effect if info.min_effect is None else info.min_effect
-            v = judge(user, per_mode, info.direction, min_effect, opts.confidence, min_seeds=MIN_SEEDS,
-                      chance=info.chance, target_l0=l0_target, fixed_trained=True,
-                      improves_with_training=bool(getattr(info, "improves_with_training", False)))
+            min_effect = opts.min_effect if score_info.min_effect is None else score_info.min_effect
+            v = judge(user, per_mode, score_info.direction, min_effect, opts.confidence, min_seeds=MIN_SEEDS,
+                      chance=score_info.chance, target_l0=l0_target, fixed_trained=True,
+                      improves_with_training=bool(getattr(score_info, "improves_with_training", False)))
             report.rows.append({
-                "metric": spec.name, "score": score, "direction": info.direction, "chance": info.chance,
+                "metric": spec.name, "score": score, "direction": score_info.direction, "chance": score_info.chance,
                 "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "n": s.n, "converged": s.converged,
                                                     "l0": s.l0} for m, s in per_mode.items()},
                 "baseline": v.baseline, "diff": v.diff, "lower": v.lower, "upper": v.upper, "verdict": v.label,
@@ -523,101 +622,3 @@ def _final_l0(scores: dict[str, dict[str, float]], fallback: float) -> float:
 def _mean_or_none(values: list[float]) -> float | None:
     vals = [v for v in values if math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
-
-
-@dataclass
-class _SeedTask:
-    """The baseline work of one seed (picklable: names and plain values, no tensors): train the
-    modes in ``todo`` as one cohort on set ``set_name`` (refused unless its manifest hash is
-    ``set_manifest_hash``), write them to the baseline cache under ``keys``, then score every
-    mode in ``modes`` with the metrics named in ``metrics``."""
-
-    seed: int
-    set_name: str
-    set_manifest_hash: str
-    arch: str
-    modes: list[str]
-    todo: list[str]
-    keys: dict[str, str]
-    d_sae: int
-    target_l0: int | None
-    arch_overrides: dict[str, Any]
-    training: Any  # config.TrainingConfig
-    metrics: list[str]
-    device: str
-    dtype: str
-    cache_dir: str
-
-
-def _seed_baselines(task: _SeedTask, registry: Any, aset: Any, eval_acts: Any) -> dict[str, Any]:
-    """Run one ``_SeedTask`` here: ``{"info": {mode: train info}, "scores": {mode: {metric:
-    {score: value}}}}``. A baseline that failed to train raises its error."""
-    from saebench_sanity.activations.real import checkpoint_in_set_space, set_scale
-    from saebench_sanity.architectures.checkpoint import load_checkpoint, save_checkpoint
-    from saebench_sanity.harness.store import ResultStore
-    from saebench_sanity.training.cohort import train_cells
-
-    store = ResultStore(task.cache_dir)
-    arch = registry.get("architecture", task.arch)
-    if task.todo:
-        # the baselines of one seed are one cohort: identical batches, one batched program
-        todo = [registry.get("training_mode", m) for m in task.todo]
-        results = train_cells([(arch, mode, {}, task.seed) for mode in todo], aset, d_sae=task.d_sae,
-                              target_l0=task.target_l0, arch_overrides=task.arch_overrides, training=task.training,
-                              device=task.device, dtype=task.dtype)
-        for mode, res in zip(todo, results):
-            if isinstance(res, BaseException):
-                raise res
-            info = {"steps": int(res.steps), "converged": bool(res.converged), "l0_train": float(res.l0_train),
-                    "controlled": "l0_control" in (res.convergence or {}), "max_steps": int(task.training.max_steps),
-                    "state": (res.convergence or {}).get("state")}
-            store.write_checkpoint(task.keys[mode.name], lambda path, r=res: save_checkpoint(
-                r.sae, path, calibration_acts=eval_acts, activation_scale=set_scale(aset)), info)
-    specs = [registry.get("metric", name) for name in task.metrics]
-    out: dict[str, Any] = {"info": {}, "scores": {}}
-    for name in task.modes:
-        key = task.keys[name]
-        out["info"][name] = store.load_train_info(key)
-        inference = checkpoint_in_set_space(load_checkpoint(store.checkpoint_dir(key), device=task.device), aset)
-        out["scores"][name] = {spec.name: _score(spec, inference, aset, eval_acts, {}, task.device, registry)
-                               for spec in specs}
-    return out
-
-
-def _seed_worker(task: _SeedTask) -> dict[str, Any]:
-    """Pool entry: build the set by name here (its manifest hash must be the driver's) and run
-    ``_seed_baselines``."""
-    from saebench_sanity.executors.remote import worker_registry
-
-    registry = worker_registry()
-    aset = registry.get("activation_set", task.set_name).build()
-    if aset.manifest_hash() != task.set_manifest_hash:
-        raise DataError(f"activation set {task.set_name!r} differs in this worker process from the one the check "
-                        "planned (another plugin version or a rebuilt store); run the check again")
-    return _seed_baselines(task, registry, aset, aset.eval_activations())
-
-
-def _run_seed_tasks(tasks: list[_SeedTask], jobs: int, registry: Any, aset: Any, eval_acts: Any) -> list[dict[str, Any]]:
-    """Each task's output, in task order: here one after the other (``jobs`` 1, or a single
-    task), else in a pool of ``min(jobs, len(tasks))`` spawned processes set up as ``saebench run
-    --jobs``'s workers (``executors.local._worker_init``: ``cores // jobs`` torch threads)."""
-    if jobs <= 1 or len(tasks) <= 1:
-        return [_seed_baselines(t, registry, aset, eval_acts) for t in tasks]
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    from saebench_sanity.executors.base import default_jobs
-    from saebench_sanity.executors.local import _worker_init
-
-    workers = min(jobs, len(tasks))
-    threads = max(1, default_jobs() // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads, os.getpid())) as pool:
-        futures = [pool.submit(_seed_worker, t) for t in tasks]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
