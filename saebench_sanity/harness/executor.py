@@ -160,8 +160,9 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
         info = _train_info(cell, result, device)
         reporter.phase(cell, "saving")
         # the set's normalization is folded into the saved weights: checkpoints take raw activations
-        store.write_checkpoint(cell.key, lambda path, r=result, c=cell: save_checkpoint(
-            r.sae, path, batch_size=c.training.batch_size, activation_scale=set_scale(aset)), info)
+        # write_checkpoint calls the function at once, so it may read this iteration's cell and result
+        store.write_checkpoint(cell.key, lambda path: save_checkpoint(
+            result.sae, path, batch_size=cell.training.batch_size, activation_scale=set_scale(aset)), info)
         store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
         infos[cell.key] = info
     return infos
