@@ -138,3 +138,54 @@ def test_check_runs_on_the_harness_resumes_after_an_interrupt_and_reads_an_old_c
         for r in runs:
             r["cached"] = False
     assert again.to_dict() == report.to_dict()
+
+
+def test_a_provided_sae_is_keyed_by_its_weights_cfg_and_input_scale(tmp_path):
+    import torch
+    from sae_lens import SAE
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    from saebench_sanity.check import provided_key
+
+    sae = TopKSAE(TopKSAEConfig(d_in=8, d_sae=16, k=2))
+    with torch.no_grad():
+        sae.W_dec.normal_(generator=torch.Generator().manual_seed(0))
+    sae.save_model(tmp_path / "sae")
+    key = provided_key(sae, input_scale=1.0, set_manifest_hash="m")
+    assert provided_key(SAE.load_from_disk(str(tmp_path / "sae")), input_scale=1.0, set_manifest_hash="m") == key
+    assert provided_key(sae, input_scale=2.0, set_manifest_hash="m") != key
+    assert provided_key(sae, input_scale=1.0, set_manifest_hash="other") != key
+    with torch.no_grad():
+        sae.W_dec[3, 5] = torch.nextafter(sae.W_dec[3, 5], torch.tensor(float("inf")))  # one ulp of one weight
+    assert provided_key(sae, input_scale=1.0, set_manifest_hash="m") != key
+
+
+def test_a_failed_cell_or_metric_of_a_check_is_its_one_line_error_and_a_skip_is_reported(tmp_path):
+    from saebench_sanity.check import _recorded_scores
+    from saebench_sanity.errors import DataError
+    from saebench_sanity.harness.executor import CellOutcome
+    from saebench_sanity.harness.plan import Cell, MetricPlan
+    from saebench_sanity.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    cell = Cell(set_name="s", arch="topk", mode="frozen_decoder", seed=0, d_sae=8, target_l0=2, arch_params={},
+                arch_overrides={}, mode_params={}, training=TrainingConfig(), set_manifest_hash="m", key="k" * 24)
+    metrics = [MetricPlan(name="a", params={}, needs=frozenset(), key="a:1"),
+               MetricPlan(name="b", params={}, needs=frozenset(), key="b:1")]
+    ok = CellOutcome(key=cell.key, label=cell.label, status="ok")
+
+    def record(b_entry):
+        store.write_result(cell.key, {"key": cell.key, "label": cell.label, "cell": cell.identity(), "status": "ok",
+                                      "training": None, "metrics": {
+                                          "a:1": {"name": "a", "status": "ok", "scores": {"x": 0.25}}, "b:1": b_entry}})
+
+    record({"name": "b", "status": "skipped", "reason": "needs a judge"})
+    assert _recorded_scores(store, cell, ok, metrics, "baseline") == ({"a": {"x": 0.25}}, {"b": "needs a judge"})
+    record({"name": "b", "status": "error", "error": "ValueError: boom"})
+    with pytest.raises(RuntimeError, match="metric 'b' on baseline: ValueError: boom"):
+        _recorded_scores(store, cell, ok, metrics, "baseline")
+    for kind, error in (("input", DataError), ("bug", RuntimeError)):
+        failed = CellOutcome(key=cell.key, label=cell.label, status="failed", error="diverged at step 3",
+                             error_kind=kind)
+        with pytest.raises(error, match="^baseline: diverged at step 3$"):
+            _recorded_scores(store, cell, failed, metrics, "baseline")
