@@ -25,7 +25,7 @@ Validation uses pydantic v2 (already installed with sae-lens) instead of hand-wr
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,7 +118,7 @@ _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "int_from_fl
              "model_type": "an object", "model_attributes_type": "an object", "list_type": "a list"}
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     """One pydantic error as ``'cell.seed' is 'x', not an integer`` (scores: ``score KEY/NAME``)."""
     loc = [str(p) for p in err.get("loc", ())]
     if len(loc) == 4 and loc[0] == "metrics" and loc[2] == "scores":

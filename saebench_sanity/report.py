@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
 
@@ -34,8 +34,8 @@ class RichReporter:
         self.console = console or Console(stderr=True)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=False)
-        self.cells_task = None
-        self.step_task = None
+        self.cells_task: TaskID  # both tasks are added by start()
+        self.step_task: TaskID
         self.n_trained = self.n_cached = self.n_failed = 0
 
     def start(self, plan: Any) -> None:

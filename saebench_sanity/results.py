@@ -515,7 +515,8 @@ class ResultStore:
             if problem is not None:
                 report.problems.append(Problem(self._rel(self.result_path(key)), problem, "record", key))
             else:
-                usable[key] = rec
+                # (None, None) only if the file vanished after it was listed; that key then holds None
+                usable[key] = rec  # type: ignore[assignment]
         report.run = run
         if run is not None and keys is None:
             planned = [k for k in run.get("cell_keys") or [] if isinstance(k, str)]

@@ -341,9 +341,10 @@ def record_outputs(record: dict[str, Any], *, mtime_ms: int, sae_cfg: dict[str, 
         part.sources[mkey] = {k: entry.get(k) for k in ("name", "params", "scores", "score_order") if k in entry}
     out: dict[str, EvalOutput] = {}
     for eval_type in EVAL_TYPES:
-        part = parts.get(eval_type)
-        if part is None or not part.metrics:
+        found = parts.get(eval_type)
+        if found is None or not found.metrics:
             continue
+        part = found
         key = str(record.get("key"))
         eval_id = uuid.uuid5(_NAMESPACE, f"{key}/{eval_type}/{','.join(sorted(part.sources))}")
         output = EvalOutput(

@@ -21,7 +21,7 @@ import math
 import tempfile
 from typing import Any
 
-from saebench_sanity.activations.base import NEED_GROUND_TRUTH, NEED_JUDGE, NEED_LABELS, NEED_MODEL
+from saebench_sanity.activations.base import NEED_GROUND_TRUTH, NEED_JUDGE, NEED_LABELS, NEED_MODEL, ActivationSet
 from saebench_sanity.architectures.base import ROLES
 
 KNOWN_NEEDS = {NEED_GROUND_TRUTH, NEED_MODEL, NEED_LABELS, NEED_JUDGE}
@@ -41,35 +41,32 @@ def _finite(t: Any) -> bool:
     return bool(torch.isfinite(t).all())
 
 
-class _TinyGaussianSet:
-    """A minimal in-memory ActivationSet (``[n, d_in]`` Gaussian) used to exercise other kinds."""
+def _tiny_gaussian_set(d_in: int = 8, seed: int = 0) -> ActivationSet:
+    """A minimal in-memory ActivationSet (``[n, d_in]`` Gaussian) used to exercise other kinds;
+    its class is built here, lazily, to keep torch out of import time."""
+    import torch
 
-    def __new__(cls, d_in: int = 8, seed: int = 0):  # noqa: D102 - built lazily to keep torch out of import time
-        import torch
+    class TinyGaussianSet(ActivationSet):
+        name = "conformance-gaussian"
 
-        from saebench_sanity.activations.base import ActivationSet
+        def __init__(self) -> None:
+            self.d_in = d_in
+            gen = torch.Generator().manual_seed(seed)
+            self._mix = torch.randn(d_in, d_in, generator=gen) / math.sqrt(d_in)
+            self._eval = torch.randn(512, d_in, generator=gen) @ self._mix
 
-        class TinyGaussianSet(ActivationSet):
-            name = "conformance-gaussian"
+        def manifest(self) -> dict[str, Any]:
+            return {"d_in": d_in, "seed": seed, "kind": "conformance-gaussian"}
 
-            def __init__(self) -> None:
-                self.d_in = d_in
-                gen = torch.Generator().manual_seed(seed)
-                self._mix = torch.randn(d_in, d_in, generator=gen) / math.sqrt(d_in)
-                self._eval = torch.randn(512, d_in, generator=gen) @ self._mix
+        def train_batches(self, batch_size: int, seed: int):
+            gen = torch.Generator().manual_seed(10_007 + seed)
+            while True:
+                yield torch.randn(batch_size, d_in, generator=gen) @ self._mix
 
-            def manifest(self) -> dict[str, Any]:
-                return {"d_in": d_in, "seed": seed, "kind": "conformance-gaussian"}
+        def eval_activations(self):
+            return self._eval
 
-            def train_batches(self, batch_size: int, seed: int):
-                gen = torch.Generator().manual_seed(10_007 + seed)
-                while True:
-                    yield torch.randn(batch_size, d_in, generator=gen) @ self._mix
-
-            def eval_activations(self):
-                return self._eval
-
-        return TinyGaussianSet()
+    return TinyGaussianSet()
 
 
 def check_activation_set(spec_or_name: Any, batch_size: int = 64, **params: Any) -> Any:
@@ -169,9 +166,9 @@ def check_training_mode(spec_or_name: Any, architecture: Any = "topk", steps: in
     spec = _spec("training_mode", spec_or_name)
     arch = _spec("architecture", architecture)
     who = f"training mode {spec.name!r} on {arch.name!r}"
-    data = _TinyGaussianSet(d_in=8)
-    training = TrainingConfig(steps=steps, batch_size=32, lr=1e-2, curve_every=1, n_init_samples=256)
-    kwargs = dict(d_sae=32, target_l0=4, arch_overrides={}, mode_params=params, training=training, seed=0)
+    data = _tiny_gaussian_set(d_in=8)
+    training = TrainingConfig(max_steps=steps, batch_size=32, lr=1e-2, curve_every=1, n_init_samples=256)
+    kwargs: dict[str, Any] = dict(d_sae=32, target_l0=4, arch_overrides={}, mode_params=params, training=training, seed=0)
     prepared, mode, _ = build_cell(arch, spec, data, **kwargs)  # the cell's state before step 1
     initial = {n: p.detach().clone() for n, p in prepared.named_parameters()}
     res = train_cell(arch, spec, data, **kwargs)  # calls mode.check itself
@@ -206,7 +203,7 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
     assert set(spec.needs) <= KNOWN_NEEDS, f"{who}: unknown needs {sorted(set(spec.needs) - KNOWN_NEEDS)}"
     for score, info in spec.scores.items():
         assert info.direction in ("higher", "lower", None), f"{who}: score {score!r} has direction {info.direction!r}"
-    aset = _spec("activation_set", activation_set).build() if activation_set is not None else _TinyGaussianSet(d_in=8)
+    aset = _spec("activation_set", activation_set).build() if activation_set is not None else _tiny_gaussian_set(d_in=8)
     missing = set(spec.needs) - set(aset.provides)
     assert not missing, f"{who}: the chosen activation set does not provide {sorted(missing)}; pass one that does"
     arch = _spec("architecture", architecture)
@@ -214,7 +211,7 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
 
     mode = get_registry().get("training_mode", "trained")
     res = train_cell(arch, mode, aset, d_sae=4 * aset.d_in, target_l0=4, arch_overrides={}, mode_params={},
-                     training=TrainingConfig(steps=5, batch_size=32, curve_every=1, n_init_samples=256), seed=0)
+                     training=TrainingConfig(max_steps=5, batch_size=32, curve_every=1, n_init_samples=256), seed=0)
     res.sae.eval()
     scores = spec.compute(metric_context(res.sae, aset, aset.eval_activations(), get_registry()), **params)
     assert set(scores) == set(spec.scores), f"{who}: returned {sorted(scores)}, declared {sorted(spec.scores)}"

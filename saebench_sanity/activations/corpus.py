@@ -44,7 +44,7 @@ import json
 import sys
 import tokenize
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ class Corpus:
         """True for a streamed corpus (its identity covers the documents read)."""
         return self._stream is not None
 
-    def iter_documents(self) -> Iterator[str]:
+    def iter_documents(self) -> Generator[str, None, None]:
         """A generator over the documents, in order (one file / line / row read at a time)."""
         yield from (self._documents if self._documents is not None else self._stream())  # type: ignore[misc]
 

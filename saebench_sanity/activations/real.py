@@ -340,11 +340,11 @@ def user_set_params(name: str, *, model: str, hook_point: str, corpus: str = "de
     for key, value in (("model", model), ("hook_point", hook_point), ("corpus", corpus)):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"activation set {name!r}: {key} = {value!r} must be a non-empty string")
-    for key, value, lo in (("context_len", context_len, 2), ("n_train_tokens", n_train_tokens, 1),
-                           ("n_eval_tokens", n_eval_tokens, 1), ("batch_size", batch_size, 1),
-                           ("contexts_per_shard", contexts_per_shard, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ConfigError(f"activation set {name!r}: {key} = {value!r} must be an integer >= {lo}")
+    for key, number, lo in (("context_len", context_len, 2), ("n_train_tokens", n_train_tokens, 1),
+                            ("n_eval_tokens", n_eval_tokens, 1), ("batch_size", batch_size, 1),
+                            ("contexts_per_shard", contexts_per_shard, 1)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < lo:
+            raise ConfigError(f"activation set {name!r}: {key} = {number!r} must be an integer >= {lo}")
     if dtype not in USER_SET_DTYPES:
         raise ConfigError(f"activation set {name!r}: dtype = {dtype!r} must be one of {', '.join(USER_SET_DTYPES)}")
     if not isinstance(prepend_bos, bool):

@@ -414,7 +414,8 @@ def _harvest(name: str, cfg: StoreConfig, out: Path, model: Any, tokenizer: Any,
             reference = None  # the eval rows' median norm, once the eval shard exists (it is built first)
             for tag, idx in todo:
                 if tag != "eval" and cfg.massive_norm_ratio is not None and reference is None:
-                    reference = _valid_sidecar(out / "shards" / "eval.safetensors")["norm_median"]
+                    # the eval shard was built first, by this call: None only if it changed from outside since
+                    reference = _valid_sidecar(out / "shards" / "eval.safetensors")["norm_median"]  # type: ignore[index]
                 _build_shard(model, cfg, contexts, tokenizer, idx, tag, out / "shards" / f"{tag}.safetensors", dtype,
                              name, reference)
                 bar.advance(task, n_kept[tag])

@@ -164,7 +164,8 @@ def bernoulli_positions(n: "int", probs: "torch.Tensor", g: "torch.Generator") -
     total = n * n_feat
     p_max = float(probs.max())
     if p_max >= 0.25:  # dense sampling is as cheap, and geometric_ needs p < 1
-        return (torch.rand(n, n_feat, generator=g) < probs).nonzero(as_tuple=True)
+        rows, cols = (torch.rand(n, n_feat, generator=g) < probs).nonzero(as_tuple=True)
+        return rows, cols
     chunks, last = [], -1.0
     while last < total - 1:
         expected = (total - 1 - last) * p_max

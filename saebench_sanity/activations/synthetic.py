@@ -146,6 +146,13 @@ class GeneratedActivationSet(ActivationSet):
 
         ``with_codes=False`` may skip building the codes but must consume ``g`` identically."""
 
+    def _draw_coded(self, n: int, g: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """:meth:`_draw` with its codes, which every ``with_codes=True`` draw returns."""
+        x, codes = self._draw(n, g)
+        if codes is None:
+            raise TypeError(f"{type(self).__name__}._draw returned no codes for with_codes=True")
+        return x, codes
+
     @property
     @abstractmethod
     def features(self) -> "torch.Tensor":
@@ -169,7 +176,7 @@ class GeneratedActivationSet(ActivationSet):
         import torch
 
         g = torch.Generator().manual_seed(derive_seed(self.seed, "probe"))
-        x, codes = self._draw(N_PROBE, g)
+        x, codes = self._draw_coded(N_PROBE, g)
         codes = codes.coalesce()
         return {
             "name": self.name,
@@ -215,7 +222,7 @@ class GeneratedActivationSet(ActivationSet):
         g = torch.Generator().manual_seed(derive_seed(self.seed, "eval"))
         xs, codes = [], []
         for start in range(0, self.n_eval, EVAL_CHUNK):
-            x, c = self._draw(min(EVAL_CHUNK, self.n_eval - start), g)
+            x, c = self._draw_coded(min(EVAL_CHUNK, self.n_eval - start), g)
             xs.append(x)
             codes.append(c)
         return torch.cat(xs), torch.cat(codes).coalesce()
@@ -416,7 +423,7 @@ def build_study_set(**params: Any) -> Any:
     return _build(StudySyntheticSet, params)
 
 
-def _build(cls: type, params: dict[str, Any]) -> Any:
+def _build(cls: type[GeneratedActivationSet], params: dict[str, Any]) -> Any:
     import inspect
 
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}

@@ -168,7 +168,7 @@ class OpenAICompatibleJudge(Judge):
         self.temperature = _positive("temperature", temperature, allow_zero=True)
         self.max_retries, self.concurrency, self.max_reply_bytes = max_retries, concurrency, max_reply_bytes
         self._slots = threading.BoundedSemaphore(self.concurrency)
-        self.cache = None if cache is False else PromptCache(None if cache in (None, True) else cache)
+        self.cache = None if cache is False else PromptCache(None if cache is None or cache is True else cache)
         self.requests_sent = 0
         self._count_lock = threading.Lock()
 
@@ -197,21 +197,25 @@ class OpenAICompatibleJudge(Judge):
         proxy = urllib.request.getproxies().get(p.scheme)
         if proxy and not urllib.request.proxy_bypass(p.hostname or ""):
             pp = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            # a proxy variable naming no host (pp.hostname None) fails inside http.client as before
+            proxy_host: Any = pp.hostname
+            conn: http.client.HTTPConnection
             if https:  # CONNECT tunnel through the proxy, TLS to the endpoint
-                conn = http.client.HTTPSConnection(pp.hostname, pp.port, timeout=timeout)
+                conn = http.client.HTTPSConnection(proxy_host, pp.port, timeout=timeout)
                 conn.set_tunnel(p.hostname or "", p.port)
                 return conn, path
-            conn = http.client.HTTPConnection(pp.hostname, pp.port, timeout=timeout)
+            conn = http.client.HTTPConnection(proxy_host, pp.port, timeout=timeout)
             return conn, f"{p.scheme}://{p.netloc.rsplit('@', 1)[-1]}{path}"
         cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
-        return cls(p.hostname, p.port, timeout=timeout), path
+        return cls(p.hostname or "", p.port, timeout=timeout), path  # __init__ refused a URL without a host
 
     def _read_capped(self, resp: http.client.HTTPResponse) -> bytes:
         declared = resp.getheader("Content-Length")
         if declared and declared.strip().isdigit() and int(declared) > self.max_reply_bytes:
             raise _Failure(f"reply of {int(declared)} bytes exceeds the {self.max_reply_bytes}-byte cap (max_reply_bytes)",
                            retry=False)
-        chunks, total = [], 0
+        chunks: list[bytes] = []
+        total = 0
         while True:
             chunk = resp.read1(_CHUNK)
             if not chunk:

@@ -55,7 +55,7 @@ class ChatServer:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{port}/v1"
 
     def _next_fault(self) -> str | None:
         with self._lock:

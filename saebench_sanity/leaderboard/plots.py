@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,7 +61,7 @@ def plot_set(col: Collected, table: pd.DataFrame, set_name: str, path: str | Pat
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(scores):]:
         ax.axis("off")
-    legend: dict[str, object] = {}
+    legend: dict[str, Any] = {}  # label -> matplotlib handle
     for ax in axes.flat:  # every mode and the chance line, once
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)

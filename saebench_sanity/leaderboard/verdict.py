@@ -78,7 +78,7 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -308,7 +308,7 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
         key = min((c for c in comps.values() if math.isfinite(c.upper)), key=lambda c: (c.upper, c.baseline))
     else:
         key = min(comps.values(), key=lambda c: (c.d, c.baseline))
-    base = dict(baseline=key.baseline, diff=key.d, lower=key.lower, upper=key.upper, comparisons=comps, fails_vs=fails_vs)
+    base: dict[str, Any] = dict(baseline=key.baseline, diff=key.d, lower=key.lower, upper=key.upper, comparisons=comps, fails_vs=fails_vs)
 
     def l0_ok(s: Stats) -> bool:
         return target_l0 is None or l0_matched(s.l0, target_l0, l0_tolerance)

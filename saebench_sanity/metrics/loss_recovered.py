@@ -102,7 +102,7 @@ def run_with_replacement(model: Any, hook_point: str, contexts: Any, replace: Ca
             if replace is None:
                 logits = base
             else:
-                with splice(model, hook_point, lambda x, _ids=ids: replace(x, _ids)):
+                with splice(model, hook_point, lambda x: replace(x, ids)):  # used at once: ids is this batch's
                     logits = model(input_ids=ids, use_cache=False).logits
             s, k = next_token_ce_sum(logits, ids)
             ce += s
@@ -225,7 +225,10 @@ class _Reference:
         """``{"ce", "kl"}`` with ``replace(activation, ids)`` spliced in at the hook point."""
         import torch
 
-        ce, n, kl, nk = 0.0, 0, 0.0, 0
+        # ce and kl become float64 scalar tensors on the device after the first chunk (read once)
+        ce: Any = 0.0
+        kl: Any = 0.0
+        n, nk = 0, 0
         with torch.inference_mode():
             for rows in self._chunks():
                 ids = self.contexts[rows]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class Edit:
     source: int
 
 
-def make_edits(values: dict[str, Sequence[str]], n_pairs: int, seed: int) -> list[Edit]:
+def make_edits(values: Mapping[str, Sequence[str]], n_pairs: int, seed: int) -> list[Edit]:
     """For each attribute, ``n_pairs`` seeded (base, source) pairs whose values of that attribute
     differ. ``values[attr][e]`` is entity e's value."""
     rng = random.Random(seed)
@@ -127,7 +127,7 @@ def make_edits(values: dict[str, Sequence[str]], n_pairs: int, seed: int) -> lis
     return edits
 
 
-def cause_isolation(edits: Sequence[Edit], values: dict[str, Sequence[str]],
+def cause_isolation(edits: Sequence[Edit], values: Mapping[str, Sequence[str]],
                     answer: Callable[[str, Sequence[Edit]], list[str]]) -> dict[str, float]:
     """``answer(queried_attribute, edits) -> answers`` runs the edited model; returns
     ``{"cause", "isolation", "score"}`` as means over the edits."""
@@ -178,7 +178,9 @@ class _Prompts:
             if len(set(ids)) != len(ids):
                 raise DataError(f"ravel: two {attr} candidates share a first token for this tokenizer; cannot read answers")
             self.first_ids[attr] = ids
-        self.entities, self.ids, self.pos = [], {a: [] for a in ATTRIBUTES}, []
+        self.entities: list[tuple[str, str, str]] = []
+        self.ids: dict[str, list[list[int]]] = {a: [] for a in ATTRIBUTES}  # attribute -> per entity
+        self.pos: list[int] = []
         for ent in entities:
             head = self._ids(PREFIX + ent[0], bos=True)
             rows = {a: self._ids(PREFIX + TEMPLATES[a].format(city=ent[0]), bos=True) for a in ATTRIBUTES}

@@ -135,7 +135,7 @@ def _convert(gguf: Path, sha: str, folder: Path, console: Any) -> None:
                         f"reinstall with `{SETUP_HINT}`") from exc
     # The weights are already de-quantized float32 tensors; transformers only keeps the GGUF
     # quantizer object around, which makes save_pretrained refuse. Drop it before saving.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # a plain attribute; torch types every Module attribute as Tensor | Module
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     for attr in ("is_quantized", "quantization_method"):

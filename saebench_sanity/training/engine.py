@@ -34,6 +34,7 @@ every ``training.curve_every`` steps (on CPU the NaN check runs every step; a re
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -266,6 +267,11 @@ class _ParamView:
         return self._get(name)
 
 
+def _param_copy(sae: Any, name: str) -> Any:
+    """A detached copy of the solo SAE's parameter ``name`` (what a control's ``view.param`` reads)."""
+    return getattr(sae, name).detach().clone()
+
+
 class MemberTrack:
     """Per-member bookkeeping shared by both paths (``index``: position in ``train_cohort``'s list)."""
 
@@ -339,10 +345,10 @@ class CohortProgram:
         self.dead_window = int(training.dead_feature_window)
         # soft-frozen members: their initial directions, grouped by min_cos
         self.soft: list[tuple[int, Any, float]] = []  # (member position, d0 [d_sae, d_in] on device, min_cos)
-        for i, t in enumerate(tracks):
-            if type(t.member.mode) is SoftFrozenDecoder:
-                self.soft.append((i, t.member.mode._d0.to(device=device, dtype=dtype),
-                                  float(t.member.mode.params["min_cos"])))
+        for i, track in enumerate(tracks):
+            if type(track.member.mode) is SoftFrozenDecoder:
+                self.soft.append((i, track.member.mode._d0.to(device=device, dtype=dtype),
+                                  float(track.member.mode.params["min_cos"])))
         self.acc_keys: list[str] = []  # names of the rows of acc_sum
         self.acc_sum: Any = None  # [K, M] float64 sums over the current curve interval
         self.acc_n = 0
@@ -697,7 +703,7 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
                     continue
                 if values is not None and values[pos]:
                     _record(tr, step, values[pos])
-                    view = _ParamView(lambda name, c=c, pos=pos: c.member_param(pos, name))
+                    view = _ParamView(functools.partial(c.member_param, pos))
                     by_control = bool(tr.member.control.observe(step, values[pos], view)) and step < tr.max_steps
                 else:
                     by_control = False
@@ -721,7 +727,7 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
             if step % every == 0 or step == tr.max_steps:
                 vals = s.read_interval()
                 _record(tr, step, vals)
-                view = _ParamView(lambda name, sae=tr.member.sae: getattr(sae, name).detach().clone())
+                view = _ParamView(functools.partial(_param_copy, tr.member.sae))
                 by_control = bool(tr.member.control.observe(step, vals, view)) and step < tr.max_steps
             if by_control or step >= tr.max_steps:
                 dead, l0 = s.cell.finish()

@@ -69,7 +69,7 @@ class TrainResult:
     l0_curve: list[tuple[int, float]] = field(default_factory=list)
     recovery_curve: list[tuple[int, float]] = field(default_factory=list)
     converged: bool = True
-    convergence: dict[str, float] = field(default_factory=dict)
+    convergence: dict[str, Any] = field(default_factory=dict)
     dead_fraction: float = 0.0
     l0_train: float = 0.0
 

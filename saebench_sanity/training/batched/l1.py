@@ -499,6 +499,8 @@ class _PenaltyBatched:
         for v in aux.values():
             total = total + v
         if fire is None:
+            if feature_acts is None:
+                raise TypeError("_out needs feature_acts or fire")
             with torch.no_grad():
                 fire = (feature_acts != 0).sum(dim=-2).to(feature_acts.dtype)
         return BatchedOut(total=total, losses={"mse_loss": mse, **aux}, fire_counts=fire)
@@ -622,8 +624,8 @@ class JumpReLUBatched(_PenaltyBatched):
                                                       threshold if step_l0 else None, self.bandwidth,
                                                       self.ste_to_input)
         mse = self._mse(p, feature_acts, x)
-        # [*lead, d_sae]; only the tanh penalty and the pre-act loss use it
-        W_dec_norm = _RowNorm.apply(p["W_dec"]) if self.mode == "tanh" or self.pre_act else None
+        # [*lead, d_sae]; only the tanh penalty and the pre-act loss use it (None otherwise)
+        W_dec_norm: Any = _RowNorm.apply(p["W_dec"]) if self.mode == "tanh" or self.pre_act else None
         if step_l0:
             per_item = self._l0_penalty(state, l0)
         elif self.mode == "tanh":

@@ -195,7 +195,7 @@ class _TopKFamily:
         self.sparse = sparse
 
     # -- contract ---------------------------------------------------------------------------------
-    def _cls(self) -> type:
+    def _cls(self) -> type[Any]:
         raise NotImplementedError
 
     def supports(self, sae: Any) -> bool:
