@@ -514,9 +514,8 @@ class ResultStore:
             rec, problem = self.read_result(key)
             if problem is not None:
                 report.problems.append(Problem(self._rel(self.result_path(key)), problem, "record", key))
-            else:
-                # (None, None) only if the file vanished after it was listed; that key then holds None
-                usable[key] = rec  # type: ignore[assignment]
+            elif rec is not None:  # (None, None): the file vanished after it was listed; counted missing
+                usable[key] = rec
         report.run = run
         if run is not None and keys is None:
             planned = [k for k in run.get("cell_keys") or [] if isinstance(k, str)]

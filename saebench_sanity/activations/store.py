@@ -415,7 +415,11 @@ def _harvest(name: str, cfg: StoreConfig, out: Path, model: Any, tokenizer: Any,
             for tag, idx in todo:
                 if tag != "eval" and cfg.massive_norm_ratio is not None and reference is None:
                     # the eval shard was built first, by this call: None only if it changed from outside since
-                    reference = _valid_sidecar(out / "shards" / "eval.safetensors")["norm_median"]  # type: ignore[index]
+                    eval_meta = _valid_sidecar(out / "shards" / "eval.safetensors")
+                    if eval_meta is None:
+                        raise DataError(f"activation store {str(out)!r}: its eval shard changed while the store was being "
+                                        f"built; re-run `saebench activations build {name}`")
+                    reference = eval_meta["norm_median"]
                 _build_shard(model, cfg, contexts, tokenizer, idx, tag, out / "shards" / f"{tag}.safetensors", dtype,
                              name, reference)
                 bar.advance(task, n_kept[tag])
