@@ -346,7 +346,7 @@ class TrainingConfig:
     convergence_confidence: Annotated[float, NumIn(0, 1, lo_open=True, hi_open=True)] = 0.9
     #: stop a cell once the convergence rule says it is level
     early_stop: Bool = True
-    #: no early stop before this many steps
+    #: no early stop before this many steps (and never before 10% of max_steps)
     min_steps: StepsOrZero = 0
     #: steps between recovery probes on sets with ground truth (a multiple of curve_every); omitted: every curve point
     recovery_every: Annotated[Optional[int], IntIn(1, MAX_STEPS, optional=True)] = None
