@@ -3,8 +3,10 @@
     python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
 
 For every results folder: per activation set, the members that take optimizer steps (``trains``),
-how many ended level / undecided / improving (``training.convergence.state``), the median steps
-and how many ran to their ``max_steps``. Reads only the per-cell records (``results/*.json``).
+how many ended level / undecided / improving (``training.convergence.state``), the median steps,
+how many ran to their ``max_steps`` and how many stopped early before the rule's earliest step
+(``convergence.stopped_too_early``: records made before that rule; ``saebench run`` trains those
+cells again). Reads only the per-cell records (``results/*.json``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
+
+from saebench_sanity.training.convergence import stopped_too_early
 
 
 def report(folder: Path) -> list[str]:
     per_set: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    too_early: dict[str, int] = defaultdict(int)
     for path in sorted((folder / "results").glob("*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
         cell, training = rec.get("cell") or {}, rec.get("training") or {}
@@ -25,6 +31,8 @@ def report(folder: Path) -> list[str]:
             continue
         state = (training.get("convergence") or {}).get("state", "?")
         per_set[cell["set"]].append((int(training.get("steps", 0)), int(cell["training"]["max_steps"]), state))
+        budget = SimpleNamespace(max_steps=cell["training"]["max_steps"], min_steps=cell["training"].get("min_steps", 0))
+        too_early[cell["set"]] += stopped_too_early(training, budget)
     lines = []
     for name, rows in per_set.items():
         states = {s: sum(1 for _, _, st in rows if st == s) for s in ("level", "undecided", "improving")}
@@ -32,7 +40,7 @@ def report(folder: Path) -> list[str]:
         lines.append(f"{folder.name:<14} {name:<22} members {len(rows):>3}  level {states['level']:>3}  "
                      f"undecided {states['undecided']:>3}  improving {states['improving']:>3}  "
                      f"median steps {statistics.median(s for s, _, _ in rows):>7.0f}  at max_steps {at_max:>3} "
-                     f"(max {max(c for _, c, _ in rows)})")
+                     f"(max {max(c for _, c, _ in rows)})  stopped before the earliest step {too_early[name]:>3}")
     return lines
 
 
