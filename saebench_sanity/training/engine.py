@@ -748,7 +748,8 @@ def _record(tr: MemberTrack, step: int, values: Mapping[str, float]) -> None:
 
 
 def _attach_curves(tr: MemberTrack) -> None:
-    assert tr.result is not None
+    if tr.result is None:  # a member's result exists once it finished; anything else is a bug here
+        raise RuntimeError("training engine: curves attached to a member that has no result")
     tr.result.curves = tr.curves
     tr.result.loss_curve = list(tr.curves.get("loss", []))
     tr.result.mse_curve = list(tr.curves.get("mse", []))
