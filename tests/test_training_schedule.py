@@ -134,6 +134,11 @@ def test_a_plateau_early_in_training_is_not_taken_for_convergence(monkeypatch):
     assert _replay(emulated) == (9020, 9020)
     monkeypatch.setattr(convergence, "MIN_SHARE", 0.0)  # the rule before the earliest step
     assert _replay(emulated) == (500, 500) == (data["emulated_level_at"],) * 2
+    # the shares docs/training-modes.md quotes: 3% still stops on the plateau, 5% no longer does
+    monkeypatch.setattr(convergence, "MIN_SHARE", 0.03)
+    assert _replay(emulated) == (500, 500)
+    monkeypatch.setattr(convergence, "MIN_SHARE", 0.05)
+    assert _replay(emulated) == (9020, 9020)
 
 
 def test_a_checkpoint_that_stopped_before_the_earliest_step_is_trained_again():
