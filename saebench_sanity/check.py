@@ -395,9 +395,9 @@ def baseline_cells(*, set_name: str, set_manifest_hash: str, arch: Any, arch_ove
 
 
 def _recorded_scores(store: Any, cell: Any, outcome: Any, metrics: list[Any],
-                     what: str) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """``({metric: {score: value}}, {metric: skip reason})`` of a cell the harness ran
-    (``outcome``: its ``CellOutcome``), read from its record. A cell that failed raises its
+                     what: str) -> tuple[dict[str, dict[str, float]], dict[str, str], dict[str, Any]]:
+    """``({metric: {score: value}}, {metric: skip reason}, record)`` of a cell the harness ran
+    (``outcome``: its ``CellOutcome``), read from its record (returned too, read once). A cell that failed raises its
     one-line error (DataError for bad input, RuntimeError otherwise), as does a metric that raised."""
     from saebench_sanity.harness.executor import FAILED, OK, SKIPPED
 
@@ -417,7 +417,7 @@ def _recorded_scores(store: Any, cell: Any, outcome: Any, metrics: list[Any],
             skipped[mp.name] = str(entry.get("reason") or "skipped")
         else:
             raise RuntimeError(f"metric {mp.name!r} on {what}: {entry.get('error') or 'no result recorded'}")
-    return scores, skipped
+    return scores, skipped, rec
 
 
 def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None] | None = None) -> CheckReport:
@@ -508,7 +508,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
         else:
             applicable.append(spec)
     if not applicable:
-        raise ConfigError(f"no chosen metric applies to activation set {set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+        raise _nothing_applies(set_name, report.skipped)
     metrics = [MetricPlan(name=spec.name, params=dict(spec.params), needs=frozenset(spec.needs),
                           key=metric_key(spec.name, dict(spec.params), plugin_versions(registry, [spec])))
                for spec in applicable]
@@ -548,17 +548,17 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     outcomes = {o.key: o for o in executor.run(plan, store, registry, force=False, reporter=NullReporter(),
                                                device=device)}
 
-    user_scores, skips = _recorded_scores(store, provided, user_outcome, metrics, f"your SAE ({description})")
+    user_scores, skips, _ = _recorded_scores(store, provided, user_outcome, metrics, f"your SAE ({description})")
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
     base_l0: dict[str, list[float]] = {m.name: [] for m in modes}
     report.training = {m.name: [] for m in modes}
     controlled = False
     for cell in cells:
-        scores, skipped = _recorded_scores(store, cell, outcomes.get(cell.key), metrics,
+        scores, skipped, record = _recorded_scores(store, cell, outcomes.get(cell.key), metrics,
                                            f"baseline {cell.mode} seed {cell.seed}")
         for name, reason in skipped.items():
             skips.setdefault(name, reason)
-        summary = (store.load_result(cell.key) or {}).get("training") or {}
+        summary = record.get("training") or {}
         info = store.load_train_info(cell.key)
         # "controlled": checkpoints written before check ran through the harness record it as is
         controlled = controlled or bool(info.get("controlled")) or "l0_control" in (info.get("convergence") or {})
@@ -573,7 +573,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     report.skipped.update(skips)
     applicable = [spec for spec in applicable if spec.name not in skips]
     if not applicable:
-        raise ConfigError(f"no chosen metric applies to activation set {set_name!r}: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+        raise _nothing_applies(set_name, report.skipped)
 
     # the L0 step of the rule: for architectures whose sparsity targets an L0, and for penalty SAEs
     # whose baselines were steered to the user's L0 (training.match_l0)
@@ -611,6 +611,13 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                 for b, c in v.comparisons.items()},
             })
     return report
+
+
+def _nothing_applies(set_name: str, skipped: dict[str, str]) -> ConfigError:
+    """The one-line error when no chosen metric can score on the set (before training, or after
+    the metrics skipped on some SAE)."""
+    return ConfigError(f"no chosen metric applies to activation set {set_name!r}: "
+                       + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
 
 
 def _final_l0(scores: dict[str, dict[str, float]], fallback: float) -> float:

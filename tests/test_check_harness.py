@@ -180,7 +180,9 @@ def test_a_failed_cell_or_metric_of_a_check_is_its_one_line_error_and_a_skip_is_
                                           "a:1": {"name": "a", "status": "ok", "scores": {"x": 0.25}}, "b:1": b_entry}})
 
     record({"name": "b", "status": "skipped", "reason": "needs a judge"})
-    assert _recorded_scores(store, cell, ok, metrics, "baseline") == ({"a": {"x": 0.25}}, {"b": "needs a judge"})
+    scores, skipped, rec = _recorded_scores(store, cell, ok, metrics, "baseline")
+    assert (scores, skipped) == ({"a": {"x": 0.25}}, {"b": "needs a judge"})
+    assert rec == store.load_result(cell.key)  # the record it read, for the caller's training summary
     record({"name": "b", "status": "error", "error": "ValueError: boom"})
     with pytest.raises(RuntimeError, match="metric 'b' on baseline: ValueError: boom"):
         _recorded_scores(store, cell, ok, metrics, "baseline")
