@@ -299,7 +299,7 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
 
 
 def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
-    """``(run config, description)`` whose ``training_for(set_name)`` trains the baselines: the
+    """``(run config, description)`` whose ``training_for(set_name, ..., arch)`` trains the baselines: the
     first embedded suite that lists the set (its leaderboard's budget: up to ``max_steps``, stopping
     early once the convergence rule says the loss is level), else the run defaults with the set's
     recommendation (also with early stop)."""
@@ -482,7 +482,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     eval_acts = aset.eval_activations()
     target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
     run_cfg, training_source = baseline_training_config(set_name, arch.name)
-    training = run_cfg.training_for(set_name, set_spec.training)
+    training = run_cfg.training_for(set_name, set_spec.training, arch.name)
     # the suite's per-set architecture parameters (e.g. an L1 coefficient suited to the set's
     # scale), under the ones read from the user's SAE
     arch_overrides = {**run_cfg.architecture_params_for(set_name, arch.name), **arch_overrides}

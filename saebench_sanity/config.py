@@ -424,7 +424,7 @@ class _SetTableBase(BaseModel):
     target_l0: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     #: parameters passed to the set's factory (checked against the set's parameter model)
     params: Annotated[dict[StrictStr, Any], Allowed("a table of key = value pairs")] = {}
-    #: [sets.NAME.architectures.ARCH]: architecture parameters for this set only
+    #: [sets.NAME.architectures.ARCH]: architecture parameters and training keys (max_steps, lr, ...) for this set and architecture only
     architectures: Annotated[dict[StrictStr, dict[StrictStr, Any]],
                              Allowed("[sets.NAME.architectures.ARCH] tables of key = value pairs")] = {}
     # -- fields of user-defined sets (model, hook_point, corpus, ...) go here ------------------
@@ -586,15 +586,35 @@ class RunConfig:
             names = {"max_steps": "steps"} if "steps" in self.set_overrides.get(set_name, {}) else None
             raise one_line(exc, where + ".", SetTable.model_fields, table, names) from None
 
-    def training_for(self, set_name: str, recommended: dict[str, Any] | None = None) -> TrainingConfig:
-        """Training budget for a set: run defaults < the set's recommendation < ``[sets.NAME]``."""
+    def training_for(self, set_name: str, recommended: dict[str, Any] | None = None,
+                     arch: str | None = None) -> TrainingConfig:
+        """Training budget for a set (and, with ``arch``, for that architecture's cells of it): run
+        defaults < the set's recommendation < ``[sets.NAME]`` < ``[sets.NAME.architectures.ARCH]``.
+
+        The last level exists because architectures of one set converge at very different speeds
+        (on the real set the TopK family levels in a few hundred steps, ReLU and Gated baselines
+        need thousands): each (set, architecture) keeps one budget for all its modes and seeds,
+        so a cohort's members still share every training value."""
         merged = {**training_keys(recommended or {}, f"set {set_name!r} recommendation"),
                   **training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")}
+        where = f"sets.{set_name}"
+        if arch is not None:
+            own = self.architecture_training_for(set_name, arch)
+            if own:
+                merged.update(own)
+                where = f"sets.{set_name}.architectures.{arch}"
         over = {k: v for k, v in merged.items() if k in _TRAINING_FIELDS}
         try:
             return dataclasses.replace(self.training, **over)
         except ConfigError as exc:
-            raise ConfigError(f"sets.{set_name}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def architecture_training_for(self, set_name: str, arch: str) -> dict[str, Any]:
+        """The training keys of ``[sets.NAME.architectures.ARCH]`` (aliases renamed: ``steps`` is
+        ``max_steps``); empty when it has none."""
+        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+        where = f"sets.{set_name}.architectures.{arch}"
+        return {k: v for k, v in training_keys(table, where).items() if k in _TRAINING_FIELDS}
 
     def overridden_by_set(self, set_name: str, recommended: dict[str, Any] | None = None) -> list[str]:
         """One line per value the user wrote in ``[run]`` / ``[training]`` that ``set_name``'s
@@ -635,7 +655,8 @@ class RunConfig:
             raise ConfigError(f"sets.{set_name}: d_sae = {d_sae} must be positive")
         if target is not None and not 0 < int(target) <= int(d_sae):
             raise ConfigError(f"sets.{set_name}: target_l0 = {target} must be in 1..d_sae ({d_sae})")
-        self.check_memory(set_name, int(d_in), int(d_sae), self.training_for(set_name, recommended).batch_size)
+        batch = max(self.training_for(set_name, recommended, arch).batch_size for arch in (None, *self.architectures))
+        self.check_memory(set_name, int(d_in), int(d_sae), batch)
         return int(d_sae), (int(target) if target is not None else None)
 
     def check_memory(self, set_name: str, d_in: int, d_sae: int, batch_size: int) -> None:
@@ -653,10 +674,12 @@ class RunConfig:
         return dict(self.set_overrides.get(set_name, {}).get("params", {}))
 
     def architecture_params_for(self, set_name: str, arch: str) -> dict[str, Any]:
-        """Architecture hyper-parameters set for this set only (``[sets.NAME.architectures.ARCH]``),
-        applied over ``[architectures.ARCH]`` (an L1 coefficient that suits unit-scale synthetic
-        data is far off for a normalized residual stream)."""
-        return dict(self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {}))
+        """Architecture hyper-parameters set for this set only (``[sets.NAME.architectures.ARCH]``
+        minus its training keys, see :meth:`architecture_training_for`), applied over
+        ``[architectures.ARCH]`` (an L1 coefficient that suits unit-scale synthetic data is far
+        off for a normalized residual stream)."""
+        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+        return {k: v for k, v in table.items() if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -936,7 +959,15 @@ def check_names(cfg: RunConfig, registry: Any) -> None:
     for set_name, over in cfg.set_overrides.items():
         check_params(registry.get("activation_set", set_name), over.get("params", {}), f"sets.{set_name}.params")
         for arch, params in over.get("architectures", {}).items():
-            check_params(registry.get("architecture", arch), params, f"sets.{set_name}.architectures.{arch}")
+            spec = registry.get("architecture", arch)
+            where = f"sets.{set_name}.architectures.{arch}"
+            clash = sorted(k for k in params if TRAINING_ALIASES.get(k, k) in _TRAINING_FIELDS
+                           and k in (getattr(spec, "params", {}) or {}))
+            if clash:
+                raise ConfigError(f"{where}.{clash[0]}: architecture {arch!r} has a parameter of that name, so it cannot "
+                                  f"also be a training key here; set it under [architectures.{arch}] or rename the parameter")
+            check_params(spec, cfg.architecture_params_for(set_name, arch), where)
+            cfg.training_for(set_name, getattr(registry.get("activation_set", set_name), "training", None), arch)
     for mode in cfg.modes:  # a mode validates its parameters when built (cheap: no tensors yet)
         spec = registry.get("training_mode", mode)
         params = cfg.mode_params.get(mode, {})

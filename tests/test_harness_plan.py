@@ -113,6 +113,34 @@ def test_per_set_architecture_params_apply_to_that_set_only_and_change_its_keys(
     assert topk_keys == {k: v for k, v in keys(plan_for(fake_registry)).items() if k[0] == "topk"}
 
 
+def test_per_set_architecture_training_keys_budget_that_architecture_only(fake_registry):
+    """``[sets.NAME.architectures.ARCH]`` may hold training keys (the real set's ReLU and Gated
+    baselines need far more steps than its TopK family): they budget every mode and seed of that
+    (set, architecture) alike, are not architecture parameters, and change only its cells' keys."""
+    data = {**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": {"steps": 40, "l1_coefficient": 0.25}}}}}
+    plan = plan_for(fake_registry, data)
+    relu = [c for c in plan.cells if c.arch == "relu"]
+    assert {c.training.max_steps for c in relu} == {40}  # `steps` is read as max_steps here too
+    assert {c.training.max_steps for c in plan.cells if c.arch == "topk"} == {10}
+    assert relu[0].arch_params["l1_coefficient"] == 0.25 and "steps" not in relu[0].arch_params
+    assert "max_steps" not in relu[0].arch_overrides
+    before = keys(plan_for(fake_registry, {**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": {"l1_coefficient": 0.25}}}}}))
+    after = keys(plan)
+    assert all((after[k] == before[k]) == (k[0] == "topk") for k in before)
+    cfg = config.from_dict(data)
+    assert cfg.training_for("tiny-gauss", None, "relu").max_steps == 40
+    assert cfg.training_for("tiny-gauss", None).max_steps == 10  # the set's own budget is unchanged
+
+
+def test_per_set_architecture_training_keys_are_checked_before_anything_runs(fake_registry):
+    bad = config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": {"max_steps": "many"}}}}})
+    with pytest.raises(ConfigError, match=r"^sets.tiny-gauss.architectures.relu: .*max_steps"):
+        config.check_names(bad, fake_registry)
+    both = config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": {"max_steps": 5, "steps": 5}}}}})
+    with pytest.raises(ConfigError, match=r"sets.tiny-gauss.architectures.relu: both 'steps' and 'max_steps'"):
+        config.check_names(both, fake_registry)
+
+
 def test_per_set_architecture_tables_are_validated(fake_registry):
     with pytest.raises(ConfigError, match=r"sets.tiny-gauss.architectures"):
         config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": 3}}}})

@@ -215,9 +215,9 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
             if set_spec.d_in is None:
                 raise ConfigError(f"activation set {set_name!r} does not declare d_in; build_sets=False needs it")
             d_in, manifest = int(set_spec.d_in), stable_hash({**set_spec.params, **set_params})
-        training = cfg.training_for(set_name, set_spec.training)
         d_sae, target_l0 = cfg.size_for(set_name, d_in, set_spec.training)
         for arch in cfg.architectures:
+            training = cfg.training_for(set_name, set_spec.training, arch)
             arch_spec = registry.get("architecture", arch)
             overrides = {**cfg.architecture_params.get(arch, {}), **cfg.architecture_params_for(set_name, arch)}
             arch_params = resolve_arch_params(arch_spec, target_l0, overrides)
