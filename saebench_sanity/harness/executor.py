@@ -99,17 +99,21 @@ def score_infos(registry: Any, name: str) -> dict[str, dict[str, Any]]:
 
 def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     keep = ("steps", "seconds", "converged", "convergence", "dead_fraction", "l0_train", "final_loss")
-    # where and in what precision it trained: recorded since device selection exists (older
-    # checkpoints lack them; leaving them out keeps their cached records unchanged)
-    return {**{k: info.get(k) for k in keep}, **{k: info[k] for k in ("device", "dtype") if k in info}}
+    # where, in what precision and on how many torch threads it trained: recorded since device
+    # selection (threads: since a float32 run was found to round differently at 1 and 2 threads);
+    # older checkpoints lack them, and leaving them out keeps their cached records unchanged
+    return {**{k: info.get(k) for k in keep}, **{k: info[k] for k in ("device", "dtype", "threads") if k in info}}
 
 
 def _train_info(cell: Cell, result: Any, device: str = "cpu") -> dict[str, Any]:
     """The checkpoint's ``train.json`` for one trained cell (``result``: a ``TrainResult``;
     ``device``: the resolved device it trained on)."""
+    import torch
+
     loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
     return {
         "key": cell.key, "cell": cell.identity(), "code": code_version(), "device": str(device), "dtype": cell.dtype,
+        "threads": int(torch.get_num_threads()),
         "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
         "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
         "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
