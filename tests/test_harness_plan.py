@@ -141,6 +141,25 @@ def test_per_set_architecture_training_keys_are_checked_before_anything_runs(fak
         config.check_names(both, fake_registry)
 
 
+def test_a_training_key_that_is_also_an_architecture_parameter_is_refused():
+    import types
+
+    from saebench_sanity import hookimpl
+    from saebench_sanity.architectures.base import ArchitectureSpec
+    from saebench_sanity.registry import Registry
+    from tests.conftest import FakePlugin
+
+    plug = types.ModuleType("lr-arch-plugin")
+    plug.saebench_register_architectures = hookimpl(lambda register: register(ArchitectureSpec(
+        name="lr-arch", factory="x:y", roles={"W_enc": "encoder", "W_dec": "decoder"}, params={"lr": 0.1})))
+    reg = Registry(load_entry_points=False, extra_plugins=[FakePlugin(), plug])
+    data = {**BASE, "run": {**BASE["run"], "architectures": ["lr-arch"]},
+            "sets": {"tiny-gauss": {"architectures": {"lr-arch": {"lr": 0.5}}}}}
+    with pytest.raises(ConfigError, match=r"^sets.tiny-gauss.architectures.lr-arch.lr: architecture 'lr-arch' has a "
+                                          r"parameter of that name"):
+        config.check_names(config.from_dict(data), reg)
+
+
 def test_per_set_architecture_tables_are_validated(fake_registry):
     with pytest.raises(ConfigError, match=r"sets.tiny-gauss.architectures"):
         config.from_dict({**BASE, "sets": {"tiny-gauss": {"architectures": {"relu": 3}}}})
