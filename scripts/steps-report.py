@@ -1,12 +1,16 @@
 """How long the members of a committed board trained, from its records.
 
     python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
+    python scripts/steps-report.py --by-mode leaderboards/results/real
+
 
 For every results folder: per activation set, the members that take optimizer steps (``trains``),
 how many ended level / undecided / improving (``training.convergence.state``), the median steps,
 how many ran to their ``max_steps`` and how many stopped early before the rule's earliest step
 (``convergence.stopped_too_early``: records made before that rule; ``saebench run`` trains those
-cells again). Reads only the per-cell records (``results/*.json``).
+cells again). ``--by-mode``: instead, per set a markdown table of the mean steps over seeds per
+architecture (rows) and training mode (columns), with each cell's maximum. Reads only the
+per-cell records (``results/*.json``).
 """
 
 from __future__ import annotations
@@ -44,7 +48,44 @@ def report(folder: Path) -> list[str]:
     return lines
 
 
+def _run_order(folder: Path) -> dict[tuple[str, str], int]:
+    """Position of each architecture and mode in the folder's run config (the board's order)."""
+    run_file = folder / "run.json"
+    cfg = json.loads(run_file.read_text(encoding="utf-8")).get("config", {}) if run_file.is_file() else {}
+    order = {("arch", a): i for i, a in enumerate(cfg.get("architectures") or [])}
+    order.update({("mode", m): i for i, m in enumerate(cfg.get("modes") or [])})
+    return order
+
+
+def by_mode(folder: Path) -> list[str]:
+    steps: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
+    caps: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    for path in sorted((folder / "results").glob("*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        cell, training = rec.get("cell") or {}, rec.get("training") or {}
+        if not cell.get("trains", True) or not training:
+            continue
+        steps[cell["set"]][(cell["arch"], cell["mode"])].append(int(training.get("steps", 0)))
+        caps[cell["set"]].add((cell["arch"], int(cell["training"]["max_steps"])))
+    lines = []
+    for name, table in steps.items():
+        order = _run_order(folder)
+        modes = sorted(dict.fromkeys(m for _, m in table), key=lambda m: order.get(("mode", m), 99))
+        archs = sorted(dict.fromkeys(a for a, _ in table), key=lambda a: order.get(("arch", a), 99))
+        cap = dict(caps[name])
+        lines += [f"{name} (mean steps over seeds; maximum per architecture in brackets)", "",
+                  "| architecture | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+        for arch in archs:
+            vals = [table.get((arch, m)) for m in modes]
+            lines.append(f"| {arch} ({cap[arch]:,}) | " + " | ".join(
+                f"{statistics.mean(v):.0f}" if v else "" for v in vals) + " |")
+        lines.append("")
+    return lines
+
+
 def main(argv: list[str]) -> int:
+    mode_table = "--by-mode" in argv
+    argv = [a for a in argv if a != "--by-mode"]
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
@@ -54,7 +95,7 @@ def main(argv: list[str]) -> int:
             print(f"error: {folder}/results is not a folder; pass a results folder such as leaderboards/results/synthetic",
                   file=sys.stderr)
             return 2
-        print("\n".join(report(folder)))
+        print("\n".join(by_mode(folder) if mode_table else report(folder)))
     return 0
 
 
