@@ -60,25 +60,37 @@ def _run_order(folder: Path) -> dict[tuple[str, str], int]:
 def by_mode(folder: Path) -> list[str]:
     steps: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(lambda: defaultdict(list))
     caps: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    # per (set, arch): training wall time of each cohort (its longest member's ``seconds``: a
+    # member's seconds run from the cohort's start) and the metric seconds of every cell
+    cohort_s: dict[str, dict[tuple[str, int], float]] = defaultdict(lambda: defaultdict(float))
+    metric_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for path in sorted((folder / "results").glob("*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
         cell, training = rec.get("cell") or {}, rec.get("training") or {}
+        metric_s[cell.get("set", "?")][cell.get("arch", "?")] += sum(
+            float(e.get("seconds") or 0) for e in (rec.get("metrics") or {}).values())
         if not cell.get("trains", True) or not training:
             continue
         steps[cell["set"]][(cell["arch"], cell["mode"])].append(int(training.get("steps", 0)))
         caps[cell["set"]].add((cell["arch"], int(cell["training"]["max_steps"])))
+        key = (cell["arch"], int(cell["seed"]))
+        cohort_s[cell["set"]][key] = max(cohort_s[cell["set"]][key], float(training.get("seconds") or 0))
     lines = []
     for name, table in steps.items():
         order = _run_order(folder)
         modes = sorted(dict.fromkeys(m for _, m in table), key=lambda m: order.get(("mode", m), 99))
         archs = sorted(dict.fromkeys(a for a, _ in table), key=lambda a: order.get(("arch", a), 99))
         cap = dict(caps[name])
-        lines += [f"{name} (mean steps over seeds; maximum per architecture in brackets)", "",
-                  "| architecture | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
+        lines += [f"{name} (mean steps over seeds; maximum per architecture in brackets; seconds: the "
+                  "cohorts' training wall times and every cell's metric times, summed over seeds)", "",
+                  "| architecture | " + " | ".join(modes) + " | training s | metrics s |",
+                  "|---" * (len(modes) + 3) + "|"]
         for arch in archs:
             vals = [table.get((arch, m)) for m in modes]
+            train_s = sum(v for (a, _), v in cohort_s[name].items() if a == arch)
             lines.append(f"| {arch} ({cap[arch]:,}) | " + " | ".join(
-                f"{statistics.mean(v):.0f}" if v else "" for v in vals) + " |")
+                f"{statistics.mean(v):.0f}" if v else "" for v in vals)
+                + f" | {train_s:,.0f} | {metric_s[name][arch]:,.0f} |")
         lines.append("")
     return lines
 
