@@ -191,3 +191,22 @@ def test_a_failed_cell_or_metric_of_a_check_is_its_one_line_error_and_a_skip_is_
                              error_kind=kind)
         with pytest.raises(error, match="^baseline: diverged at step 3$"):
             _recorded_scores(store, cell, failed, metrics, "baseline")
+
+
+@pytest.mark.parametrize("arch, steps", [("relu", 10000), ("gated", 10000), ("topk", 3000)])
+def test_check_trains_baselines_on_the_budget_the_leaderboard_gives_that_architecture(arch, steps):
+    """The default suite gives the real set's ReLU and Gated a larger maximum than the rest
+    (``[sets.NAME.architectures.ARCH] max_steps``); ``saebench check`` reads the same per-architecture
+    budget, so a user's ReLU SAE is judged against baselines trained as the board's were."""
+    from saebench_sanity.check import baseline_training_config
+    from saebench_sanity.config import embedded
+    from saebench_sanity.harness.plan import build_plan
+
+    set_name = "smollm2-135m-resid12"
+    cfg, _ = baseline_training_config(set_name, arch)
+    spec = get_registry().get("activation_set", set_name)
+    check_training = cfg.training_for(set_name, spec.training, arch)
+    board = build_plan(dataclasses.replace(embedded("default"), sets=[set_name], architectures=[arch]),
+                       get_registry(), build_sets=False)
+    assert {c.training for c in board.cells} == {check_training}
+    assert check_training.max_steps == steps
