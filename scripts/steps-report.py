@@ -3,19 +3,17 @@
     python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
     python scripts/steps-report.py --by-mode leaderboards/results/real
 
-
 For every results folder: per activation set, the members that take optimizer steps (``trains``),
 how many ended level / undecided / improving (``training.convergence.state``), the median steps,
 how many ran to their ``max_steps`` and how many stopped early before the rule's earliest step
 (``convergence.stopped_too_early``: records made before that rule; ``saebench run`` trains those
 cells again). ``--by-mode``: instead, per set a markdown table of the mean steps over seeds per
 architecture (rows) and training mode (columns), with each cell's maximum. Reads only the
-per-cell records (``results/*.json``).
+per-cell records of the folder's last run, read as the leaderboard reads them.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -25,14 +23,27 @@ from types import SimpleNamespace
 from saebench_sanity.training.convergence import stopped_too_early
 
 
+def _records(folder: Path) -> tuple[dict, list[dict]]:
+    """``(run.json, records)`` as the leaderboard reads them (``leaderboard.inputs.load``: the last
+    run's cells, each record verified)."""
+    from saebench_sanity.leaderboard.inputs import load
+
+    run, records, _ = load(folder)
+    return run, records
+
+
+def _trained(records: list[dict]):
+    """``(record, cell, training)`` of every record whose cell takes optimizer steps."""
+    for rec in records:
+        cell, training = rec.get("cell") or {}, rec.get("training") or {}
+        if cell.get("trains", True) and training:
+            yield rec, cell, training
+
+
 def report(folder: Path) -> list[str]:
     per_set: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     too_early: dict[str, int] = defaultdict(int)
-    for path in sorted((folder / "results").glob("*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        cell, training = rec.get("cell") or {}, rec.get("training") or {}
-        if not cell.get("trains", True) or not training:
-            continue
+    for _, cell, training in _trained(_records(folder)[1]):
         state = (training.get("convergence") or {}).get("state", "?")
         per_set[cell["set"]].append((int(training.get("steps", 0)), int(cell["training"]["max_steps"]), state))
         budget = SimpleNamespace(max_steps=cell["training"]["max_steps"], min_steps=cell["training"].get("min_steps", 0))
@@ -48,10 +59,9 @@ def report(folder: Path) -> list[str]:
     return lines
 
 
-def _run_order(folder: Path) -> dict[tuple[str, str], int]:
-    """Position of each architecture and mode in the folder's run config (the board's order)."""
-    run_file = folder / "run.json"
-    cfg = json.loads(run_file.read_text(encoding="utf-8")).get("config", {}) if run_file.is_file() else {}
+def _run_order(run: dict) -> dict[tuple[str, str], int]:
+    """Position of each architecture and mode in the run's config (the board's order)."""
+    cfg = run.get("config") or {}
     order = {("arch", a): i for i, a in enumerate(cfg.get("architectures") or [])}
     order.update({("mode", m): i for i, m in enumerate(cfg.get("modes") or [])})
     return order
@@ -64,20 +74,19 @@ def by_mode(folder: Path) -> list[str]:
     # member's seconds run from the cohort's start) and the metric seconds of every cell
     cohort_s: dict[str, dict[tuple[str, int], float]] = defaultdict(lambda: defaultdict(float))
     metric_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for path in sorted((folder / "results").glob("*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        cell, training = rec.get("cell") or {}, rec.get("training") or {}
+    run, records = _records(folder)
+    for rec in records:
+        cell = rec.get("cell") or {}
         metric_s[cell.get("set", "?")][cell.get("arch", "?")] += sum(
             float(e.get("seconds") or 0) for e in (rec.get("metrics") or {}).values())
-        if not cell.get("trains", True) or not training:
-            continue
+    order = _run_order(run)
+    for _, cell, training in _trained(records):
         steps[cell["set"]][(cell["arch"], cell["mode"])].append(int(training.get("steps", 0)))
         caps[cell["set"]].add((cell["arch"], int(cell["training"]["max_steps"])))
         key = (cell["arch"], int(cell["seed"]))
         cohort_s[cell["set"]][key] = max(cohort_s[cell["set"]][key], float(training.get("seconds") or 0))
     lines = []
     for name, table in steps.items():
-        order = _run_order(folder)
         modes = sorted(dict.fromkeys(m for _, m in table), key=lambda m: order.get(("mode", m), 99))
         archs = sorted(dict.fromkeys(a for a, _ in table), key=lambda a: order.get(("arch", a), 99))
         cap = dict(caps[name])
@@ -107,7 +116,13 @@ def main(argv: list[str]) -> int:
             print(f"error: {folder}/results is not a folder; pass a results folder such as leaderboards/results/synthetic",
                   file=sys.stderr)
             return 2
-        print("\n".join(by_mode(folder) if mode_table else report(folder)))
+        from saebench_sanity.errors import DataError
+
+        try:
+            print("\n".join(by_mode(folder) if mode_table else report(folder)))
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
