@@ -612,9 +612,14 @@ class RunConfig:
     def architecture_training_for(self, set_name: str, arch: str) -> dict[str, Any]:
         """The training keys of ``[sets.NAME.architectures.ARCH]`` (aliases renamed: ``steps`` is
         ``max_steps``); empty when it has none."""
+        return self._architecture_table(set_name, arch)[1]
+
+    def _architecture_table(self, set_name: str, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``[sets.NAME.architectures.ARCH]`` split into (architecture parameters, training keys)."""
         table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
-        where = f"sets.{set_name}.architectures.{arch}"
-        return {k: v for k, v in training_keys(table, where).items() if k in _TRAINING_FIELDS}
+        training = training_keys(table, f"sets.{set_name}.architectures.{arch}")
+        params = {k: v for k, v in table.items() if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS}
+        return params, {k: v for k, v in training.items() if k in _TRAINING_FIELDS}
 
     def overridden_by_set(self, set_name: str, recommended: dict[str, Any] | None = None) -> list[str]:
         """One line per value the user wrote in ``[run]`` / ``[training]`` that ``set_name``'s
@@ -678,8 +683,7 @@ class RunConfig:
         minus its training keys, see :meth:`architecture_training_for`), applied over
         ``[architectures.ARCH]`` (an L1 coefficient that suits unit-scale synthetic data is far
         off for a normalized residual stream)."""
-        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
-        return {k: v for k, v in table.items() if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS}
+        return self._architecture_table(set_name, arch)[0]
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
