@@ -298,6 +298,14 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
     return (max(1, int(round(l0))) if math.isfinite(l0) and l0 > 0 else None), params
 
 
+def baseline_budget(set_name: str, recommended: dict[str, Any] | None, arch: str) -> tuple[Any, dict[str, Any], str]:
+    """``(training config, the suite's architecture parameters for this set, description)`` the
+    baselines of an ``arch`` SAE on ``set_name`` train with: the suite's budget for that (set,
+    architecture) (``training_for(set, recommended, arch)``), as the leaderboard trains them."""
+    run_cfg, source = baseline_training_config(set_name, arch)
+    return run_cfg.training_for(set_name, recommended, arch), run_cfg.architecture_params_for(set_name, arch), source
+
+
 def baseline_training_config(set_name: str, arch: str) -> tuple[Any, str]:
     """``(run config, description)`` whose ``training_for(set_name, ..., arch)`` trains the baselines: the
     first embedded suite that lists the set (its leaderboard's budget: up to ``max_steps``, stopping
@@ -481,11 +489,10 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     sae = sae_in_set_space(raw_sae, aset, input_scale)
     eval_acts = aset.eval_activations()
     target_l0, arch_overrides = _sparsity_of(sae, arch, eval_acts)
-    run_cfg, training_source = baseline_training_config(set_name, arch.name)
-    training = run_cfg.training_for(set_name, set_spec.training, arch.name)
+    training, suite_params, training_source = baseline_budget(set_name, set_spec.training, arch.name)
     # the suite's per-set architecture parameters (e.g. an L1 coefficient suited to the set's
     # scale), under the ones read from the user's SAE
-    arch_overrides = {**run_cfg.architecture_params_for(set_name, arch.name), **arch_overrides}
+    arch_overrides = {**suite_params, **arch_overrides}
     if opts.steps is not None:
         import dataclasses
 

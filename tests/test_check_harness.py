@@ -198,14 +198,13 @@ def test_check_trains_baselines_on_the_budget_the_leaderboard_gives_that_archite
     """The default suite gives the real set's ReLU and Gated a larger maximum than the rest
     (``[sets.NAME.architectures.ARCH] max_steps``); ``saebench check`` reads the same per-architecture
     budget, so a user's ReLU SAE is judged against baselines trained as the board's were."""
-    from saebench_sanity.check import baseline_training_config
+    from saebench_sanity.check import baseline_budget
     from saebench_sanity.config import embedded
     from saebench_sanity.harness.plan import build_plan
 
     set_name = "smollm2-135m-resid12"
-    cfg, _ = baseline_training_config(set_name, arch)
     spec = get_registry().get("activation_set", set_name)
-    check_training = cfg.training_for(set_name, spec.training, arch)
+    check_training, _, _ = baseline_budget(set_name, spec.training, arch)  # what run_check trains with
     board = build_plan(dataclasses.replace(embedded("default"), sets=[set_name], architectures=[arch]),
                        get_registry(), build_sets=False)
     assert {c.training for c in board.cells} == {check_training}
