@@ -5,6 +5,9 @@ Run: ``python -m pytest benchmarks/test_bench_loss_recovered.py -o addopts= --be
 (``--benchmark-group-by=func`` pairs each 16-context case with its 4-context peer). Needs the
 default model and the built set ``smollm2-135m-resid12`` (``saebench activations build
 smollm2-135m-resid12``); skipped without them. One torch thread, as one cell of a run.
+
+Group ``loss-recovered-cohort``: a cohort's five SAEs with their spliced passes stacked in one
+forward pass against one pass per SAE (``-k cohort``); the ratio decides ``STACK_CPU``.
 """
 
 import pytest
@@ -73,3 +76,42 @@ def test_bench_loss_recovered_references(benchmark, real_set, n_contexts):
         return lr.loss_recovered_scores(ctx, n_contexts=n_contexts)
 
     benchmark.pedantic(first_cell, rounds=2, iterations=1)
+
+
+def _cohort_ctxs(real_set):
+    """Five SAEs of one set sharing one cache (a cohort in one worker)."""
+    from saebench_sanity.metrics.base import MetricCache, MetricContext
+
+    cache = MetricCache()
+    saes = []
+    for s in range(5):
+        sae = _RandomSae(576, 2304)
+        sae.w_dec = sae.w_dec * (0.5 + 0.1 * s)
+        saes.append(sae)
+    return [MetricContext(sae, real_set, eval_acts=torch.zeros(1, 576), cache=cache) for sae in saes]
+
+
+@pytest.mark.benchmark(group="loss-recovered-cohort")
+def test_bench_loss_recovered_cohort_stacked(benchmark, real_set, monkeypatch):
+    """Five SAEs' spliced passes stacked in one forward pass per chunk (``loss_recovered_many``
+    with stacking forced on the CPU, where it is off by default: ``STACK_CPU``) ..."""
+    from saebench_sanity.metrics import loss_recovered as lr
+    from saebench_sanity.metrics.loss_recovered import loss_recovered_many, loss_recovered_scores
+
+    monkeypatch.setattr(lr, "STACK_CPU", 5)
+    ctxs = _cohort_ctxs(real_set)
+    loss_recovered_scores(ctxs[0])  # the references, outside the timing
+    out = benchmark.pedantic(loss_recovered_many, args=(ctxs,), rounds=2, iterations=1)
+    alone = [loss_recovered_scores(c) for c in ctxs]
+    benchmark.extra_info["max_abs_diff_loss_recovered_vs_per_sae"] = max(
+        abs(a["loss_recovered"] - b["loss_recovered"]) for a, b in zip(out, alone))
+
+
+@pytest.mark.benchmark(group="loss-recovered-cohort")
+def test_bench_loss_recovered_cohort_per_sae_peer(benchmark, real_set):
+    """... against the peer: one ``loss_recovered_scores`` per SAE."""
+    from saebench_sanity.metrics.loss_recovered import loss_recovered_scores
+
+    ctxs = _cohort_ctxs(real_set)
+    loss_recovered_scores(ctxs[0])
+    benchmark.pedantic(lambda: [loss_recovered_scores(c) for c in ctxs], rounds=2, iterations=1)

@@ -76,3 +76,33 @@ def test_bench_local_judge_explanations_4_latents(benchmark, lm):
     prompts = [explain_messages([f"the <<def>> keyword {i} in a function" for i in range(4)])] * 4
     out = benchmark.pedantic(chat_generate_many, args=(lm[0], lm[1], prompts, 16), rounds=2, iterations=1)
     assert len(out) == 4
+
+
+def _cohort_explain_prompts():
+    """Explanation prompts of a cohort: 5 SAEs x 4 latents, each with its own highlighted texts."""
+    from saebench_sanity.metrics.autointerp import explain_messages
+
+    words = ["def", "return", "class", "import", "self", "print", "lambda", "yield", "with", "for"]
+    return [[explain_messages([f"a <<{words[(s + lat + i) % 10]}>> token in line {i} of example {s}.{lat}"
+                               for i in range(4)]) for lat in range(4)] for s in range(5)]
+
+
+@pytest.mark.benchmark(group="autointerp-explanations-cohort")
+def test_bench_local_judge_explanations_cohort_in_one_call(benchmark, lm):
+    """A cohort's 20 explanation prompts in one call (``autointerp_many``) ..."""
+    from saebench_sanity.judges.local import chat_generate_many
+
+    per_sae = _cohort_explain_prompts()
+    flat = [p for group in per_sae for p in group]
+    out = benchmark.pedantic(chat_generate_many, args=(lm[0], lm[1], flat, 16), rounds=2, iterations=1)
+    alone = [r for group in per_sae for r in chat_generate_many(lm[0], lm[1], group, 16)]
+    benchmark.extra_info["same_explanations_as_per_sae"] = f"{sum(a == b for a, b in zip(out, alone))} of {len(out)}"
+
+
+@pytest.mark.benchmark(group="autointerp-explanations-cohort")
+def test_bench_local_judge_explanations_cohort_per_sae_peer(benchmark, lm):
+    """... against the peer: one call per SAE (``autointerp_scores`` on each cell)."""
+    from saebench_sanity.judges.local import chat_generate_many
+
+    per_sae = _cohort_explain_prompts()
+    benchmark.pedantic(lambda: [chat_generate_many(lm[0], lm[1], g, 16) for g in per_sae], rounds=2, iterations=1)

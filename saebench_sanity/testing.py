@@ -192,7 +192,8 @@ def check_training_mode(spec_or_name: Any, architecture: Any = "topk", steps: in
 
 def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: Any = "topk", **params: Any) -> dict[str, float]:
     """Compute the metric on a tiny trained SAE and check: known needs, exactly the declared
-    score keys, finite floats, directions valid."""
+    score keys, finite floats, directions valid; a metric with a ``batch_factory`` must give
+    two SAEs scored together what it gives each alone (to 1e-5 relative)."""
     from saebench_sanity.config import TrainingConfig
     from saebench_sanity.harness.scoring import metric_context
     from saebench_sanity.training.trainer import train_cell
@@ -217,4 +218,16 @@ def check_metric(spec_or_name: Any, activation_set: Any = None, architecture: An
     assert set(scores) == set(spec.scores), f"{who}: returned {sorted(scores)}, declared {sorted(spec.scores)}"
     for key, value in scores.items():
         assert isinstance(value, float) and math.isfinite(value), f"{who}: score {key!r} = {value!r} is not a finite float"
+    if spec.batch_factory:
+        other = train_cell(arch, mode, aset, d_sae=4 * aset.d_in, target_l0=4, arch_overrides={}, mode_params={},
+                           training=TrainingConfig(max_steps=5, batch_size=32, curve_every=1, n_init_samples=256), seed=1)
+        other.sae.eval()
+        ctxs = [metric_context(sae, aset, aset.eval_activations(), get_registry()) for sae in (res.sae, other.sae)]
+        alone = [spec.compute(metric_context(sae, aset, aset.eval_activations(), get_registry()), **params)
+                 for sae in (res.sae, other.sae)]
+        for i, (got, want) in enumerate(zip(spec.evaluate_many(ctxs, **params), alone)):
+            assert not isinstance(got, BaseException), f"{who}: batch_factory raised for SAE {i}: {got!r}"
+            for key, value in want.items():
+                assert math.isclose(float(got[key]), value, rel_tol=1e-5, abs_tol=1e-8), (
+                    f"{who}: batch_factory gives SAE {i} {key} = {got[key]!r}, alone it scores {value!r}")
     return scores

@@ -221,3 +221,46 @@ def test_local_judge_yes_no_logodds_do_not_depend_on_padding_or_batching(tiny_lm
     assert judge.scores_yes_no and judge.yes_logodds(prompts) == pytest.approx(together, abs=1e-6)
     # batched generation gives one reply per prompt
     assert len(judge.complete_many([A.explain_messages(["a <<b>>"]), A.explain_messages(["c <<d>> e f g h"])], 3)) == 2
+
+
+def test_a_cohort_scored_in_one_call_gets_each_saes_own_result(tiny_lm):
+    """``autointerp_many`` (the harness's cohort call) gives each SAE what ``autointerp_scores``
+    gives it alone: with a deterministic judge, the same explanations and scores, in list and in
+    yes/no detection; the explanations of every SAE go to the judge in one call; a dead SAE gets
+    its own DataError item while the others are scored."""
+    from saebench_sanity.metrics.base import MetricContext
+
+    class Dead:
+        def encode(self, x):
+            return torch.zeros(x.shape[0], 8)
+
+    def explain_by_highlights(messages, max_tokens):
+        user = messages[-1]["content"]
+        if "Explanation of the feature" in user:  # depends on the SAE's examples: SAEs differ
+            return f"marks {user.count('<<')} {re.findall(r'<<([^>]*)>>', user)[:1]}"
+        return "1, 3" if len(user) % 2 else "2"
+
+    def yes_no(messages):
+        user = messages[-1]["content"]
+        return float(len(user) % 7) - 3.0
+
+    kw = dict(n_latents=3, n_explain=2, n_activating=2, n_random=2, ctx_len=12, n_contexts=64)
+    for judge_kw in ({}, {"yes_no": yes_no}):
+        batches = []
+
+        class Counting(CallableJudge):
+            def complete_many(self, prompts, max_tokens=64):
+                batches.append(len(prompts))
+                return super().complete_many(prompts, max_tokens)
+
+        judge = Counting(explain_by_highlights, model="det", **judge_kw)
+        saes = [_RandomSAE(16, 32, seed=s) for s in range(3)]
+        ctxs = [MetricContext(sae, None, torch.zeros(1, 16), lm=tiny_lm, judge=judge) for sae in saes]
+        ctxs.insert(2, MetricContext(Dead(), None, torch.zeros(1, 16), lm=tiny_lm, judge=judge))
+        together = A.autointerp_many(ctxs, **kw)
+        assert batches[0] == 9  # the three live SAEs' explanations, one call
+        assert isinstance(together[2], DataError) and "no latent fires" in str(together[2])
+        for ctx, got in zip([ctxs[0], ctxs[1], ctxs[3]], [together[0], together[1], together[3]]):
+            alone = A.autointerp_scores(ctx, **kw)
+            assert got.details == alone.details and dict(got) == dict(alone)
+        assert len({str(r.details["latents"]) for r in (together[0], together[1], together[3])}) == 3

@@ -30,6 +30,23 @@ def test_builtin_core_metric_conforms(metric):
     testing.check_metric(metric, activation_set="synth-easy")
 
 
+def test_the_kit_checks_a_batch_factory_against_the_per_sae_factory():
+    """A metric whose cohort call gives an SAE another number than it scores alone fails the kit;
+    one that agrees passes."""
+    from saebench_sanity.metrics.base import MetricSpec, ScoreInfo
+
+    def one(ctx):
+        return {"v": float(ctx.feature_acts.abs().mean())}
+
+    good = MetricSpec(name="joint-good", description="t", factory=one, batch_factory=lambda ctxs: [one(c) for c in ctxs],
+                      scores={"v": ScoreInfo(direction=None)})
+    testing.check_metric(good, activation_set="synth-easy")
+    swapped = MetricSpec(name="joint-swapped", description="t", factory=one,
+                         batch_factory=lambda ctxs: [one(c) for c in reversed(ctxs)], scores={"v": ScoreInfo(direction=None)})
+    with pytest.raises(AssertionError, match="batch_factory gives SAE 0 v"):
+        testing.check_metric(swapped, activation_set="synth-easy")
+
+
 def test_the_kit_catches_a_broken_promise():
     """A mode that claims to freeze the decoder but lets it train must fail the kit."""
     from saebench_sanity.training.base import TrainingMode, TrainingModeSpec

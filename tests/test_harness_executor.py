@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from saebench_sanity import config
+from saebench_sanity import config, hookimpl
 from saebench_sanity.harness.executor import execute
 from saebench_sanity.harness.plan import build_plan
 from saebench_sanity.harness.store import ResultStore
@@ -165,3 +165,72 @@ def test_a_failing_member_fails_alone(tmp_path, fake_registry, monkeypatch):
     assert [o.status for o in outcomes] == ["failed", "ok"]
     assert "diverged (loss nan) at step 3" in outcomes[0].error
     assert len(store.trainings()) == 1 and store.load_result(outcomes[0].key)["status"] == "failed"
+
+
+class _JointPlugin:
+    """A metric with a ``batch_factory``: the mean |latent| of each SAE, scored a cohort at a
+    time; records every joint call; its first SAE gets a NotApplicable item (a per-SAE skip)."""
+
+    calls: list[int] = []
+
+    @hookimpl
+    def saebench_register_metrics(self, register):
+        from saebench_sanity.metrics.base import MetricResult, MetricSpec, NotApplicable, ScoreInfo
+
+        def one(ctx):
+            return MetricResult({"v": float(ctx.feature_acts.abs().mean())})
+
+        def many(ctxs):
+            _JointPlugin.calls.append(len(ctxs))
+            return [NotApplicable("first of its cohort (tests)")] + [one(ctx) for ctx in ctxs[1:]]
+
+        register(MetricSpec(name="joint", description="mean |latent|, scored a cohort at a time (tests)", factory=one,
+                            batch_factory=many, scores={"v": ScoreInfo(direction=None)}))
+
+
+def test_a_cohort_is_scored_in_one_call_by_a_metric_with_a_batch_factory(tmp_path, fake_registry):
+    """Every cell of a cohort that still needs a batched metric is scored in one
+    ``batch_factory`` call; each cell's stored score equals what the per-SAE factory gives it
+    (rescored alone with ``--force``), each entry says it was scored with its cohort, and a
+    re-run recomputes nothing."""
+    from saebench_sanity.registry import Registry
+
+    from tests.conftest import FakePlugin
+
+    reg = Registry(load_entry_points=False, extra_plugins=[FakePlugin(), _JointPlugin()])
+    _JointPlugin.calls.clear()
+    cfg = cfg_for(tmp_path, modes=["trained", "frozen_decoder", "untrained"], seeds=[0, 1], metrics=["joint", "reconstruction"])
+    plan, store, outcomes = run_once(cfg, reg)
+    assert _JointPlugin.calls == [3, 3]  # one call per cohort (seed), every mode in it
+    joint = {o.key: store.load_result(o.key)["metrics"] for o in outcomes}
+    entries = [next(e for e in m.values() if e["name"] == "joint") for m in joint.values()]
+    assert all(e["batched"] and e["seconds"] >= 0 for e in entries)
+    assert sorted(e["status"] for e in entries) == ["ok"] * 4 + ["skipped"] * 2  # one item per cell, in order
+    assert all(e["reason"] == "first of its cohort (tests)" for e in entries if e["status"] == "skipped")
+    run_once(cfg, reg)
+    assert _JointPlugin.calls == [3, 3]  # recorded (a NotApplicable skip is kept): nothing recomputed
+
+    from saebench_sanity.harness.executor import run_cell
+
+    aset = reg.get("activation_set", "tiny-gauss").build()
+    for cell in plan.cells:  # the per-SAE path (no cohort) gives every cell the same number
+        want = next(e for e in joint[cell.key].values() if e["name"] == "joint")
+        if want["status"] != "ok":
+            continue
+        alone = run_cell(cell, [mp for mp in plan.metrics if mp.name == "joint"], aset, aset.eval_activations, store, reg,
+                         force=True)
+        assert alone.metrics["joint"]["status"] == "ok"
+        got = next(e for e in store.load_result(cell.key)["metrics"].values() if e["name"] == "joint")
+        assert "batched" not in got and got["scores"] == want["scores"]
+
+
+def test_a_batch_factory_that_returns_the_wrong_number_of_items_is_each_members_error():
+    from saebench_sanity.errors import PluginError
+    from saebench_sanity.metrics.base import MetricContext, MetricSpec, ScoreInfo
+
+    spec = MetricSpec(name="short", description="t", factory=lambda ctx: {"v": 1.0}, batch_factory=lambda ctxs: [],
+                      scores={"v": ScoreInfo(direction=None)})
+    ctxs = [MetricContext(torch.nn.Identity(), None, torch.zeros(1, 2), device="cpu") for _ in range(2)]
+    with pytest.raises(PluginError, match="returned 0 items for 2 contexts"):
+        spec.evaluate_many(ctxs)
+    assert [dict(r) for r in spec.evaluate_many(ctxs[:1])] == [{"v": 1.0}]  # one context: the per-SAE factory

@@ -300,3 +300,48 @@ def test_chunked_scoring_equals_one_batch(sharp):
     b = _scores(sae, handle, "chunk-b", batch_size=5)
     for k in a:
         assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+
+
+@pytest.mark.parametrize("path", ["resumed", "full pass"])
+def test_a_cohort_stacked_in_one_pass_scores_each_sae_as_alone(sharp, path, monkeypatch):
+    """``loss_recovered_many`` (the harness's cohort call) runs several SAEs' spliced passes
+    stacked (on an accelerator; forced here on the CPU); each SAE's scores equal its own
+    ``loss_recovered_scores``, also across a stack boundary; a context whose set has no model
+    gets its NotApplicable item."""
+    from saebench_sanity.metrics.base import MetricContext, NotApplicable
+    from saebench_sanity.models import resume
+
+    if path == "full pass":
+        monkeypatch.setattr(resume, "RESUMABLE_TYPES", frozenset())
+    monkeypatch.setattr(lr, "STACK_CPU", 2)  # stacked here too (the CPU default is one SAE per pass)
+    model, many_ids = sharp
+    aset = _Set(_handle(model, many_ids, "resid_post.1", Normalizer(1.3), 0.2 * torch.ones(16)), f"stack-{path}")
+    gen = torch.Generator().manual_seed(8)
+    saes = [_Linear(lambda z, w=torch.eye(16) + s * torch.randn(16, 16, generator=gen): z @ w) for s in (0.05, 0.2, 0.5)]
+
+    class _NoModel:
+        name = "no-model"
+
+        def manifest_hash(self):
+            return "x"
+
+        def resource(self, need):
+            raise KeyError(need)
+
+    ctxs = [MetricContext(sae, aset, eval_acts=torch.zeros(1, 16)) for sae in saes]
+    ctxs.insert(1, MetricContext(saes[0], _NoModel(), eval_acts=torch.zeros(1, 16)))
+    shared = ctxs[0].cache
+    ctxs = [MetricContext(c.sae, c.activation_set, eval_acts=c.eval_acts, cache=shared) for c in ctxs]
+    together = lr.loss_recovered_many(ctxs, batch_size=3)
+    assert isinstance(together[1], NotApplicable)
+    for ctx, got in zip([ctxs[0], *ctxs[2:]], [together[0], *together[2:]]):
+        alone = lr.loss_recovered_scores(MetricContext(ctx.sae, aset, eval_acts=ctx.eval_acts), batch_size=3)
+        assert got.details == alone.details
+        for k in alone:
+            assert got[k] == pytest.approx(alone[k], rel=1e-6, abs=1e-9), k
+    assert len({round(r["ce_sae"], 6) for r in (together[0], *together[2:])}) == 3  # three different SAEs
+
+
+def test_stack_size_is_one_sae_per_pass_on_the_cpu_and_a_cohort_elsewhere():
+    assert lr.stack_size("cpu") == lr.stack_size(torch.device("cpu")) == 1
+    assert lr.stack_size("cuda:0") == lr.stack_size("mps") == lr.STACK >= 5

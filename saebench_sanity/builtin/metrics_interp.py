@@ -32,6 +32,7 @@ METRICS = [
         description="AutoInterp detection: an explainer describes each sampled live latent from its top contexts, a judge "
                     "picks which of a shuffled mix of activating and non-activating contexts match; balanced accuracy",
         factory="saebench_sanity.metrics.autointerp:autointerp_scores",
+        batch_factory="saebench_sanity.metrics.autointerp:autointerp_many",
         needs=frozenset({"model"}),
         params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 4, "n_activating": 3,
                 "n_random": 3, "ctx_len": 16, "n_contexts": 512, "seed": 0, "detection": "auto"},

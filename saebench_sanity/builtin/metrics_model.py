@@ -13,6 +13,7 @@ METRICS = [
         name="loss_recovered",
         description="next-token CE and KL on 16 held-out contexts with the SAE reconstruction spliced in at the set's hook point, against zero ablation (SAEBench) and mean ablation",
         factory="saebench_sanity.metrics.loss_recovered:loss_recovered_scores",
+        batch_factory="saebench_sanity.metrics.loss_recovered:loss_recovered_many",
         scores={
             "loss_recovered": ScoreInfo(
                 direction="higher", chance=0.0, headline="loss recovered",

@@ -206,7 +206,7 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
              registry: Any, *, force: bool = False, reporter: Any = None,
              trained: dict[str, Any] | None = None, device: str = "cpu", metric_cache: Any = None,
-             sae: Any = None) -> CellOutcome:
+             sae: Any = None, cohort_scores: "CohortScores | None" = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell.
 
     ``trained``: this cell's train info when its cohort trained it just now (``run_cohort``), or
@@ -216,7 +216,9 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     share work through (default: this process's, ``harness.scoring.PROCESS_CACHE``). A metric
     that raises ``NotApplicable`` is recorded as ``skipped`` with its reason. ``sae``: a *provided*
     cell's SAE, already in the set's space (``saebench check``'s user SAE): it is scored as it is,
-    nothing trains or loads a checkpoint, and the record's ``training`` is null."""
+    nothing trains or loads a checkpoint, and the record's ``training`` is null. ``cohort_scores``:
+    this cell's context and the metrics its cohort scored together (``score_cohort``): those are
+    stored as they came, not computed again."""
     reporter = reporter or NullReporter()
     loaded = None if force else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
@@ -255,10 +257,11 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     if record != loaded:  # a fully cached cell is not rewritten
         store.write_result(cell.key, record)
 
-    ctx = None
+    ctx = None if cohort_scores is None else cohort_scores.ctx
+    batch = {} if cohort_scores is None else cohort_scores.results
     for mp in metrics:
-        prev = record["metrics"].get(mp.key)
-        if prev is not None and prev.get("status") in (OK, SKIPPED) and not prev.get("transient"):  # (force starts from an empty record)
+        prev = _recorded(record, mp)
+        if prev is not None:  # (force starts from an empty record)
             out.metrics[mp.name] = {"status": prev["status"], "seconds": prev.get("seconds", 0.0), "cached": True,
                                     "reason": prev.get("reason")}
             continue
@@ -269,20 +272,23 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                          reason=f"needs {', '.join(missing)}; set {cell.set_name!r} provides "
                                 f"{', '.join(sorted(aset.provides)) or 'nothing extra'}")
         else:
-            reporter.phase(cell, mp.name)
+            if mp.key not in batch:
+                reporter.phase(cell, mp.name)
             t0 = time.perf_counter()
+            shared = 0.0
             try:
                 if ctx is None:
-                    from saebench_sanity.activations.real import checkpoint_in_set_space
-                    from saebench_sanity.architectures.checkpoint import load_checkpoint
-                    from saebench_sanity.harness.scoring import metric_context
-
-                    # metrics score on the set's served activations; a checkpoint takes raw ones
-                    scored = sae if sae is not None else checkpoint_in_set_space(
-                        load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
-                    ctx = metric_context(scored, aset, eval_acts(), registry, device=device, cache=metric_cache)
+                    ctx = cell_context(cell, aset, eval_acts, store, registry, device=device, metric_cache=metric_cache,
+                                       sae=sae)
                 entry.update(device=ctx.device, dtype=ctx.dtype)
-                result = registry.get("metric", mp.name).evaluate(ctx, **mp.params)
+                if mp.key in batch:  # scored with its cohort: this cell's share of that call's seconds
+                    item, shared = batch[mp.key]
+                    entry["batched"] = True
+                    if isinstance(item, BaseException):
+                        raise item
+                    result = item
+                else:
+                    result = registry.get("metric", mp.name).evaluate(ctx, **mp.params)
                 info_by_score = score_infos(registry, mp.name)
                 unknown = set(result.scores) - set(info_by_score)
                 if unknown:
@@ -299,11 +305,92 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                 entry.update(status=SKIPPED, reason=one_line(exc))
             except Exception as exc:  # noqa: BLE001 - recorded per metric, other metrics still run
                 entry.update(status=ERROR, error=one_line(exc))
-            entry["seconds"] = time.perf_counter() - t0
+            entry["seconds"] = shared + time.perf_counter() - t0
         record["metrics"][mp.key] = entry
         store.write_result(cell.key, record)
         out.metrics[mp.name] = {"status": entry["status"], "seconds": entry["seconds"], "cached": False,
                                 "reason": entry.get("reason")}
+    return out
+
+
+def cell_context(cell: Cell, aset: Any, eval_acts: Callable[[], Any], store: ResultStore, registry: Any, *,
+                 device: str = "cpu", metric_cache: Any = None, sae: Any = None) -> Any:
+    """The ``MetricContext`` one cell's metrics share: its SAE loaded back from the checkpoint
+    folder (or the provided ``sae``) in the set's space, on ``device``."""
+    from saebench_sanity.activations.real import checkpoint_in_set_space
+    from saebench_sanity.architectures.checkpoint import load_checkpoint
+    from saebench_sanity.harness.scoring import metric_context
+
+    # metrics score on the set's served activations; a checkpoint takes raw ones
+    scored = sae if sae is not None else checkpoint_in_set_space(
+        load_checkpoint(store.checkpoint_dir(cell.key), device=device), aset)
+    return metric_context(scored, aset, eval_acts(), registry, device=device, cache=metric_cache)
+
+
+@dataclass
+class CohortScores:
+    """One cell's share of its cohort's joint scoring (``score_cohort``): its metric context and,
+    per metric key, ``(result or the exception scoring raised, seconds)``."""
+
+    ctx: Any
+    results: dict[str, tuple[Any, float]] = field(default_factory=dict)
+
+
+def _recorded(record: dict[str, Any] | None, mp: MetricPlan) -> dict[str, Any] | None:
+    """``mp``'s stored entry in a cell's ``record`` when it stands (``ok``, or a kept skip), else
+    None: the metric is to be computed."""
+    prev = (record or {}).get("metrics", {}).get(mp.key)
+    return prev if prev is not None and prev.get("status") in (OK, SKIPPED) and not prev.get("transient") else None
+
+
+def _needs_scoring(record: dict[str, Any] | None, mp: MetricPlan, aset: Any) -> bool:
+    """True when ``mp`` is still to be computed for a cell whose stored record is ``record`` and
+    the set provides what it needs."""
+    return _recorded(record, mp) is None and not set(mp.needs) - set(aset.provides)
+
+
+def score_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
+                 store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+                 device: str = "cpu", metric_cache: Any = None) -> dict[str, CohortScores]:
+    """Score together, per metric whose spec has a ``batch_factory``, the cells of one cohort that
+    still need it (``MetricSpec.evaluate_many``: e.g. one batched spliced pass, one batch of judge
+    prompts for all of them); ``{cell key: CohortScores}`` for ``run_cell`` to store. Cells are
+    taken only when they have a checkpoint; fewer than two such cells leave everything to
+    ``run_cell``. A failure of the joint call as a whole is every member's error, as a
+    per-cell failure would be."""
+    reporter = reporter or NullReporter()
+    batched = [mp for mp in metrics if getattr(registry.get("metric", mp.name), "batch_factory", "")]
+    if not batched:
+        return {}
+    ready = [c for c in cells if store.has_checkpoint(c.key)]
+    records = {c.key: (None if force else store.load_result(c.key)) for c in ready}
+    out: dict[str, CohortScores] = {}
+    for mp in batched:
+        todo = [c for c in ready if _needs_scoring(records[c.key], mp, aset)]
+        if len(todo) < 2:
+            continue
+        try:
+            for c in todo:
+                if c.key not in out:
+                    out[c.key] = CohortScores(cell_context(c, aset, eval_acts, store, registry, device=device,
+                                                           metric_cache=metric_cache))
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # noqa: BLE001 - a checkpoint that does not load: run_cell records that cell's failure
+            logger.debug("cohort scoring of %s skipped: a checkpoint did not load", mp.name, exc_info=True)
+            continue
+        for c in todo:
+            reporter.phase(c, f"{mp.name} (cohort of {len(todo)})")
+        t0 = time.perf_counter()
+        try:
+            items = registry.get("metric", mp.name).evaluate_many([out[c.key].ctx for c in todo], **mp.params)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the joint call failed: each member records it
+            items = [exc] * len(todo)
+        share = (time.perf_counter() - t0) / len(todo)
+        for c, item in zip(todo, items):
+            out[c.key].results[mp.key] = (item, share)
     return out
 
 
@@ -338,8 +425,9 @@ def write_run_manifest(plan: Plan, store: ResultStore) -> None:
 def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
                store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
                device: str = "cpu", on_done: Callable[[Cell, CellOutcome], None] | None = None) -> list[CellOutcome]:
-    """Train the cells of one cohort (``cohorts``) that have no checkpoint yet as one program, then
-    score and store each cell (``run_cell``). A cell whose training failed is recorded as failed;
+    """Train the cells of one cohort (``cohorts``) that have no checkpoint yet as one program,
+    score together what the cohort's metrics can score jointly (``score_cohort``), then score
+    the rest and store each cell (``run_cell``). A cell whose training failed is recorded as failed;
     the others of its cohort go on. ``on_done(cell, outcome)`` is called as each cell is stored."""
     from saebench_sanity.devices import resolve_device
 
@@ -356,10 +444,14 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
             raise
         except Exception as exc:  # noqa: BLE001 - the cohort failed as a whole (e.g. its data): each cell records it
             infos = {c.key: {"error": exc} for c in todo}
+    failed = {k for k, info in infos.items() if "error" in info}
+    joint = score_cohort([c for c in cells if c.key not in failed], metrics, aset, eval_acts, store, registry,
+                         force=force, reporter=reporter, device=device)
     outcomes = []
     for cell in cells:
         outcome = run_cell(cell, metrics, aset, eval_acts, store, registry, force=force,
-                           reporter=reporter, trained=infos.get(cell.key), device=device)
+                           reporter=reporter, trained=infos.get(cell.key), device=device,
+                           cohort_scores=joint.get(cell.key))
         if on_done is not None:
             on_done(cell, outcome)
         outcomes.append(outcome)

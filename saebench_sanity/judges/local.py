@@ -125,9 +125,10 @@ def yes_no_logodds(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]
 
 
 def chat_generate_many(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], max_tokens: int,
-                       batch_size: int = 8) -> list[str]:
-    """Greedy completions of several chat prompts, batched with left padding (decode steps on a
-    CPU cost about the same for 1 or 8 sequences)."""
+                       batch_size: int = 32) -> list[str]:
+    """Greedy completions of several chat prompts, batched with left padding (a decode step of
+    SmolLM2-135M on a CPU costs about the same for 4 or 20 sequences, so AutoInterp asks for a
+    whole cohort's explanations at once: ``benchmarks/test_bench_autointerp.py``)."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

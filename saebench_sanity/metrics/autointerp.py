@@ -168,37 +168,61 @@ def score_latents(judge: Judge, examples: Sequence[LatentExamples], seed: int = 
     parallel, the local judge in one padded batch), then the detection prompts; the test texts
     are shuffled with ``seed``. Generation lengths are capped (one line of explanation, a list of
     numbers): on CPU the decode steps of a local judge are most of the metric's cost."""
+    return score_latents_many(judge, [examples], seed, explain_tokens, detect_tokens, detection)[0]
+
+
+def score_latents_many(judge: Judge, groups: Sequence[Sequence[LatentExamples]], seed: int = 0,
+                       explain_tokens: int = 16, detect_tokens: int = 16,
+                       detection: str = "auto") -> list[list[LatentResult]]:
+    """``score_latents`` of several SAEs' latents (one group per SAE), their explanations
+    requested in one ``complete_many`` call: the local judge generates them in one padded batch
+    (the decode steps of a 135M model on CPU cost about the same for 4 prompts as for 20), an
+    HTTP judge in parallel. Yes/no detection is asked per SAE, in the same batches as for one
+    SAE alone (batching it wider saves nothing on CPU, and a prompt's log-odds then never depend
+    on another SAE's prompts); list detection, a request per latent, in one call. Padding is
+    the only difference from scoring each SAE alone: it can move a local judge's logits by
+    float rounding, which changes a greedy explanation only at a near-tie."""
     mode = detection_mode(judge, detection)
     judge.check_budget("before the explanations")
+    flat_ex = [ex for group in groups for ex in group]
     explanations = [clean_explanation(r) for r in
-                    judge.complete_many([explain_messages(ex.explain) for ex in examples], explain_tokens)]
+                    judge.complete_many([explain_messages(ex.explain) for ex in flat_ex], explain_tokens)]
     keys = []
-    for ex in examples:
+    for ex in flat_ex:
         rng = random.Random(f"{seed}-{ex.latent}")
         items = [(t, True) for t in ex.activating] + [(t, False) for t in ex.non_activating]
         rng.shuffle(items)
         keys.append(items)
     judge.check_budget("before detection")
+    results: list[LatentResult] = []
     if mode == "yes_no":
-        flat = judge.yes_logodds([detect_one_messages(expl or "(no explanation)", t)
-                                  for expl, items in zip(explanations, keys) for t, _ in items])
-        results, at = [], 0
-        for ex, expl, items in zip(examples, explanations, keys):
-            vals, at = flat[at:at + len(items)], at + len(items)
-            actual = [a for _, a in items]
-            pred = top_k_pick(vals, sum(actual), seed + ex.latent)
-            results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, actual), False))
-        return results
-    prompts = [detect_messages(expl or "(no explanation)", [t for t, _ in items]) for expl, items in zip(explanations, keys)]
-    replies = judge.complete_many(prompts, detect_tokens)
-    results = []
-    for ex, expl, items, reply in zip(examples, explanations, keys, replies):
-        picked = parse_selection(reply, len(items))
-        chosen = picked or set()
-        pred = [i + 1 in chosen for i in range(len(items))]
-        results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, [a for _, a in items]),
-                                    picked is None))
-    return results
+        at = 0
+        for group in groups:
+            part = range(at, at + len(group))
+            at += len(group)
+            flat = judge.yes_logodds([detect_one_messages(explanations[i] or "(no explanation)", t)
+                                      for i in part for t, _ in keys[i]])
+            pos = 0
+            for i in part:
+                vals, pos = flat[pos:pos + len(keys[i])], pos + len(keys[i])
+                actual = [a for _, a in keys[i]]
+                pred = top_k_pick(vals, sum(actual), seed + flat_ex[i].latent)
+                results.append(LatentResult(flat_ex[i].latent, explanations[i], balanced_accuracy(pred, actual), False))
+    else:
+        prompts = [detect_messages(expl or "(no explanation)", [t for t, _ in items])
+                   for expl, items in zip(explanations, keys)]
+        replies = judge.complete_many(prompts, detect_tokens)
+        for ex, expl, items, reply in zip(flat_ex, explanations, keys, replies):
+            picked = parse_selection(reply, len(items))
+            chosen = picked or set()
+            pred = [i + 1 in chosen for i in range(len(items))]
+            results.append(LatentResult(ex.latent, expl, balanced_accuracy(pred, [a for _, a in items]),
+                                        picked is None))
+    out, at = [], 0
+    for group in groups:
+        out.append(results[at:at + len(group)])
+        at += len(group)
+    return out
 
 
 def select_live_latents(max_acts: Any, n_latents: int, min_firing: int, seed: int, min_silent: int = 0) -> list[int]:
@@ -345,23 +369,61 @@ def autointerp_scores(ctx: Any, judge: Any = "local", judge_params: dict | None 
     is not among the registered defaults, so the results' key is unchanged unless a config sets
     it). A judge that fails or runs out of budget raises ``JudgeError``, which the harness
     records as a skip with its one-line reason."""
+    item = autointerp_many([ctx], judge, judge_params, n_latents, n_explain, n_activating, n_random, ctx_len,
+                           n_contexts, seed, detection, budget)[0]
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
+def autointerp_many(ctxs: list[Any], judge: Any = "local", judge_params: dict | None = None, n_latents: int = 4,
+                    n_explain: int = 4, n_activating: int = 3, n_random: int = 3, ctx_len: int = 16,
+                    n_contexts: int = 512, seed: int = 0, detection: str = "auto",
+                    budget: float | None = DEFAULT_BUDGET) -> list[Any]:
+    """The ``autointerp`` metric of several SAEs of one set (the harness's cohort call,
+    ``MetricSpec.batch_factory``): each SAE's latents and examples as alone, every explanation
+    requested in one judge call (``score_latents_many``). One item per context: its
+    ``MetricResult`` or the exception scoring it raised. ``budget`` is per SAE, pooled: the
+    joint call may take ``budget`` times the number of SAEs scored. The contexts must share a
+    judge (the first context's is used)."""
     seconds = check_budget_param(budget)
-    lm = ctx.lm_handle()
-    j = resolve_judge(ctx, judge, judge_params)
-    with j.budget(seconds, what="autointerp"):
-        examples = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating, n_random,
-                                  ctx_len, n_contexts, seed, cache=ctx.cache)
-        results = score_latents(j, examples, seed=seed, detection=detection)
+    out: list[Any] = [None] * len(ctxs)
+    j = resolve_judge(ctxs[0], judge, judge_params)
+    mode = detection_mode(j, detection)
+    groups: dict[int, list[LatentExamples]] = {}
+    with j.budget(None if seconds is None else seconds * len(ctxs), what="autointerp"):
+        for i, ctx in enumerate(ctxs):
+            try:
+                lm = ctx.lm_handle()
+                groups[i] = build_examples(lm.sae_in_model_space(ctx.sae), lm, n_latents, n_explain, n_activating,
+                                           n_random, ctx_len, n_contexts, seed, cache=ctx.cache)
+            except Exception as exc:  # noqa: BLE001 - this SAE's error (e.g. no live latent); the others go on
+                out[i] = exc
+        if groups:
+            try:
+                scored = score_latents_many(j, list(groups.values()), seed=seed, detection=mode)
+            except Exception as exc:  # noqa: BLE001 - the judge failed: every SAE waiting for it records it
+                for i in groups:
+                    out[i] = exc
+            else:
+                for i, results in zip(groups, scored):
+                    out[i] = _autointerp_result(j, mode, results)
+    return out
+
+
+def _autointerp_result(j: Judge, mode: str, results: list[LatentResult]) -> Any:
+    """One SAE's ``MetricResult`` from its latents' results, or the ``JudgeError`` when no latent
+    got a parseable answer (its score would be chance by construction)."""
+    from saebench_sanity.judges.base import JudgeError, redact
+
+    if all(r.parse_failed for r in results):
+        return JudgeError(f"autointerp: judge {j.identity} gave no parseable answer for any of {len(results)} latents "
+                          f"(e.g. {redact(results[0].explanation[:60])!r}); its score would be chance by construction, "
+                          f"use a stronger judge (openai_compatible)", transient=False)
     details = {
-        "judge": j.identity, "detection": detection_mode(j, detection),
+        "judge": j.identity, "detection": mode,
         "latents": [{"latent": r.latent, "explanation": r.explanation, "score": r.score, "parse_failed": r.parse_failed}
                     for r in results],
     }
-    if all(r.parse_failed for r in results):
-        from saebench_sanity.judges.base import JudgeError, redact
-
-        raise JudgeError(f"autointerp: judge {j.identity} gave no parseable answer for any of {len(results)} latents "
-                         f"(e.g. {redact(results[0].explanation[:60])!r}); its score would be chance by construction, "
-                         f"use a stronger judge (openai_compatible)", transient=False)
     return MetricResult({"score": sum(r.score for r in results) / len(results),
                          "parse_failure_rate": sum(r.parse_failed for r in results) / len(results)}, details)

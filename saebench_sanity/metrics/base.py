@@ -84,12 +84,21 @@ class MetricSpec(Spec):
         scores: score name -> ScoreInfo.
         needs: what the activation set must provide.
         params: default parameters (e.g. ``{"cos_threshold": 0.8}``).
+        batch_factory: optional callable or ``"module:attr"``; ``batch_factory(ctxs, **params)``
+            scores several SAEs of one activation set at once (the harness gives it the cells of
+            a cohort that still need this metric) and returns one item per context, in order: its
+            ``MetricResult`` (or dict), or the exception ``factory(ctx)`` would have raised. Each
+            item must be what ``factory`` gives for that context alone (to the precision the
+            metric documents); it exists to share work across SAEs that one call cannot (one
+            batched model pass, one batch of judge prompts). Without it the harness calls
+            ``factory`` per cell.
     """
 
     factory: "Callable[..., dict[str, float]] | str" = ""
     scores: dict[str, ScoreInfo] = field(default_factory=dict)
     needs: frozenset[str] = frozenset()
     params: dict[str, Any] = field(default_factory=dict)
+    batch_factory: "Callable[..., list[Any]] | str" = ""
 
     kind: str = field(default="metric", init=False, repr=False, compare=False)
 
@@ -98,7 +107,37 @@ class MetricSpec(Spec):
         :class:`MetricResult`. A plain dict return is wrapped, its details taken from where the
         older contract put them (``ctx.extras["details"][name]``)."""
         fn = resolve_ref(self.factory, what=f"metric {self.name!r}")
-        out = fn(ctx, **{**self.params, **overrides})
+        return self._result(ctx, fn(ctx, **{**self.params, **overrides}))
+
+    def evaluate_many(self, ctxs: "list[MetricContext]", **overrides: Any) -> "list[MetricResult | BaseException]":
+        """One item per context: its :class:`MetricResult`, or the exception scoring it raised.
+        With a ``batch_factory`` the contexts are scored in one call; without, one by one
+        (``evaluate``). ``KeyboardInterrupt`` is never captured."""
+        if not self.batch_factory or len(ctxs) < 2:
+            out: list[MetricResult | BaseException] = []
+            for ctx in ctxs:
+                try:
+                    out.append(self.evaluate(ctx, **overrides))
+                except Exception as exc:  # noqa: BLE001 - returned per context, as the batch path does
+                    out.append(exc)
+            return out
+        fn = resolve_ref(self.batch_factory, what=f"metric {self.name!r} (batch_factory)")
+        items = list(fn(list(ctxs), **{**self.params, **overrides}))
+        if len(items) != len(ctxs):
+            raise PluginError(f"metric {self.name!r}: batch_factory returned {len(items)} items for {len(ctxs)} contexts; "
+                              "it must return one result (or exception) per context, in order")
+        results: list[MetricResult | BaseException] = []
+        for ctx, item in zip(ctxs, items):
+            if isinstance(item, BaseException):
+                results.append(item)
+                continue
+            try:
+                results.append(self._result(ctx, item))
+            except PluginError as exc:
+                results.append(exc)
+        return results
+
+    def _result(self, ctx: "MetricContext", out: Any) -> "MetricResult":
         if isinstance(out, MetricResult):
             return out
         if isinstance(out, Mapping):
@@ -113,7 +152,8 @@ class MetricSpec(Spec):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "needs": sorted(self.needs), "scores": sorted(self.scores),
-                "headline": {s: i.headline for s, i in self.scores.items() if i.headline}, "params": self.params}
+                "headline": {s: i.headline for s, i in self.scores.items() if i.headline}, "params": self.params,
+                "batched": bool(self.batch_factory)}
 
 
 class NotApplicable(DataError):

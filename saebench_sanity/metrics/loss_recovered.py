@@ -35,10 +35,13 @@ metric's factory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from saebench_sanity.metrics.base import MetricResult, NotApplicable
+
+logger = logging.getLogger(__name__)
 
 def next_token_ce_sum(logits: Any, input_ids: Any) -> tuple[float, int]:
     """Sum and count of next-token cross-entropy.
@@ -223,21 +226,36 @@ class _Reference:
 
     def score(self, replace: Callable[[Any, Any], Any]) -> dict[str, float]:
         """``{"ce", "kl"}`` with ``replace(activation, ids)`` spliced in at the hook point."""
+        return self.score_many([replace])[0]
+
+    def score_many(self, replaces: list[Callable[[Any, Any], Any]]) -> list[dict[str, float]]:
+        """``score`` of each replacement, their spliced passes stacked along the batch: one
+        forward pass per chunk of contexts runs every replacement of it (the model's weights are
+        read once for all; rows do not interact, so the numbers equal one pass each up to float
+        rounding, ``tests/test_loss_recovered.py``). Each SAE's
+        float64 log-softmax is still its own, one SAE's chunk at a time, so memory grows only by
+        the stacked float32 logits."""
         import torch
 
+        m = len(replaces)
         # ce and kl become float64 scalar tensors on the device after the first chunk (read once)
-        ce: Any = 0.0
-        kl: Any = 0.0
+        ce: list[Any] = [0.0] * m
+        kl: list[Any] = [0.0] * m
         n, nk = 0, 0
         with torch.inference_mode():
             for rows in self._chunks():
                 ids = self.contexts[rows]
-                logits = self.runner.logits(replace(self.runner.clean[rows], ids), rows=rows)
-                lq = torch.log_softmax(_f64(logits), dim=-1)
-                s, k = _ce_from_logprobs(lq, ids)
-                kl_pos = self.plogp[rows] - (self.p_clean[rows].to(torch.float64) * lq).sum(-1)
-                ce, n, kl, nk = ce + s, n + k, kl + kl_pos.sum(), nk + int(kl_pos.numel())
-        return {"ce": float(ce) / n, "kl": float(kl) / nk}
+                clean = self.runner.clean[rows]
+                stacked = torch.cat([replace(clean, ids) for replace in replaces])
+                logits = self.runner.logits(stacked, rows=rows.repeat(m), batch_size=len(rows) * m)
+                p_clean = self.p_clean[rows].to(torch.float64)
+                for i, part in enumerate(logits.split(len(rows))):
+                    lq = torch.log_softmax(_f64(part), dim=-1)
+                    s, k = _ce_from_logprobs(lq, ids)
+                    kl_pos = self.plogp[rows] - (p_clean * lq).sum(-1)
+                    ce[i], kl[i] = ce[i] + s, kl[i] + kl_pos.sum()
+                n, nk = n + k, nk + int(kl_pos.numel())
+        return [{"ce": float(c) / n, "kl": float(d) / nk} for c, d in zip(ce, kl)]
 
 
 def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[Any, int]:
@@ -247,6 +265,92 @@ def _ce_from_logprobs(logp: Any, input_ids: Any) -> tuple[Any, int]:
     not synchronised per chunk."""
     nll = -logp[:, :-1].gather(-1, input_ids[:, 1:].to(logp.device).unsqueeze(-1)).squeeze(-1)
     return nll.sum(), int(nll.numel())
+
+
+def _reference(ctx: Any, n_contexts: int, batch_size: int) -> tuple[Any, Any]:
+    """``(model handle, _Reference)`` of ``ctx``'s set, from ``ctx.cache`` when already computed."""
+    try:
+        handle = ctx.resource("model")
+    except (KeyError, NotImplementedError):
+        raise NotApplicable(f"activation set {getattr(ctx.activation_set, 'name', '?')!r} has no language model; "
+                            "loss recovered needs a real (harvested) set") from None
+    contexts = handle.eval_contexts[:n_contexts]
+    key = (getattr(ctx.activation_set, "name", id(ctx.activation_set)), ctx.activation_set.manifest_hash(),
+           handle.hook_point, int(contexts.shape[0]), id(handle.model))
+    return handle, ctx.cache.get("loss_recovered.reference", key, lambda: _Reference(handle, contexts, batch_size),
+                                 max_entries=2)
+
+
+def _result(ref: Any, sae_run: dict[str, float]) -> MetricResult:
+    n = int(ref.contexts.shape[0])
+    details = {"n_contexts": n, "n_predictions": int(n * (ref.contexts.shape[1] - 1)), "mean_ablation_mean": ref.mean_source}
+    return MetricResult({
+        "loss_recovered": loss_recovered(ref.ce_clean, sae_run["ce"], ref.zero["ce"]),
+        "loss_recovered_mean_ablation": loss_recovered(ref.ce_clean, sae_run["ce"], ref.mean["ce"]),
+        "kl_div": sae_run["kl"],
+        "kl_div_score": kl_div_score(ref.zero["kl"], sae_run["kl"]),
+        "kl_div_score_mean_ablation": kl_div_score(ref.mean["kl"], sae_run["kl"]),
+        "ce_clean": ref.ce_clean,
+        "ce_sae": sae_run["ce"],
+        "ce_zero": ref.zero["ce"],
+        "ce_mean_ablation": ref.mean["ce"],
+    }, details)
+
+
+#: SAEs whose spliced passes run stacked in one forward pass (``loss_recovered_many``) on an
+#: accelerator: a cohort (the trained SAE and its four baselines) fits; the stacked float32
+#: logits of one chunk are ``STACK * batch_size * seq * vocab * 4`` bytes (0.8 GB for 8 x 4
+#: SmolLM2 contexts of 128 tokens)
+STACK = 8
+#: the same on the CPU: 1, one pass per SAE. Five SmolLM2 SAEs stacked (20 contexts of 128 tokens
+#: per pass) took 1.18x the time of five passes of 4 contexts (``benchmarks/
+#: test_bench_loss_recovered.py``, group ``loss-recovered-cohort``): the stacked logits outgrow the
+#: caches, and a CPU gains nothing from fewer, larger matmuls at this size
+STACK_CPU = 1
+
+
+def stack_size(device: Any) -> int:
+    """SAEs per stacked pass for a model on ``device``: :data:`STACK_CPU` on the CPU, else :data:`STACK`."""
+    return STACK_CPU if str(device).split(":")[0] == "cpu" else STACK
+
+
+def loss_recovered_many(ctxs: list[Any], n_contexts: int = 16, batch_size: int = 4) -> list[Any]:
+    """The ``loss_recovered`` metric of several SAEs of one set (the harness's cohort call,
+    ``MetricSpec.batch_factory``): the references are computed once as for one SAE, then the
+    SAEs' spliced passes run stacked, up to ``stack_size(device)`` per forward pass
+    (``_Reference.score_many``: on a GPU a cohort in one pass; on the CPU one SAE per pass, where
+    stacking measured slower). One item per context: what ``loss_recovered_scores`` gives it, or
+    the exception it raises. Contexts of different sets, models or devices are scored apart."""
+    groups: dict[Any, list[int]] = {}
+    refs: dict[int, Any] = {}
+    out: list[Any] = [None] * len(ctxs)
+    for i, ctx in enumerate(ctxs):
+        try:
+            handle, ref = _reference(ctx, n_contexts, batch_size)
+        except Exception as exc:  # noqa: BLE001 - this context's error, the others go on
+            out[i] = exc
+            continue
+        refs[i] = (handle, ref)
+        groups.setdefault(id(ref), []).append(i)
+    for members in groups.values():
+        handle, ref = refs[members[0]]
+        step = stack_size(ref.runner.device)
+        for start in range(0, len(members), step):
+            part = members[start:start + step]
+            try:
+                runs = ref.score_many([sae_replacement(ctxs[i].sae, handle.normalizer, handle.excluded_token_ids)
+                                       for i in part])
+            except Exception as exc:  # noqa: BLE001 - e.g. one SAE's output has the wrong shape: each alone
+                runs = []
+                for i in part:
+                    try:
+                        runs.append(ref.score(sae_replacement(ctxs[i].sae, handle.normalizer, handle.excluded_token_ids)))
+                    except Exception as one:  # noqa: BLE001
+                        runs.append(one)
+                logger.debug("stacked loss-recovered pass failed (%s); scored one SAE at a time", exc)
+            for i, run in zip(part, runs):
+                out[i] = run if isinstance(run, BaseException) else _result(ref, run)
+    return out
 
 
 def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -> MetricResult:
@@ -260,26 +364,5 @@ def loss_recovered_scores(ctx: Any, n_contexts: int = 16, batch_size: int = 4) -
     kept); per SAE only the layers after the hook point run (``models.resume``), with the same
     numbers as a full forward pass with the reconstruction spliced in (``run_with_replacement``,
     the reference path the tests compare against)."""
-    try:
-        handle = ctx.resource("model")
-    except (KeyError, NotImplementedError):
-        raise NotApplicable(f"activation set {getattr(ctx.activation_set, 'name', '?')!r} has no language model; "
-                            "loss recovered needs a real (harvested) set") from None
-    contexts = handle.eval_contexts[:n_contexts]
-    key = (getattr(ctx.activation_set, "name", id(ctx.activation_set)), ctx.activation_set.manifest_hash(),
-           handle.hook_point, int(contexts.shape[0]), id(handle.model))
-    ref = ctx.cache.get("loss_recovered.reference", key, lambda: _Reference(handle, contexts, batch_size), max_entries=2)
-    sae_run = ref.score(sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids))
-    details = {"n_contexts": int(contexts.shape[0]), "n_predictions": int(contexts.shape[0] * (contexts.shape[1] - 1)),
-               "mean_ablation_mean": ref.mean_source}
-    return MetricResult({
-        "loss_recovered": loss_recovered(ref.ce_clean, sae_run["ce"], ref.zero["ce"]),
-        "loss_recovered_mean_ablation": loss_recovered(ref.ce_clean, sae_run["ce"], ref.mean["ce"]),
-        "kl_div": sae_run["kl"],
-        "kl_div_score": kl_div_score(ref.zero["kl"], sae_run["kl"]),
-        "kl_div_score_mean_ablation": kl_div_score(ref.mean["kl"], sae_run["kl"]),
-        "ce_clean": ref.ce_clean,
-        "ce_sae": sae_run["ce"],
-        "ce_zero": ref.zero["ce"],
-        "ce_mean_ablation": ref.mean["ce"],
-    }, details)
+    handle, ref = _reference(ctx, n_contexts, batch_size)
+    return _result(ref, ref.score(sae_replacement(ctx.sae, handle.normalizer, handle.excluded_token_ids)))

@@ -99,17 +99,20 @@ class SplicedRunner:
         dev_mask = None if attention_mask is None else attention_mask.to(self.device)
         self.clean = record(model, hook_point, input_ids.to(self.device), dev_mask, batch_size=batch_size).to(self.device)
 
-    def logits(self, new: Any, rows: Any = None, positions: Any = None) -> Any:
-        """Logits for contexts ``rows`` (index tensor, default all) with the hook-point
-        activation replaced by ``new`` ``[len(rows), seq, d]``: ``[len(rows), seq, vocab]``, or
-        ``[len(rows), vocab]`` at one position per context (``positions`` ``[len(rows)]``)."""
+    def logits(self, new: Any, rows: Any = None, positions: Any = None, batch_size: int | None = None) -> Any:
+        """Logits for contexts ``rows`` (index tensor, default all; an index may repeat: several
+        replacements of one context in one pass) with the hook-point activation replaced by
+        ``new`` ``[len(rows), seq, d]``: ``[len(rows), seq, vocab]``, or ``[len(rows), vocab]``
+        at one position per context (``positions`` ``[len(rows)]``). ``batch_size``: rows per
+        forward pass (default the runner's)."""
         import torch
 
         ids = self.input_ids if rows is None else self.input_ids[rows]
         mask = None if self.attention_mask is None else (self.attention_mask if rows is None else self.attention_mask[rows])
+        step = batch_size or self.batch_size
         out = []
-        for start in range(0, ids.shape[0], self.batch_size):
-            sl = slice(start, start + self.batch_size)
+        for start in range(0, ids.shape[0], step):
+            sl = slice(start, start + step)
             h, m = new[sl], None if mask is None else mask[sl]
             pos = None if positions is None else positions[sl]
             if self.resumable:
