@@ -63,6 +63,9 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
     Split each row into ``>= 2k`` chunks; the k-th largest chunk maximum is <= the row's k-th
     largest value (k distinct entries reach it), so the entries ``>= `` it contain the top k.
+    Any partition works; chunk ``i`` holds the entries ``i, i + n_chunks, ...`` (strided), so the
+    maxima reduce over a middle dimension with the chunks contiguous (one-off measurement at one
+    thread, [1024, 1152] k 32: 0.33 ms against 1.27 ms for contiguous chunks).
     torch's ``topk`` then runs on those few candidates. If a row has fewer than k candidates
     (NaN) or too many (e.g. BatchTopK's zeros), or the k-th value is tied, plain ``topk`` runs instead. Measured at one
     thread: [1024, 1152] k 32 8.4 -> 5.0 ms; BatchTopK [4, 294912] k 8192 8.7 -> 4.9 ms;
@@ -74,7 +77,7 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
         return v.topk(k, dim=-1, sorted=False)
     c = N // (2 * k)
     n_chunks = N // c
-    maxima = v[:, :n_chunks * c].reshape(R, n_chunks, c).amax(-1)
+    maxima = v[:, :n_chunks * c].reshape(R, c, n_chunks).amax(1)
     thr = maxima.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
     nz = (v >= thr).nonzero()
     rows, cols = nz[:, 0], nz[:, 1]
