@@ -451,7 +451,7 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
     for cell in cells:
         outcome = run_cell(cell, metrics, aset, eval_acts, store, registry, force=force,
                            reporter=reporter, trained=infos.get(cell.key), device=device,
-                           cohort_scores=joint.get(cell.key))
+                           cohort_scores=joint.pop(cell.key, None))  # popped: its context is freed after the cell
         if on_done is not None:
             on_done(cell, outcome)
         outcomes.append(outcome)
