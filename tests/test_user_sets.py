@@ -8,6 +8,7 @@ Offline: a tiny random Llama saved to a local folder and a local corpus folder.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,14 +102,8 @@ def test_bad_input_is_one_line_and_exit_2(local, cache, tmp_path, capsys):
     assert "--hook-point" in _error_line(capsys)
 
 
-def test_a_run_config_set_trains_and_its_checkpoints_take_raw_activations(local, cache, tmp_path):
-    """``[sets.NAME]`` with a model: built on first use by ``saebench run``; the saved SAEs load
-    with plain sae-lens, take raw model activations, and score as the run recorded."""
-    from sae_lens import SAE
-
-    from saebench_sanity.activations.reader import StoreReader
-    from saebench_sanity.architectures.checkpoint import FOLDED_SCALE_KEY
-
+def _run_toml(local, tmp_path, modes, metrics) -> Path:
+    """A run config training TopK cells of the user set ``cfgset`` (built on first use)."""
     model, corpus = local
     toml = tmp_path / "run.toml"
     toml.write_text(f"""
@@ -117,9 +112,9 @@ name = "user-set-run"
 output_dir = "{tmp_path / 'out'}"
 sets = ["cfgset"]
 architectures = ["topk"]
-modes = ["trained", "frozen_decoder"]
+modes = {json.dumps(modes)}
 seeds = [0]
-metrics = ["reconstruction"]
+metrics = {json.dumps(metrics)}
 d_sae = 32
 target_l0 = 4
 
@@ -138,6 +133,18 @@ context_len = 16
 n_train_tokens = 600
 n_eval_tokens = 120
 """)
+    return toml
+
+
+def test_a_run_config_set_trains_and_its_checkpoints_take_raw_activations(local, cache, tmp_path):
+    """``[sets.NAME]`` with a model: built on first use by ``saebench run``; the saved SAEs load
+    with plain sae-lens, take raw model activations, and score as the run recorded."""
+    from sae_lens import SAE
+
+    from saebench_sanity.activations.reader import StoreReader
+    from saebench_sanity.architectures.checkpoint import FOLDED_SCALE_KEY
+
+    toml = _run_toml(local, tmp_path, modes=["trained", "frozen_decoder"], metrics=["reconstruction"])
     assert main(["activations", "build", "--no-progress", "cfgset", "--config", str(toml)]) == 0
     assert main(["run", "--config", str(toml), "--jobs", "1", "--leaderboards", str(tmp_path / "boards")]) == 0
     reader = StoreReader(cache / "activations" / "cfgset")
@@ -155,6 +162,32 @@ n_eval_tokens = 120
         scores = next(m for m in record["metrics"].values() if m["name"] == "reconstruction")["scores"]
         assert scores["explained_variance"] == pytest.approx(ev, abs=1e-5)
         assert ev > 0.2  # it reconstructs raw activations, not only the normalized ones
+
+
+def test_a_run_scores_loss_recovered_a_cohort_at_a_time_with_each_cells_own_numbers(local, cache, tmp_path):
+    """End to end on a real (tiny) model: ``saebench run`` scores ``loss_recovered`` for the
+    cohort's three cells in one call (each entry marked ``batched``), and every cell's stored
+    scores equal the metric computed alone on that cell's checkpoint."""
+    from saebench_sanity.activations.real import checkpoint_in_set_space
+    from saebench_sanity.architectures.checkpoint import load_checkpoint
+    from saebench_sanity.harness.scoring import metric_context
+    from saebench_sanity.registry import get_registry
+
+    toml = _run_toml(local, tmp_path, modes=["trained", "frozen_decoder", "untrained"], metrics=["loss_recovered"])
+    assert main(["run", "--config", str(toml), "--jobs", "1", "--leaderboards", str(tmp_path / "boards")]) == 0
+    reg = get_registry()
+    spec = reg.get("metric", "loss_recovered")
+    aset = reg.get("activation_set", "cfgset").build()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "results").glob("*.json")]
+    assert len(records) == 3
+    for record in records:
+        entry = next(m for m in record["metrics"].values() if m["name"] == "loss_recovered")
+        assert entry["status"] == "ok" and entry["batched"] is True
+        sae = checkpoint_in_set_space(load_checkpoint(tmp_path / "out" / "checkpoints" / record["key"]), aset)
+        alone = spec.evaluate(metric_context(sae, aset, aset.eval_activations(), reg), **entry["params"])
+        for k, v in alone.items():
+            assert entry["scores"][k] == pytest.approx(v, rel=1e-6, abs=1e-9), k
+    assert len({round(r["metrics"][next(iter(r["metrics"]))]["scores"]["ce_sae"], 6) for r in records}) == 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
