@@ -176,3 +176,13 @@ def test_bench_big_sparse_step(benchmark, arch):
     c_best, p_best = _interleaved(lambda: step(x), [plain], 3)
     _report(benchmark, benchmark.group, c_best, p_best[0], 4.0)
     benchmark.pedantic(lambda: step(x), rounds=2, iterations=1, warmup_rounds=0)
+
+
+@pytest.mark.parametrize("op", ["topk", "max"])
+def test_bench_small_k_selection_floor(benchmark, op):
+    """The mini cohort's selection, ``topk(6)`` of ``[4 x 256, 1024]`` scores, against one pass
+    over them (``max``): how far exact top-k is above the floor any exact method pays."""
+    benchmark.group = "selection k=6 of [1024, 1024]"
+    v = torch.randn(1024, 1024, generator=torch.Generator().manual_seed(0))
+    fn = (lambda: v.topk(6, dim=-1, sorted=False)) if op == "topk" else (lambda: v.max(-1))
+    benchmark.pedantic(fn, rounds=30, iterations=1, warmup_rounds=2)
