@@ -97,11 +97,19 @@ def test_embedded_suites_resolve_against_the_builtin_registry():
     default_real = [c for c in build_plan(config.embedded("default"), get_registry(), build_sets=False).cells
                     if c.set_name == "smollm2-135m-resid12"]
     assert len(late.cells) == 90 and {c.set_name for c in late.cells} == {"smollm2-135m-resid24"}
-    # the same SAEs and budgets as the default suite's real half, cell for cell (ReLU and Gated at
-    # most 10,000 steps in both, the rest 3,000)
-    shape = lambda c: (c.arch, c.mode, c.seed, c.d_sae, c.target_l0, c.training, tuple(sorted(c.arch_params.items())))  # noqa: E731
+    # the same SAEs and budgets as the default suite's real half, cell for cell, but for Gated's
+    # maximum: ReLU at most 10,000 steps in both, the rest 3,000, Gated 10,000 at layer 12 and
+    # 20,000 at layer 24 (its soft-frozen baseline needs more there)
+    import dataclasses
+
+    def shape(c):
+        training = dataclasses.asdict(c.training) | ({"max_steps": None} if c.arch == "gated" else {})
+        return (c.arch, c.mode, c.seed, c.d_sae, c.target_l0, sorted(training.items(), key=str), tuple(sorted(c.arch_params.items())))
+
     assert sorted(map(shape, late.cells)) == sorted(map(shape, default_real))
-    assert {c.training.max_steps for c in late.cells if c.arch in ("relu", "gated")} == {10000}
+    assert {c.training.max_steps for c in late.cells if c.arch == "relu"} == {10000}
+    assert {c.training.max_steps for c in late.cells if c.arch == "gated"} == {20000}
+    assert {c.training.max_steps for c in default_real if c.arch == "gated"} == {10000}
     assert {c.training.max_steps for c in late.cells if c.arch not in ("relu", "gated")} == {3000}
 
 
