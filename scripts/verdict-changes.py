@@ -2,8 +2,12 @@
 
     python scripts/verdict-changes.py OLD.json NEW.json
     python scripts/verdict-changes.py --git REV leaderboards/synthetic.json   # OLD = the file at REV
+    python scripts/verdict-changes.py --git OLD..NEW leaderboards/synthetic.json   # both from git
 
-Rows are matched by (set, arch, score); for every judged row (a score with a direction) present
+The two-revision form pins what a regeneration changed when it was committed, so the docs can
+quote it and a later regeneration of the board does not change the answer.
+
+Rows are matched by (set, arch, metric, score); for every judged row (a score with a direction) present
 in both, prints the count of each (old label -> new label) pair, then the rows present in only
 one version. Used to state what a regeneration changed (docs/results.md).
 """
@@ -17,20 +21,27 @@ from collections import Counter
 from pathlib import Path
 
 
-def _rows(text: str) -> dict[tuple[str, str, str], str]:
+def _rows(text: str) -> dict[tuple[str, str, str, str], str]:
     rows = json.loads(text)["rows"]
-    return {(r["set"], r["arch"], r["score"]): r["verdict"] for r in rows if r.get("direction") in ("higher", "lower")}
+    # the metric is part of the key: two metrics may name a score alike (reconstruction's and
+    # reconstruction_bulk's explained_variance)
+    return {(r["set"], r["arch"], r.get("metric", ""), r["score"]): r["verdict"] for r in rows
+            if r.get("direction") in ("higher", "lower")}
+
+
+def _git_show(rev: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{rev}:{path}"], check=True, capture_output=True, text=True).stdout
 
 
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "--git":
+        old_rev, _, new_rev = argv[1].partition("..")
         try:
-            old_text = subprocess.run(["git", "show", f"{argv[1]}:{argv[2]}"], check=True, capture_output=True,
-                                      text=True).stdout
+            old_text = _git_show(old_rev, argv[2])
+            new_text = _git_show(new_rev, argv[2]) if new_rev else Path(argv[2]).read_text(encoding="utf-8")
         except subprocess.CalledProcessError as e:
             print(f"error: git show {argv[1]}:{argv[2]} failed: {e.stderr.strip()}", file=sys.stderr)
             return 2
-        new_text = Path(argv[2]).read_text(encoding="utf-8")
     elif len(argv) == 2:
         old_text, new_text = (Path(p).read_text(encoding="utf-8") for p in argv)
     else:
