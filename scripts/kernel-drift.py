@@ -1,6 +1,6 @@
 """How far one SAE's training drifts when the CPU kernels round differently, in float32 and float64.
 
-    python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 100,1000]
+    python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 20]
                                    [--dtypes float32,float64] [--out saebench-runs/kernel-drift]
 
 "Another machine" is emulated as in scripts/other-machine-verdicts.sh: torch's and MKL's kernels
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="study-variable-mini")
     ap.add_argument("--arch", default="jumprelu")
-    ap.add_argument("--steps", default="100,1000")
+    ap.add_argument("--steps", default="20")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--out", default="saebench-runs/kernel-drift")
     args = ap.parse_args(argv)
