@@ -1,6 +1,6 @@
 """How far one SAE's training drifts when the CPU kernels round differently, in float32 and float64.
 
-    python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 20]
+    python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 20,200,2000]
                                    [--dtypes float32,float64] [--out saebench-runs/kernel-drift]
 
 "Another machine" is emulated as in scripts/other-machine-verdicts.sh: torch's and MKL's kernels
@@ -9,8 +9,9 @@ generated afresh under those kernels (its own SAEBENCH_CACHE). For each dtype an
 trained SAE of seed 0 (mode ``trained``, early stop off, so both runs take exactly that many
 steps) is trained with `saebench run` under native and under capped kernels, each in its own
 process; the script prints the largest difference of the decoder weights (relative to their
-largest magnitude) and of the recorded scores between the two. Used to decide whether float64
-training makes results agree across machines (docs/limitations.md). Writes only under --out.
+largest magnitude) and of the recorded scores between the two, and the native run's training
+seconds. Used to decide whether float64 training makes results agree across machines
+(docs/limitations.md). Writes only under --out.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ metrics = ["reconstruction", "ground_truth"]
 dtype = "{dtype}"
 
 [training]
+early_stop = false
+curve_every = 10
+
+# under the set's own table: a set's recommended budget replaces [training]'s
+[sets.{set}]
 max_steps = {steps}
 batch_size = 256
 lr = 3e-3
-early_stop = false
-curve_every = 10
 """
 
 
@@ -60,16 +64,18 @@ def train(root: Path, set_name: str, arch: str, dtype: str, steps: int, capped: 
     return folder / "out"
 
 
-def load(out: Path) -> tuple[object, dict[str, float]]:
+def load(out: Path, steps: int) -> tuple[object, dict[str, float]]:
     """The cell's decoder weights (float64) and its recorded scores ``metric.score``."""
     import torch
     from safetensors.torch import load_file
 
     (record_path,) = list((out / "results").glob("*.json"))
     record = json.loads(record_path.read_text())
+    assert record["training"]["steps"] == steps, f"{out}: trained {record['training']['steps']} steps, not {steps}"
     weights = load_file(str(out / "checkpoints" / record["key"] / "sae_weights.safetensors"))
     scores = {f"{m['name']}.{k}": float(v) for m in record["metrics"].values() if m.get("status") == "ok"
               for k, v in m["scores"].items()}
+    scores["seconds"] = float(record["training"]["seconds"])
     return weights["W_dec"].to(torch.float64), scores
 
 
@@ -77,20 +83,21 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="study-variable-mini")
     ap.add_argument("--arch", default="jumprelu")
-    ap.add_argument("--steps", default="20")
+    ap.add_argument("--steps", default="20,200,2000")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--out", default="saebench-runs/kernel-drift")
     args = ap.parse_args(argv)
     root = Path(args.out).resolve()
-    print(f"{'dtype':<8} {'steps':>6} {'max |dW_dec| / max |W_dec|':>27}  " + "  ".join(f"{s:>34}" for s in SCORES))
+    print(f"{'dtype':<8} {'steps':>6} {'train s':>8} {'max |dW_dec| / max |W_dec|':>27}  "
+          + "  ".join(f"{s:>34}" for s in SCORES))
     for dtype in args.dtypes.split(","):
         for steps in (int(s) for s in args.steps.split(",")):
-            (w_a, s_a), (w_b, s_b) = (load(train(root, args.set, args.arch, dtype, steps, capped))
+            (w_a, s_a), (w_b, s_b) = (load(train(root, args.set, args.arch, dtype, steps, capped), steps)
                                       for capped in (False, True))
             rel = float((w_a - w_b).abs().max() / w_a.abs().max())  # type: ignore[operator, union-attr]
             diffs = "  ".join(f"{s_a[s]:>10.6f} vs {s_b[s]:.6f} ({s_b[s] - s_a[s]:+.1e})" if s in s_a and s in s_b
                               else f"{'-':>34}" for s in SCORES)
-            print(f"{dtype:<8} {steps:>6} {rel:>27.2e}  {diffs}", flush=True)
+            print(f"{dtype:<8} {steps:>6} {s_a['seconds']:>8.1f} {rel:>27.2e}  {diffs}", flush=True)
     return 0
 
 
