@@ -186,3 +186,17 @@ def test_bench_small_k_selection_floor(benchmark, op):
     v = torch.randn(1024, 1024, generator=torch.Generator().manual_seed(0))
     fn = (lambda: v.topk(6, dim=-1, sorted=False)) if op == "topk" else (lambda: v.max(-1))
     benchmark.pedantic(fn, rounds=30, iterations=1, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("layout", ["strided", "contiguous"])
+def test_bench_exact_topk_chunk_maxima(benchmark, layout):
+    """The chunk maxima of ``_topk_exact`` at the real cohort's selection (``[4 x 256, 1152]``,
+    k 32): strided chunks (what it does: a reduction over a middle dimension) against contiguous
+    ones (what it did)."""
+    benchmark.group = "exact top-k chunk maxima [1024, 1152] k=32"
+    v = torch.randn(1024, 1152, generator=torch.Generator().manual_seed(0))
+    c = 1152 // 64
+    n = 1152 // c
+    body = v[:, :n * c]
+    fn = (lambda: body.reshape(1024, c, n).amax(1)) if layout == "strided" else (lambda: body.reshape(1024, n, c).amax(-1))
+    benchmark.pedantic(fn, rounds=30, iterations=1, warmup_rounds=2)

@@ -307,8 +307,9 @@ def test_a_cohort_stacked_in_one_pass_scores_each_sae_as_alone(sharp, path, monk
     """``loss_recovered_many`` (the harness's cohort call) runs several SAEs' spliced passes
     stacked (on an accelerator; forced here on the CPU); each SAE's scores equal its own
     ``loss_recovered_scores``, also across a stack boundary; a context whose set has no model
-    gets its NotApplicable item."""
-    from saebench_sanity.metrics.base import MetricContext, NotApplicable
+    gets its NotApplicable item, and an SAE that breaks its stack's pass gets its own error while
+    its stack-mate is scored alone."""
+    from saebench_sanity.metrics.base import MetricCache, MetricContext, NotApplicable
     from saebench_sanity.models import resume
 
     if path == "full pass":
@@ -328,18 +329,19 @@ def test_a_cohort_stacked_in_one_pass_scores_each_sae_as_alone(sharp, path, monk
         def resource(self, need):
             raise KeyError(need)
 
-    ctxs = [MetricContext(sae, aset, eval_acts=torch.zeros(1, 16)) for sae in saes]
-    ctxs.insert(1, MetricContext(saes[0], _NoModel(), eval_acts=torch.zeros(1, 16)))
-    shared = ctxs[0].cache
-    ctxs = [MetricContext(c.sae, c.activation_set, eval_acts=c.eval_acts, cache=shared) for c in ctxs]
-    together = lr.loss_recovered_many(ctxs, batch_size=3)
+    broken = _Linear(lambda z: z[..., :8])  # wrong output width: its replacement cannot be spliced
+    shared = MetricCache()  # one scorer's cache: the references are computed once
+    ctxs = [MetricContext(sae, s, eval_acts=torch.zeros(1, 16), cache=shared)
+            for sae, s in ((saes[0], aset), (saes[0], _NoModel()), (saes[1], aset), (saes[2], aset), (broken, aset))]
+    together = lr.loss_recovered_many(ctxs, batch_size=3)  # stacks: [0, 2], [3, 4]
     assert isinstance(together[1], NotApplicable)
-    for ctx, got in zip([ctxs[0], *ctxs[2:]], [together[0], *together[2:]]):
+    assert isinstance(together[4], RuntimeError)
+    for ctx, got in zip([ctxs[0], ctxs[2], ctxs[3]], [together[0], together[2], together[3]]):
         alone = lr.loss_recovered_scores(MetricContext(ctx.sae, aset, eval_acts=ctx.eval_acts), batch_size=3)
         assert got.details == alone.details
         for k in alone:
             assert got[k] == pytest.approx(alone[k], rel=1e-6, abs=1e-9), k
-    assert len({round(r["ce_sae"], 6) for r in (together[0], *together[2:])}) == 3  # three different SAEs
+    assert len({round(r["ce_sae"], 6) for r in together[0:1] + together[2:4]}) == 3  # three different SAEs
 
 
 def test_stack_size_is_one_sae_per_pass_on_the_cpu_and_a_cohort_elsewhere():

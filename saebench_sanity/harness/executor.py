@@ -266,7 +266,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                                     "reason": prev.get("reason")}
             continue
         entry: dict[str, Any] = {"name": mp.name, "params": mp.params}
-        missing = sorted(set(mp.needs) - set(aset.provides))
+        missing = _missing_needs(mp, aset)
         if missing:
             entry.update(status=SKIPPED, seconds=0.0,
                          reason=f"needs {', '.join(missing)}; set {cell.set_name!r} provides "
@@ -336,17 +336,16 @@ class CohortScores:
     results: dict[str, tuple[Any, float]] = field(default_factory=dict)
 
 
+def _missing_needs(mp: MetricPlan, aset: Any) -> list[str]:
+    """What ``mp`` needs that the set does not provide (sorted; empty: it can be scored)."""
+    return sorted(set(mp.needs) - set(aset.provides))
+
+
 def _recorded(record: dict[str, Any] | None, mp: MetricPlan) -> dict[str, Any] | None:
     """``mp``'s stored entry in a cell's ``record`` when it stands (``ok``, or a kept skip), else
     None: the metric is to be computed."""
     prev = (record or {}).get("metrics", {}).get(mp.key)
     return prev if prev is not None and prev.get("status") in (OK, SKIPPED) and not prev.get("transient") else None
-
-
-def _needs_scoring(record: dict[str, Any] | None, mp: MetricPlan, aset: Any) -> bool:
-    """True when ``mp`` is still to be computed for a cell whose stored record is ``record`` and
-    the set provides what it needs."""
-    return _recorded(record, mp) is None and not set(mp.needs) - set(aset.provides)
 
 
 def score_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
@@ -359,14 +358,16 @@ def score_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_a
     ``run_cell``. A failure of the joint call as a whole is every member's error, as a
     per-cell failure would be."""
     reporter = reporter or NullReporter()
-    batched = [mp for mp in metrics if getattr(registry.get("metric", mp.name), "batch_factory", "")]
+    # metrics the set can feed (a synthetic set's cohorts skip the model metrics without reading anything)
+    batched = [mp for mp in metrics if getattr(registry.get("metric", mp.name), "batch_factory", "")
+               and not _missing_needs(mp, aset)]
     if not batched:
         return {}
     ready = [c for c in cells if store.has_checkpoint(c.key)]
     records = {c.key: (None if force else store.load_result(c.key)) for c in ready}
     out: dict[str, CohortScores] = {}
     for mp in batched:
-        todo = [c for c in ready if _needs_scoring(records[c.key], mp, aset)]
+        todo = [c for c in ready if _recorded(records[c.key], mp) is None]
         if len(todo) < 2:
             continue
         try:

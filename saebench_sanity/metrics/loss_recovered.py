@@ -314,6 +314,14 @@ def stack_size(device: Any) -> int:
     return STACK_CPU if str(device).split(":")[0] == "cpu" else STACK
 
 
+def _attempt(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """``fn(arg)``, or the exception it raised."""
+    try:
+        return fn(arg)
+    except Exception as exc:  # noqa: BLE001 - returned: the caller records it for its SAE
+        return exc
+
+
 def loss_recovered_many(ctxs: list[Any], n_contexts: int = 16, batch_size: int = 4) -> list[Any]:
     """The ``loss_recovered`` metric of several SAEs of one set (the harness's cohort call,
     ``MetricSpec.batch_factory``): the references are computed once as for one SAE, then the
@@ -337,17 +345,16 @@ def loss_recovered_many(ctxs: list[Any], n_contexts: int = 16, batch_size: int =
         step = stack_size(ref.runner.device)
         for start in range(0, len(members), step):
             part = members[start:start + step]
+            replaces = [sae_replacement(ctxs[i].sae, handle.normalizer, handle.excluded_token_ids) for i in part]
+            runs: list[Any]
             try:
-                runs = ref.score_many([sae_replacement(ctxs[i].sae, handle.normalizer, handle.excluded_token_ids)
-                                       for i in part])
-            except Exception as exc:  # noqa: BLE001 - e.g. one SAE's output has the wrong shape: each alone
-                runs = []
-                for i in part:
-                    try:
-                        runs.append(ref.score(sae_replacement(ctxs[i].sae, handle.normalizer, handle.excluded_token_ids)))
-                    except Exception as one:  # noqa: BLE001
-                        runs.append(one)
-                logger.debug("stacked loss-recovered pass failed (%s); scored one SAE at a time", exc)
+                runs = ref.score_many(replaces)
+            except Exception as exc:  # noqa: BLE001 - e.g. one SAE's output has the wrong shape
+                if len(part) == 1:  # one SAE: that is its own error, nothing to retry
+                    runs = [exc]
+                else:  # a stack: each alone, so only the faulty one records an error
+                    logger.debug("stacked loss-recovered pass failed (%s); scored one SAE at a time", exc)
+                    runs = [_attempt(ref.score, r) for r in replaces]
             for i, run in zip(part, runs):
                 out[i] = run if isinstance(run, BaseException) else _result(ref, run)
     return out

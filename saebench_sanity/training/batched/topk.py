@@ -64,8 +64,9 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     Split each row into ``>= 2k`` chunks; the k-th largest chunk maximum is <= the row's k-th
     largest value (k distinct entries reach it), so the entries ``>= `` it contain the top k.
     Any partition works; chunk ``i`` holds the entries ``i, i + n_chunks, ...`` (strided), so the
-    maxima reduce over a middle dimension with the chunks contiguous (one-off measurement at one
-    thread, [1024, 1152] k 32: 0.33 ms against 1.27 ms for contiguous chunks).
+    maxima reduce over a middle dimension with the chunks contiguous ([1024, 1152] k 32 at one
+    thread: 0.24 ms against 1.09 ms for contiguous chunks, ``benchmarks/test_bench_cohort.py -k
+    chunk_maxima``).
     torch's ``topk`` then runs on those few candidates. If a row has fewer than k candidates
     (NaN) or too many (e.g. BatchTopK's zeros), or the k-th value is tied, plain ``topk`` runs instead. Measured at one
     thread: [1024, 1152] k 32 8.4 -> 5.0 ms; BatchTopK [4, 294912] k 8192 8.7 -> 4.9 ms;
