@@ -1,7 +1,7 @@
 """How far one SAE's training drifts when the CPU kernels round differently, in float32 and float64.
 
     python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 20,200,2000]
-                                   [--dtypes float32,float64] [--out saebench-runs/kernel-drift]
+                                   [--dtypes float32,float64] [--no-match-l0] [--out saebench-runs/kernel-drift]
 
 "Another machine" is emulated as in scripts/other-machine-verdicts.sh: torch's and MKL's kernels
 capped at SSE4.2 (ATEN_CPU_CAPABILITY=default, MKL_ENABLE_INSTRUCTIONS=SSE4_2) with the set's data
@@ -10,8 +10,9 @@ trained SAE of seed 0 (mode ``trained``, early stop off, so both runs take exact
 steps) is trained with `saebench run` under native and under capped kernels, each in its own
 process; the script prints the largest difference of the decoder weights (relative to their
 largest magnitude) and of the recorded scores between the two, and the native run's training
-seconds. Used to decide whether float64 training makes results agree across machines
-(docs/limitations.md). Writes only under --out.
+seconds. ``--no-match-l0`` trains without the matched-L0 controller (``training.match_l0 =
+false``: the architecture's own sparsity coefficient throughout). Used to decide whether float64
+training makes results agree across machines (docs/limitations.md). Writes only under --out.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ dtype = "{dtype}"
 [training]
 early_stop = false
 curve_every = 10
+match_l0 = {match_l0}
 
 # under the set's own table: a set's recommended budget replaces [training]'s
 [sets.{set}]
@@ -48,13 +50,14 @@ lr = 3e-3
 """
 
 
-def train(root: Path, set_name: str, arch: str, dtype: str, steps: int, capped: bool) -> Path:
+def train(root: Path, set_name: str, arch: str, dtype: str, steps: int, capped: bool, match_l0: bool = True) -> Path:
     """Run the one-cell config in a fresh process; its output folder."""
     kind = "capped" if capped else "native"
-    folder = root / f"{dtype}-{steps}-{kind}"
+    folder = root / f"{dtype}-{steps}-{kind}{'' if match_l0 else '-no-match-l0'}"
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "run.toml"
-    config.write_text(TOML.format(out=folder / "out", set=set_name, arch=arch, dtype=dtype, steps=steps))
+    config.write_text(TOML.format(out=folder / "out", set=set_name, arch=arch, dtype=dtype, steps=steps,
+                                  match_l0=str(match_l0).lower()))
     env = dict(os.environ)
     env["SAEBENCH_CACHE"] = str(root / f"cache-{kind}")
     if capped:
@@ -85,6 +88,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--arch", default="jumprelu")
     ap.add_argument("--steps", default="20,200,2000")
     ap.add_argument("--dtypes", default="float32,float64")
+    ap.add_argument("--no-match-l0", action="store_true", help="train without the matched-L0 controller")
     ap.add_argument("--out", default="saebench-runs/kernel-drift")
     args = ap.parse_args(argv)
     root = Path(args.out).resolve()
@@ -92,8 +96,8 @@ def main(argv: list[str]) -> int:
           + "  ".join(f"{s:>34}" for s in SCORES))
     for dtype in args.dtypes.split(","):
         for steps in (int(s) for s in args.steps.split(",")):
-            (w_a, s_a), (w_b, s_b) = (load(train(root, args.set, args.arch, dtype, steps, capped), steps)
-                                      for capped in (False, True))
+            (w_a, s_a), (w_b, s_b) = (load(train(root, args.set, args.arch, dtype, steps, capped, not args.no_match_l0),
+                                           steps) for capped in (False, True))
             rel = float((w_a - w_b).abs().max() / w_a.abs().max())  # type: ignore[operator, union-attr]
             diffs = "  ".join(f"{s_a[s]:>10.6f} vs {s_b[s]:.6f} ({s_b[s] - s_a[s]:+.1e})" if s in s_a and s in s_b
                               else f"{'-':>34}" for s in SCORES)

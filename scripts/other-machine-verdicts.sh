@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
 # Regenerate some sets of the default suite the way another machine would, and compare the
-# verdicts with the committed board.
-#   bash scripts/other-machine-verdicts.sh SETS [FAMILY]     e.g. synth-easy,study-constant-mini synthetic
+# verdicts with the committed board, or, given a dtype, with a native run in that dtype.
+#   bash scripts/other-machine-verdicts.sh SETS [FAMILY]          e.g. synth-easy,study-constant-mini synthetic
+#   bash scripts/other-machine-verdicts.sh SETS FAMILY DTYPE      e.g. study-variable-mini synthetic float64
 # "Another machine" is emulated on this one: torch's and MKL's CPU kernels are capped at SSE4.2
 # (ATEN_CPU_CAPABILITY=default, MKL_ENABLE_INSTRUCTIONS=SSE4_2), which changes the rounding of
 # almost every float operation (docs/real-activations.md measures it on activations), and the data
 # are generated afresh into their own cache (SAEBENCH_CACHE) under those kernels. Cells keep their
 # identity, so each row of the new board is matched with the committed one; the last lines list
-# how many verdicts stayed and which changed (scripts/verdict-changes.py). Real sets need their
-# store built under the same caps first (saebench activations build, same environment).
+# how many verdicts stayed and which changed (scripts/verdict-changes.py). With DTYPE (the
+# committed boards are float32) the sets are trained twice in that dtype, natively and under the
+# caps, and the two boards are compared. Real sets need their store built under the same caps
+# first (saebench activations build, same environment). Writes only under saebench-runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sets="${1:?usage: bash scripts/other-machine-verdicts.sh SETS [FAMILY]}"
+sets="${1:?usage: bash scripts/other-machine-verdicts.sh SETS [FAMILY [DTYPE]]}"
 family="${2:-synthetic}"
-out=saebench-runs/other-machine
-export ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 SAEBENCH_CACHE="$PWD/$out/cache"
-saebench run --sets "$sets" --jobs 2 --out "$out" --no-plots --leaderboards "$out/leaderboards"
-saebench leaderboard --results "$out" --out "$out/leaderboards" --family "$family" --no-plots
-python scripts/verdict-changes.py "leaderboards/$family.json" "$out/leaderboards/$family.json"
+dtype="${3:-}"
+caps=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2)
+
+regenerate() {  # regenerate OUT [ENV...]: run the sets into OUT (its own cache) and build the family's board
+  local out="$1"; shift
+  env "$@" SAEBENCH_CACHE="$PWD/$out/cache" saebench run --sets "$sets" --jobs 2 --out "$out" --no-plots \
+    --leaderboards "$out/leaderboards" ${dtype:+--dtype "$dtype"}
+  saebench leaderboard --results "$out" --out "$out/leaderboards" --family "$family" --no-plots
+}
+
+if [[ -z "$dtype" ]]; then
+  out=saebench-runs/other-machine
+  regenerate "$out" "${caps[@]}"
+  python scripts/verdict-changes.py "leaderboards/$family.json" "$out/leaderboards/$family.json"
+else
+  out="saebench-runs/other-machine-$dtype"
+  regenerate "$out/native"
+  regenerate "$out/emulated" "${caps[@]}"
+  python scripts/verdict-changes.py "$out/native/leaderboards/$family.json" "$out/emulated/leaderboards/$family.json"
+fi

@@ -3,13 +3,14 @@
     python scripts/verdict-changes.py OLD.json NEW.json
     python scripts/verdict-changes.py --git REV leaderboards/synthetic.json   # OLD = the file at REV
     python scripts/verdict-changes.py --git OLD..NEW leaderboards/synthetic.json   # both from git
+    python scripts/verdict-changes.py --list OLD.json NEW.json   # also each changed row
 
 The two-revision form pins what a regeneration changed when it was committed, so the docs can
 quote it and a later regeneration of the board does not change the answer.
 
 Rows are matched by (set, arch, metric, score); for every judged row (a score with a direction) present
 in both, prints the count of each (old label -> new label) pair, then the rows present in only
-one version. Used to state what a regeneration changed (docs/results.md).
+one version; ``--list`` (first argument) adds one line per changed row. Used to state what a regeneration changed (docs/results.md).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _git_show(rev: str, path: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    listing = bool(argv) and argv[0] == "--list"
+    argv = argv[1:] if listing else argv
     if len(argv) == 3 and argv[0] == "--git":
         old_rev, _, new_rev = argv[1].partition("..")
         try:
@@ -54,6 +57,10 @@ def main(argv: list[str]) -> int:
     print(f"{len(both)} judged rows in both versions; {changed} changed verdict")
     for (a, b), n in sorted(pairs.items(), key=lambda kv: -kv[1]):
         print(f"  {n:4d}  {a} -> {b}{'' if a != b else '  (same)'}")
+    if listing:
+        for k in both:
+            if old[k] != new[k]:
+                print(f"  {'/'.join(k)}: {old[k]} -> {new[k]}")
     only_old, only_new = sorted(set(old) - set(new)), sorted(set(new) - set(old))
     if only_old or only_new:
         print(f"{len(only_old)} rows only in the old version, {len(only_new)} only in the new")

@@ -1,0 +1,69 @@
+"""Which cells of two runs of the same sets ended differently, and by how much.
+
+    python scripts/cell-differences.py RESULTS_A RESULTS_B [--tol 1e-6]
+
+RESULTS_A / RESULTS_B are output folders of `saebench run` (their ``results/`` records; e.g. the
+native and the emulated run of ``bash scripts/other-machine-verdicts.sh SETS FAMILY float64``).
+Cells are matched by (set, architecture, mode, seed). For each (set, architecture, mode) it prints
+how many seeds differ, in steps trained or in some recorded score by more than ``--tol``, and the
+largest score difference; then one line per differing cell with its steps and headline scores.
+Descriptive scores that count things (``l0``, ``dead_fraction``) are compared like the others.
+Used to say which cells training amplified rounding in (docs/results.md, docs/limitations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+SHOWN = ("reconstruction.explained_variance", "reconstruction.mse", "ground_truth.recovery", "ground_truth.mcc")
+
+
+def load(folder: Path) -> dict[tuple[str, str, str, int], tuple[int, dict[str, float]]]:
+    """(set, arch, mode, seed) -> (steps, {metric.score: value}) of every record under folder/results."""
+    cells = {}
+    for path in sorted((folder / "results").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        cell = record["cell"]
+        scores = {f"{m['name']}.{k}": float(v) for m in record["metrics"].values() if m.get("status") == "ok"
+                  for k, v in m["scores"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        cells[(cell["set"], cell["arch"], cell["mode"], int(cell["seed"]))] = (int(record["training"]["steps"]), scores)
+    return cells
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", type=Path)
+    ap.add_argument("b", type=Path)
+    ap.add_argument("--tol", type=float, default=1e-6, help="a score difference above this counts (default 1e-6)")
+    args = ap.parse_args(argv)
+    a, b = load(args.a), load(args.b)
+    both = sorted(set(a) & set(b))
+    if not both:
+        print(f"error: no cell is in both {args.a}/results and {args.b}/results", file=sys.stderr)
+        return 2
+    groups: dict[tuple[str, str, str], list[tuple[int, float, bool]]] = defaultdict(list)
+    lines = []
+    for key in both:
+        (steps_a, sa), (steps_b, sb) = a[key], b[key]
+        common = set(sa) & set(sb)
+        worst = max((abs(sa[s] - sb[s]) for s in common), default=0.0)
+        differs = steps_a != steps_b or worst > args.tol
+        groups[key[:3]].append((key[3], worst, differs))
+        if differs:
+            shown = "  ".join(f"{s.split('.')[1]} {sa[s]:.4f} / {sb[s]:.4f}" for s in SHOWN if s in common)
+            lines.append(f"  {'/'.join(key[:3])}/s{key[3]}: steps {steps_a} / {steps_b}  {shown}")
+    print(f"{len(both)} cells in both runs; {len(lines)} differ (steps, or a score by more than {args.tol:g})")
+    for group, seeds in groups.items():
+        n = sum(d for _, _, d in seeds)
+        print(f"  {'/'.join(group):<48} {n} of {len(seeds)} seeds differ; largest score difference "
+              f"{max(w for _, w, _ in seeds):.1e}")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
