@@ -45,22 +45,24 @@ def main(argv: list[str]) -> int:
     if not both:
         print(f"error: no cell is in both {args.a}/results and {args.b}/results", file=sys.stderr)
         return 2
-    groups: dict[tuple[str, str, str], list[tuple[int, float, bool]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[tuple[float, bool]]] = defaultdict(list)
     lines = []
     for key in both:
         (steps_a, sa), (steps_b, sb) = a[key], b[key]
         common = set(sa) & set(sb)
         worst = max((abs(sa[s] - sb[s]) for s in common), default=0.0)
         differs = steps_a != steps_b or worst > args.tol
-        groups[key[:3]].append((key[3], worst, differs))
+        groups[key[:3]].append((worst, differs))
         if differs:
             shown = "  ".join(f"{s.split('.')[1]} {sa[s]:.4f} / {sb[s]:.4f}" for s in SHOWN if s in common)
             lines.append(f"  {'/'.join(key[:3])}/s{key[3]}: steps {steps_a} / {steps_b}  {shown}")
-    print(f"{len(both)} cells in both runs; {len(lines)} differ (steps, or a score by more than {args.tol:g})")
+    print(f"{len(both)} cells in both runs; {len(lines)} differ (steps, or a score by more than {args.tol:g})"
+          + (f"; {len(set(a) - set(b))} only in the first, {len(set(b) - set(a))} only in the second"
+             if set(a) ^ set(b) else ""))
     for group, seeds in groups.items():
-        n = sum(d for _, _, d in seeds)
+        n = sum(d for _, d in seeds)
         print(f"  {'/'.join(group):<48} {n} of {len(seeds)} seeds differ; largest score difference "
-              f"{max(w for _, w, _ in seeds):.1e}")
+              f"{max(w for w, _ in seeds):.1e}")
     print("\n".join(lines))
     return 0
 

@@ -86,3 +86,7 @@ def test_cell_differences_counts_seeds_that_differ_in_steps_or_beyond_the_tolera
     loose = subprocess.run([sys.executable, str(CELLS), str(a), str(b), "--tol", "1e-2"], check=True,
                            capture_output=True, text=True).stdout
     assert loose.splitlines()[0].endswith("1 differ (steps, or a score by more than 0.01)")
+    extra = _records(tmp_path / "c", {("trained", 0): (100, 0.5), ("trained", 5): (100, 0.5)})
+    first = subprocess.run([sys.executable, str(CELLS), str(a), str(extra)], check=True, capture_output=True,
+                           text=True).stdout.splitlines()[0]
+    assert first == "1 cells in both runs; 0 differ (steps, or a score by more than 1e-06); 2 only in the first, 1 only in the second"
