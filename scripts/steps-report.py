@@ -2,13 +2,17 @@
 
     python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
     python scripts/steps-report.py --by-mode leaderboards/results/real
+    python scripts/steps-report.py --rising leaderboards/results/synthetic
 
 For every results folder: per activation set, the members that take optimizer steps (``trains``),
 how many ended level / undecided / improving (``training.convergence.state``), the median steps,
 how many ran to their ``max_steps`` and how many stopped early before the rule's earliest step
 (``convergence.stopped_too_early``: records made before that rule; ``saebench run`` trains those
 cells again). ``--by-mode``: instead, per set a markdown table of the mean steps over seeds per
-architecture (rows) and training mode (columns), with each cell's maximum. Reads only the
+architecture (rows) and training mode (columns), with each cell's maximum. ``--rising``: per set,
+how many members stopped early as level while the interval of some curve (loss, MSE, recovery)
+still lay wholly above zero: improving for sure, but by less than the rule's tolerance per window
+(``training.convergence.curves.NAME.lo``), with the largest such improvement. Reads only the
 per-cell records of the folder's last run, read as the leaderboard reads them.
 """
 
@@ -59,6 +63,28 @@ def report(folder: Path) -> list[str]:
     return lines
 
 
+def rising(folder: Path) -> list[str]:
+    """Members stopped early as level although some curve's interval lies above zero."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    largest: dict[str, tuple[float, str]] = {}
+    for _, cell, training in _trained(_records(folder)[1]):
+        conv = training.get("convergence") or {}
+        if conv.get("state") != "level" or int(training.get("steps", 0)) >= int(cell["training"]["max_steps"]):
+            continue
+        name = cell["set"]
+        counts[name][0] += 1
+        up = {c: float(v["rel_improvement"]) for c, v in (conv.get("curves") or {}).items()
+              if (v.get("lo") or 0) > 0 and v.get("rel_improvement") is not None}
+        if up:
+            counts[name][1] += 1
+            curve, rel = max(up.items(), key=lambda kv: kv[1])
+            label = f"{cell['arch']}/{cell['mode']}/s{cell['seed']} {curve} {rel:.1%} at step {training['steps']}"
+            if name not in largest or rel > largest[name][0]:
+                largest[name] = (rel, label)
+    return [f"{folder.name:<14} {name:<22} stopped early as level {n:>3}  of them still improving {k:>3}"
+            + (f"  (largest: {largest[name][1]})" if name in largest else "") for name, (n, k) in counts.items()]
+
+
 def _run_order(run: dict) -> dict[tuple[str, str], int]:
     """Position of each architecture and mode in the run's config (the board's order)."""
     cfg = run.get("config") or {}
@@ -105,8 +131,8 @@ def by_mode(folder: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    mode_table = "--by-mode" in argv
-    argv = [a for a in argv if a != "--by-mode"]
+    mode_table, rising_only = "--by-mode" in argv, "--rising" in argv
+    argv = [a for a in argv if a not in ("--by-mode", "--rising")]
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
@@ -119,7 +145,7 @@ def main(argv: list[str]) -> int:
         from saebench_sanity.errors import DataError
 
         try:
-            print("\n".join(by_mode(folder) if mode_table else report(folder)))
+            print("\n".join(by_mode(folder) if mode_table else rising(folder) if rising_only else report(folder)))
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
