@@ -330,8 +330,8 @@ def preflight(cfg: Any, registry: Any, *, out: str | None, leaderboards: str | N
     """Everything about a run that can be refused before anything is imported, planned or
     trained (each a one-line SaebenchError, exit 2): names and spec parameters
     (``config.check_names``), output folders (writable), sizes of sets that declare ``d_in``
-    (bounds and the memory estimate). Returns the precedence notes to print (a ``[training]`` /
-    ``[run]`` value that a set's recommended budget replaces)."""
+    (bounds and the memory estimate). Returns the precedence notes to print with ``-v`` (a set's
+    recommendation that a ``[training]`` / ``[run]`` value the user wrote replaces)."""
     from saebench_sanity.config import check_names
 
     check_names(cfg, registry)
@@ -419,8 +419,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the executor first: Ray missing or an address nobody answers is one line before any work
     executor = registry.get("executor", args.executor).build(jobs=args.jobs, address=args.address)
     notes = preflight(cfg, registry, out=args.out, leaderboards=args.leaderboards, metrics=args.metrics)
-    for note in notes:
-        log.warning("%s", note)
+    for note in notes:  # your value applies: shown with -v
+        log.info("%s", note)
     log.info("config %s checked: %d set(s) x %d architecture(s) x %d mode(s) x %d seed(s) = %d cells -> %s", cfg.source,
              len(cfg.sets), len(cfg.architectures), len(cfg.modes), len(cfg.seeds),
              len(cfg.sets) * len(cfg.architectures) * len(cfg.modes) * len(cfg.seeds), args.out or cfg.output_dir)

@@ -45,10 +45,13 @@ Layout of a config file (every table optional except ``[run]``)::
     [verdict]
     min_effect = 0.01
 
-Precedence of a training / size value for one set: the built-in default < ``[run]`` /
-``[training]`` < the set's recommended budget (its spec's ``training``) < ``[sets.NAME]``.
-:meth:`RunConfig.overridden_by_set` lists the values a user wrote that a set's recommendation
-replaces; ``saebench run`` prints one ``note:`` line for each.
+Precedence of a training / size value for one set: the built-in default < the set's
+recommended budget (its spec's ``training``) < what you wrote in ``[run]`` / ``[training]`` <
+``[sets.NAME]`` < ``[sets.NAME.architectures.ARCH]``. A value you wrote always applies: a set's
+recommendation only fills what you left out (until 2026-12 it replaced ``[run]`` / ``[training]``
+values with a warning, which a config of this repository's own scripts fell into).
+:meth:`RunConfig.overridden_by_set` lists the recommendations your values replace; ``saebench
+run -v`` prints them.
 """
 
 import dataclasses
@@ -589,13 +592,15 @@ class RunConfig:
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None,
                      arch: str | None = None) -> TrainingConfig:
         """Training budget for a set (and, with ``arch``, for that architecture's cells of it): run
-        defaults < the set's recommendation < ``[sets.NAME]`` < ``[sets.NAME.architectures.ARCH]``.
+        defaults < the set's recommendation < what the user wrote in ``[training]`` <
+        ``[sets.NAME]`` < ``[sets.NAME.architectures.ARCH]``.
 
         The last level exists because architectures of one set converge at very different speeds
         (on the real set the TopK family levels in a few hundred steps, ReLU and Gated baselines
         need thousands): each (set, architecture) keeps one budget for all its modes and seeds,
         so a cohort's members still share every training value."""
-        merged = {**training_keys(recommended or {}, f"set {set_name!r} recommendation"),
+        rec = training_keys(recommended or {}, f"set {set_name!r} recommendation")
+        merged = {**{k: v for k, v in rec.items() if f"training.{k}" not in self.given},
                   **training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")}
         where = f"sets.{set_name}"
         if arch is not None:
@@ -622,8 +627,9 @@ class RunConfig:
         return params, {k: v for k, v in training.items() if k in _TRAINING_FIELDS}
 
     def overridden_by_set(self, set_name: str, recommended: dict[str, Any] | None = None) -> list[str]:
-        """One line per value the user wrote in ``[run]`` / ``[training]`` that ``set_name``'s
-        recommended budget replaces (precedence: module docstring). Empty when nothing is."""
+        """One line per recommendation of ``set_name`` (its spec's ``training``) that a value the
+        user wrote in ``[run]`` / ``[training]`` replaces (precedence: module docstring). Empty
+        when nothing is."""
         rec = training_keys(recommended or {}, f"set {set_name!r} recommendation")
         own = training_keys(self.set_overrides.get(set_name, {}), f"sets.{set_name}")
         notes = []
@@ -643,15 +649,20 @@ class RunConfig:
                 continue
             if where not in self.given or mine == value:
                 continue
-            notes.append(f"sets.{set_name}: the set's recommended {key} = {_show(value)} replaces your {where} = {_show(mine)} "
-                         f"(precedence: [run]/[training] < set recommendation < [sets.{set_name}]); to keep yours, "
-                         f"write it under [sets.{set_name}]")
+            notes.append(f"sets.{set_name}: your {where} = {_show(mine)} replaces the set's recommended {key} = "
+                         f"{_show(value)} (precedence: set recommendation < [run]/[training] < [sets.{set_name}])")
         return notes
 
     def size_for(self, set_name: str, d_in: int, recommended: dict[str, Any] | None = None) -> tuple[int, int | None]:
         """``(d_sae, target_l0)`` for a set of width ``d_in``; ConfigError when the target does not
         fit the dictionary or one cohort of this size cannot fit in this machine's memory."""
-        merged = {**(recommended or {}), **self.set_overrides.get(set_name, {})}
+        rec, own = dict(recommended or {}), self.set_overrides.get(set_name, {})
+        if {"run.d_sae", "run.expansion"} & self.given or ("expansion" in own and "d_sae" not in own):
+            rec.pop("d_sae", None)  # a size the user wrote wins over the recommended one
+            rec.pop("expansion", None)
+        if "run.target_l0" in self.given:
+            rec.pop("target_l0", None)
+        merged = {**rec, **own}
         d_sae = merged.get("d_sae", None if "expansion" in merged else self.d_sae)
         if d_sae is None:
             d_sae = int(merged.get("expansion", self.expansion)) * d_in

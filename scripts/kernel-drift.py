@@ -42,7 +42,7 @@ early_stop = false
 curve_every = 10
 match_l0 = {match_l0}
 
-# under the set's own table: a set's recommended budget replaces [training]'s
+# under the set's own table, which wins over [training] and the set's recommendation
 [sets.{set}]
 max_steps = {steps}
 batch_size = 256

@@ -60,12 +60,13 @@ def test_missing_file_says_so(tmp_path):
         config.load(tmp_path / "nope.toml")
 
 
-def test_per_set_overrides_beat_recommendations_which_beat_run_defaults():
+def test_per_set_overrides_beat_written_values_which_beat_recommendations_which_beat_defaults():
     cfg = config.from_dict({**BASE, "training": {"steps": 100, "lr": 1e-3},
                             "sets": {"synth-easy": {"steps": 300, "target_l0": 4}}})
     t = cfg.training_for("synth-easy", recommended={"steps": 200, "batch_size": 64})
     assert (t.steps, t.batch_size, t.lr) == (300, 64, 1e-3)
-    assert cfg.training_for("other", recommended={"steps": 200}).steps == 200
+    assert cfg.training_for("other", recommended={"steps": 200}).steps == 100  # [training] as written
+    assert config.from_dict(BASE).training_for("other", recommended={"steps": 200}).steps == 200  # a default: replaced
     assert cfg.size_for("synth-easy", d_in=16) == (16 * cfg.expansion, 4)
     assert cfg.size_for("other", d_in=16, recommended={"d_sae": 50, "target_l0": 5}) == (50, 5)
 

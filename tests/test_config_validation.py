@@ -149,21 +149,39 @@ def test_a_size_that_cannot_fit_in_memory_is_refused_with_the_estimate(monkeypat
 
 
 # -- precedence of budgets -------------------------------------------------------------------------
-def test_a_training_value_replaced_by_a_set_recommendation_is_announced():
+def test_a_value_the_user_wrote_beats_the_set_recommendation_and_is_noted():
     recommended = {"steps": 300, "batch_size": 1024, "d_sae": 96, "target_l0": 3}
     cfg = config.from_dict({**BASE, "run": {**BASE["run"], "target_l0": 8}, "training": {"steps": 10, "lr": 1e-3}})
-    assert cfg.training_for("synth-easy", recommended).max_steps == 300  # the rule: the recommendation wins
+    budget = cfg.training_for("synth-easy", recommended)
+    assert budget.max_steps == 10 and budget.lr == 1e-3  # the rule: what you wrote applies
+    assert budget.batch_size == 1024  # the recommendation fills what you left out
+    assert cfg.size_for("synth-easy", d_in=32, recommended=recommended) == (96, 8)
     notes = cfg.overridden_by_set("synth-easy", recommended)
-    assert [n.split(":")[0] for n in notes] == ["sets.synth-easy", "sets.synth-easy"]
-    assert "recommended max_steps = 300 replaces your training.max_steps = 10" in notes[0]
-    assert "recommended target_l0 = 3 replaces your run.target_l0 = 8" in notes[1]
-    assert "write it under [sets.synth-easy]" in notes[0]
-    # written under [sets.NAME]: that value wins and nothing is announced
-    mine = config.from_dict({**BASE, "training": {"steps": 10}, "sets": {"synth-easy": {"steps": 10}}})
-    assert mine.training_for("synth-easy", recommended).max_steps == 10
+    assert notes == ["sets.synth-easy: your training.max_steps = 10 replaces the set's recommended max_steps = 300 "
+                     "(precedence: set recommendation < [run]/[training] < [sets.synth-easy])",
+                     "sets.synth-easy: your run.target_l0 = 8 replaces the set's recommended target_l0 = 3 "
+                     "(precedence: set recommendation < [run]/[training] < [sets.synth-easy])"]
+    # [sets.NAME] beats both, and nothing is noted
+    mine = config.from_dict({**BASE, "training": {"steps": 10}, "sets": {"synth-easy": {"steps": 20, "target_l0": 4}}})
+    assert mine.training_for("synth-easy", recommended).max_steps == 20
+    assert mine.size_for("synth-easy", d_in=32, recommended=recommended) == (96, 4)
     assert mine.overridden_by_set("synth-easy", recommended) == []
-    # a default the user did not write is not announced
-    assert config.from_dict(BASE).overridden_by_set("synth-easy", recommended) == []
+    # a default the user did not write leaves the recommendation in place
+    plain = config.from_dict(BASE)
+    assert plain.training_for("synth-easy", recommended).max_steps == 300
+    assert plain.size_for("synth-easy", d_in=32, recommended=recommended) == (96, 3)
+    assert plain.overridden_by_set("synth-easy", recommended) == []
+
+
+def test_a_size_the_user_wrote_beats_the_recommended_d_sae():
+    recommended = {"d_sae": 96, "target_l0": 3}
+    assert config.from_dict({**BASE, "run": {**BASE["run"], "expansion": 4}}).size_for(
+        "synth-easy", d_in=32, recommended=recommended) == (128, 3)
+    assert config.from_dict({**BASE, "run": {**BASE["run"], "d_sae": 64}}).size_for(
+        "synth-easy", d_in=32, recommended=recommended) == (64, 3)
+    # an expansion under [sets.NAME] beats the recommended d_sae too (it was ignored before)
+    assert config.from_dict({**BASE, "sets": {"synth-easy": {"expansion": 2}}}).size_for(
+        "synth-easy", d_in=32, recommended=recommended) == (64, 3)
 
 
 # -- output paths ----------------------------------------------------------------------------------
@@ -227,23 +245,27 @@ def test_run_exits_3_naming_the_first_errored_metric(tmp_path, monkeypatch, caps
     code, err = _run_cli(tmp_path, monkeypatch, capsys, _fake_result(tmp_path, cell_error="RuntimeError: boom"))
     assert code == 3 and "1 of 1 cells failed (first: synth-easy/topk/trained/s0: RuntimeError: boom)" in err
     code, err = _run_cli(tmp_path, monkeypatch, capsys, _fake_result(tmp_path))
-    assert code == 0 and err == ""  # --quiet: the precedence note (steps = 10 vs the set's 2000) is not shown
+    assert code == 0 and err == ""  # --quiet: nothing but errors
 
 
-def test_precedence_note_is_printed_without_quiet(tmp_path, monkeypatch, capsys):
+def test_precedence_note_is_printed_with_verbose(tmp_path, monkeypatch, capsys):
     from saebench_sanity.harness import run as run_mod
 
-    monkeypatch.setattr(run_mod, "run", lambda cfg, registry, **kw: _fake_result(tmp_path))
+    seen = []
+    monkeypatch.setattr(run_mod, "run", lambda cfg, registry, **kw: seen.append(cfg) or _fake_result(tmp_path))
     monkeypatch.setattr("saebench_sanity.cli.with_device", lambda cfg, device, dtype: cfg)
     monkeypatch.setattr("saebench_sanity.report.print_final", lambda console, result: None)
     cfg = tmp_path / "c.toml"
     cfg.write_text('[run]\nsets = ["synth-easy"]\narchitectures = ["topk"]\nmodes = ["trained"]\n'
                    f'output_dir = "{tmp_path / "out"}"\n[training]\nsteps = 10\n')
     assert main(["run", "--config", str(cfg)]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if "replaces your" in line]
-    assert notes == ["warning: sets.synth-easy: the set's recommended max_steps = 2000 replaces your training.max_steps = 10 "
-                     "(precedence: [run]/[training] < set recommendation < [sets.synth-easy]); to keep yours, write it "
-                     "under [sets.synth-easy]"]
+    assert not [line for line in capsys.readouterr().err.splitlines() if "replaces the set's" in line]  # not a warning
+    assert main(["-v", "run", "--config", str(cfg)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "replaces the set's" in line]
+    assert len(notes) == 1 and notes[0].endswith("sets.synth-easy: your training.max_steps = 10 replaces the set's "
+                                                 "recommended max_steps = 2000 (precedence: set recommendation < "
+                                                 "[run]/[training] < [sets.synth-easy])")
+    assert seen[-1].training_for("synth-easy", {"steps": 2000}).max_steps == 10
 
 
 def test_verbose_adds_notes_and_quiet_hides_warnings(tmp_path, monkeypatch, capsys):
