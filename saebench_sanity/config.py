@@ -522,7 +522,9 @@ class RunConfig:
     Fields with dotted TOML names: ``architecture_params`` = ``[architectures.NAME]``,
     ``mode_params`` = ``[modes.NAME]``, ``metric_params`` = ``[metrics.NAME]``,
     ``set_overrides`` = ``[sets.NAME]``; ``given`` lists the ``run.KEY`` / ``training.KEY`` the
-    user wrote (for the precedence notes, never part of a cell's identity)."""
+    user wrote: a written value beats a set's recommendation (``training_for``, ``size_for``), so
+    a config rebuilt from ``to_dict()`` (which drops ``given``) can resolve differently; cells
+    carry their resolved values, so nothing rebuilds one."""
 
     #: leaderboard file stem (default: the config file's name)
     name: PathName
