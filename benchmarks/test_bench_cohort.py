@@ -1,12 +1,14 @@
 """Cohort training step (``training.engine.CohortProgram``) against today's per-cell path, same run.
 
-Three comparisons, one thread (the suite's workers run one thread per process):
+Four comparisons, one thread (the suite's workers run one thread per process):
 
 * a 4-member TopK / BatchTopK cohort (trained, frozen_decoder, soft_frozen_decoder,
   frozen_encoder: built with ``build_cell`` as ``train_cell`` builds them) per member, against
   ``CellTrainer.step`` (sae-lens ``SAETrainer.step`` plus the mode's hook) averaged over the same
   four cells, at d_in 576 / d_sae 1152 / batch 256 / k 32 (the real set) and d_in 32 / 1024
   latents / batch 256 / k 6 (the study minis);
+* the mini cohort three times over (12 members on one batch, ``-k twelve``): an estimate of
+  what a program holding a set's three seeds would amortise (not built);
 * one TopK / BatchTopK member (sparse step) at d_in 768 / d_sae 16384 / batch 1024 / k 64
   against a plain sae-lens ``SAETrainer.step`` on an identically built SAE.
 
@@ -131,6 +133,34 @@ def test_bench_cohort_member_step(benchmark, arch, size):
     _report(benchmark, benchmark.group, c_best / len(COHORT), sum(p_best) / len(p_best),
             3.0 if size == "mini" else 2.5)
     benchmark.pedantic(lambda: step(x), rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_bench_cohort_twelve_members(benchmark, arch):
+    """The mini cohort three times over (12 members, every one on the same batch) against the
+    same per-cell peer: what a program holding a set's three seeds would amortise per member.
+    Not what the engine runs (a cohort is one seed; seeds would need their own batches, so the
+    encoder's product could not be shared): an estimate of that unbuilt change, not a speed-up
+    the suite gets."""
+    from saebench_sanity.training.trainer import CellTrainer
+
+    d_in, d_sae, batch, k = SIZES["mini"]
+    benchmark.group = f"cohort {arch} mini x3 d_in={d_in} d_sae={d_sae} batch={batch} k={k}"
+    data, training = GaussianSet(d_in), _training(batch)
+    x = next(data.train_batches(batch, 1))
+    step = _program(arch, COHORT * 3, data, d_sae, k, training)
+    cells = []
+    for mode in COHORT:
+        sae, mode_obj, _ = _build(arch, mode, data, d_sae, k, training)
+        cells.append(CellTrainer(sae, mode_obj, training, total_steps=training.steps, set_name=data.name))
+    peers = [lambda c=c: c.step(x) for c in cells]
+    for _ in range(2):
+        step(x)
+        for p in peers:
+            p()
+    c_best, p_best = _interleaved(lambda: step(x), peers, 15)
+    _report(benchmark, benchmark.group, c_best / (3 * len(COHORT)), sum(p_best) / len(p_best), 3.0)
+    benchmark.pedantic(lambda: step(x), rounds=15, iterations=1, warmup_rounds=0)
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
