@@ -2,7 +2,7 @@
 
     python scripts/cell-differences.py RESULTS_A RESULTS_B [--tol 1e-6]
 
-RESULTS_A / RESULTS_B are output folders of `saebench run` (their ``results/`` records; e.g. the
+RESULTS_A / RESULTS_B are output folders of `saebench run` (the records of their last run; e.g. the
 native and the emulated run of ``bash scripts/other-machine-verdicts.sh SETS FAMILY float64``).
 Cells are matched by (set, architecture, mode, seed). For each (set, architecture, mode) it prints
 how many seeds differ, in steps trained or in some recorded score by more than ``--tol``, and the
@@ -14,7 +14,6 @@ Used to say which cells training amplified rounding in (docs/results.md, docs/li
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -23,10 +22,12 @@ SHOWN = ("reconstruction.explained_variance", "reconstruction.mse", "ground_trut
 
 
 def load(folder: Path) -> dict[tuple[str, str, str, int], tuple[int, dict[str, float]]]:
-    """(set, arch, mode, seed) -> (steps, {metric.score: value}) of every record under folder/results."""
+    """(set, arch, mode, seed) -> (steps, {metric.score: value}) of the folder's records, read as
+    the leaderboard reads them (``leaderboard.inputs.load``: its last run's cells, each verified)."""
+    from saebench_sanity.leaderboard.inputs import load as load_records
+
     cells = {}
-    for path in sorted((folder / "results").glob("*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
+    for record in load_records(folder)[1]:
         cell = record["cell"]
         scores = {f"{m['name']}.{k}": float(v) for m in record["metrics"].values() if m.get("status") == "ok"
                   for k, v in m["scores"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -40,7 +41,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("b", type=Path)
     ap.add_argument("--tol", type=float, default=1e-6, help="a score difference above this counts (default 1e-6)")
     args = ap.parse_args(argv)
-    a, b = load(args.a), load(args.b)
+    from saebench_sanity.errors import DataError
+
+    try:
+        a, b = load(args.a), load(args.b)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     both = sorted(set(a) & set(b))
     if not both:
         print(f"error: no cell is in both {args.a}/results and {args.b}/results", file=sys.stderr)

@@ -58,35 +58,3 @@ def test_list_names_each_changed_row(tmp_path):
     assert out[-1] == "  s/topk/reconstruction/mse: FAILS -> INCONCLUSIVE"
     assert not any("ground_truth/mcc:" in line for line in out)  # an unchanged row is not listed
 
-
-CELLS = Path(__file__).resolve().parents[1] / "scripts" / "cell-differences.py"
-
-
-def _records(folder: Path, cells: dict[tuple[str, int], tuple[int, float]]) -> Path:
-    (folder / "results").mkdir(parents=True)
-    for i, ((mode, seed), (steps, ev)) in enumerate(cells.items()):
-        record = {"cell": {"set": "s", "arch": "relu", "mode": mode, "seed": seed}, "training": {"steps": steps},
-                  "metrics": {"k": {"name": "reconstruction", "status": "ok", "scores": {"explained_variance": ev}},
-                              "e": {"name": "ground_truth", "status": "error", "scores": {}}}}
-        (folder / "results" / f"{i}.json").write_text(json.dumps(record))
-    return folder
-
-
-def test_cell_differences_counts_seeds_that_differ_in_steps_or_beyond_the_tolerance(tmp_path):
-    a = _records(tmp_path / "a", {("trained", 0): (100, 0.5), ("trained", 1): (100, 0.5), ("untrained", 0): (0, 0.9)})
-    b = _records(tmp_path / "b", {("trained", 0): (120, 0.5), ("trained", 1): (100, 0.5 + 1e-9),
-                                  ("untrained", 0): (0, 0.9 + 1e-3)})
-    out = subprocess.run([sys.executable, str(CELLS), str(a), str(b)], check=True, capture_output=True,
-                         text=True).stdout.splitlines()
-    assert out[0] == "3 cells in both runs; 2 differ (steps, or a score by more than 1e-06)"
-    assert "s/relu/trained" in out[1] and "1 of 2 seeds differ; largest score difference 1.0e-09" in out[1]
-    assert "s/relu/untrained" in out[2] and "1 of 1 seeds differ; largest score difference 1.0e-03" in out[2]
-    assert out[3].startswith("  s/relu/trained/s0: steps 100 / 120  explained_variance 0.5000 / 0.5000")
-    assert out[4].startswith("  s/relu/untrained/s0: steps 0 / 0")
-    loose = subprocess.run([sys.executable, str(CELLS), str(a), str(b), "--tol", "1e-2"], check=True,
-                           capture_output=True, text=True).stdout
-    assert loose.splitlines()[0].endswith("1 differ (steps, or a score by more than 0.01)")
-    extra = _records(tmp_path / "c", {("trained", 0): (100, 0.5), ("trained", 5): (100, 0.5)})
-    first = subprocess.run([sys.executable, str(CELLS), str(a), str(extra)], check=True, capture_output=True,
-                           text=True).stdout.splitlines()[0]
-    assert first == "1 cells in both runs; 0 differ (steps, or a score by more than 1e-06); 2 only in the first, 1 only in the second"
