@@ -2,10 +2,12 @@
 
 ``jobs = 1`` runs the cohorts in this process, in plan order, with live training progress.
 ``jobs > 1`` runs them in a pool of ``jobs`` spawned processes (``concurrent.futures``), each with
-``cores // jobs`` torch threads; each worker builds its own registry (so entry-point plugins load
-there too) and runs a cohort through ``executors.remote``: this process stays the only writer of
-the results store. ``jobs = None`` (``saebench run`` without ``--jobs``) uses every core this
-process may use, capped at the number of cohorts with work to do; one such cohort runs in-process.
+``cores // jobs`` torch threads, handed out longest estimated first
+(``harness.executor.longest_first``: a long cohort does not start last while the other workers
+run dry); each worker builds its own registry (so entry-point plugins load there too) and runs a
+cohort through ``executors.remote``: this process stays the only writer of the results store.
+``jobs = None`` (``saebench run`` without ``--jobs``) uses every core this process may use, capped
+at the number of cohorts with work to do; one such cohort runs in-process.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class LocalExecutor(Executor):
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        from saebench_sanity.harness.executor import _SetCache, one_line, run_cohort
+        from saebench_sanity.harness.executor import _SetCache, longest_first, one_line, run_cohort
 
         threads = max(1, default_jobs() // jobs)
         ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
@@ -88,7 +90,8 @@ class LocalExecutor(Executor):
                 name = group[0].set_name
                 report(group, run_cohort(group, plan.metrics, cache.get(name), cache.eval_acts(name), store, registry,
                                          force=force, device=device))
-        todo = [g for g, b in zip(groups, busy) if b]
+        # the long cohorts first (a cohort's time is unknown before it runs: estimated)
+        todo = longest_first([g for g, b in zip(groups, busy) if b], plan, store, force)
         if not todo:
             return collected.in_plan_order()
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,

@@ -164,7 +164,7 @@ class RayExecutor(Executor):
 
     # -- run -------------------------------------------------------------------------------------
     def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any, device: str) -> list[Any]:
-        from saebench_sanity.harness.executor import _SetCache, cohorts, run_cohort
+        from saebench_sanity.harness.executor import _SetCache, cohorts, longest_first, run_cohort
 
         ray = self.ray
         connected = self._connect()
@@ -186,7 +186,7 @@ class RayExecutor(Executor):
                                              registry, force=force, device="cpu"))
                 else:
                     todo.append(group)
-            waiting = iter(todo)
+            waiting = iter(longest_first(todo, plan, store, force))  # the long cohorts first
 
             def submit() -> None:
                 # a few tasks per slot of the cluster as it is now (nodes may join): the bytes of

@@ -140,6 +140,50 @@ def cohorts(cells: list[Cell]) -> list[list[Cell]]:
     return list(groups.values())
 
 
+#: The cost model behind ``longest_first``: a member step costs a fixed overhead plus its
+#: encoder/decoder multiply-adds (``batch x d_in x d_sae``) at an effective single-thread rate; a
+#: metric that needs a language model costs a fixed time per cell. Rough fits on these 2-core
+#: machines (a 4-member mini cohort step ~1.5 ms per member, a real-set 576 x 1152 step ~25 ms, a
+#: model-based metric 3-11 s per cell on the real set): only the *order* they give matters.
+STEP_OVERHEAD_S = 1e-3
+MACS_PER_S = 7e9
+MODEL_METRIC_S = 8.0
+
+
+def estimate_seconds(members: list[tuple[int, int, int]], d_in: int, model_metrics: int, n_cells: int) -> float:
+    """The cost model of ``longest_first``, in seconds at one thread: ``members`` are ``(max_steps,
+    batch_size, d_sae)`` of each member that still has to train (each runs to its maximum: early
+    stop only shortens it), ``model_metrics`` the metrics that run a language model, per cell."""
+    train = sum(steps * (STEP_OVERHEAD_S + batch * d_in * d_sae / MACS_PER_S) for steps, batch, d_sae in members)
+    return train + model_metrics * MODEL_METRIC_S * n_cells
+
+
+def cohort_estimate(group: list[Cell], plan: Plan, store: ResultStore | None = None, force: bool = False) -> float:
+    """``estimate_seconds`` of what ``run_cohort`` will spend on ``group``: its members without a
+    current checkpoint, and the metrics that need a model when the set provides one."""
+    aset = plan.sets.get(group[0].set_name)
+    d_in = int(getattr(aset, "d_in", 0) or 0) or max(1, group[0].d_sae // 2)
+    members = [(int(c.training.max_steps), int(c.training.batch_size), int(c.d_sae)) for c in group
+               if c.trains and (store is None or force or not has_current_checkpoint(store, c.key, c.training))]
+    from saebench_sanity.activations.base import NEED_MODEL
+
+    provides = set(getattr(aset, "provides", ()) or ())
+    model_metrics = sum(1 for mp in plan.metrics if NEED_MODEL in mp.needs and not (set(mp.needs) - provides))
+    return estimate_seconds(members, d_in, model_metrics, len(group))
+
+
+def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None,
+                  force: bool = False) -> list[list[Cell]]:
+    """``groups`` in the order a pool of workers should start them: the longest estimated
+    (``cohort_estimate``) first, ties in plan order. Handing the long cohorts out first keeps
+    one worker from starting a long cohort (a real-set ReLU or Gated cohort at its 10,000-step
+    maximum) when the others are about to run out of work (longest-processing-time-first list
+    scheduling). Results are still reported and returned in plan order."""
+    costs = [cohort_estimate(g, plan, store, force) for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: (-costs[i], i))
+    return [groups[i] for i in order]
+
+
 def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: Any, reporter: Any,
                     device: str = "cpu") -> dict[str, dict[str, Any]]:
     """Train the cells of one cohort together, save each as soon as the cohort is done; returns

@@ -1,0 +1,97 @@
+"""How long a run's worker pool would take with the cohorts started in plan order or longest
+estimated first, replayed from the per-cell records of finished runs.
+
+    python scripts/schedule-report.py RESULTS [RESULTS ...] [--jobs 2]
+
+The folders are read in the order given, each in its own run's plan order (``run.json``), as
+one plan: the default suite's synthetic and real halves are ``leaderboards/results/synthetic
+leaderboards/results/real``. A cohort's measured cost is its training time (the longest
+member's ``training.seconds``: members count from the cohort's start) plus every metric second
+its cells record (a batched metric's cells each record their share); metrics reused from an
+earlier run (``cached``) count 0. Each order is replayed by list scheduling on ``--jobs``
+workers (a cohort starts on the first free worker, as ``saebench run --jobs N`` hands them out),
+and the makespans are printed against the lower bound ``max(total / jobs, longest cohort)``.
+What the records do not hold (process start, imports, loading the language model once per
+worker, writing results) is left out, so the makespans are below a real run's wall time.
+The estimate is ``harness.executor.estimate_seconds``, which ``saebench run`` uses to order the
+cohorts (``longest_first``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+from pathlib import Path
+
+
+def cohorts_of(folder: Path) -> list[dict]:
+    """The folder's cohorts in plan order: ``{"label", "cells": [record, ...]}``."""
+    from saebench_sanity.leaderboard.inputs import load
+
+    _, records, _ = load(folder)
+    groups: dict[str, dict] = {}
+    for rec in records:
+        cell = rec["cell"]
+        key = json.dumps([cell["set"], cell.get("set_manifest_hash"), cell["arch"], cell.get("arch_params"),
+                          cell.get("d_sae"), cell.get("target_l0"), cell.get("training"), cell.get("dtype"),
+                          cell["seed"]], sort_keys=True, default=str)
+        groups.setdefault(key, {"label": f"{cell['set']}/{cell['arch']}/s{cell['seed']}", "cells": []})["cells"].append(rec)
+    return list(groups.values())
+
+
+def measured(group: dict) -> float:
+    train = max(float((r.get("training") or {}).get("seconds") or 0.0) for r in group["cells"])
+    metrics = sum(float(m.get("seconds") or 0.0) for r in group["cells"] for m in (r.get("metrics") or {}).values()
+                  if isinstance(m, dict) and not m.get("cached"))
+    return train + metrics
+
+
+def estimated(group: dict, registry) -> float:
+    from saebench_sanity.activations.base import NEED_MODEL
+    from saebench_sanity.harness.executor import OK, estimate_seconds
+
+    lead = group["cells"][0]["cell"]
+    d_in = int(registry.get("activation_set", lead["set"]).d_in or max(1, int(lead["d_sae"]) // 2))
+    members = [(int(r["cell"]["training"]["max_steps"]), int(r["cell"]["training"]["batch_size"]), int(r["cell"]["d_sae"]))
+               for r in group["cells"] if r["cell"].get("trains", True)]
+    model_metrics = sum(1 for key, m in (group["cells"][0].get("metrics") or {}).items()
+                        if isinstance(m, dict) and m.get("status") == OK
+                        and NEED_MODEL in registry.get("metric", key.split(":")[0]).needs)
+    return estimate_seconds(members, d_in, model_metrics, len(group["cells"]))
+
+
+def makespan(costs: list[float], jobs: int) -> float:
+    free = [0.0] * jobs
+    for c in costs:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + c)
+    return max(free)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    from saebench_sanity.registry import get_registry
+
+    registry = get_registry()
+    groups = [g for folder in args.folders for g in cohorts_of(folder)]
+    cost = [measured(g) for g in groups]
+    est = [estimated(g, registry) for g in groups]
+    lpt_est = sorted(range(len(groups)), key=lambda i: (-est[i], i))
+    lpt_true = sorted(range(len(groups)), key=lambda i: -cost[i])
+    total, longest = sum(cost), max(cost)
+    bound = max(total / args.jobs, longest)
+    print(f"{len(groups)} cohorts, {total / 60:.1f} min measured in all, longest {longest / 60:.1f} min "
+          f"({groups[lpt_true[0]]['label']}); {args.jobs} workers: lower bound {bound / 60:.1f} min")
+    for name, order in (("plan order", range(len(groups))), ("longest estimated first", lpt_est),
+                        ("longest measured first (hindsight)", lpt_true)):
+        span = makespan([cost[i] for i in order], args.jobs)
+        print(f"  {name:<36} {span / 60:6.1f} min  ({span / bound:.2f} x the bound)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
