@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 from pathlib import Path
 
 
 def cohorts_of(folder: Path) -> list[dict]:
     """The folder's cohorts in plan order: ``{"label", "cells": [record, ...]}``."""
+    from saebench_sanity.harness.executor import cohort_key
     from saebench_sanity.leaderboard.inputs import load
 
     _, records, _ = load(folder)
     groups: dict[str, dict] = {}
     for rec in records:
         cell = rec["cell"]
-        key = json.dumps([cell["set"], cell.get("set_manifest_hash"), cell["arch"], cell.get("arch_params"),
-                          cell.get("d_sae"), cell.get("target_l0"), cell.get("training"), cell.get("dtype"),
-                          cell["seed"]], sort_keys=True, default=str)
-        groups.setdefault(key, {"label": f"{cell['set']}/{cell['arch']}/s{cell['seed']}", "cells": []})["cells"].append(rec)
+        groups.setdefault(cohort_key(cell), {"label": f"{cell['set']}/{cell['arch']}/s{cell['seed']}", "cells": []})["cells"].append(rec)
     return list(groups.values())
 
 

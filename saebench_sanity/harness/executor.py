@@ -121,22 +121,28 @@ def _train_info(cell: Cell, result: Any, device: str = "cpu") -> dict[str, Any]:
     }
 
 
+#: The fields of a cell's identity (``Cell.identity()``, a record's ``"cell"``) its cohort shares.
+COHORT_FIELDS = ("set", "set_manifest_hash", "arch", "arch_params", "d_sae", "target_l0", "training", "dtype", "seed")
+
+
+def cohort_key(identity: dict[str, Any]) -> str:
+    """The cohort of a cell, from its identity (``Cell.identity()``, or a stored record's ``cell``)."""
+    from saebench_sanity.activations.base import stable_hash
+
+    return stable_hash({name: identity.get(name) for name in COHORT_FIELDS})
+
+
 def cohorts(cells: list[Cell]) -> list[list[Cell]]:
     """The plan's cells grouped into cohorts, in plan order of their first cell.
 
     A cohort is every cell that shares a set, an architecture (with its resolved params), a size,
-    a training config, a dtype and a seed: the trained SAE and its baselines of one seed, which
-    train on the identical batches (``train_batches(batch_size, seed)``). Cells that take no
-    optimizer step (``trains = False``, e.g. ``untrained``) join their cohort too: they cost no
-    training and are scored like the others."""
-    from saebench_sanity.activations.base import stable_hash
-
+    a training config, a dtype and a seed (``COHORT_FIELDS``): the trained SAE and its baselines of
+    one seed, which train on the identical batches (``train_batches(batch_size, seed)``). Cells
+    that take no optimizer step (``trains = False``, e.g. ``untrained``) join their cohort too:
+    they cost no training and are scored like the others."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        key = stable_hash({"set": cell.set_name, "manifest": cell.set_manifest_hash, "arch": cell.arch,
-                           "arch_params": cell.arch_params, "d_sae": cell.d_sae, "target_l0": cell.target_l0,
-                           "training": dataclasses.asdict(cell.training), "dtype": cell.dtype, "seed": cell.seed})
-        groups.setdefault(key, []).append(cell)
+        groups.setdefault(cohort_key(cell.identity()), []).append(cell)
     return list(groups.values())
 
 
@@ -161,12 +167,12 @@ def estimate_seconds(members: list[tuple[int, int, int]], d_in: int, model_metri
 def cohort_estimate(group: list[Cell], plan: Plan, store: ResultStore | None = None, force: bool = False) -> float:
     """``estimate_seconds`` of what ``run_cohort`` will spend on ``group``: its members without a
     current checkpoint, and the metrics that need a model when the set provides one."""
+    from saebench_sanity.activations.base import NEED_MODEL
+
     aset = plan.sets.get(group[0].set_name)
     d_in = int(getattr(aset, "d_in", 0) or 0) or max(1, group[0].d_sae // 2)
     members = [(int(c.training.max_steps), int(c.training.batch_size), int(c.d_sae)) for c in group
                if c.trains and (store is None or force or not has_current_checkpoint(store, c.key, c.training))]
-    from saebench_sanity.activations.base import NEED_MODEL
-
     provides = set(getattr(aset, "provides", ()) or ())
     model_metrics = sum(1 for mp in plan.metrics if NEED_MODEL in mp.needs and not (set(mp.needs) - provides))
     return estimate_seconds(members, d_in, model_metrics, len(group))
