@@ -48,14 +48,12 @@ def estimated(group: dict, registry) -> float:
     from saebench_sanity.activations.base import NEED_MODEL
     from saebench_sanity.harness.executor import OK, estimate_seconds
 
-    lead = group["cells"][0]["cell"]
-    d_in = int(registry.get("activation_set", lead["set"]).d_in or max(1, int(lead["d_sae"]) // 2))
-    members = [(int(r["cell"]["training"]["max_steps"]), int(r["cell"]["training"]["batch_size"]), int(r["cell"]["d_sae"]))
-               for r in group["cells"] if r["cell"].get("trains", True)]
+    cells = [r["cell"] for r in group["cells"]]
     model_metrics = sum(1 for key, m in (group["cells"][0].get("metrics") or {}).items()
                         if isinstance(m, dict) and m.get("status") == OK
                         and NEED_MODEL in registry.get("metric", key.split(":")[0]).needs)
-    return estimate_seconds(members, d_in, model_metrics, len(group["cells"]))
+    return estimate_seconds([c for c in cells if c.get("trains", True)],
+                            registry.get("activation_set", cells[0]["set"]).d_in, model_metrics, len(cells))
 
 
 def makespan(costs: list[float], jobs: int) -> float:

@@ -20,13 +20,18 @@ def _plan(tmp_path, reg, **sets):
     return build_plan(config.from_dict(data), reg)
 
 
+def _member(max_steps, batch, d_sae):
+    return {"d_sae": d_sae, "training": {"max_steps": max_steps, "batch_size": batch}}
+
+
 def test_estimate_is_steps_times_a_step_plus_model_metrics():
     from saebench_sanity.harness import executor as ex
 
-    one = estimate_seconds([(100, 256, 1024)], 32, 0, 1)
+    one = estimate_seconds([_member(100, 256, 1024)], 32, 0, 1)
     assert one == pytest.approx(100 * (ex.STEP_OVERHEAD_S + 256 * 32 * 1024 / ex.MACS_PER_S))
-    assert estimate_seconds([(100, 256, 1024)] * 4, 32, 0, 5) == pytest.approx(4 * one)
+    assert estimate_seconds([_member(100, 256, 1024)] * 4, 32, 0, 5) == pytest.approx(4 * one)
     assert estimate_seconds([], 576, 3, 5) == pytest.approx(3 * ex.MODEL_METRIC_S * 5)  # nothing left to train
+    assert estimate_seconds([_member(100, 256, 1024)], None, 0, 1) == estimate_seconds([_member(100, 256, 1024)], 512, 0, 1)
 
 
 def test_longest_first_starts_the_biggest_budget_and_keeps_plan_order_on_ties(tmp_path, fake_registry):
@@ -41,7 +46,7 @@ def test_longest_first_starts_the_biggest_budget_and_keeps_plan_order_on_ties(tm
     # the untrained reference takes no step: only the trained member counts
     relu = ordered[0]
     assert cohort_estimate(relu, plan) == pytest.approx(estimate_seconds(
-        [(100, 32, relu[0].d_sae)], int(plan.sets["tiny-gauss"].d_in), 0, 2))
+        [_member(100, 32, relu[0].d_sae)], int(plan.sets["tiny-gauss"].d_in), 0, 2))
 
 
 def test_a_cohort_already_trained_counts_only_its_metrics(tmp_path, fake_registry, monkeypatch):

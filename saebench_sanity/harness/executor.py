@@ -156,11 +156,17 @@ MACS_PER_S = 7e9
 MODEL_METRIC_S = 8.0
 
 
-def estimate_seconds(members: list[tuple[int, int, int]], d_in: int, model_metrics: int, n_cells: int) -> float:
-    """The cost model of ``longest_first``, in seconds at one thread: ``members`` are ``(max_steps,
-    batch_size, d_sae)`` of each member that still has to train (each runs to its maximum: early
-    stop only shortens it), ``model_metrics`` the metrics that run a language model, per cell."""
-    train = sum(steps * (STEP_OVERHEAD_S + batch * d_in * d_sae / MACS_PER_S) for steps, batch, d_sae in members)
+def estimate_seconds(to_train: list[dict[str, Any]], d_in: int | None, model_metrics: int, n_cells: int) -> float:
+    """The cost model of ``longest_first``, in seconds at one thread: ``to_train`` are the
+    identities (``Cell.identity()``, or a stored record's ``cell``) of the members that still have
+    to train, each counted at its ``max_steps`` (early stop only shortens it); ``d_in`` None when
+    unknown (taken as half of ``d_sae``); ``model_metrics`` metrics that run a language model on
+    each of the cohort's ``n_cells`` cells."""
+    train = 0.0
+    for ident in to_train:
+        d_sae, training = int(ident["d_sae"]), ident["training"]
+        width = d_in or max(1, d_sae // 2)
+        train += int(training["max_steps"]) * (STEP_OVERHEAD_S + int(training["batch_size"]) * width * d_sae / MACS_PER_S)
     return train + model_metrics * MODEL_METRIC_S * n_cells
 
 
@@ -170,12 +176,11 @@ def cohort_estimate(group: list[Cell], plan: Plan, store: ResultStore | None = N
     from saebench_sanity.activations.base import NEED_MODEL
 
     aset = plan.sets.get(group[0].set_name)
-    d_in = int(getattr(aset, "d_in", 0) or 0) or max(1, group[0].d_sae // 2)
-    members = [(int(c.training.max_steps), int(c.training.batch_size), int(c.d_sae)) for c in group
-               if c.trains and (store is None or force or not has_current_checkpoint(store, c.key, c.training))]
+    to_train = [c.identity() for c in group
+                if c.trains and (store is None or force or not has_current_checkpoint(store, c.key, c.training))]
     provides = set(getattr(aset, "provides", ()) or ())
     model_metrics = sum(1 for mp in plan.metrics if NEED_MODEL in mp.needs and not (set(mp.needs) - provides))
-    return estimate_seconds(members, d_in, model_metrics, len(group))
+    return estimate_seconds(to_train, getattr(aset, "d_in", None), model_metrics, len(group))
 
 
 def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None,
