@@ -62,40 +62,101 @@ def test_a_cohort_already_trained_counts_only_its_metrics(tmp_path, fake_registr
     assert cohort_estimate(group, plan, store, force=True) > 0  # --force trains it again
 
 
-def test_the_pool_submits_in_longest_first_order(tmp_path, fake_registry, monkeypatch):
-    """The local pool hands out cohorts in ``longest_first`` order (recorded where each task is
-    prepared; the pool itself is a stand-in that stops after the first submissions)."""
+class _FakePool:
+    """Stands in for a worker process: records what it is given, each task done at once."""
+
+    made: list = []
+
+    def __init__(self, *a, **k):
+        self.tasks = []
+        _FakePool.made.append(self)
+
+    def submit(self, fn, task):
+        import concurrent.futures
+
+        self.tasks.append(task)
+        fut = concurrent.futures.Future()
+        fut.set_result(task)
+        return fut
+
+    def shutdown(self, *a, **k):
+        pass
+
+
+def _run_pool(tmp_path, fake_registry, monkeypatch, plan):
     import concurrent.futures
 
     from saebench_sanity.executors import local
-
-    plan = _plan(tmp_path, fake_registry, sets={"tiny-gauss": {"architectures": {"relu": {"max_steps": 100}}}})
-    submitted = []
-
-    class Stop(Exception):
-        pass
-
-    class FakePool:
-        def __init__(self, *a, **k):
-            pass
-
-        def submit(self, fn, task):
-            submitted.append(task)
-            if len(submitted) == 4:
-                raise Stop
-            return concurrent.futures.Future()
-
-        def shutdown(self, *a, **k):
-            pass
-
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", FakePool)
-    monkeypatch.setattr(local, "prepare_task", lambda group, *a, **k: (group[0].arch, group[0].seed))
+    from saebench_sanity.harness.executor import NullReporter
     from saebench_sanity.harness.store import ResultStore
 
-    with pytest.raises(Stop):
-        local.LocalExecutor(jobs=2).run(plan, ResultStore(tmp_path / "out"), fake_registry, force=False,
-                                        reporter=None, device="cpu")
+    _FakePool.made = []
+    submitted = []
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _FakePool)
+
+    def prepare(group, *a, **k):
+        submitted.append((group[0].arch, group[0].seed))
+        return submitted[-1]
+
+    monkeypatch.setattr(local, "prepare_task", prepare)
+    monkeypatch.setattr(local, "commit_reply", lambda reply, store: [])
+    local.LocalExecutor(jobs=2).run(plan, ResultStore(tmp_path / "out"), fake_registry, force=False,
+                                    reporter=NullReporter(), device="cpu")
+    return submitted, [p.tasks for p in _FakePool.made]
+
+
+def test_the_pool_submits_in_longest_first_order(tmp_path, fake_registry, monkeypatch):
+    """The local pool hands out cohorts in ``longest_first`` order (recorded where each task is
+    prepared; each worker is a stand-in that finishes a task at once)."""
+    plan = _plan(tmp_path, fake_registry, sets={"tiny-gauss": {"architectures": {"relu": {"max_steps": 100}}}})
+    submitted, per_worker = _run_pool(tmp_path, fake_registry, monkeypatch, plan)
     assert submitted == [("relu", 0), ("relu", 1), ("topk", 0), ("topk", 1)]
+    assert per_worker == [[("relu", 0), ("topk", 0)], [("relu", 1), ("topk", 1)]]
+
+
+def test_cohorts_sharing_a_generated_stream_form_one_unit(tmp_path, fake_registry):
+    from saebench_sanity.harness import executor as ex
+
+    plan = _plan(tmp_path, fake_registry, sets={"tiny-gauss": {"architectures": {"relu": {"max_steps": 100}}}})
+    groups = cohorts(plan.cells)
+    label = lambda units: [[(g[0].arch, g[0].seed) for g in u] for u in units]  # noqa: E731
+    # a set that draws its batches afresh: every cohort alone, longest first
+    assert label(ex.stream_units(groups, plan, jobs=1)) == [[("relu", 0)], [("relu", 1)], [("topk", 0)], [("topk", 1)]]
+    plan.sets["tiny-gauss"].replays_streams = True
+    # one worker: a unit per (set, seed, batch size), its longest cohort first; plan order on request
+    assert label(ex.stream_units(groups, plan, jobs=1)) == [[("relu", 0), ("topk", 0)], [("relu", 1), ("topk", 1)]]
+    assert label(ex.stream_units(groups, plan, jobs=1, longest=False)) == [[("topk", 0), ("relu", 0)],
+                                                                           [("topk", 1), ("relu", 1)]]
+    # two workers and two units: too coarse to balance, every cohort alone
+    assert label(ex.stream_units(groups, plan, jobs=2)) == [[("relu", 0)], [("relu", 1)], [("topk", 0)], [("topk", 1)]]
+
+
+def test_a_worker_runs_a_whole_unit(tmp_path, fake_registry, monkeypatch):
+    """With units, each worker gets every cohort of one (set, seed): the stream is drawn once."""
+    from saebench_sanity.harness import executor as ex
+
+    plan = _plan(tmp_path, fake_registry, sets={"tiny-gauss": {"architectures": {"relu": {"max_steps": 100}}}})
+    plan.sets["tiny-gauss"].replays_streams = True
+    monkeypatch.setattr(ex, "UNITS_PER_WORKER", 1)
+    submitted, per_worker = _run_pool(tmp_path, fake_registry, monkeypatch, plan)
+    assert per_worker == [[("relu", 0), ("topk", 0)], [("relu", 1), ("topk", 1)]]
+    assert sorted(submitted) == sorted(t for tasks in per_worker for t in tasks)
+
+
+def test_a_dry_worker_takes_a_waiting_cohort_of_another_unit(tmp_path, fake_registry, monkeypatch):
+    """One unit of four cohorts and two workers: the second worker, with no unit left, takes the
+    unit's last waiting cohort instead of idling."""
+    from saebench_sanity.harness import executor as ex
+
+    plan = _plan(tmp_path, fake_registry, run={"sets": ["tiny-gauss"], "architectures": ["topk", "relu", "batchtopk", "jumprelu"],
+                                               "modes": ["trained"], "seeds": [0], "metrics": ["reconstruction"],
+                                               "output_dir": str(tmp_path / "out")})
+    plan.sets["tiny-gauss"].replays_streams = True
+    monkeypatch.setattr(ex, "UNITS_PER_WORKER", 0)
+    (unit,) = ex.stream_units(cohorts(plan.cells), plan, jobs=2)
+    order = [(g[0].arch, g[0].seed) for g in unit]
+    _, per_worker = _run_pool(tmp_path, fake_registry, monkeypatch, plan)
+    assert per_worker == [order[:3], order[3:]]
 
 
 def _script():

@@ -90,6 +90,41 @@ def test_training_stream_is_the_generator_drawn_from_train_seed(name):
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
+@pytest.mark.parametrize("name", ["synth-corr-hier", "study-variable-mini"])
+def test_a_replayed_stream_is_the_drawn_stream(name, monkeypatch):
+    """Streams drawn before in the process come from the memo (``StreamMemo``): consumers that
+    start later, run past the memo, interleave with another stream, or find their memo emptied
+    by the process's byte budget all get the generator's stream, as fresh tensors."""
+    from saebench_sanity.activations import synthetic
+    from saebench_sanity.activations.synthetic import derive_seed
+
+    s = SPECS[name].build(**SMALL)
+
+    def fresh(seed, n):
+        g = torch.Generator().manual_seed(derive_seed(s.seed, "train", seed))
+        return [s._draw(32, g)[0] for _ in range(n)]
+
+    ref0, ref1 = fresh(0, 12), fresh(1, 12)
+    first = list(itertools.islice(s.train_batches(32, seed=0), 5))
+    longer = list(itertools.islice(s.train_batches(32, seed=0), 12))  # replays 5, draws 7 more
+    assert all(torch.equal(a, b) for a, b in zip(first + longer, ref0[:5] + ref0))
+    memo = s._stream_memos[(32, 0)]
+    assert len(memo.batches) == 12
+    longer[0].add_(1.0)  # a consumer's tensor is its own
+    assert torch.equal(memo.batches[0], ref0[0])
+    # a budget of 6 batches: the two interleaved streams empty each other's memo as they go
+    monkeypatch.setattr(synthetic, "STREAM_MEMO_BYTES", 6 * 32 * s.d_in * 4)
+    a, b = s.train_batches(32, seed=0), s.train_batches(32, seed=1)
+    got0, got1 = [], []
+    for _ in range(12):
+        got0.append(next(a))
+        got1.append(next(b))
+    assert all(torch.equal(x, y) for x, y in zip(got0 + got1, ref0 + ref1))
+    assert synthetic.memo_bytes() <= synthetic.STREAM_MEMO_BYTES
+    again = list(itertools.islice(s.train_batches(32, seed=0), 12))
+    assert all(torch.equal(x, y) for x, y in zip(again, ref0))
+
+
 def test_streams_do_not_touch_the_global_rng():
     torch.manual_seed(123)
     before = torch.get_rng_state()

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +112,93 @@ def mix_sparse(rows: "torch.Tensor", cols: "torch.Tensor", values: "torch.Tensor
     return out.to(torch.float32)
 
 
+#: bytes of training batches the stream memos of one process may hold together (least recently
+#: used memos are emptied first); 16,000 batches of 256 x 32 float32 are 524 MB
+STREAM_MEMO_BYTES = 1 << 30
+#: the process's memos holding batches, least recently extended first (weak: a memo goes with its set)
+_MEMO_LRU: "OrderedDict[int, weakref.ref[StreamMemo]]" = OrderedDict()
+
+
+def memo_bytes() -> int:
+    """Bytes the stream memos of this process hold."""
+    return sum(m.nbytes for m in (r() for r in list(_MEMO_LRU.values())) if m is not None)
+
+
+class StreamMemo:
+    """The batches of one training stream drawn so far in this process, for replay.
+
+    Written by hand because nothing in torch or sae-lens memoises a generator's output. Drawing a
+    synthetic batch (sae-lens's activation generator, then the float64 mix) costs 0.3-2.4 ms at
+    256 x 32, as much as a small cohort's step, and every architecture's cohort on the same
+    (set, seed) draws the identical stream: replaying it is exact and free. The memo keeps the
+    batches and the ``torch.Generator`` state after the last of them, so a consumer that runs
+    past the memo continues the very same stream (and extends the memo while the process's
+    ``STREAM_MEMO_BYTES`` allow; the least recently used other memos are emptied first)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.batches: list[Any] = []
+        self.nbytes = 0
+        self.state: Any = None  # generator state after batches[-1]; None: the seed's initial state
+
+    def _generator(self, at: int) -> Any:
+        """A generator positioned after batch ``at - 1``: the memo's state when ``at`` is its
+        length, else (the memo was emptied under a live consumer) the stream drawn afresh."""
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed)
+        if at == len(self.batches) and self.state is not None:
+            g.set_state(self.state)
+            return g
+        return g if at == 0 else None
+
+    def _keep(self, x: Any, g: Any) -> None:
+        size = x.element_size() * x.nelement()
+        key = id(self)
+
+        def forget(_: Any) -> None:
+            _MEMO_LRU.pop(key, None)
+
+        ref = _MEMO_LRU.pop(key, None) or weakref.ref(self, forget)
+        _MEMO_LRU[key] = ref  # most recently extended last
+        held = memo_bytes()
+        for other_ref in list(_MEMO_LRU.values()):
+            other = other_ref()
+            if held + size <= STREAM_MEMO_BYTES or other is self:
+                break
+            if other is not None:
+                held -= other.nbytes
+                other.clear()
+        if held + size <= STREAM_MEMO_BYTES:
+            self.batches.append(x)
+            self.nbytes += size
+            self.state = g.get_state()
+
+    def clear(self) -> None:
+        self.batches, self.nbytes, self.state = [], 0, None
+        _MEMO_LRU.pop(id(self), None)
+
+    def replay(self, draw: Callable[[Any], Any]) -> Iterator[Any]:
+        """The endless stream: memoised batches (copies), then ``draw(generator)`` batches."""
+        i, g = 0, None
+        while True:
+            if g is None and i < len(self.batches):
+                x = self.batches[i].clone()
+            else:
+                if g is None:
+                    g = self._generator(i)
+                    if g is None:  # emptied under us: draw the stream again up to here
+                        g = self._generator(0)
+                        for _ in range(i):
+                            draw(g)
+                x = draw(g)
+                if len(self.batches) == i:
+                    self._keep(x, g)
+                    x = x.clone()
+            yield x
+            i += 1
+
+
 class GeneratedActivationSet(ActivationSet):
     """An activation set drawn from a generator with known features.
 
@@ -125,6 +214,9 @@ class GeneratedActivationSet(ActivationSet):
     """
 
     family = "synthetic"
+    #: ``train_batches`` replays the batches this process already drew (``StreamMemo``): the
+    #: harness runs the cohorts that share a stream in one worker (``harness.executor.stream_units``)
+    replays_streams = True
 
     def __init__(self, name: str, d_in: int, n_features: int, seed: int = 0, n_eval: int = 8192) -> None:
         where = f"activation set {name!r}"
@@ -198,14 +290,19 @@ class GeneratedActivationSet(ActivationSet):
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator["torch.Tensor"]:
         """Endless ``[batch_size, d_in]`` float32 batches; the stream is a function of
-        ``(set seed, seed, batch_size)`` only and is disjoint from the eval stream."""
-        import torch
+        ``(set seed, seed, batch_size)`` only and is disjoint from the eval stream.
 
+        Batches already drawn in this process are replayed from a memo (``StreamMemo``): the
+        cohorts of every architecture on one (set, seed) train on the same stream, and drawing
+        it costs as much as a small cohort's step. Every batch is a fresh tensor (a copy of the
+        memo's)."""
         check_int("batch_size", batch_size, where=self._where)
         check_int("seed", seed, minimum=0, where=self._where)
-        g = torch.Generator().manual_seed(derive_seed(self.seed, "train", seed))
-        while True:
-            yield self._draw(batch_size, g, with_codes=False)[0]
+        memos = self.__dict__.setdefault("_stream_memos", {})  # "_": never pickled (__getstate__)
+        memo = memos.get((batch_size, seed))
+        if memo is None:
+            memo = memos[(batch_size, seed)] = StreamMemo(derive_seed(self.seed, "train", seed))
+        return memo.replay(lambda g: self._draw(batch_size, g, with_codes=False)[0])
 
     def eval_activations(self) -> "torch.Tensor":
         """Held-out ``[n_eval, d_in]`` float32 activations (cached; do not modify in place)."""
@@ -382,7 +479,9 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
 
         batch_seed = int(torch.randint(0, 2**62, (1,), generator=g))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(batch_seed)
+            # the CPU generator only (what torch.manual_seed does for the CPU, without queueing
+            # seeds for every other device type: 67 us a batch here)
+            torch.default_generator.manual_seed(batch_seed)
             codes = self._model.activation_generator.sample(n)
         if codes.is_sparse:
             codes = codes.to_dense()

@@ -1,11 +1,14 @@
 """The ``local`` executor: cohorts in this process, or in a process pool on this machine.
 
-``jobs = 1`` runs the cohorts in this process, in plan order, with live training progress.
-``jobs > 1`` runs them in a pool of ``jobs`` spawned processes (``concurrent.futures``), each with
+``jobs = 1`` runs the cohorts in this process, in plan order (the cohorts that share a generated
+training stream one after the other), with live training progress.
+``jobs > 1`` runs them in ``jobs`` spawned worker processes (``concurrent.futures``), each with
 ``cores // jobs`` torch threads, handed out longest estimated first
 (``harness.executor.longest_first``: a long cohort does not start last while the other workers
-run dry); each worker builds its own registry (so entry-point plugins load there too) and runs a
-cohort through ``executors.remote``: this process stays the only writer of the results store.
+run dry) and, on generated sets, by unit: the cohorts that share a training stream run on one
+worker, which draws the stream once (``harness.executor.stream_units``). Each worker builds its
+own registry (so entry-point plugins load there too) and runs a cohort through
+``executors.remote``: this process stays the only writer of the results store.
 ``jobs = None`` (``saebench run`` without ``--jobs``) uses every core this process may use, capped
 at the number of cohorts with work to do; one such cohort runs in-process.
 """
@@ -16,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
 from saebench_sanity.executors.base import Executor, Outcomes, default_jobs
@@ -50,7 +54,7 @@ class LocalExecutor(Executor):
     @staticmethod
     def _in_process(plan: Any, groups: list[list[Any]], store: Any, registry: Any, *, force: bool, reporter: Any,
                     device: str) -> list[Any]:
-        from saebench_sanity.harness.executor import _SetCache, run_cohort
+        from saebench_sanity.harness.executor import _SetCache, run_cohort, stream_units
         from saebench_sanity.training.engine import tune_allocator
 
         tune_allocator()  # this process trains
@@ -62,21 +66,29 @@ class LocalExecutor(Executor):
             reporter.cell_done(cell, outcome)
             done[cell.key] = outcome
 
-        for group in groups:
-            for cell in group:
-                reporter.cell_start(cell, index[cell.key])
-            run_cohort(group, plan.metrics, cache.get(group[0].set_name), cache.eval_acts(group[0].set_name),
-                       store, registry, force=force, reporter=reporter, device=device, on_done=finished)
+        # plan order, except that the cohorts sharing a generated stream run one after the other
+        for unit in stream_units(groups, plan, store, force, jobs=1, longest=False):
+            for group in unit:
+                for cell in group:
+                    reporter.cell_start(cell, index[cell.key])
+                run_cohort(group, plan.metrics, cache.get(group[0].set_name), cache.eval_acts(group[0].set_name),
+                           store, registry, force=force, reporter=reporter, device=device, on_done=finished)
         return [done[c.key] for c in plan.cells if c.key in done]
 
     @staticmethod
     def _pool(plan: Any, groups: list[list[Any]], busy: list[bool], store: Any, registry: Any, *, force: bool,
               reporter: Any, jobs: int, device: str) -> list[Any]:
-        """Cohorts as process-pool tasks; this process commits each reply as it arrives."""
-        import multiprocessing
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        """Cohorts as tasks of ``jobs`` worker processes; this process commits each reply as it arrives.
 
-        from saebench_sanity.harness.executor import _SetCache, longest_first, one_line, run_cohort
+        Each worker is a one-process pool (a slot) that takes a whole unit
+        (``harness.executor.stream_units``: the cohorts that share a generated training stream,
+        which the worker then draws once) and runs its cohorts one task each, so every cohort is
+        still committed as soon as it is done. Units go out longest estimated first; a slot
+        that runs dry while another still has cohorts waiting takes one of them."""
+        import multiprocessing
+        from collections import deque
+
+        from saebench_sanity.harness.executor import _SetCache, one_line, run_cohort, stream_units
 
         threads = max(1, default_jobs() // jobs)
         ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
@@ -90,32 +102,44 @@ class LocalExecutor(Executor):
                 name = group[0].set_name
                 report(group, run_cohort(group, plan.metrics, cache.get(name), cache.eval_acts(name), store, registry,
                                          force=force, device=device))
-        # the long cohorts first (a cohort's time is unknown before it runs: estimated)
-        todo = longest_first([g for g, b in zip(groups, busy) if b], plan, store, force)
-        if not todo:
+        # the long units first (a cohort's time is unknown before it runs: estimated)
+        units = deque(stream_units([g for g, b in zip(groups, busy) if b], plan, store, force, jobs=jobs))
+        if not units:
             return collected.in_plan_order()
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
-                                   initargs=(threads, os.getpid()))
-        try:
-            futures: dict[Any, list[Any]] = {}
-            waiting = iter(todo)
+        slots = [_Slot(ctx, threads) for _ in range(min(jobs, sum(len(u) for u in units)))]
+        futures: dict[Any, tuple[_Slot, list[Any]]] = {}
 
-            def submit() -> None:
-                # two tasks per worker in flight: a resumed task carries its stored checkpoints'
-                # bytes, read only when it is submitted
-                while len(futures) < 2 * jobs:
-                    group = next(waiting, None)
+        def next_group(slot: _Slot) -> list[Any] | None:
+            if slot.pending:
+                return slot.pending.popleft()
+            if slot.in_flight:  # a new unit goes to whichever slot runs dry first
+                return None
+            if units:
+                slot.pending = deque(units.popleft())
+                return slot.pending.popleft()
+            # dry, and no unit left: take the last waiting cohort of the slot with the most waiting
+            donor = max((o for o in slots if o.pending), key=lambda o: len(o.pending), default=None)
+            return donor.pending.pop() if donor is not None else None
+
+        def submit() -> None:
+            # two tasks per slot in flight: a resumed task carries its stored checkpoints' bytes,
+            # read only when it is submitted
+            for slot in slots:
+                while slot.in_flight < 2:
+                    group = next_group(slot)
                     if group is None:
-                        return
+                        break
                     task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
                                         force=force, device=device)
-                    futures[pool.submit(work_cohort, task)] = group
+                    futures[slot.submit(work_cohort, task)] = (slot, group)
 
+        try:
             submit()
             while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                 for fut in done:
-                    group = futures.pop(fut)
+                    slot, group = futures.pop(fut)
+                    slot.in_flight -= 1
                     try:
                         results = commit_reply(fut.result(), store)
                     except Exception as exc:  # noqa: BLE001 - a crashed worker fails its cohort's cells, not the run
@@ -124,10 +148,43 @@ class LocalExecutor(Executor):
                     report(group, results)
                 submit()
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for slot in slots:
+                slot.shutdown(wait=False)
             raise
-        pool.shutdown(wait=True)
+        for slot in slots:
+            slot.shutdown(wait=True)
         return collected.in_plan_order()
+
+
+class _Slot:
+    """One worker process (a one-process ``ProcessPoolExecutor``) and the cohorts waiting for it."""
+
+    def __init__(self, ctx: Any, threads: int) -> None:
+        self.ctx, self.threads = ctx, threads
+        self.pending: Any = None  # deque of cohorts of the unit this worker runs
+        self.in_flight = 0
+        self.pool = self._start()
+
+    def _start(self) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=self.ctx, initializer=_worker_init,
+                                   initargs=(self.threads, os.getpid()))
+
+    def submit(self, fn: Any, task: Any) -> Any:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            fut = self.pool.submit(fn, task)
+        except BrokenProcessPool:  # its worker died (its tasks were failed): a new worker goes on
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._start()
+            fut = self.pool.submit(fn, task)
+        self.in_flight += 1
+        return fut
+
+    def shutdown(self, wait: bool) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def _is_input_error(exc: BaseException) -> bool:

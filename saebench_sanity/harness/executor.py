@@ -195,6 +195,41 @@ def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | Non
     return [groups[i] for i in order]
 
 
+#: cohorts join a stream unit only while that leaves at least this many units per worker:
+#: coarser units would leave workers idle at the end of the run (list scheduling balances
+#: well only with several units per worker)
+UNITS_PER_WORKER = 3
+
+
+def stream_units(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None, force: bool = False,
+                 jobs: int = 1, longest: bool = True) -> list[list[list[Cell]]]:
+    """``groups`` (cohorts) as units a worker runs one after the other, the longest estimated
+    unit first (``longest_first``'s cost model, summed), each unit's cohorts longest first;
+    ``longest=False``: units and their cohorts in plan order.
+
+    A set that replays its training streams (``replays_streams``: the generated sets, whose
+    batches cost as much to draw as a small cohort's step) keeps every stream drawn in the
+    process (``activations.synthetic.StreamMemo``); the cohorts of every architecture that
+    share a (set, seed, batch size) train on that one stream, so they form one unit and the
+    stream is drawn once per unit instead of once per cohort. Every other cohort is a unit
+    alone, and so is every cohort when units would be fewer than ``UNITS_PER_WORKER`` per
+    worker (``jobs`` > 1; one worker runs every unit anyway)."""
+    costs = [cohort_estimate(g, plan, store, force) for g in groups]
+    units: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        lead = g[0]
+        shares = bool(getattr(plan.sets.get(lead.set_name), "replays_streams", False))
+        key = (lead.set_name, lead.seed, int(lead.training.batch_size)) if shares else i
+        units.setdefault(key, []).append(i)
+    members = list(units.values())
+    if jobs > 1 and len(members) < UNITS_PER_WORKER * jobs:
+        members = [[i] for i in range(len(groups))]
+    if longest:
+        members = [sorted(m, key=lambda i: (-costs[i], i)) for m in members]
+        members.sort(key=lambda m: (-sum(costs[i] for i in m), m[0]))
+    return [[groups[i] for i in m] for m in members]
+
+
 def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: Any, reporter: Any,
                     device: str = "cpu") -> dict[str, dict[str, Any]]:
     """Train the cells of one cohort together, save each as soon as the cohort is done; returns
