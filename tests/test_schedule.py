@@ -188,4 +188,4 @@ def test_report_replays_a_committed_board():
     assert n == 18  # 6 architectures x 3 seeds
     assert bound == pytest.approx(max(total / 2, longest), abs=0.11)
     spans = [float(re.search(r"([\d.]+) min", line)[1]) for line in out[1:]]
-    assert len(spans) == 3 and all(s >= bound - 0.05 for s in spans)
+    assert len(spans) == 4 and all(s >= bound - 0.05 for s in spans)

@@ -109,11 +109,15 @@ def test_a_replayed_stream_is_the_drawn_stream(name, monkeypatch):
     longer = list(itertools.islice(s.train_batches(32, seed=0), 12))  # replays 5, draws 7 more
     assert all(torch.equal(a, b) for a, b in zip(first + longer, ref0[:5] + ref0))
     memo = s._stream_memos[(32, 0)]
-    assert len(memo.batches) == 12
+    assert memo.length == 12
     longer[0].add_(1.0)  # a consumer's tensor is its own
-    assert torch.equal(memo.batches[0], ref0[0])
-    # a budget of 6 batches: the two interleaved streams empty each other's memo as they go
-    monkeypatch.setattr(synthetic, "STREAM_MEMO_BYTES", 6 * 32 * s.d_in * 4)
+    first[0].add_(1.0)
+    assert torch.equal(memo.get(0), ref0[0])
+    # chunks of 4 batches, a budget of 2 chunks: the two interleaved streams empty each other's
+    # memo as they go
+    monkeypatch.setattr(synthetic.StreamMemo, "CHUNK", 4)
+    monkeypatch.setattr(synthetic, "STREAM_MEMO_BYTES", 8 * 32 * s.d_in * 4)
+    s.__dict__.pop("_stream_memos")
     a, b = s.train_batches(32, seed=0), s.train_batches(32, seed=1)
     got0, got1 = [], []
     for _ in range(12):
@@ -123,6 +127,14 @@ def test_a_replayed_stream_is_the_drawn_stream(name, monkeypatch):
     assert synthetic.memo_bytes() <= synthetic.STREAM_MEMO_BYTES
     again = list(itertools.islice(s.train_batches(32, seed=0), 12))
     assert all(torch.equal(x, y) for x, y in zip(again, ref0))
+    # a memo emptied while a consumer replays it: the consumer draws the stream again up to where it was
+    memo0 = s._stream_memos[(32, 0)]
+    assert memo0.length >= 3
+    c = s.train_batches(32, seed=0)
+    head = [next(c), next(c), next(c)]
+    memo0.clear()
+    rest = list(itertools.islice(c, 9))
+    assert all(torch.equal(x, y) for x, y in zip(head + rest, ref0))
 
 
 def test_streams_do_not_touch_the_global_rng():

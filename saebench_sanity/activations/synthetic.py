@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import weakref
 from abc import abstractmethod
 from collections import OrderedDict
@@ -112,9 +113,19 @@ def mix_sparse(rows: "torch.Tensor", cols: "torch.Tensor", values: "torch.Tensor
     return out.to(torch.float32)
 
 
+def _memo_budget() -> int:
+    """1 GiB, or a quarter of this machine's memory per core if that is less (a pool runs one
+    process per core)."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - no sysconf (Windows)
+        return 1 << 30
+    return int(min(1 << 30, ram // (4 * (os.cpu_count() or 1))))
+
+
 #: bytes of training batches the stream memos of one process may hold together (least recently
-#: used memos are emptied first); 16,000 batches of 256 x 32 float32 are 524 MB
-STREAM_MEMO_BYTES = 1 << 30
+#: extended memos are emptied first); 16,000 batches of 256 x 32 float32 are 524 MB
+STREAM_MEMO_BYTES = _memo_budget()
 #: the process's memos holding batches, least recently extended first (weak: a memo goes with its set)
 _MEMO_LRU: "OrderedDict[int, weakref.ref[StreamMemo]]" = OrderedDict()
 
@@ -133,57 +144,78 @@ class StreamMemo:
     (set, seed) draws the identical stream: replaying it is exact and free. The memo keeps the
     batches and the ``torch.Generator`` state after the last of them, so a consumer that runs
     past the memo continues the very same stream (and extends the memo while the process's
-    ``STREAM_MEMO_BYTES`` allow; the least recently used other memos are emptied first)."""
+    ``STREAM_MEMO_BYTES`` allow; the least recently extended other memos are emptied first).
+
+    Batches are copied into chunks of ``CHUNK`` batches: keeping each drawn tensor instead left
+    one small block per step among the training step's freed temporaries, and the fragmented heap
+    slowed a 4-member study-variable-mini ReLU cohort by 7% (`benchmarks/test_bench_streams.py`)."""
+
+    #: batches per chunk (one allocation; 8 MB at 256 x 32 float32)
+    CHUNK = 256
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-        self.batches: list[Any] = []
-        self.nbytes = 0
-        self.state: Any = None  # generator state after batches[-1]; None: the seed's initial state
+        self.chunks: list[Any] = []  # [CHUNK, *batch shape] tensors
+        self.length = 0  # batches held
+        self.nbytes = 0  # bytes of the chunks
+        self.state: Any = None  # generator state after the last batch held; None: the seed's initial state
+
+    def get(self, i: int) -> Any:
+        """A copy of batch ``i`` (``i < length``)."""
+        return self.chunks[i // self.CHUNK][i % self.CHUNK].clone()
 
     def _generator(self, at: int) -> Any:
         """A generator positioned after batch ``at - 1``: the memo's state when ``at`` is its
-        length, else (the memo was emptied under a live consumer) the stream drawn afresh."""
+        length, else (the memo was emptied under a live consumer) None, or a new one at 0."""
         import torch
 
         g = torch.Generator().manual_seed(self.seed)
-        if at == len(self.batches) and self.state is not None:
+        if at == self.length and self.state is not None:
             g.set_state(self.state)
             return g
         return g if at == 0 else None
 
     def _keep(self, x: Any, g: Any) -> None:
-        size = x.element_size() * x.nelement()
-        key = id(self)
+        import torch
 
-        def forget(_: Any) -> None:
-            _MEMO_LRU.pop(key, None)
+        row = self.length % self.CHUNK
+        if row == 0 or x.shape != self.chunks[-1].shape[1:] or x.dtype != self.chunks[-1].dtype:
+            if row != 0:  # a stream of another shape: nothing more is kept
+                return
+            size = self.CHUNK * x.element_size() * x.nelement()
+            key = id(self)
 
-        ref = _MEMO_LRU.pop(key, None) or weakref.ref(self, forget)
-        _MEMO_LRU[key] = ref  # most recently extended last
-        held = memo_bytes()
-        for other_ref in list(_MEMO_LRU.values()):
-            other = other_ref()
-            if held + size <= STREAM_MEMO_BYTES or other is self:
-                break
-            if other is not None:
-                held -= other.nbytes
-                other.clear()
-        if held + size <= STREAM_MEMO_BYTES:
-            self.batches.append(x)
+            def forget(_: Any) -> None:
+                _MEMO_LRU.pop(key, None)
+
+            ref = _MEMO_LRU.pop(key, None) or weakref.ref(self, forget)
+            _MEMO_LRU[key] = ref  # most recently extended last
+            held = memo_bytes()
+            for other_ref in list(_MEMO_LRU.values()):
+                other = other_ref()
+                if held + size <= STREAM_MEMO_BYTES or other is self:
+                    break
+                if other is not None:
+                    held -= other.nbytes
+                    other.clear()
+            if held + size > STREAM_MEMO_BYTES:
+                return
+            self.chunks.append(torch.empty((self.CHUNK, *x.shape), dtype=x.dtype))
             self.nbytes += size
-            self.state = g.get_state()
+        self.chunks[-1][row].copy_(x)
+        self.length += 1
+        self.state = g.get_state()
 
     def clear(self) -> None:
-        self.batches, self.nbytes, self.state = [], 0, None
+        self.chunks, self.length, self.nbytes, self.state = [], 0, 0, None
         _MEMO_LRU.pop(id(self), None)
 
     def replay(self, draw: Callable[[Any], Any]) -> Iterator[Any]:
         """The endless stream: memoised batches (copies), then ``draw(generator)`` batches."""
         i, g = 0, None
         while True:
-            if g is None and i < len(self.batches):
-                x = self.batches[i].clone()
+            if g is None and i < self.length:
+                x = self.get(i)
             else:
                 if g is None:
                     g = self._generator(i)
@@ -192,9 +224,8 @@ class StreamMemo:
                         for _ in range(i):
                             draw(g)
                 x = draw(g)
-                if len(self.batches) == i:
+                if self.length == i:
                     self._keep(x, g)
-                    x = x.clone()
             yield x
             i += 1
 

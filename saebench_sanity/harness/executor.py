@@ -203,31 +203,39 @@ UNITS_PER_WORKER = 3
 
 def stream_units(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None, force: bool = False,
                  jobs: int = 1, longest: bool = True) -> list[list[list[Cell]]]:
-    """``groups`` (cohorts) as units a worker runs one after the other, the longest estimated
-    unit first (``longest_first``'s cost model, summed), each unit's cohorts longest first;
-    ``longest=False``: units and their cohorts in plan order.
+    """``groups`` (cohorts) as units a worker runs one after the other (``unit_order``: the
+    longest estimated unit first, each unit's cohorts longest first; ``longest=False``: plan order).
 
     A set that replays its training streams (``replays_streams``: the generated sets, whose
     batches cost as much to draw as a small cohort's step) keeps every stream drawn in the
     process (``activations.synthetic.StreamMemo``); the cohorts of every architecture that
     share a (set, seed, batch size) train on that one stream, so they form one unit and the
-    stream is drawn once per unit instead of once per cohort. Every other cohort is a unit
-    alone, and so is every cohort when units would be fewer than ``UNITS_PER_WORKER`` per
-    worker (``jobs`` > 1; one worker runs every unit anyway)."""
-    costs = [cohort_estimate(g, plan, store, force) for g in groups]
-    units: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
+    stream is drawn once per unit instead of once per cohort. Every other cohort is a unit alone."""
+    keys: list[Any] = []
+    for g in groups:
         lead = g[0]
         shares = bool(getattr(plan.sets.get(lead.set_name), "replays_streams", False))
-        key = (lead.set_name, lead.seed, int(lead.training.batch_size)) if shares else i
-        units.setdefault(key, []).append(i)
+        keys.append((lead.set_name, lead.seed, int(lead.training.batch_size)) if shares else None)
+    costs = [cohort_estimate(g, plan, store, force) for g in groups]
+    return [[groups[i] for i in unit] for unit in unit_order(keys, costs, jobs, longest)]
+
+
+def unit_order(keys: list[Any], costs: list[float], jobs: int = 1, longest: bool = True) -> list[list[int]]:
+    """Indices of cohorts grouped into units by ``keys`` (equal keys share a stream; ``None``:
+    alone), ordered by summed ``costs``, longest first (ties in index order), each unit's
+    cohorts longest first; ``longest=False`` keeps index order. With ``jobs`` > 1 workers and
+    fewer than ``UNITS_PER_WORKER`` units per worker every cohort is a unit alone (balance first;
+    one worker runs every unit anyway)."""
+    units: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        units.setdefault(("alone", i) if key is None else ("shared", key), []).append(i)
     members = list(units.values())
     if jobs > 1 and len(members) < UNITS_PER_WORKER * jobs:
-        members = [[i] for i in range(len(groups))]
+        members = [[i] for i in range(len(keys))]
     if longest:
         members = [sorted(m, key=lambda i: (-costs[i], i)) for m in members]
         members.sort(key=lambda m: (-sum(costs[i] for i in m), m[0]))
-    return [[groups[i] for i in m] for m in members]
+    return members
 
 
 def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: Any, reporter: Any,
