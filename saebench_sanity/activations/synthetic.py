@@ -147,8 +147,9 @@ class StreamMemo:
     ``STREAM_MEMO_BYTES`` allow; the least recently extended other memos are emptied first).
 
     Batches are copied into chunks of ``CHUNK`` batches: keeping each drawn tensor instead left
-    one small block per step among the training step's freed temporaries, and the fragmented heap
-    slowed a 4-member study-variable-mini ReLU cohort by 7% (`benchmarks/test_bench_streams.py`)."""
+    one small block per step among the training step's freed temporaries, and the training
+    steps around them slowed down (the default suite's synthetic half took 38 min 36 s that way,
+    against 35 min 52 s with no memo at all on the same machine; docs/performance.md)."""
 
     #: batches per chunk (one allocation; 8 MB at 256 x 32 float32)
     CHUNK = 256
