@@ -83,7 +83,7 @@ class _FakePool:
         pass
 
 
-def _run_pool(tmp_path, fake_registry, monkeypatch, plan):
+def _run_pool(tmp_path, fake_registry, monkeypatch, plan, pool=_FakePool):
     import concurrent.futures
 
     from saebench_sanity.executors import local
@@ -92,7 +92,7 @@ def _run_pool(tmp_path, fake_registry, monkeypatch, plan):
 
     _FakePool.made = []
     submitted = []
-    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _FakePool)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", pool)
 
     def prepare(group, *a, **k):
         submitted.append((group[0].arch, group[0].seed))
@@ -157,6 +157,23 @@ def test_a_dry_worker_takes_a_waiting_cohort_of_another_unit(tmp_path, fake_regi
     order = [(g[0].arch, g[0].seed) for g in unit]
     _, per_worker = _run_pool(tmp_path, fake_registry, monkeypatch, plan)
     assert per_worker == [order[:3], order[3:]]
+
+
+def test_a_slot_whose_worker_died_gets_a_new_one(tmp_path, fake_registry, monkeypatch):
+    """A worker that died breaks its one-process pool: the slot starts a new worker and goes on."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Breaking(_FakePool):
+        def submit(self, fn, task):
+            if len(_FakePool.made) == 1:  # the first worker is dead by its first task
+                raise BrokenProcessPool("a worker died")
+            return super().submit(fn, task)
+
+    plan = _plan(tmp_path, fake_registry, run={"sets": ["tiny-gauss"], "architectures": ["topk"], "modes": ["trained"],
+                                               "seeds": [0], "metrics": ["reconstruction"],
+                                               "output_dir": str(tmp_path / "out")})
+    submitted, per_worker = _run_pool(tmp_path, fake_registry, monkeypatch, plan, pool=Breaking)
+    assert submitted == [("topk", 0)] and per_worker == [[], [("topk", 0)]]
 
 
 def _script():

@@ -180,9 +180,9 @@ class StreamMemo:
         import torch
 
         row = self.length % self.CHUNK
-        if row == 0 or x.shape != self.chunks[-1].shape[1:] or x.dtype != self.chunks[-1].dtype:
-            if row != 0:  # a stream of another shape: nothing more is kept
-                return
+        if row and (x.shape != self.chunks[-1].shape[1:] or x.dtype != self.chunks[-1].dtype):
+            return  # a batch of another shape than its chunk's: nothing more is kept
+        if row == 0:
             size = self.CHUNK * x.element_size() * x.nelement()
             key = id(self)
 

@@ -191,8 +191,7 @@ def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | Non
     maximum) when the others are about to run out of work (longest-processing-time-first list
     scheduling). Results are still reported and returned in plan order."""
     costs = [cohort_estimate(g, plan, store, force) for g in groups]
-    order = sorted(range(len(groups)), key=lambda i: (-costs[i], i))
-    return [groups[i] for i in order]
+    return [groups[unit[0]] for unit in unit_order([None] * len(groups), costs)]
 
 
 #: cohorts join a stream unit only while that leaves at least this many units per worker:
