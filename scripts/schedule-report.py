@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g for folder in args.folders for g in cohorts_of(folder)]
     cost = [measured(g) for g in groups]
     est = [estimated(g, registry) for g in groups]
-    lpt_est = sorted(range(len(groups)), key=lambda i: (-est[i], i))
+    lpt_est = [u[0] for u in unit_order([None] * len(groups), est)]  # what longest_first orders
     lpt_true = sorted(range(len(groups)), key=lambda i: -cost[i])
     total, longest = sum(cost), max(cost)
     bound = max(total / args.jobs, longest)

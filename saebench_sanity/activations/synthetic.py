@@ -139,8 +139,8 @@ class StreamMemo:
     """The batches of one training stream drawn so far in this process, for replay.
 
     Written by hand because nothing in torch or sae-lens memoises a generator's output. Drawing a
-    synthetic batch (sae-lens's activation generator, then the float64 mix) costs 0.3-2.4 ms at
-    256 x 32, as much as a small cohort's step, and every architecture's cohort on the same
+    synthetic batch (sae-lens's activation generator, then the float64 mix) costs 0.26-2.2 ms at
+    256 x 32 (benchmarks/test_bench_streams.py), as much as a small cohort's step, and every architecture's cohort on the same
     (set, seed) draws the identical stream: replaying it is exact and free. The memo keeps the
     batches and the ``torch.Generator`` state after the last of them, so a consumer that runs
     past the memo continues the very same stream (and extends the memo while the process's

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
@@ -86,7 +87,6 @@ class LocalExecutor(Executor):
         still committed as soon as it is done. Units go out longest estimated first; a slot
         that runs dry while another still has cohorts waiting takes one of them."""
         import multiprocessing
-        from collections import deque
 
         from saebench_sanity.harness.executor import _SetCache, one_line, run_cohort, stream_units
 
@@ -161,7 +161,7 @@ class _Slot:
 
     def __init__(self, ctx: Any, threads: int) -> None:
         self.ctx, self.threads = ctx, threads
-        self.pending: Any = None  # deque of cohorts of the unit this worker runs
+        self.pending: Any = deque()  # cohorts of the unit this worker runs, not yet submitted
         self.in_flight = 0
         self.pool = self._start()
 

@@ -215,7 +215,8 @@ def stream_units(groups: list[list[Cell]], plan: Plan, store: ResultStore | None
         lead = g[0]
         shares = bool(getattr(plan.sets.get(lead.set_name), "replays_streams", False))
         keys.append((lead.set_name, lead.seed, int(lead.training.batch_size)) if shares else None)
-    costs = [cohort_estimate(g, plan, store, force) for g in groups]
+    # plan order needs no estimate (it reads the store for every cell)
+    costs = [cohort_estimate(g, plan, store, force) for g in groups] if longest else [0.0] * len(groups)
     return [[groups[i] for i in unit] for unit in unit_order(keys, costs, jobs, longest)]
 
 
