@@ -271,15 +271,59 @@ def test_cuda_cohort_follows_cpu_cohort():
             assert _max_rel(getattr(rb.sae, name).detach().cpu(), p.detach()) < 1e-9
 
 
-def test_cone_projection_without_host_reads_equals_modes():
-    from saebench_sanity.training.engine import _cone_rows
-    from saebench_sanity.training.modes import project_to_cone
+def test_cone_projection_equals_the_formula_bit_for_bit():
+    """Every path of modes.ConeProjection (whole matrix, a subset of rows, without host reads,
+    a row opposite its direction, nothing outside) gives the reference formula's rows
+    (tests/_cone_reference.py) exactly."""
+    from _cone_reference import cone_reference
+
+    from saebench_sanity.training.modes import ConeProjection, project_to_cone
 
     g = torch.Generator().manual_seed(0)
     d0 = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=1)
     for dtype in (torch.float32, torch.float64):
-        W = (d0 + 0.8 * torch.randn(300, 16, generator=g)).to(dtype)
-        assert torch.equal(_cone_rows(W, d0.to(dtype), 0.8), project_to_cone(W, d0, 0.8))
+        W = (d0 + 0.15 * torch.randn(300, 16, generator=g)).to(dtype)
+        W[7] = -3.0 * d0[7].to(dtype)  # exactly opposite: p = 0
+        ref = cone_reference(W, d0, 0.8)
+        cone = ConeProjection(d0.to(dtype), 0.8)
+        assert 0 < int((ref != W).any(1).sum()) < 300  # rows inside and outside
+        assert torch.equal(cone(W), ref) and torch.equal(project_to_cone(W, d0, 0.8), ref)
+        assert torch.equal(cone(W, host_checks=False), ref)
+        rows = torch.tensor([3, 7, 8, 120, 299])
+        assert torch.equal(cone(W.index_select(0, rows), rows), ref.index_select(0, rows))
+        kept = torch.nonzero((ref == W).all(1)).squeeze(1)  # rows inside: no host-checked call touches them
+        inside_only = W.index_select(0, kept)
+        assert cone(inside_only, kept) is inside_only
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auxk_over_the_dead_latents_only_trains_the_same_bits(arch, dtype, monkeypatch):
+    """AuxK's top-k over the latents dead in some member (``AUX_DEAD_COLUMNS``) against the top-k
+    over every latent, on the same cohort: every parameter equal bit for bit after the run, in
+    float32 as in float64, on the full cohort and on its baselines alone; both paths ran."""
+    from saebench_sanity.training.batched import topk
+
+    used = {"dead columns": 0, "all": 0}
+    real_where = torch.where
+
+    def counting_where(cond, *args, **kwargs):  # the AuxK mask is the only where over a [M, B, n] bool
+        if cond.dim() == 3 and cond.shape[1] == 1 and cond.dtype == torch.bool:
+            used["all" if cond.shape[2] == D_SAE else "dead columns"] += 1
+        return real_where(cond, *args, **kwargs)
+
+    for modes in (COHORT, COHORT[1:]):  # the trained member keeps most latents dead; the baselines few
+        runs = []
+        for on in (True, False):
+            monkeypatch.setattr(topk, "AUX_DEAD_COLUMNS", on)
+            monkeypatch.setattr(topk.torch, "where", counting_where if on else real_where)
+            runs.append(train_cohort(_members(arch, dtype, modes), DATA.train_batches(BATCH, SEED), TRAIN,
+                                     dtype=dtype, set_name=DATA.name))
+        monkeypatch.setattr(topk.torch, "where", real_where)
+        for a, b in zip(*runs):
+            for name, p in a.sae.named_parameters():
+                assert torch.equal(p, getattr(b.sae, name)), (modes, a.sae.__class__.__name__, name)
+    assert used["dead columns"] > 20 and used["all"] > 20, used
 
 
 def test_exact_topk_selects_what_torch_topk_selects():

@@ -198,6 +198,64 @@ def test_a_probe_curve_is_recorded_and_judged():
     assert control.level_at is None  # loss and MSE were level, recovery was not
 
 
+class _WholeCurves(ConvergenceControl):
+    """The check as it was before ``_level`` read windows only: every curve judged whole."""
+
+    def _level(self, step):
+        quick = judge(self.curves, self.training, end_step=step, point_only=True)[1]["curves"]
+        tol = float(self.training.convergence_rel_tol)
+        if not all(d["points"] >= convergence.MIN_POINTS and d["rel_improvement"] < tol for d in quick.values()):
+            return False
+        if step < self._next_check:
+            return False
+        if judge(self.curves, self.training, end_step=step)[1]["state"] == LEVEL:
+            return True
+        self._next_check = step * convergence.RECHECK_GROWTH
+        return False
+
+
+def _committed_series(n_each=4):
+    """Curves of committed records (synthetic with recovery, real without): a spread of steps."""
+    root = Path(__file__).parent.parent / "leaderboards" / "results"
+    out = []
+    for family in ("synthetic", "real"):
+        records = sorted((root / family / "results").glob("*.json"))
+        series = [s for s in ((json.loads(f.read_text()).get("training") or {}).get("convergence", {}).get("series")
+                              for f in records) if s and "loss" in s]
+        series.sort(key=lambda s: len(s["loss"]))
+        out += series[:: max(1, len(series) // n_each)][:n_each]
+    return out
+
+
+@pytest.mark.parametrize("warm_up", [0, 200])
+def test_checking_windows_only_decides_as_judging_whole_curves(warm_up):
+    """At every curve point of committed records' curves (and of one with NaN losses and one
+    that never levels), the windowed check gives the same answer and the same next check as the
+    whole-curve one, so the early stop, the decay start and the stored records are unchanged."""
+    cases = [{k: unpack_curve(v) for k, v in s.items()} for s in _committed_series()]
+    nan_tail = [(s, math.nan if 400 < s < 600 or s > 900 else 1.0 + 1 / s) for s in range(10, 1001, 10)]
+    cases.append({"loss": nan_tail, "mse": nan_tail})
+    cases.append({"loss": [(s, 5.0 - s / 1000) for s in range(10, 3001, 10)], "mse": [(s, 1.0) for s in range(10, 3001, 10)]})
+    checked = answers = 0
+    for curves in cases:
+        training = TrainingConfig(max_steps=max(s for s, _ in curves["loss"]), curve_every=10,
+                                  lr_warm_up_steps=warm_up)
+        fast, whole = ConvergenceControl(training), _WholeCurves(training)
+        for control in (fast, whole):
+            control.curves = {k: [] for k in curves if k in convergence.JUDGED}
+        at = {k: dict(c) for k, c in curves.items() if k in convergence.JUDGED}
+        for step in sorted(at["loss"]):
+            for control in (fast, whole):
+                for k, c in at.items():
+                    if step in c:
+                        control.curves[k].append((step, c[step]))
+            a, b = fast._level(step), whole._level(step)
+            assert (a, fast._next_check) == (b, whole._next_check), step
+            checked += 1
+            answers += a
+    assert checked > 1500 and answers > 50  # both answers occur, many times
+
+
 # -- config --------------------------------------------------------------------------------------
 BASE = {"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]}}
 

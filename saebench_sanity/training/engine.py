@@ -211,22 +211,6 @@ def tune_allocator() -> None:
     libc.mallopt(m_trim_threshold, 512 << 20)
 
 
-def _cone_rows(W: Any, D0: Any, min_cos: float) -> Any:
-    """``modes.project_to_cone(W, D0, min_cos)`` without its host-side early exit (same float64
-    formula; rows inside the cone come back unchanged)."""
-    import torch
-
-    w, d0 = W.to(torch.float64), D0.to(torch.float64)
-    norm = w.norm(dim=1, keepdim=True)
-    a = (w * d0).sum(dim=1, keepdim=True)
-    outside = (a / norm.clamp(min=1e-30)).squeeze(1) < min_cos
-    p = w - a * d0
-    pn = p.norm(dim=1, keepdim=True)
-    s = math.sqrt(max(0.0, 1.0 - min_cos * min_cos))
-    u = torch.where(pn > 1e-30, min_cos * d0 + s * p / pn.clamp(min=1e-30), d0)
-    return torch.where(outside.unsqueeze(1), norm.clamp(min=1e-8) * u, w).to(W.dtype)
-
-
 def _batchable_mode(mode: Any) -> bool:
     """Modes whose per-step hook the engine reproduces: none (base no-op) or the soft-frozen
     decoder's projection (exactly that class: a plugin subclass may do something else)."""
@@ -294,7 +278,7 @@ class CohortProgram:
     def __init__(self, arch: Any, tracks: list[MemberTrack], training: "TrainingConfig", device: Any, dtype: Any) -> None:
         import torch
 
-        from saebench_sanity.training.modes import SoftFrozenDecoder
+        from saebench_sanity.training.modes import ConeProjection, SoftFrozenDecoder
 
         self.arch, self.tracks, self.training = arch, list(tracks), training
         self.device, self.dtype = device, dtype
@@ -344,11 +328,13 @@ class CohortProgram:
         self.windows = [_feature_sampling_window(training, t.max_steps) for t in tracks]
         self.dead_window = int(training.dead_feature_window)
         # soft-frozen members: their initial directions, grouped by min_cos
-        self.soft: list[tuple[int, Any, float]] = []  # (member position, d0 [d_sae, d_in] on device, min_cos)
+        # (member position, d0 [d_sae, d_in] on device in the working dtype, min_cos, its ConeProjection)
+        self.soft: list[tuple[int, Any, float, ConeProjection]] = []
         for i, track in enumerate(tracks):
             if type(track.member.mode) is SoftFrozenDecoder:
-                self.soft.append((i, track.member.mode._d0.to(device=device, dtype=dtype),
-                                  float(track.member.mode.params["min_cos"])))
+                d0 = track.member.mode._d0.to(device=device, dtype=dtype)
+                min_cos = float(track.member.mode.params["min_cos"])
+                self.soft.append((i, d0, min_cos, ConeProjection(d0, min_cos)))
         self.acc_keys: list[str] = []  # names of the rows of acc_sum
         self.acc_sum: Any = None  # [K, M] float64 sums over the current curve interval
         self.acc_n = 0
@@ -487,15 +473,15 @@ class CohortProgram:
         return float(self.training.lr) * float(track.member.control.lr_factor(step))
 
     def _project(self) -> None:
-        """The soft-frozen projection of ``modes.project_to_cone`` on every soft-frozen member.
+        """The soft-frozen projection of ``modes.project_to_cone`` on every soft-frozen member
+        (``modes.ConeProjection``, the same float64 formula).
 
         CPU: rows whose cosine (working dtype) clears ``min_cos`` by more than its rounding bound
         are inside the cone in float64 too and are left alone, exactly as ``project_to_cone``
-        would; the others go through ``project_to_cone``. Other devices: the same float64 formula
-        on every row without its host-side early exit (no device read per step)."""
+        would; the others go through the projection (when they are most of the rows, the whole
+        matrix does: rows inside come back unchanged, and the gathers are saved). Other devices:
+        the same formula on every row without its host-side checks (no device read per step)."""
         import torch
-
-        from saebench_sanity.training.modes import project_to_cone
 
         if not self.soft:
             return
@@ -503,17 +489,22 @@ class CohortProgram:
         d_in = W.shape[-1]
         margin = 8 * d_in * torch.finfo(self.dtype).eps
         with torch.no_grad():
-            for pos, d0, min_cos in self.soft:
+            for pos, d0, min_cos, cone in self.soft:
                 w = W[pos]
                 if self.device.type != "cpu":
-                    w.copy_(_cone_rows(w, d0, min_cos))
+                    w.copy_(cone(w, host_checks=False))
                     continue
                 cos = (w * d0).sum(-1) / w.norm(dim=-1).clamp(min=1e-30)
                 cand = torch.nonzero(cos < min_cos + margin).squeeze(1)
                 if cand.numel() == 0:
                     continue
+                if 2 * cand.numel() > w.shape[0]:
+                    new = cone(w)
+                    if new is not w:
+                        w.copy_(new)
+                    continue
                 rows = w.index_select(0, cand)
-                new = project_to_cone(rows, d0.index_select(0, cand), min_cos)
+                new = cone(rows, cand)
                 if new is not rows:
                     w.index_copy_(0, cand, new)
 
@@ -584,7 +575,7 @@ class CohortProgram:
         self.windows = [self.windows[i] for i in keep]
         self.coef_scheds = [self.coef_scheds[i] for i in keep]
         remap = {old: new for new, old in enumerate(keep)}
-        self.soft = [(remap[pos], d0, c) for pos, d0, c in self.soft if pos in remap]
+        self.soft = [(remap[pos], d0, c, cone) for pos, d0, c, cone in self.soft if pos in remap]
         self.tracks = [self.tracks[i] for i in keep]
 
 

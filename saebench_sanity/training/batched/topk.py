@@ -41,6 +41,9 @@ from saebench_sanity.training.batched.sparse import LatentMajor
 from saebench_sanity.training.batched.sparse import SelectedPre as _SelectedPre
 from saebench_sanity.training.batched.sparse import SparseDecode as _SparseDecode
 
+#: AuxK's top-k over the latents dead in some member only, when they are at most half of them (the
+#: same selection, loss and gradients: tests/test_engine_cohort.py turns it off to compare)
+AUX_DEAD_COLUMNS = True
 #: sae-lens config values this math reproduces; any other value sends the member to the solo path.
 _REQUIRED_CFG = {"normalize_activations": "none", "reshape_activations": "none"}
 
@@ -348,13 +351,24 @@ class _TopKFamily:
         if kmax == 0:
             return zero
         n_dead = dead.sum(-1)  # [M]
-        masked = torch.where(dead.unsqueeze(1), score, torch.full_like(score, -math.inf))
-        sorted_needed = n_dead_host is None or min(n_dead_host) < kmax
-        vals, idx = masked.topk(kmax, dim=-1, sorted=sorted_needed)
+        # the top-k runs over the latents dead in some member only: few on most sets (the
+        # synthetic sets' TopK cohorts keep 0-10 of 1024 dead for thousands of steps), where the
+        # full [M, B, d_sae] top-k was most of the AuxK term's cost
+        cols = dead.any(0).nonzero().squeeze(1) if AUX_DEAD_COLUMNS and n_dead_host is not None else None
+        if cols is not None and 2 * cols.numel() <= d_sae:
+            cand, k = score.index_select(-1, cols), min(kmax, cols.numel())
+            masked = torch.where(dead.index_select(-1, cols).unsqueeze(1), cand, torch.full_like(cand, -math.inf))
+        else:
+            cols, k = None, kmax
+            masked = torch.where(dead.unsqueeze(1), score, torch.full_like(score, -math.inf))
+        k_m = torch.clamp(n_dead, max=k_aux0)
+        sorted_needed = n_dead_host is None or min(min(n, k_aux0) for n in n_dead_host) < k
+        vals, idx = masked.topk(k, dim=-1, sorted=sorted_needed)
+        if cols is not None:
+            idx = cols[idx]
         valid = None
         if sorted_needed:
-            k_m = torch.clamp(n_dead, max=k_aux0).view(M, 1, 1)
-            valid = (torch.arange(kmax, device=score.device).view(1, 1, kmax) < k_m).expand(M, B, kmax)
+            valid = (torch.arange(k, device=score.device).view(1, 1, k) < k_m.view(M, 1, 1)).expand(M, B, k)
         idx, _, valid = _canonical(idx, vals, valid)
         f = (idx + torch.arange(B, device=score.device).view(1, B, 1) * d_sae).reshape(M, -1)
         s = _Sel(f, None if valid is None else valid.reshape(M, -1), B, d_sae)
