@@ -268,3 +268,15 @@ def test_long_windows_are_averaged_down_to_max_points():
     curve = [(s, 1.0 + rng.gauss(0, 0.01)) for s in range(1, 2001)]  # 400 window points
     d = decide(curve, window_fraction=0.2, tol=0.02)
     assert d["points"] == convergence.MAX_POINTS and d["state"] == LEVEL
+
+
+def test_long_windows_are_grouped_as_array_split_groups_them_bit_for_bit():
+    """_group_means (two reshaped row means) gives np.array_split's groups' means exactly, at group
+    sizes where numpy's pairwise summation matters (8 and more)."""
+    from saebench_sanity.training.convergence import MAX_POINTS, _group_means
+
+    rng = np.random.default_rng(0)
+    for n in list(range(MAX_POINTS, 200)) + [401, 799, 1600, 2399, 4000]:
+        v = np.cumsum(rng.standard_normal(n)) * rng.uniform(1e-3, 1e3) + rng.uniform(-10, 10)
+        groups = np.array_split(np.arange(n), MAX_POINTS)
+        assert np.array_equal(_group_means(v, MAX_POINTS), np.array([v[g].mean() for g in groups])), n
