@@ -1,6 +1,6 @@
 """The soft-frozen decoder's cone projection, run after every step of a soft-frozen member:
 ``modes.ConeProjection`` (float64 directions kept, one reused buffer) against the formula
-evaluated afresh each call (tests/_cone_reference.py, the previous path), same run, one thread,
+evaluated afresh each call (tests/_previous_paths.py, the previous path), same run, one thread,
 interleaved, minimum of each.
 
 Rows: the real set's size, [1152, 576] float32 decoder rows just off the cone (what a step leaves:
@@ -25,7 +25,7 @@ pytest.importorskip("pytest_benchmark")
 torch = pytest.importorskip("torch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the reference lives with the tests
-from _cone_reference import cone_reference  # noqa: E402
+from _previous_paths import cone_reference  # noqa: E402
 
 ROUNDS, CALLS, MIN_COS = 5, 40, 0.8
 

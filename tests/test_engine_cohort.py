@@ -274,8 +274,8 @@ def test_cuda_cohort_follows_cpu_cohort():
 def test_cone_projection_equals_the_formula_bit_for_bit():
     """Every path of modes.ConeProjection (whole matrix, a subset of rows, without host reads,
     a row opposite its direction, nothing outside) gives the reference formula's rows
-    (tests/_cone_reference.py) exactly."""
-    from _cone_reference import cone_reference
+    (tests/_previous_paths.py) exactly."""
+    from _previous_paths import cone_reference
 
     from saebench_sanity.training.modes import ConeProjection, project_to_cone
 

@@ -198,22 +198,6 @@ def test_a_probe_curve_is_recorded_and_judged():
     assert control.level_at is None  # loss and MSE were level, recovery was not
 
 
-class _WholeCurves(ConvergenceControl):
-    """The check as it was before ``_level`` read windows only: every curve judged whole."""
-
-    def _level(self, step):
-        quick = judge(self.curves, self.training, end_step=step, point_only=True)[1]["curves"]
-        tol = float(self.training.convergence_rel_tol)
-        if not all(d["points"] >= convergence.MIN_POINTS and d["rel_improvement"] < tol for d in quick.values()):
-            return False
-        if step < self._next_check:
-            return False
-        if judge(self.curves, self.training, end_step=step)[1]["state"] == LEVEL:
-            return True
-        self._next_check = step * convergence.RECHECK_GROWTH
-        return False
-
-
 def _committed_series(n_each=4):
     """Curves of committed records (synthetic with recovery, real without): a spread of steps."""
     root = Path(__file__).parent.parent / "leaderboards" / "results"
@@ -232,6 +216,8 @@ def test_checking_windows_only_decides_as_judging_whole_curves(warm_up):
     """At every curve point of committed records' curves (and of one with NaN losses and one
     that never levels), the windowed check gives the same answer and the same next check as the
     whole-curve one, so the early stop, the decay start and the stored records are unchanged."""
+    from _previous_paths import WholeCurvesControl
+
     cases = [{k: unpack_curve(v) for k, v in s.items()} for s in _committed_series()]
     nan_tail = [(s, math.nan if 400 < s < 600 or s > 900 else 1.0 + 1 / s) for s in range(10, 1001, 10)]
     cases.append({"loss": nan_tail, "mse": nan_tail})
@@ -240,7 +226,7 @@ def test_checking_windows_only_decides_as_judging_whole_curves(warm_up):
     for curves in cases:
         training = TrainingConfig(max_steps=max(s for s, _ in curves["loss"]), curve_every=10,
                                   lr_warm_up_steps=warm_up)
-        fast, whole = ConvergenceControl(training), _WholeCurves(training)
+        fast, whole = ConvergenceControl(training), WholeCurvesControl(training)
         for control in (fast, whole):
             control.curves = {k: [] for k in curves if k in convergence.JUDGED}
         at = {k: dict(c) for k, c in curves.items() if k in convergence.JUDGED}
