@@ -436,7 +436,8 @@ class ConvergenceControl:
         Called at every curve point, so it reads only each curve's window (:meth:`_windows`) and
         stops at the first curve whose estimate is not below the tolerance: the same answer as
         judging the whole curves, at a cost that does not grow with the steps taken (judging
-        whole curves at each point made the checks O(steps^2): ~15% of a 32-dim cohort's time)."""
+        whole curves at each point made the checks O(steps^2): 17% of a 16,000-step synth-zipf TopK
+        cohort's time under cProfile, docs/performance.md)."""
         if step < self._next_check:
             return False
         t = self.training
