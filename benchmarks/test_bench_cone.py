@@ -4,8 +4,8 @@ evaluated afresh each call (tests/_previous_paths.py, the previous path), same r
 interleaved, minimum of each.
 
 Rows: the real set's size, [1152, 576] float32 decoder rows just off the cone (what a step leaves:
-on ``smollm2-135m-resid12`` ~93% of a soft-frozen ReLU decoder's rows are outside after a step),
-and the synthetic minis' [1024, 32]. The two must give the same rows bit for bit.
+rows on the cone's edge, nudged; about half end outside, printed), and the synthetic minis'
+[1024, 32]. The two must give the same rows bit for bit.
 
 Run (skipped by default through ``--benchmark-skip``)::
 

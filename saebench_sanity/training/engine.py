@@ -328,13 +328,12 @@ class CohortProgram:
         self.windows = [_feature_sampling_window(training, t.max_steps) for t in tracks]
         self.dead_window = int(training.dead_feature_window)
         # soft-frozen members: their initial directions, grouped by min_cos
-        # (member position, d0 [d_sae, d_in] on device in the working dtype, min_cos, its ConeProjection)
-        self.soft: list[tuple[int, Any, float, ConeProjection]] = []
+        # (member position, d0 [d_sae, d_in] on device in the working dtype, its ConeProjection)
+        self.soft: list[tuple[int, Any, ConeProjection]] = []
         for i, track in enumerate(tracks):
             if type(track.member.mode) is SoftFrozenDecoder:
                 d0 = track.member.mode._d0.to(device=device, dtype=dtype)
-                min_cos = float(track.member.mode.params["min_cos"])
-                self.soft.append((i, d0, min_cos, ConeProjection(d0, min_cos)))
+                self.soft.append((i, d0, ConeProjection(d0, float(track.member.mode.params["min_cos"]))))
         self.acc_keys: list[str] = []  # names of the rows of acc_sum
         self.acc_sum: Any = None  # [K, M] float64 sums over the current curve interval
         self.acc_n = 0
@@ -489,13 +488,13 @@ class CohortProgram:
         d_in = W.shape[-1]
         margin = 8 * d_in * torch.finfo(self.dtype).eps
         with torch.no_grad():
-            for pos, d0, min_cos, cone in self.soft:
+            for pos, d0, cone in self.soft:
                 w = W[pos]
                 if self.device.type != "cpu":
                     w.copy_(cone(w, host_checks=False))
                     continue
                 cos = (w * d0).sum(-1) / w.norm(dim=-1).clamp(min=1e-30)
-                cand = torch.nonzero(cos < min_cos + margin).squeeze(1)
+                cand = torch.nonzero(cos < cone.min_cos + margin).squeeze(1)
                 if cand.numel() == 0:
                     continue
                 if 2 * cand.numel() > w.shape[0]:
@@ -575,7 +574,7 @@ class CohortProgram:
         self.windows = [self.windows[i] for i in keep]
         self.coef_scheds = [self.coef_scheds[i] for i in keep]
         remap = {old: new for new, old in enumerate(keep)}
-        self.soft = [(remap[pos], d0, c, cone) for pos, d0, c, cone in self.soft if pos in remap]
+        self.soft = [(remap[pos], d0, cone) for pos, d0, cone in self.soft if pos in remap]
         self.tracks = [self.tracks[i] for i in keep]
 
 

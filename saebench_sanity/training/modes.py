@@ -91,9 +91,9 @@ class ConeProjection:
     host reads (the early exit when no row is outside, and the ``p = 0`` check), for devices
     where a read per step would stall; the result is the same.
 
-    On ``smollm2-135m-resid12`` about 93% of a soft-frozen ReLU decoder's rows are outside after a
-    step (they sit on the cone's edge and the update pushes them out), so the whole matrix goes
-    through it every step; speed against the formula evaluated afresh: docs/performance.md."""
+    A soft-frozen decoder's rows sit on the cone's edge once trained for a while, and a step
+    pushes most of them out again, so most of the matrix goes through it every step; speed
+    against the formula evaluated afresh: docs/performance.md."""
 
     def __init__(self, D0: Any, min_cos: float) -> None:
         import torch

@@ -351,9 +351,9 @@ class _TopKFamily:
         if kmax == 0:
             return zero
         n_dead = dead.sum(-1)  # [M]
-        # the top-k runs over the latents dead in some member only: few on most sets (the
-        # synthetic sets' TopK cohorts keep 0-10 of 1024 dead for thousands of steps), where the
-        # full [M, B, d_sae] top-k was most of the AuxK term's cost
+        # the top-k runs over the latents dead in some member only: few on most sets (TopK-family
+        # cells of synth-zipf / synth-corr-hier end with 0-10 of 1024 dead), where the full
+        # [M, B, d_sae] top-k was most of the AuxK term's cost (docs/performance.md)
         cols = dead.any(0).nonzero().squeeze(1) if AUX_DEAD_COLUMNS and n_dead_host is not None else None
         if cols is not None and 2 * cols.numel() <= d_sae:
             cand, k = score.index_select(-1, cols), min(kmax, cols.numel())
