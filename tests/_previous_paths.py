@@ -7,6 +7,8 @@ say so) and is timed against them (benchmarks/).
 * ``WholeCurvesControl``: ``ConvergenceControl`` whose check judges every whole curve at each
   curve point, as before the check read windows only (tests/test_training_schedule.py,
   benchmarks/test_bench_convergence_check.py).
+* ``iter_batches_reference``: ``StoreReader.iter_batches`` as it was when it appended each shard
+  to the buffer with ``torch.cat`` (tests/test_activations_store.py, benchmarks/test_bench_reader.py).
 """
 
 from __future__ import annotations
@@ -45,3 +47,42 @@ class WholeCurvesControl(ConvergenceControl):
             return True
         self._next_check = step * convergence.RECHECK_GROWTH
         return False
+
+
+def iter_batches_reference(reader, batch_size, seed, *, buffer_rows=65536, normalize=False, loop=True,
+                           exclude_massive=False):
+    from saebench_sanity.activations.reader import Normalizer
+
+    buffer_rows = max(int(buffer_rows), 2 * batch_size)
+    gen = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
+    norm = reader.normalizer if normalize else Normalizer()
+    shards = reader.manifest["shards"]
+    buf = torch.empty(0, reader.d_in)
+    pending = torch.empty(0, reader.d_in)
+
+    def emit(rows):
+        nonlocal pending
+        rows = torch.cat([pending, rows]) if pending.shape[0] else rows
+        n_full = rows.shape[0] // batch_size * batch_size
+        for s in range(0, n_full, batch_size):
+            yield rows[s:s + batch_size]
+        pending = rows[n_full:]
+
+    while True:
+        for i in torch.randperm(len(shards), generator=gen).tolist():
+            shard = reader.load_shard(shards[i])
+            acts = shard["activations"].to(torch.float32)
+            if exclude_massive:
+                acts = acts[~shard["massive"]]
+            buf = torch.cat([buf, norm.apply(acts)])
+            while buf.shape[0] >= buffer_rows:
+                buf = buf[torch.randperm(buf.shape[0], generator=gen)]
+                half = buffer_rows // 2
+                out, buf = buf[:half], buf[half:]
+                yield from emit(out)
+        if not loop:
+            buf = buf[torch.randperm(buf.shape[0], generator=gen)]
+            yield from emit(buf)
+            if pending.shape[0]:
+                yield pending
+            return
