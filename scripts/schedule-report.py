@@ -16,8 +16,8 @@ worker, writing results) is left out, so the makespans are below a real run's wa
 The estimate is ``harness.executor.estimate_seconds``, which ``saebench run`` uses to order the
 cohorts (``longest_first``). The last line replays what ``saebench run --jobs N`` does: units
 (``harness.executor.unit_order``) of the cohorts that share a (set, seed, batch size) of a
-generated set, taken here as the sets of the ``synthetic`` family (each unit runs on one worker,
-which draws the stream once), longest estimated first; a unit counts as one job (a dry worker's
+set that replays its streams (the set's ``replays_streams``, the attribute the executor reads; each
+unit runs on one worker, which draws the stream once), longest estimated first; a unit counts as one job (a dry worker's
 taking of a waiting cohort is not replayed).
 """
 
@@ -41,12 +41,20 @@ def cohorts_of(folder: Path) -> list[dict]:
     return list(groups.values())
 
 
+_REPLAYS: dict[str, bool] = {}  # set name -> replays_streams
+
+
 def stream_key(group: dict, registry) -> tuple | None:
-    """The cohort's shared stream, (set, seed, batch size), on a synthetic-family set; else None."""
+    """The cohort's shared stream, (set, seed, batch size), when its set replays its streams
+    (``replays_streams``, read from the built set as ``harness.executor.stream_units`` reads it;
+    building a registered set is cheap, its data are drawn lazily); else None."""
     cell = group["cells"][0]["cell"]
-    if registry.get("activation_set", cell["set"]).family != "synthetic":
+    name = cell["set"]
+    if name not in _REPLAYS:
+        _REPLAYS[name] = bool(getattr(registry.get("activation_set", name).build(), "replays_streams", False))
+    if not _REPLAYS[name]:
         return None
-    return (cell["set"], cell["seed"], int(cell["training"]["batch_size"]))
+    return (name, cell["seed"], int(cell["training"]["batch_size"]))
 
 
 def measured(group: dict) -> float:

@@ -206,3 +206,29 @@ def test_report_replays_a_committed_board():
     assert bound == pytest.approx(max(total / 2, longest), abs=0.11)
     spans = [float(re.search(r"([\d.]+) min", line)[1]) for line in out[1:]]
     assert len(spans) == 4 and all(s >= bound - 0.05 for s in spans)
+
+
+def test_report_groups_cohorts_by_the_sets_replays_streams_attribute():
+    """The report's units follow the executor's rule (a set's ``replays_streams``), not the
+    set's family: a synthetic cohort gets its (set, seed, batch size) key, a real one none, and a
+    set that says it does not replay gets none whatever its family."""
+    from types import SimpleNamespace
+
+    mod = _script()
+    group = lambda name: {"cells": [{"cell": {"set": name, "seed": 1, "training": {"batch_size": 256}}}]}  # noqa: E731
+
+    class Registry:
+        def get(self, kind, name):
+            replays = {"gen": True, "gen-no-replay": False}.get(name)
+            built = SimpleNamespace() if replays is None else SimpleNamespace(replays_streams=replays)
+            return SimpleNamespace(family="synthetic", build=lambda: built)
+
+    mod._REPLAYS.clear()
+    assert mod.stream_key(group("gen"), Registry()) == ("gen", 1, 256)
+    assert mod.stream_key(group("gen-no-replay"), Registry()) is None
+    assert mod.stream_key(group("no-attribute"), Registry()) is None
+    from saebench_sanity.registry import get_registry
+
+    mod._REPLAYS.clear()
+    assert mod.stream_key(group("synth-zipf"), get_registry()) == ("synth-zipf", 1, 256)
+    assert mod.stream_key(group("smollm2-135m-resid12"), get_registry()) is None
