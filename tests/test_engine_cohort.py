@@ -305,21 +305,21 @@ def test_auxk_over_the_dead_latents_only_trains_the_same_bits(arch, dtype, monke
     from saebench_sanity.training.batched import topk
 
     used = {"dead columns": 0, "all": 0}
-    real_where = torch.where
+    real_candidates = topk._aux_candidates
 
-    def counting_where(cond, *args, **kwargs):  # the AuxK mask is the only where over a [M, B, n] bool
-        if cond.dim() == 3 and cond.shape[1] == 1 and cond.dtype == torch.bool:
-            used["all" if cond.shape[2] == D_SAE else "dead columns"] += 1
-        return real_where(cond, *args, **kwargs)
+    def counting(score, dead, kmax, **kw):
+        out = real_candidates(score, dead, kmax, **kw)
+        if topk.AUX_DEAD_COLUMNS:
+            used["all" if out[1] is None else "dead columns"] += 1
+        return out
 
+    monkeypatch.setattr(topk, "_aux_candidates", counting)
     for modes in (COHORT, COHORT[1:]):  # the trained member keeps most latents dead; the baselines few
         runs = []
         for on in (True, False):
             monkeypatch.setattr(topk, "AUX_DEAD_COLUMNS", on)
-            monkeypatch.setattr(topk.torch, "where", counting_where if on else real_where)
             runs.append(train_cohort(_members(arch, dtype, modes), DATA.train_batches(BATCH, SEED), TRAIN,
                                      dtype=dtype, set_name=DATA.name))
-        monkeypatch.setattr(topk.torch, "where", real_where)
         for a, b in zip(*runs):
             for name, p in a.sae.named_parameters():
                 assert torch.equal(p, getattr(b.sae, name)), (modes, a.sae.__class__.__name__, name)

@@ -105,6 +105,24 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return vals, cols[start.unsqueeze(1) + j]  # j < counts[row]: padding (-inf) is never among the top k
 
 
+def _aux_candidates(score: Tensor, dead: Tensor, kmax: int, *, host_counts: bool) -> tuple[Tensor, Tensor | None, int]:
+    """AuxK's scores to take the top-k of: ``(masked, cols, k)``, ``masked`` ``[M, B, n]`` with
+    ``-inf`` where a latent is alive in that member. When the latents dead in some member are at
+    most half of ``d_sae`` (and counted on the host), ``masked`` holds those columns only
+    (``cols``, their latent indices) and ``k = min(kmax, len(cols))``: few latents are dead on most
+    sets (TopK-family cells of synth-zipf / synth-corr-hier end with 0-10 of 1024 dead), where
+    the full ``[M, B, d_sae]`` top-k was most of the AuxK term's cost (docs/performance.md);
+    otherwise every column, ``cols`` None and ``k = kmax``. The same selection either way (a
+    test trains both)."""
+    d_sae = score.shape[-1]
+    cols = dead.any(0).nonzero().squeeze(1) if AUX_DEAD_COLUMNS and host_counts else None
+    if cols is not None and 2 * cols.numel() <= d_sae:
+        cand = score.index_select(-1, cols)
+        return (torch.where(dead.index_select(-1, cols).unsqueeze(1), cand, torch.full_like(cand, -math.inf)),
+                cols, min(kmax, cols.numel()))
+    return torch.where(dead.unsqueeze(1), score, torch.full_like(score, -math.inf)), None, kmax
+
+
 class _Sel(LatentMajor):
     """Kept entries of every member: ``f [M, N]`` member-local flat index ``b * d_sae + j``,
     grouped by sample ``b`` ascending; ``valid [M, N]`` bool or None (all valid)."""
@@ -351,16 +369,7 @@ class _TopKFamily:
         if kmax == 0:
             return zero
         n_dead = dead.sum(-1)  # [M]
-        # the top-k runs over the latents dead in some member only: few on most sets (TopK-family
-        # cells of synth-zipf / synth-corr-hier end with 0-10 of 1024 dead), where the full
-        # [M, B, d_sae] top-k was most of the AuxK term's cost (docs/performance.md)
-        cols = dead.any(0).nonzero().squeeze(1) if AUX_DEAD_COLUMNS and n_dead_host is not None else None
-        if cols is not None and 2 * cols.numel() <= d_sae:
-            cand, k = score.index_select(-1, cols), min(kmax, cols.numel())
-            masked = torch.where(dead.index_select(-1, cols).unsqueeze(1), cand, torch.full_like(cand, -math.inf))
-        else:
-            cols, k = None, kmax
-            masked = torch.where(dead.unsqueeze(1), score, torch.full_like(score, -math.inf))
+        masked, cols, k = _aux_candidates(score, dead, kmax, host_counts=n_dead_host is not None)
         k_m = torch.clamp(n_dead, max=k_aux0)
         sorted_needed = n_dead_host is None or min(min(n, k_aux0) for n in n_dead_host) < k
         vals, idx = masked.topk(k, dim=-1, sorted=sorted_needed)
