@@ -351,3 +351,119 @@ def test_bfloat16_cohort_runs_dense_and_writes_back_in_the_sae_dtype():
         assert all(math.isfinite(v) for _, v in r.loss_curve)
         assert r.loss_curve[-1][1] < r.loss_curve[0][1]
         m.mode.check(r.sae)
+
+
+# -- the accelerator paths, run on the CPU ---------------------------------------------------------
+# On a GPU the engine never reads the device per step (batched.base.accelerator_paths); those
+# paths would otherwise run only where there is a GPU. ACCELERATOR_PATHS makes the CPU take them.
+def _accelerated(monkeypatch):
+    from saebench_sanity.training import engine
+    from saebench_sanity.training.batched import base
+
+    monkeypatch.setattr(base, "ACCELERATOR_PATHS", True)
+    reads = {"failures": 0, "host_reads": []}
+    real_failures, real_init = engine.CohortProgram.failures, engine.CohortProgram.__init__
+
+    def failures(self):
+        reads["failures"] += 1
+        return real_failures(self)
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        reads["host_reads"].append(self.host_reads)
+
+    monkeypatch.setattr(engine.CohortProgram, "failures", failures)
+    monkeypatch.setattr(engine.CohortProgram, "__init__", init)
+    return reads
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka", "relu", "jumprelu", "gated"])
+def test_accelerator_paths_follow_the_solo_runs_float64(arch, monkeypatch):
+    """What a GPU runs (no host read per step: AuxK without the dead-latent early exit, every
+    member's gradient scaled by its clip coefficient, the cone projection on every row, plain
+    ``topk``, ``A @ dense`` products, the dense L1-family step, failures read at curve points
+    only), here on the CPU: every member follows its sae-lens solo run as the CPU paths do."""
+    reads = _accelerated(monkeypatch)
+    _compare(arch, torch.float64, 1e-12)
+    assert reads["host_reads"] == [False]
+    assert reads["failures"] == STEPS // TRAIN.curve_every  # read at curve points, not every step
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka"])
+def test_accelerator_paths_train_the_cpu_paths_bits_float32(arch, monkeypatch):
+    """The TopK family computes the same things on both paths: float32 parameters equal bit for
+    bit after 100 steps (AuxK live, a soft-frozen member projected every step)."""
+    cpu = train_cohort(_members(arch, torch.float32), DATA.train_batches(BATCH, SEED), TRAIN, set_name=DATA.name)
+    _accelerated(monkeypatch)
+    acc = train_cohort(_members(arch, torch.float32), DATA.train_batches(BATCH, SEED), TRAIN, set_name=DATA.name)
+    for a, b in zip(cpu, acc):
+        assert a.steps == b.steps == STEPS and a.failure is None and b.failure is None
+        for name, p in a.sae.named_parameters():
+            assert torch.equal(p, getattr(b.sae, name)), (a.sae.__class__.__name__, name)
+        assert a.loss_curve == b.loss_curve
+
+
+def test_accelerator_paths_record_a_diverged_member_as_the_cpu_paths_do(monkeypatch):
+    """A member whose loss is inf from step 1: on the accelerator paths its failure is read at the
+    first curve point, with the same step and loss the CPU paths record at once; the others end
+    bit-identical to the CPU paths' run."""
+    def sick():
+        members = _members("batchtopk", torch.float32)
+        with torch.no_grad():
+            members[1].sae.b_dec.fill_(float("inf"))
+        return train_cohort(members, DATA.train_batches(BATCH, SEED), TRAIN, set_name=DATA.name)
+
+    cpu = sick()
+    reads = _accelerated(monkeypatch)
+    acc = sick()
+    assert acc[1].failure[0] == cpu[1].failure[0] == 1 and acc[1].steps == cpu[1].steps == 1
+    assert str(acc[1].failure[1]) == str(cpu[1].failure[1]) and not math.isfinite(acc[1].failure[1])
+    assert reads["failures"] == STEPS // TRAIN.curve_every
+    for i in (0, 2, 3):
+        a, b = _state(cpu[i].sae), _state(acc[i].sae)
+        assert acc[i].failure is None and all(torch.equal(a[n], b[n]) for n in a), i
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka", "relu", "jumprelu", "gated"])
+def test_accelerator_paths_read_nothing_on_the_host_inside_a_step(arch, monkeypatch):
+    """A step on the accelerator paths reads no tensor value on the host (on a GPU each read
+    stalls the device): the only reads inside ``CohortProgram.step`` are of the state kept on the
+    host by design (``host_`` / ``shared_`` keys). Found by wrapping every Tensor read
+    (``tolist``, ``item``, ``bool``, ``float``, ``int``)."""
+    import traceback
+
+    from saebench_sanity.training import engine
+
+    _accelerated(monkeypatch)
+    inside, bad, host = [False], [], [0]
+    real_step = engine.CohortProgram.step
+
+    def step(self, *args, **kwargs):
+        inside[0] = True
+        try:
+            return real_step(self, *args, **kwargs)
+        finally:
+            inside[0] = False
+
+    def reading(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if inside[0]:
+                line = traceback.extract_stack(limit=2)[0].line or ""
+                if 'state["host_' in line or 'state["shared_' in line:
+                    host[0] += 1
+                else:
+                    bad.append(line)
+            return real(self, *args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(engine.CohortProgram, "step", step)
+    for name in ("tolist", "item", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, reading(name))
+    results = train_cohort(_members(arch, torch.float32), DATA.train_batches(BATCH, SEED), TRAIN, set_name=DATA.name)
+    monkeypatch.undo()
+    assert all(r.steps == STEPS for r in results)
+    assert bad == []
+    assert host[0] == (0 if arch in ("relu", "jumprelu", "gated") else (3 if arch == "matryoshka" else 2) * STEPS)

@@ -30,6 +30,9 @@ as ``train_cell`` does.
 
 On a GPU nothing reads the device every step: loss curves, stop decisions and NaN checks happen
 every ``training.curve_every`` steps (on CPU the NaN check runs every step; a read there is free).
+Which paths a device takes is one predicate, ``batched.base.accelerator_paths``; the tests take
+the accelerator paths on the CPU too (``ACCELERATOR_PATHS``): members follow their sae-lens solo
+runs there as well, and a step reads nothing on the host (tests/test_engine_cohort.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 from saebench_sanity.errors import ConfigError, DataError
+from saebench_sanity.training.batched.base import accelerator_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -282,6 +286,9 @@ class CohortProgram:
 
         self.arch, self.tracks, self.training = arch, list(tracks), training
         self.device, self.dtype = device, dtype
+        #: on the CPU a host read is free, so the step reads values to skip work it can see is not
+        #: needed; elsewhere (and in tests forcing them, ``batched.base.accelerator_paths``) it never reads
+        self.host_reads = not accelerator_paths(device)
         saes = [t.member.sae for t in tracks]
         M = len(saes)
         self.transposed = tuple(getattr(arch, "transposed", ()))
@@ -384,9 +391,11 @@ class CohortProgram:
             B = x.shape[0]
             self.n_frac = [n + int(self.training.batch_size) for n in self.n_frac]  # sae-lens counts the configured size
             total = out.total.detach()
-            # on CPU a read is free: only a non-finite step pays for the bookkeeping
-            if self.device.type != "cpu" or not bool(torch.isfinite(total).all()):
-                self.saw_bad = True
+            # on CPU a read is free: only a non-finite step pays for the bookkeeping (and sets
+            # ``saw_bad``, which has failures read at once); elsewhere it runs on the device every
+            # step and is read at the next curve point
+            if not self.host_reads or not bool(torch.isfinite(total).all()):
+                self.saw_bad = self.saw_bad or self.host_reads
                 new_bad = ~torch.isfinite(total) & (self.first_bad < 0)
                 self.first_bad = torch.where(new_bad, torch.full_like(self.first_bad, step), self.first_bad)
                 self.bad_loss = torch.where(new_bad, total.to(torch.float64), self.bad_loss)
@@ -433,7 +442,7 @@ class CohortProgram:
                                 for n in self.names}
             # clip_grad_norm_ multiplies by the coefficient even when it is 1.0 (an exact no-op):
             # on CPU (reads are free) only members whose coefficient is below 1 pay for the pass
-            coef_host = coef.tolist() if self.device.type == "cpu" else None
+            coef_host = coef.tolist() if self.host_reads else None
             for n in self.names:
                 g = self.store[n].grad
                 gs = g.unbind(0)
@@ -490,7 +499,7 @@ class CohortProgram:
         with torch.no_grad():
             for pos, d0, cone in self.soft:
                 w = W[pos]
-                if self.device.type != "cpu":
+                if not self.host_reads:
                     w.copy_(cone(w, host_checks=False))
                     continue
                 cos = (w * d0).sum(-1) / w.norm(dim=-1).clamp(min=1e-30)
@@ -658,7 +667,7 @@ def train_cohort(members: list[Member], batches: Iterator[Any], training: "Train
 
     every = int(training.curve_every)
     max_total = max(t.max_steps for t in tracks)
-    sync_every_step = dev.type == "cpu"
+    sync_every_step = not accelerator_paths(dev)
     t0 = time.perf_counter()
     step = 0
     while any(c.tracks for c in cohorts) or solos:

@@ -16,6 +16,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
 
+#: Take the accelerator paths on the CPU too. Only tests set it: those paths otherwise run on a
+#: GPU only, which these machines do not have (tests/test_engine_cohort.py trains both ways).
+ACCELERATOR_PATHS = False
+
+
+def accelerator_paths(device: Any) -> bool:
+    """Whether training code on ``device`` takes the paths written for accelerators (CUDA, MPS):
+    no host read per step (on the CPU a read is free, so the CPU paths read values to skip work
+    they can see is not needed: an AuxK term with no dead latent, a clip coefficient of 1, rows
+    already inside the soft-frozen cone, a finite loss), and the dense L1-family step. Both paths
+    compute the same thing; True on any non-CPU device, and on the CPU while
+    ``ACCELERATOR_PATHS`` is set."""
+    import torch
+
+    return torch.device(device).type != "cpu" or ACCELERATOR_PATHS
+
 
 @dataclass
 class StepCtx:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from saebench_sanity.errors import ConfigError
-from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
+from saebench_sanity.training.batched.base import BatchedOut, StepCtx, accelerator_paths, copy_params_into
 from saebench_sanity.training.batched.sparse import Entries, SelectedPre, csr_mm
 
 _SUPPORTED_DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -284,7 +284,7 @@ class _DenseDecode(torch.autograd.Function):
 def sparse_capable(dtype: torch.dtype, device: torch.device) -> bool:
     """The sparse step's kernels are there and pay: CPU, float32 / float64. On a GPU, finding the
     entries (``nonzero``) reads the device every step, and the dense GEMMs are cheap there."""
-    return torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64)
+    return not accelerator_paths(device) and dtype in (torch.float32, torch.float64)
 
 
 class _DecodeAt(torch.autograd.Function):

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saebench_sanity.training.batched.base import accelerator_paths
+
 # torch warns once per process that CSR tensors are "beta"; we use them only as the index pattern
 # of sampled_addmm and sparse x dense products (checked against sae-lens's dense gradients in
 # tests/), so the warning is noise in every worker's log. Narrow filter: this message only.
@@ -40,7 +42,7 @@ def csr_mm(A: Tensor, dense: Tensor, acc: Tensor | None = None) -> Tensor:
     first) and 2-3x faster than ``A @ dense`` (which also copies a column-major result), with the
     same values in float32 and float64 (one-off measurements at one thread, products of 576 x 1152
     and 768 x 16384 SAE steps). Without MKL, torch's own kernel runs on a zeroed ``out``."""
-    if A.device.type != "cpu":
+    if accelerator_paths(A.device):
         return A @ dense if acc is None else acc.add_(A @ dense)
     if acc is not None:
         return torch.addmm(acc, A, dense.contiguous(), out=acc)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saebench_sanity.training.batched.base import BatchedOut, StepCtx, copy_params_into
+from saebench_sanity.training.batched.base import BatchedOut, StepCtx, accelerator_paths, copy_params_into
 from saebench_sanity.training.batched.sparse import LatentMajor
 from saebench_sanity.training.batched.sparse import SelectedPre as _SelectedPre
 from saebench_sanity.training.batched.sparse import SparseDecode as _SparseDecode
@@ -77,7 +77,7 @@ def _topk_exact(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     tiny k, where plain ``topk`` is used (the rule below; one-off measurements at one thread).
     Hand-written: torch has no faster exact top-k on CPU."""
     R, N = v.shape
-    if v.device.type != "cpu" or k < 16 or N < 8 * k or (R > 64 and N > 4096):
+    if accelerator_paths(v.device) or k < 16 or N < 8 * k or (R > 64 and N > 4096):
         return v.topk(k, dim=-1, sorted=False)
     c = N // (2 * k)
     n_chunks = N // c
@@ -359,7 +359,7 @@ class _TopKFamily:
             return zero
         dead = dead.to(device=score.device, dtype=torch.bool)
         k_aux0 = d_in // 2
-        if score.device.type == "cpu":  # a host read is free on CPU: skip the term like sae-lens does
+        if not accelerator_paths(score.device):  # a host read is free on CPU: skip the term like sae-lens does
             n_dead_host = dead.sum(-1).tolist()
             if max(n_dead_host) == 0:
                 return zero
