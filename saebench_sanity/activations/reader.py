@@ -142,7 +142,7 @@ class StoreReader:
         # shard's rows) and concatenated once per fill: appending each shard with ``torch.cat``
         # copied the whole growing buffer once per shard (about 5% of a real ReLU cohort's
         # training under cProfile). Same rows in the same order, same ``randperm`` calls: the
-        # batches are the same bits (tests/test_activations_reader.py compares with the previous
+        # batches are the same bits (tests/test_activations_store.py compares with the previous
         # path).
         pieces: list[Any] = []
         n_rows = 0
