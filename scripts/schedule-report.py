@@ -15,10 +15,10 @@ What the records do not hold (process start, imports, loading the language model
 worker, writing results) is left out, so the makespans are below a real run's wall time.
 The estimate is ``harness.executor.estimate_seconds``, which ``saebench run`` uses to order the
 cohorts (``longest_first``). The last line replays what ``saebench run --jobs N`` does: units
-(``harness.executor.unit_order``) of the cohorts that share a (set, seed, batch size) of a
-set that replays its streams (the set's ``replays_streams``, the attribute the executor reads; each
-unit runs on one worker, which draws the stream once), longest estimated first; a unit counts as one job (a dry worker's
-taking of a waiting cohort is not replayed).
+(``harness.executor.unit_order``) of the cohorts that share a (set, seed, batch size) of a set
+that replays its streams (the set's ``replays_streams``, the attribute the executor reads; each
+unit runs on one worker, which draws the stream once), longest estimated first; a unit counts as
+one job (a dry worker's taking of a waiting cohort is not replayed).
 """
 
 from __future__ import annotations
