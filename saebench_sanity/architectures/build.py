@@ -16,6 +16,9 @@ import dataclasses
 import math
 import typing
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +28,30 @@ from saebench_sanity.errors import ConfigError, PluginError
 RESERVED = {
     "d_in": "set by the activation set",
     "d_sae": "set by run.expansion / run.d_sae",
-    "dtype": "SAEs are trained in float32",
-    "device": "SAEs are trained on CPU",
+    "dtype": "set by run.dtype / --dtype",
+    "device": "set by run.device / --device",
     "metadata": "filled by the harness",
     "normalize_activations": "normalise activations in the activation set instead",
     "reshape_activations": "activation sets yield [batch, d_in] tensors",
     "matryoshka_widths": "use group_fractions",
 }
+
+
+#: the dtype ``make_config`` gives the sae-lens configs it builds (``init_dtype``)
+_INIT_DTYPE: ContextVar[str] = ContextVar("saebench_init_dtype", default="float32")
+
+
+@contextmanager
+def init_dtype(dtype: str) -> Iterator[None]:
+    """SAEs built inside this block (through ``make_config``: every built-in architecture) are
+    constructed by sae-lens in ``dtype`` (``"float32"`` or ``"float64"``), so their initial
+    weights are drawn and computed in it (``training.trainer.init_dtype_for`` says which a cell
+    gets). A plugin that builds its config by other means keeps its own dtype."""
+    token = _INIT_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        _INIT_DTYPE.reset(token)
 
 
 def known_params(cfg_cls: type, extra: tuple[str, ...] = ()) -> list[str]:
@@ -88,7 +108,7 @@ def make_config(arch: str, cfg_cls: type, d_in: int, d_sae: int, params: dict[st
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return cfg_cls(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu", **params)
+            return cfg_cls(d_in=d_in, d_sae=d_sae, dtype=_INIT_DTYPE.get(), device="cpu", **params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"architecture {arch!r}: invalid parameters ({exc})") from None
 
@@ -129,8 +149,9 @@ class SaeLensArchitecture:
     """Factory (``ArchitectureSpec.factory``) building sae-lens's training SAE for ``architecture``.
 
     ``SaeLensArchitecture("topk")(d_in=16, d_sae=64, seed=0, k=4)`` returns a ``TopKTrainingSAE``
-    on CPU, float32, initialised from ``seed`` without touching the caller's RNG; ``params`` are
-    any field of the sae-lens training config except ``RESERVED``. ``name`` is the registered
+    on CPU, in float32 (float64 inside ``init_dtype("float64")``), initialised from ``seed`` without
+    touching the caller's RNG; ``params`` are any field of the sae-lens training config except
+    ``RESERVED``. ``name`` is the registered
     architecture's name, used in error messages (defaults to ``architecture``).
 
     Subclass-free extension for architectures that need a parameter translated first (e.g.

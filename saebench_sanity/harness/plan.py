@@ -86,7 +86,7 @@ class Cell:
         return f"{self.set_name}/{self.arch}/{self.mode}/s{self.seed}"
 
     def key_material(self) -> dict[str, Any]:
-        material = {
+        material: dict[str, Any] = {
             "set": {"name": self.set_name, "manifest": self.set_manifest_hash},
             "architecture": {"name": self.arch, "params": self.arch_params},
             "mode": {"name": self.mode, "params": self.mode_params},
@@ -96,10 +96,20 @@ class Cell:
             "training": dataclasses.asdict(self.training),
             "dtype": self.dtype,
             "code": code_version(),
+            **self._init_material(),
         }
         if self.plugins:  # absent for built-in-only cells: their keys predate plugin versions
             material["plugins"] = [list(p) for p in self.plugins]
         return material
+
+    def _init_material(self) -> dict[str, str]:
+        """``{"init_dtype": ...}`` when the SAE is built in another dtype than float32
+        (``training.trainer.init_dtype_for``: float64 cells), else nothing, so the keys of
+        float32 and bfloat16 cells stay what they were before float64 cells were built in float64."""
+        from saebench_sanity.training.trainer import init_dtype_for
+
+        init = init_dtype_for(self.dtype)
+        return {"init_dtype": init} if init != "float32" else {}
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description stored with every result."""
@@ -107,7 +117,7 @@ class Cell:
                 "d_sae": self.d_sae, "target_l0": self.target_l0, "arch_params": self.arch_params,
                 "mode_params": self.mode_params, "training": dataclasses.asdict(self.training),
                 "set_manifest_hash": self.set_manifest_hash, "is_baseline": self.is_baseline,
-                "trains": self.trains, "dtype": self.dtype,
+                "trains": self.trains, "dtype": self.dtype, **self._init_material(),
                 **({"plugins": {d: v for d, v in self.plugins}} if self.plugins else {})}
 
 

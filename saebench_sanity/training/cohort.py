@@ -54,11 +54,11 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
             if not bool(getattr(mode_spec, "trains", True)):
                 results[i] = train_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                         arch_overrides=arch_overrides, mode_params=mode_params, training=training,
-                                        seed=seed)
+                                        seed=seed, dtype=dtype)
                 continue
             sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
                                            arch_overrides=arch_overrides, mode_params=mode_params,
-                                           training=training, seed=seed)
+                                           training=training, seed=seed, dtype=dtype)
             coefficients = sparsity_coefficients(arch_spec, sae)  # declared by the spec
         except KeyboardInterrupt:
             raise
@@ -96,7 +96,7 @@ def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activat
 def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, extra_seconds: float,
             arch_spec: Any) -> Any:
     """A member's ``TrainResult``: what ``trainer.train_cell`` does after its loop."""
-    from saebench_sanity.training.trainer import TrainResult
+    from saebench_sanity.training.trainer import TrainResult, as_saved
 
     if res.failure is not None:
         step, loss = res.failure
@@ -115,7 +115,7 @@ def _finish(member: Any, res: Any, training: "TrainingConfig", set_name: str, ex
     converged, info = member.control.result()
     info["path"] = res.path
     curves = member.control.curves
-    return TrainResult(sae=sae, steps=int(res.steps), seconds=float(res.seconds) + extra_seconds,
+    return TrainResult(sae=as_saved(sae), steps=int(res.steps), seconds=float(res.seconds) + extra_seconds,
                        loss_curve=list(curves["loss"]), mse_curve=list(curves["mse"]),
                        l0_curve=list(curves.get("l0", [])), recovery_curve=list(curves.get("recovery", [])),
                        converged=converged, convergence=info, dead_fraction=float(res.dead_fraction),

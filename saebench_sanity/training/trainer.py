@@ -37,6 +37,28 @@ if TYPE_CHECKING:  # pragma: no cover
 MODE_SEED_OFFSET = 1_000_003
 
 
+def init_dtype_for(dtype: Any) -> str:
+    """The dtype a cell's SAE is built in (``architectures.build.init_dtype``): ``"float64"`` for
+    float64 training, ``"float32"`` otherwise (bfloat16 training starts from float32 weights).
+
+    A float64 cell built in float32 started from weights that each CPU computes with its own
+    rounding (the decoder's row norms, the encoder's copy of it): two machines' float64 runs then
+    differed by float32 rounding from step 0, and a ReLU SAE's first Adam step turned that into
+    1.6e-4 of its largest weight (docs/limitations.md). Built in float64, sae-lens draws and
+    computes the initial weights in float64."""
+    return "float64" if str(dtype).removeprefix("torch.") == "float64" else "float32"
+
+
+def as_saved(sae: Any) -> Any:
+    """``sae`` in float32, the dtype every checkpoint is written in whatever the training
+    precision (a float64 cell's weights are rounded once, at the end, as they always were)."""
+    import torch
+
+    if getattr(sae, "dtype", torch.float32) == torch.float64:
+        sae.to(dtype=torch.float32)  # sae-lens's ``to`` also updates cfg.dtype
+    return sae
+
+
 @dataclass
 class TrainResult:
     """What training one cell produced.
@@ -173,10 +195,12 @@ def _sample_stats(sae: Any, sample_acts: Any, batch_size: int) -> tuple[float, f
 
 def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
                arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig",
-               seed: int) -> tuple[Any, Any, Any]:
-    """Build and prepare a cell's SAE: ``(sae, mode, sample_acts)``. No optimizer steps."""
+               seed: int, dtype: Any = "float32") -> tuple[Any, Any, Any]:
+    """Build and prepare a cell's SAE: ``(sae, mode, sample_acts)``. No optimizer steps.
+    ``dtype``: the cell's training precision; the SAE is built in ``init_dtype_for(dtype)``."""
     import torch
 
+    from saebench_sanity.architectures.build import init_dtype
     from saebench_sanity.architectures.sparsity import resolve_arch_params
 
     d_in = int(activation_set.d_in)
@@ -184,7 +208,8 @@ def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
     params = resolve_arch_params(arch_spec, target_l0, arch_overrides)
     if training.sparsity_warm_up_steps:
         params = _with_sparsity_warm_up(arch_spec, params, int(training.sparsity_warm_up_steps))
-    sae = arch_spec.build(d_in=d_in, d_sae=d_sae, seed=seed, **params)
+    with init_dtype(init_dtype_for(dtype)):
+        sae = arch_spec.build(d_in=d_in, d_sae=d_sae, seed=seed, **params)
     mode = mode_spec.build(**mode_params)
     if bool(getattr(mode_spec, "trains", True)) != bool(mode.trains):
         # the spec's flag goes into the cell's identity before any mode is built; the mode's
@@ -209,7 +234,7 @@ def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -
 
 def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
                arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
-               progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+               progress: Callable[[int, int, float], None] | None = None, dtype: Any = "float32") -> TrainResult:
     """Train one cell until the convergence rule stops it or ``training.max_steps``; return its
     ``TrainResult`` (see module docstring for seeding and the schedule).
 
@@ -223,7 +248,7 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
         # a cohort of one: the same engine, control and finishing as the harness's cohorts (the
         # engine's solo path drives sae-lens's SAETrainer for SAEs it has no batched math for)
         (result,) = train_cells([(arch_spec, mode_spec, mode_params, seed)], activation_set, d_sae=d_sae,
-                                target_l0=target_l0, arch_overrides=arch_overrides, training=training,
+                                target_l0=target_l0, arch_overrides=arch_overrides, training=training, dtype=dtype,
                                 progress=None if progress is None else
                                 (lambda i, step, total, loss: progress(step, total, loss)))
         if isinstance(result, BaseException):
@@ -231,13 +256,14 @@ def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: in
         return result
 
     sae, mode, sample = build_cell(arch_spec, mode_spec, activation_set, d_sae=d_sae, target_l0=target_l0,
-                                   arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed)
+                                   arch_overrides=arch_overrides, mode_params=mode_params, training=training, seed=seed,
+                                   dtype=dtype)
     t0 = time.perf_counter()
     arch_spec.calibrate(sae, sample, int(training.batch_size))  # e.g. BatchTopK's inference threshold
     dead, l0 = _sample_stats(sae, sample, int(training.batch_size))
     mode.check(sae)
     if progress is not None:
         progress(0, 0, math.nan)
-    return TrainResult(sae=sae, steps=0, seconds=time.perf_counter() - t0, converged=True,
+    return TrainResult(sae=as_saved(sae), steps=0, seconds=time.perf_counter() - t0, converged=True,
                        convergence={"state": "level", "rel_improvement": 0.0, "window": 0.0, "steps": 0},
                        dead_fraction=dead, l0_train=l0)
