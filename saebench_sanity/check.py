@@ -344,13 +344,12 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
 
     from saebench_sanity.activations.base import stable_hash
     from saebench_sanity.harness.plan import code_version
-    from saebench_sanity.training.trainer import init_dtype_for
+    from saebench_sanity.training.trainer import init_key_material
 
-    init = init_dtype_for(dtype)  # in the key only where it is not float32, as in harness.plan.Cell
     return stable_hash({"kind": "check-baseline", "set": set_manifest_hash, "arch": arch,
                         "arch_overrides": arch_overrides, "mode": mode, "seed": int(seed), "d_sae": int(d_sae),
                         "target_l0": target_l0, "training": dataclasses.asdict(training), "dtype": dtype,
-                        "code": code_version(), **({"init_dtype": init} if init != "float32" else {}),
+                        "code": code_version(), **init_key_material(dtype),
                         **({"plugins": [list(p) for p in plugins]} if plugins else {})})[:24]
 
 #: the mode of the provided cell (the user's SAE): no registered training mode, never trained

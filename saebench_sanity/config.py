@@ -555,7 +555,8 @@ class RunConfig:
     #: where SAEs train and are scored (``saebench_sanity.devices``): auto = CUDA, then MPS, then CPU; not part of a
     #: cell's identity (the same recipe on another device is the same cell)
     device: Annotated[StrictStr, Allowed("auto, cpu, cuda, cuda:N or mps")] = "auto"
-    #: training precision; part of a cell's identity (float64 and bfloat16 training differ materially)
+    #: training precision; part of a cell's identity (float64 and bfloat16 training differ materially); a float64
+    #: cell's SAE is also built in float64; checkpoints are saved in float32 whatever the precision
     dtype: Annotated[StrictStr, Allowed("float32, float64 or bfloat16")] = "float32"
     source: str = "<dict>"
     given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

@@ -103,13 +103,9 @@ class Cell:
         return material
 
     def _init_material(self) -> dict[str, str]:
-        """``{"init_dtype": ...}`` when the SAE is built in another dtype than float32
-        (``training.trainer.init_dtype_for``: float64 cells), else nothing, so the keys of
-        float32 and bfloat16 cells stay what they were before float64 cells were built in float64."""
-        from saebench_sanity.training.trainer import init_dtype_for
+        from saebench_sanity.training.trainer import init_key_material
 
-        init = init_dtype_for(self.dtype)
-        return {"init_dtype": init} if init != "float32" else {}
+        return init_key_material(self.dtype)
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description stored with every result."""

@@ -49,6 +49,14 @@ def init_dtype_for(dtype: Any) -> str:
     return "float64" if str(dtype).removeprefix("torch.") == "float64" else "float32"
 
 
+def init_key_material(dtype: Any) -> dict[str, str]:
+    """``{"init_dtype": ...}`` for a cell's key when its SAE is built in another dtype than
+    float32 (float64 cells), else nothing: the keys of float32 and bfloat16 cells stay what they
+    were before float64 cells were built in float64."""
+    init = init_dtype_for(dtype)
+    return {"init_dtype": init} if init != "float32" else {}
+
+
 def as_saved(sae: Any) -> Any:
     """``sae`` in float32, the dtype every checkpoint is written in whatever the training
     precision (a float64 cell's weights are rounded once, at the end, as they always were)."""
