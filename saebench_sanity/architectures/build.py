@@ -151,8 +151,8 @@ class SaeLensArchitecture:
     ``SaeLensArchitecture("topk")(d_in=16, d_sae=64, seed=0, k=4)`` returns a ``TopKTrainingSAE``
     on CPU, in float32 (float64 inside ``init_dtype("float64")``), initialised from ``seed`` without
     touching the caller's RNG; ``params`` are any field of the sae-lens training config except
-    ``RESERVED``. ``name`` is the registered
-    architecture's name, used in error messages (defaults to ``architecture``).
+    ``RESERVED``. ``name`` is the registered architecture's name, used in error messages (defaults
+    to ``architecture``).
 
     Subclass-free extension for architectures that need a parameter translated first (e.g.
     ``architectures.matryoshka``): ``config(d_in, d_sae, params)`` then ``construct(cfg, seed)``.
