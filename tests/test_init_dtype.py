@@ -91,6 +91,8 @@ CAPPED = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 CROSS_ARCHS = ("topk", "batchtopk", "matryoshka", "jumprelu", "gated")
 WORKER = """
 import sys, torch
+from saebench_sanity.training import cohort
+cohort.as_saved = lambda sae: sae  # compare the float64 weights themselves, not their float32 rounding
 from saebench_sanity.builtin.architectures import ARCHITECTURES
 from saebench_sanity.builtin.modes import MODES
 from saebench_sanity.config import TrainingConfig
@@ -106,7 +108,7 @@ for dtype in ("float32", "float64"):
     for arch in sys.argv[2].split(","):
         (r,) = train_cells([(archs[arch], trained, {}, 0)], data, d_sae=256, target_l0=6, arch_overrides={},
                            training=training, dtype=dtype)
-        out[f"{dtype}/{arch}"] = r.sae.W_dec.detach().clone()
+        out[f"{dtype}/{arch}"] = r.sae.W_dec.detach().to(torch.float64).clone()
 torch.save(out, sys.argv[1])
 """
 
@@ -115,9 +117,11 @@ torch.save(out, sys.argv[1])
 def test_float64_cells_train_the_same_bits_under_other_cpu_kernels(tmp_path):
     """Every built-in architecture but ReLU (whose training amplifies any rounding,
     docs/limitations.md): its trained cell, 400 steps in float64 under native and capped kernels
-    (each in a fresh process, its synthetic data drawn there), ends with the same saved decoder,
-    bit for bit; in float32 some differ (the control: it shows that capping changes this CPU's
-    rounding, else the comparison would prove nothing and the test skips)."""
+    (each in a fresh process, its synthetic data drawn there), ends with float64 decoders equal to
+    1e-10 of their largest weight (bit for bit on the machines this was built on); in float32 some
+    differ (the control: it shows that capping changes this CPU's rounding, else the comparison
+    would prove nothing and the test skips). SAEs built in float32 and widened started 1 float32
+    ulp (~6e-8) apart and fail this."""
     procs = {}
     for kind, extra in (("native", {}), ("capped", CAPPED)):
         env = {**os.environ, **extra, "SAEBENCH_CACHE": str(tmp_path / f"cache-{kind}")}
@@ -131,5 +135,7 @@ def test_float64_cells_train_the_same_bits_under_other_cpu_kernels(tmp_path):
     if not any(float32_differs.values()):
         pytest.skip("capping the kernels at SSE4.2 changes no float32 result on this CPU: nothing to compare")
     for arch in CROSS_ARCHS:
-        assert torch.equal(native[f"float64/{arch}"], capped[f"float64/{arch}"]), arch
+        a, b = native[f"float64/{arch}"], capped[f"float64/{arch}"]
+        rel = float((a - b).abs().max() / a.abs().max())
+        assert rel <= 1e-10, f"{arch}: float64 decoders {rel:.1e} of the largest weight apart"
 
