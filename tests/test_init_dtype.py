@@ -114,22 +114,22 @@ torch.save(out, sys.argv[1])
 
 
 @pytest.mark.slow
-def test_float64_cells_train_the_same_bits_under_other_cpu_kernels(tmp_path):
+def test_float64_cells_end_equal_under_other_cpu_kernels(tmp_path):
     """Every built-in architecture but ReLU (whose training amplifies any rounding,
     docs/limitations.md): its trained cell, 400 steps in float64 under native and capped kernels
     (each in a fresh process, its synthetic data drawn there), ends with float64 decoders equal to
     1e-10 of their largest weight (bit for bit on the machines this was built on); in float32 some
     differ (the control: it shows that capping changes this CPU's rounding, else the comparison
-    would prove nothing and the test skips). SAEs built in float32 and widened started 1 float32
-    ulp (~6e-8) apart and fail this."""
+    would prove nothing and the test skips). SAEs built in float32 and widened started up to a
+    float32 ulp apart and fail this (TopK: 8.6e-8 apart after the 400 steps)."""
     procs = {}
     for kind, extra in (("native", {}), ("capped", CAPPED)):
         env = {**os.environ, **extra, "SAEBENCH_CACHE": str(tmp_path / f"cache-{kind}")}
-        procs[kind] = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"{kind}.pt"), ",".join(CROSS_ARCHS)],
-                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(tmp_path / f"{kind}.err", "w") as err:  # a file, not a pipe: the two run at once
+            procs[kind] = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"{kind}.pt"),
+                                            ",".join(CROSS_ARCHS)], env=env, stdout=subprocess.DEVNULL, stderr=err)
     for kind, proc in procs.items():
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{kind}: {err[-2000:]}"
+        assert proc.wait(timeout=600) == 0, f"{kind}: {(tmp_path / f'{kind}.err').read_text()[-2000:]}"
     native, capped = (torch.load(tmp_path / f"{k}.pt") for k in ("native", "capped"))
     float32_differs = {a: not torch.equal(native[f"float32/{a}"], capped[f"float32/{a}"]) for a in CROSS_ARCHS}
     if not any(float32_differs.values()):
