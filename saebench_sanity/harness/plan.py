@@ -31,6 +31,7 @@ from saebench_sanity.architectures.sparsity import resolve_arch_params
 from saebench_sanity.config import RunConfig, TrainingConfig
 from saebench_sanity.errors import ConfigError, DataError
 from saebench_sanity.hookspecs import HOOKSPEC_VERSION
+from saebench_sanity.training.trainer import init_key_material
 
 #: Bump when the meaning of a stored checkpoint or result changes without the code version changing.
 STORE_FORMAT = 1
@@ -96,16 +97,11 @@ class Cell:
             "training": dataclasses.asdict(self.training),
             "dtype": self.dtype,
             "code": code_version(),
-            **self._init_material(),
+            **init_key_material(self.dtype),
         }
         if self.plugins:  # absent for built-in-only cells: their keys predate plugin versions
             material["plugins"] = [list(p) for p in self.plugins]
         return material
-
-    def _init_material(self) -> dict[str, str]:
-        from saebench_sanity.training.trainer import init_key_material
-
-        return init_key_material(self.dtype)
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description stored with every result."""
@@ -113,7 +109,7 @@ class Cell:
                 "d_sae": self.d_sae, "target_l0": self.target_l0, "arch_params": self.arch_params,
                 "mode_params": self.mode_params, "training": dataclasses.asdict(self.training),
                 "set_manifest_hash": self.set_manifest_hash, "is_baseline": self.is_baseline,
-                "trains": self.trains, "dtype": self.dtype, **self._init_material(),
+                "trains": self.trains, "dtype": self.dtype, **init_key_material(self.dtype),
                 **({"plugins": {d: v for d, v in self.plugins}} if self.plugins else {})}
 
 
