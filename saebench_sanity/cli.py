@@ -306,11 +306,17 @@ def with_device(cfg, device: str | None, dtype: str | None):
         check_device_name(device, "--device")
     if dtype is not None:
         check_dtype_name(dtype, "--dtype")
-    if device is not None or dtype is not None:
-        cfg = dataclasses.replace(cfg, device=device if device is not None else cfg.device,
-                                  dtype=dtype if dtype is not None else cfg.dtype)
-    option = "--device" if device is not None else "run.device"
-    resolve_dtype(cfg.dtype, resolve_device(cfg.device, option), "--dtype" if dtype is not None else "run.dtype")
+    if dtype is not None:  # every set of this run trains in it: a set's own training_dtype gives way too
+        overrides = {name: {k: v for k, v in table.items() if k != "training_dtype"}
+                     for name, table in cfg.set_overrides.items()}
+        cfg = dataclasses.replace(cfg, dtype=dtype, set_overrides=overrides)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    resolved = resolve_device(cfg.device, "--device" if device is not None else "run.device")
+    resolve_dtype(cfg.dtype, resolved, "--dtype" if dtype is not None else "run.dtype")
+    for name in cfg.sets:
+        if cfg.dtype_for(name) != cfg.dtype:
+            resolve_dtype(cfg.dtype_for(name), resolved, f"sets.{name}.training_dtype")
     return cfg
 
 

@@ -427,6 +427,9 @@ class _SetTableBase(BaseModel):
     target_l0: Annotated[Optional[int], IntIn(1, MAX_D_SAE, optional=True)] = None
     #: parameters passed to the set's factory (checked against the set's parameter model)
     params: Annotated[dict[StrictStr, Any], Allowed("a table of key = value pairs")] = {}
+    #: training precision of this set's cells (beats run.dtype; --dtype beats both); part of a cell's identity
+    training_dtype: Annotated[Optional[Literal["float32", "float64", "bfloat16"]],
+                              Allowed("float32, float64 or bfloat16")] = None
     #: [sets.NAME.architectures.ARCH]: architecture parameters and training keys (max_steps, lr, ...) for this set and architecture only
     architectures: Annotated[dict[StrictStr, dict[StrictStr, Any]],
                              Allowed("[sets.NAME.architectures.ARCH] tables of key = value pairs")] = {}
@@ -592,6 +595,12 @@ class RunConfig:
             names = {"max_steps": "steps"} if "steps" in self.set_overrides.get(set_name, {}) else None
             raise one_line(exc, where + ".", SetTable.model_fields, table, names) from None
 
+    def dtype_for(self, set_name: str) -> str:
+        """Training precision of ``set_name``'s cells: ``[sets.NAME] training_dtype``, else ``run.dtype``
+        (``saebench run --dtype`` replaces both, see ``cli.with_device``)."""
+        own = self.set_overrides.get(set_name, {}).get("training_dtype")
+        return str(own) if own is not None else self.dtype
+
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None,
                      arch: str | None = None) -> TrainingConfig:
         """Training budget for a set (and, with ``arch``, for that architecture's cells of it): run
@@ -681,7 +690,7 @@ class RunConfig:
     def check_memory(self, set_name: str, d_in: int, d_sae: int, batch_size: int) -> None:
         """ConfigError when training one cohort of ``set_name`` needs more than this machine's RAM
         (:func:`cohort_bytes`); a size typo (``d_sae = 100000000``) is refused before anything runs."""
-        need = cohort_bytes(d_in, d_sae, batch_size, len(self.modes) * len(self.seeds), self.dtype)
+        need = cohort_bytes(d_in, d_sae, batch_size, len(self.modes) * len(self.seeds), self.dtype_for(set_name))
         have = physical_memory()
         if have and need > have:
             raise ConfigError(f"sets.{set_name}: d_sae = {d_sae} with d_in = {d_in} needs about {need / 2**30:,.1f} GB to train "

@@ -465,7 +465,7 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
             num_features=self.n_features, hidden_dim=self.d_in, firing_probability=firing,
             hierarchy=hierarchy, orthogonalization=None, correlation=correlation,
             std_firing_magnitudes=self.std_magnitude, mean_firing_magnitudes=self.mean_magnitude,
-            bias=self.bias if self.bias > 0 else False, dtype="float32", seed=self.seed,
+            bias=self.bias if self.bias > 0 else False, dtype="float64", seed=self.seed,
         )
 
     @cached_property
@@ -479,8 +479,14 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
         # initialiser as SyntheticModel._create_feature_dict with OrthogonalizationConfig().
         # The orthogonalisation is 200 Adam steps on a tiny matrix: one thread is ~10x faster
         # than two contended ones, so it runs single-threaded.
-        threads = torch.get_num_threads()
+        # Everything is drawn in float64 (the config's dtype, and the dictionary under a float64
+        # default dtype, since FeatureDictionary draws with the default): torch's float32 normal
+        # sampler has a vectorised path whose values depend on the CPU's instruction set (measured
+        # here: the same seed's 48 x 32 dictionary 1.8e-6 apart under AVX-512 and SSE4.2 kernels),
+        # while its float64 sampler is scalar code, so the sets' data are the same on any CPU.
+        threads, default_dtype = torch.get_num_threads(), torch.get_default_dtype()
         torch.set_num_threads(1)
+        torch.set_default_dtype(torch.float64)
         try:
             feature_dict = FeatureDictionary(
                 num_features=cfg.num_features, hidden_dim=cfg.hidden_dim, bias=cfg.bias,
@@ -489,6 +495,7 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
             )
         finally:
             torch.set_num_threads(threads)
+            torch.set_default_dtype(default_dtype)
         try:
             return SyntheticModel(cfg, feature_dict=feature_dict)
         except ValueError as exc:
@@ -522,7 +529,9 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
 
     @property
     def features(self) -> "torch.Tensor":
-        return self._model.feature_dict.feature_vectors.detach().to("cpu", copy=True)
+        import torch
+
+        return self._model.feature_dict.feature_vectors.detach().to("cpu", torch.float32, copy=True)
 
     @property
     def firing_probabilities(self) -> "torch.Tensor":

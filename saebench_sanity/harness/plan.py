@@ -231,6 +231,6 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
                                 target_l0=target_l0, arch_params=arch_params, arch_overrides=overrides,
                                 mode_params=mode_params, training=training, set_manifest_hash=manifest,
                                 is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains),
-                                dtype=cfg.dtype, plugins=plugin_versions(registry, [set_spec, arch_spec, mode_spec]))
+                                dtype=cfg.dtype_for(set_name), plugins=plugin_versions(registry, [set_spec, arch_spec, mode_spec]))
                     cells.append(dataclasses.replace(cell, key=stable_hash(cell.key_material())[:24]))
     return Plan(config=cfg, cells=cells, metrics=metric_plans, sets=built)
