@@ -188,7 +188,8 @@ def test_activations_are_codes_times_dictionary(name):
 
 
 def test_sae_lens_sets_draw_what_sae_lens_synthetic_model_draws():
-    """Under the same global seed, SyntheticModel.sample gives the same activations as our stream."""
+    """Under the same global seed, SyntheticModel.sample gives the same activations as our stream
+    (sae-lens draws and mixes in the set's float64; the stream serves them as float32)."""
     s = SPECS["synth-zipf"].build(**SMALL)
     g = torch.Generator().manual_seed(99)
     seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(99)))
@@ -196,7 +197,8 @@ def test_sae_lens_sets_draw_what_sae_lens_synthetic_model_draws():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         theirs = s._model.sample(256)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    assert theirs.dtype == torch.float64 and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, theirs.to(torch.float32), atol=1e-6, rtol=1e-6)
 
 
 def test_sae_lens_set_uses_configured_firing_probabilities():
@@ -331,3 +333,48 @@ def test_identity_is_the_recipe_and_survives_another_cpus_rounding():
     m = copy.deepcopy(here._manifest)
     here.__dict__["_manifest"] = {**m, "probe_sha256": "0" * 64, "features_sha256": "1" * 64}
     assert here.manifest_hash() == SPECS["synth-zipf"].build(n_eval=512).manifest_hash()
+
+
+# -- the same data on any CPU ----------------------------------------------------------------------
+CAPPED_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+DATA_WORKER = """
+import itertools, sys, torch
+from saebench_sanity.builtin.synthetic_sets import SETS
+out = {"control": torch.randn(48, 32, generator=torch.Generator().manual_seed(0))}
+for spec in SETS:
+    s = spec.build(n_eval=512)
+    out[spec.name] = {"manifest": s.manifest_hash(), "eval": s.eval_activations(), "features": s.features,
+                      "firing": s.firing_probabilities,
+                      "train": torch.cat(list(itertools.islice(s.train_batches(256, seed=1), 4)))}
+torch.save(out, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_every_builtin_synthetic_set_draws_the_same_data_under_other_cpu_kernels(tmp_path):
+    """Each built-in synthetic set, built in fresh processes under native and SSE4.2-capped torch /
+    MKL kernels, has the same manifest and the same bits in its eval activations, training batches,
+    dictionary and firing probabilities. torch's float32 normal sampler is one of the things the
+    caps change (the control: a float32 randn of 48 x 32, 1.8e-6 apart on this machine; the test
+    skips when capping changes nothing), which is why the sae-lens sets draw in float64; before
+    they did, synth-easy's eval activations differed by 1.3e-6."""
+    import os
+    import subprocess
+    import sys
+
+    procs = {}
+    for kind, extra in (("native", {}), ("capped", CAPPED_KERNELS)):
+        env = {**os.environ, **extra, "SAEBENCH_CACHE": str(tmp_path / f"cache-{kind}")}
+        with open(tmp_path / f"{kind}.err", "w") as err:
+            procs[kind] = subprocess.Popen([sys.executable, "-c", DATA_WORKER, str(tmp_path / f"{kind}.pt")],
+                                           env=env, stdout=subprocess.DEVNULL, stderr=err)
+    for kind, proc in procs.items():
+        assert proc.wait(timeout=600) == 0, f"{kind}: {(tmp_path / f'{kind}.err').read_text()[-2000:]}"
+    native, capped = (torch.load(tmp_path / f"{k}.pt") for k in ("native", "capped"))
+    if torch.equal(native.pop("control"), capped.pop("control")):
+        pytest.skip("capping the kernels at SSE4.2 changes no float32 random draw on this CPU: nothing to compare")
+    assert set(native) == set(SPECS)
+    for name, ours in native.items():
+        assert ours["manifest"] == capped[name]["manifest"], name
+        for what in ("eval", "features", "firing", "train"):
+            assert torch.equal(ours[what], capped[name][what]), f"{name}: {what} differ across CPU kernels"

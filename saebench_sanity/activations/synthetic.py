@@ -376,6 +376,35 @@ class GeneratedActivationSet(ActivationSet):
         return f"{type(self).__name__}(name={self.name!r}, d_in={self.d_in}, n_features={self.n_features}, seed={self.seed})"
 
 
+def float64_firing(firing: Any) -> Any:
+    """``firing`` (a sae-lens ``FiringProbabilityConfig``) as a config of the same class, fields and
+    serialised form whose ``generate`` returns float64.
+
+    sae-lens computes Zipfian probabilities in float32 with ``pow``, whose vectorised kernel rounds
+    differently per CPU instruction set (synth-zipf's 512 probabilities differed in their last bit
+    under SSE4.2-capped kernels); a probability that differs moves some Bernoulli draws. Here
+    ``zipfian`` is the same formula in float64 (checked against sae-lens's to float32 precision
+    in the tests); other generators are sae-lens's own values widened (``random`` draws with
+    ``torch.rand``, the same bits on any CPU; ``constant`` is exact)."""
+    import dataclasses
+
+    cls = type(firing)
+
+    def generate(self: Any, num_features: int, seed: int | None = None) -> "torch.Tensor":
+        import torch
+
+        probs = cls.generate(self, num_features, seed=seed)  # sae-lens's values and argument checks
+        if self.generator_name() != "zipfian" or num_features == 1:
+            return probs.to(torch.float64)
+        ranks = torch.arange(1, num_features + 1, dtype=torch.float64)
+        raw = 1.0 / ranks ** float(self.exponent)
+        lo, hi = raw.min(), raw.max()
+        return float(self.min_prob) + (float(self.max_prob) - float(self.min_prob)) * (raw - lo) / (hi - lo)
+
+    wide = type(cls.__name__, (cls,), {"generate": generate, "__module__": cls.__module__})
+    return wide(**{f.name: getattr(firing, f.name) for f in dataclasses.fields(firing)})
+
+
 def _sae_lens_config_error(where: str, what: str, exc: Exception) -> ConfigError:
     return ConfigError(f"{where}: invalid {what} ({exc}); see sae_lens.synthetic for the accepted fields")
 
@@ -447,7 +476,7 @@ class SaeLensSyntheticSet(GeneratedActivationSet):
 
         w = self._where
         try:
-            firing = FiringProbabilityConfig.from_dict(self.firing)
+            firing = float64_firing(FiringProbabilityConfig.from_dict(self.firing))
         except (ValueError, TypeError, KeyError) as exc:
             raise _sae_lens_config_error(w, "firing", exc) from None
         try:
