@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=bounded_int(1, 1024), metavar="N", help="torch threads per process (default: torch's)")
     p.add_argument("--device", metavar="D", help="where SAEs train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps "
                    "(default: the config's run.device, else auto)")
-    p.add_argument("--dtype", metavar="T", help="training precision: float32, float64, bfloat16 (default: the config's run.dtype, else float32)")
+    p.add_argument("--dtype", metavar="T", help="training precision of every set: float32, float64, bfloat16 (default: each set's training_dtype, else the config's run.dtype, else float32)")
     p.add_argument("--leaderboards", metavar="DIR", help="where to write <name>.md/.csv/.json (default: OUT/leaderboards)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -306,10 +306,8 @@ def with_device(cfg, device: str | None, dtype: str | None):
         check_device_name(device, "--device")
     if dtype is not None:
         check_dtype_name(dtype, "--dtype")
-    if dtype is not None:  # every set of this run trains in it: a set's own training_dtype gives way too
-        overrides = {name: {k: v for k, v in table.items() if k != "training_dtype"}
-                     for name, table in cfg.set_overrides.items()}
-        cfg = dataclasses.replace(cfg, dtype=dtype, set_overrides=overrides)
+    if dtype is not None:  # every set of this run trains in it, whatever its own training_dtype
+        cfg = cfg.with_dtype(dtype)
     if device is not None:
         cfg = dataclasses.replace(cfg, device=device)
     resolved = resolve_device(cfg.device, "--device" if device is not None else "run.device")
@@ -413,8 +411,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from saebench_sanity.devices import check_device_name, check_dtype_name
 
-        cfg = dataclasses.replace(cfg, device=check_device_name(args.device, "--device") if args.device else cfg.device,
-                                  dtype=check_dtype_name(args.dtype, "--dtype") if args.dtype else cfg.dtype)
+        if args.dtype:
+            cfg = cfg.with_dtype(check_dtype_name(args.dtype, "--dtype"))
+        cfg = dataclasses.replace(cfg, device=check_device_name(args.device, "--device") if args.device else cfg.device)
     registry = get_registry()
     for problem in registry.problems:
         log.warning("%s", problem)

@@ -597,9 +597,16 @@ class RunConfig:
 
     def dtype_for(self, set_name: str) -> str:
         """Training precision of ``set_name``'s cells: ``[sets.NAME] training_dtype``, else ``run.dtype``
-        (``saebench run --dtype`` replaces both, see ``cli.with_device``)."""
+        (``saebench run --dtype`` replaces both: :meth:`with_dtype`)."""
         own = self.set_overrides.get(set_name, {}).get("training_dtype")
         return str(own) if own is not None else self.dtype
+
+    def with_dtype(self, dtype: str) -> "RunConfig":
+        """This config with every set training in ``dtype`` (``saebench run --dtype``): ``run.dtype``
+        replaced and each set's own ``training_dtype`` dropped."""
+        overrides = {name: {k: v for k, v in table.items() if k != "training_dtype"}
+                     for name, table in self.set_overrides.items()}
+        return dataclasses.replace(self, dtype=dtype, set_overrides=overrides)
 
     def training_for(self, set_name: str, recommended: dict[str, Any] | None = None,
                      arch: str | None = None) -> TrainingConfig:

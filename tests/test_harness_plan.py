@@ -255,3 +255,37 @@ def test_saebench_checks_baseline_key_includes_plugin_versions_only_when_there_a
     assert baseline_key(**kw) == baseline_key(**kw, plugins=())
     assert baseline_key(**kw, plugins=(("saebench-x", "1.0"),)) != baseline_key(**kw)
     assert baseline_key(**kw, plugins=(("saebench-x", "1.0"),)) != baseline_key(**kw, plugins=(("saebench-x", "1.1"),))
+
+
+def test_a_set_trains_in_its_own_dtype_and_dtype_flag_beats_it():
+    """[sets.NAME] training_dtype sets that set's cells' precision (and their keys); the others keep
+    run.dtype; `--dtype` (RunConfig.with_dtype) makes every set train in it; the default suite's
+    synthetic sets train in float64, its real set in float32."""
+    from saebench_sanity.cli import with_device
+    from saebench_sanity.registry import get_registry
+
+    data = {"run": {"sets": ["synth-easy", "study-variable-mini"], "architectures": ["topk"],
+                    "modes": ["trained", "frozen_decoder"], "seeds": [0]},
+            "sets": {"synth-easy": {"training_dtype": "float64"}}}
+    cfg = config.from_dict(data)
+    cells = build_plan(cfg, get_registry(), build_sets=False).cells
+    assert {(c.set_name, c.dtype) for c in cells} == {("synth-easy", "float64"), ("study-variable-mini", "float32")}
+    assert all(("init_dtype" in c.key_material()) == (c.dtype == "float64") for c in cells)
+    same = build_plan(config.from_dict({**data, "sets": {}}), get_registry(), build_sets=False).cells
+    assert {c.key for c in same if c.set_name == "study-variable-mini"} == {c.key for c in cells if c.set_name == "study-variable-mini"}
+    assert not {c.key for c in same} >= {c.key for c in cells if c.set_name == "synth-easy"}
+    for flag in ("float32", "float64"):
+        forced = build_plan(with_device(cfg, None, flag), get_registry(), build_sets=False).cells
+        assert {c.dtype for c in forced} == {flag}
+    assert with_device(cfg, None, None).dtype_for("synth-easy") == "float64"
+    default = config.embedded("default")
+    assert {s: default.dtype_for(s) for s in default.sets} == {
+        **{s: "float64" for s in default.sets if s != "smollm2-135m-resid12"}, "smollm2-135m-resid12": "float32"}
+
+
+def test_a_bad_training_dtype_is_one_line():
+    data = {"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]},
+            "sets": {"synth-easy": {"training_dtype": "float16"}}}
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(data)
+    assert str(info.value).startswith("sets.synth-easy.training_dtype = \"float16\": must be float32, float64 or bfloat16"), info.value
