@@ -9,9 +9,10 @@
 # are generated afresh into their own cache (SAEBENCH_CACHE) under those kernels. Cells keep their
 # identity, so each row of the new board is matched with the committed one; the last lines list
 # how many verdicts stayed and which changed (scripts/verdict-changes.py). With DTYPE (the
-# committed boards are float32) the sets are trained twice in that dtype, natively and under the
-# caps, and the two boards are compared. Real sets need their store built under the same caps
-# first (saebench activations build, same environment). Writes only under saebench-runs/.
+# committed synthetic board trains in float64, the real boards in float32; `--dtype` makes every
+# set train in DTYPE) the sets are trained twice in that dtype, natively and under the caps, and
+# the two boards are compared. Real sets need their store built under the same caps first
+# (saebench activations build, same environment). Writes only under saebench-runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sets="${1:?usage: bash scripts/other-machine-verdicts.sh SETS [FAMILY [DTYPE]]}"

@@ -70,11 +70,15 @@ def test_core_metrics_agree_with_sae_lens_eval_on_synthetic_data(easy):
     model = easy._model
     sae = topk_sae_from_dictionary(easy.features, k=3, noise=0.1, seed=1)
     n = 4096
+    import copy
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(7)
-        theirs = eval_sae_on_synthetic_data(sae, model.feature_dict, model.activation_generator, num_samples=n)
+        # the set draws in float64 (activations/synthetic.py), so sae-lens evaluates a float64 copy
+        theirs = eval_sae_on_synthetic_data(copy.deepcopy(sae).to(torch.float64), model.feature_dict,
+                                            model.activation_generator, num_samples=n)
         torch.manual_seed(7)  # the same draw of feature activations
-        x = model.feature_dict(model.activation_generator.sample(n)).detach()
+        x = model.feature_dict(model.activation_generator.sample(n)).detach().to(torch.float32)  # as the set serves them
     ctx = MetricContext(sae, easy, x, batch_size=1024)
     ours = {**reconstruction_scores(ctx), **ground_truth_scores(ctx)}
     assert ours["explained_variance"] == pytest.approx(theirs.explained_variance, abs=1e-5)
