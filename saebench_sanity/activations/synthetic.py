@@ -385,7 +385,8 @@ def float64_firing(firing: Any) -> Any:
     under SSE4.2-capped kernels); a probability that differs moves some Bernoulli draws. Here
     ``zipfian`` is the same formula in float64 (checked against sae-lens's to float32 precision
     in the tests); other generators are sae-lens's own values widened (``random`` draws with
-    ``torch.rand``, the same bits on any CPU; ``constant`` is exact)."""
+    ``torch.rand``, the same bits on any CPU; ``constant`` is exact). The class is made here, per
+    call, and never pickled: a set pickles only its parameters and rebuilds this on first use."""
     import dataclasses
 
     cls = type(firing)
