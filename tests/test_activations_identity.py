@@ -17,6 +17,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+from _kernels import CAPPED_KERNELS
 
 torch = pytest.importorskip("torch")
 
@@ -161,8 +162,7 @@ def test_another_cpus_kernels_change_the_bytes_not_the_identity_and_match_within
     process, next to this process's build."""
     base = env[0]
     a = _build(env, "a")
-    caps = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(base), "no-avx"], env={**os.environ, **caps},
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(base), "no-avx"], env={**os.environ, **CAPPED_KERNELS},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "DEFAULT"
     b = base / "no-avx" / "tiny-set"

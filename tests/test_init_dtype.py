@@ -11,11 +11,9 @@ own process, and compares the decoders.
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
+from _kernels import native_and_capped
 
 torch = pytest.importorskip("torch")
 
@@ -87,7 +85,6 @@ def test_a_float64_cell_is_saved_in_float32_and_its_key_says_how_it_was_built(da
 
 
 # -- across CPU kernels --------------------------------------------------------------------------
-CAPPED = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 CROSS_ARCHS = ("topk", "batchtopk", "matryoshka", "jumprelu", "gated")
 WORKER = """
 import sys, torch
@@ -122,15 +119,7 @@ def test_float64_cells_end_equal_under_other_cpu_kernels(tmp_path):
     differ (the control: it shows that capping changes this CPU's rounding, else the comparison
     would prove nothing and the test skips). SAEs built in float32 and widened started up to a
     float32 ulp apart and fail this (TopK: 8.6e-8 apart after the 400 steps)."""
-    procs = {}
-    for kind, extra in (("native", {}), ("capped", CAPPED)):
-        env = {**os.environ, **extra, "SAEBENCH_CACHE": str(tmp_path / f"cache-{kind}")}
-        with open(tmp_path / f"{kind}.err", "w") as err:  # a file, not a pipe: the two run at once
-            procs[kind] = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"{kind}.pt"),
-                                            ",".join(CROSS_ARCHS)], env=env, stdout=subprocess.DEVNULL, stderr=err)
-    for kind, proc in procs.items():
-        assert proc.wait(timeout=600) == 0, f"{kind}: {(tmp_path / f'{kind}.err').read_text()[-2000:]}"
-    native, capped = (torch.load(tmp_path / f"{k}.pt") for k in ("native", "capped"))
+    native, capped = native_and_capped(tmp_path, WORKER, ",".join(CROSS_ARCHS))
     float32_differs = {a: not torch.equal(native[f"float32/{a}"], capped[f"float32/{a}"]) for a in CROSS_ARCHS}
     if not any(float32_differs.values()):
         pytest.skip("capping the kernels at SSE4.2 changes no float32 result on this CPU: nothing to compare")

@@ -5,6 +5,7 @@ import itertools
 
 import pytest
 import torch
+from _kernels import CAPPED_KERNELS, native_and_capped
 
 from saebench_sanity.activations.base import GroundTruth, NEED_GROUND_TRUTH
 from saebench_sanity.activations.synthetic import SaeLensSyntheticSet, build_sae_lens_set, build_study_set
@@ -317,7 +318,7 @@ def test_identity_is_the_recipe_and_survives_another_cpus_rounding():
     code = ("import json; from saebench_sanity.registry import get_registry as g; "
             "s = g().get('activation_set', 'synth-zipf').build(n_eval=512); "
             "print(json.dumps([s.manifest_hash(), s.manifest()['probe_sha256'], s.manifest()['features_sha256']]))")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
+    env = {**os.environ, **CAPPED_KERNELS}
     capped = json.loads(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                        text=True, timeout=300).stdout.strip().splitlines()[-1])
     here = SPECS["synth-zipf"].build(n_eval=512)
@@ -336,7 +337,6 @@ def test_identity_is_the_recipe_and_survives_another_cpus_rounding():
 
 
 # -- the same data on any CPU ----------------------------------------------------------------------
-CAPPED_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 DATA_WORKER = """
 import itertools, sys, torch
 from saebench_sanity.builtin.synthetic_sets import SETS
@@ -358,19 +358,7 @@ def test_every_builtin_synthetic_set_draws_the_same_data_under_other_cpu_kernels
     caps change (the control: a float32 randn of 48 x 32, 1.8e-6 apart on this machine; the test
     skips when capping changes nothing), which is why the sae-lens sets draw in float64; before
     they did, synth-easy's eval activations differed by 1.3e-6."""
-    import os
-    import subprocess
-    import sys
-
-    procs = {}
-    for kind, extra in (("native", {}), ("capped", CAPPED_KERNELS)):
-        env = {**os.environ, **extra, "SAEBENCH_CACHE": str(tmp_path / f"cache-{kind}")}
-        with open(tmp_path / f"{kind}.err", "w") as err:
-            procs[kind] = subprocess.Popen([sys.executable, "-c", DATA_WORKER, str(tmp_path / f"{kind}.pt")],
-                                           env=env, stdout=subprocess.DEVNULL, stderr=err)
-    for kind, proc in procs.items():
-        assert proc.wait(timeout=600) == 0, f"{kind}: {(tmp_path / f'{kind}.err').read_text()[-2000:]}"
-    native, capped = (torch.load(tmp_path / f"{k}.pt") for k in ("native", "capped"))
+    native, capped = native_and_capped(tmp_path, DATA_WORKER)
     if torch.equal(native.pop("control"), capped.pop("control")):
         pytest.skip("capping the kernels at SSE4.2 changes no float32 random draw on this CPU: nothing to compare")
     assert set(native) == set(SPECS)
