@@ -609,7 +609,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
             min_effect = opts.min_effect if score_info.min_effect is None else score_info.min_effect
             v = judge(user, per_mode, score_info.direction, min_effect, opts.confidence, min_seeds=MIN_SEEDS,
                       chance=score_info.chance, target_l0=l0_target, fixed_trained=True,
-                      improves_with_training=bool(getattr(score_info, "improves_with_training", False)))
+                      improves_with_training=bool(getattr(score_info, "improves_with_training", False)),
+                      best=getattr(score_info, "best", None))
             report.rows.append({
                 "metric": spec.name, "score": score, "direction": score_info.direction, "chance": score_info.chance,
                 "sae": user.mean, "baselines": {m: {"mean": s.mean, "sd": s.sd, "n": s.n, "converged": s.converged,

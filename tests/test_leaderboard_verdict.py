@@ -361,3 +361,65 @@ def test_core_scores_declare_that_they_improve_with_training_and_interp_scores_d
     assert ("reconstruction", "explained_variance") in declared and ("ground_truth", "recovery") in declared
     assert ("reconstruction_bulk", "explained_variance") in declared and ("ground_truth", "mcc") in declared
     assert not {d for d in declared if d[0] in ("sparse_probing", "autointerp", "ravel", "loss_recovered")}
+
+
+def test_a_fails_against_a_settled_baseline_at_the_scores_best_value_stands_while_the_trained_sae_improves():
+    """ScoreInfo.best: nothing can be more than min_effect better than a baseline at the score's
+    best value, so a FAILS it supports is final even while the trained SAE still improves. A
+    baseline merely near it (interval wider than min_effect), not settled, or a row that is not a
+    FAILS keeps the plain rule (UNDERTRAINED)."""
+    from saebench_sanity.leaderboard.verdict import FAILS, L0_NOT_MATCHED, UNDERTRAINED, Stats, judge
+
+    # committed synth-zipf ReLU dead_fraction: trained 0.0176 ± 0.0034 (a seed at max_steps),
+    # frozen encoder 0 ± 0, the other baselines converged
+    trained = Stats.of([0.0156, 0.0215, 0.0156], [True, False, True], l0=6.9)
+    at_zero = Stats.of([0.0, 0.0, 0.0], l0=6.7)
+    other = Stats.of([0.044, 0.041, 0.047], l0=6.8)
+    kw = dict(target_l0=7.0)
+    assert judge(trained, {"fe": at_zero, "fd": other}, "lower", 0.01, best=0.0, **kw).label == FAILS
+    assert judge(trained, {"fe": at_zero, "fd": other}, "lower", 0.01, **kw).label == UNDERTRAINED
+    # near 0 but not within min_effect with confidence: 0.0052 ± 0.0045 over 3 seeds reaches 0.0128
+    near = Stats.of([0.0026, 0.0026, 0.0104], l0=6.7)
+    assert judge(trained, {"fe": near, "fd": other}, "lower", 0.01, best=0.0, **kw).label == UNDERTRAINED
+    # a baseline at 0 that has not converged itself is not final
+    at_zero_improving = Stats(0.0, 0.0, 3, False, 6.7)
+    assert judge(trained, {"fe": at_zero_improving, "fd": other}, "lower", 0.01, best=0.0, **kw).label == UNDERTRAINED
+    # ... nor one off the L0 target; and the trained SAE's own L0 is still checked
+    assert judge(trained, {"fe": Stats(0.0, 0.0, 3, True, 3.0), "fd": other}, "lower", 0.01, best=0.0,
+                 **kw).label == UNDERTRAINED
+    far = Stats(trained.mean, trained.sd, trained.n, False, 3.0)
+    assert judge(far, {"fe": at_zero, "fd": other}, "lower", 0.01, best=0.0, **kw).label == L0_NOT_MATCHED
+    # a higher-is-better score: a baseline at recovery 1 makes a still-improving trained SAE fail
+    t_hi = Stats.of([0.90, 0.93, 0.91], [False, True, True])
+    assert judge(t_hi, {"b": Stats.of([1.0, 1.0, 0.999])}, "higher", 0.01, best=1.0).label == FAILS
+    # a row that is not a FAILS at the current values still waits
+    t_top = Stats.of([0.999, 1.0, 1.0], [False, True, True])
+    assert judge(t_top, {"b": Stats.of([0.5, 0.52, 0.51])}, "higher", 0.01, best=1.0).label == UNDERTRAINED
+
+
+def test_declared_best_values_are_bounds_on_the_committed_records():
+    """Every built-in score that declares a best value never scores past it in the committed
+    results (a declared best beyond the attainable range would let the rule call a FAILS final
+    that training could still overturn), and only scores with a direction declare one."""
+    import json
+    from pathlib import Path
+
+    from saebench_sanity.registry import get_registry
+
+    reg = get_registry()
+    bests = {(m, s): (i.best, i.direction) for m in reg.names("metric")
+             for s, i in reg.get("metric", m).scores.items() if i.best is not None}
+    assert ("reconstruction", "dead_fraction") in bests and ("ground_truth", "recovery") in bests
+    assert all(direction is not None for _, direction in bests.values())
+    root = Path(__file__).resolve().parents[1] / "leaderboards" / "results"
+    seen = 0
+    for path in root.glob("*/results/*.json"):
+        rec = json.loads(path.read_text())
+        for key, entry in (rec.get("metrics") or {}).items():
+            for score, value in (entry.get("scores") or {}).items():
+                best, direction = bests.get((entry.get("name", key.split(":")[0]), score), (None, None))
+                if best is None or value is None:
+                    continue
+                seen += 1
+                assert (value <= best + 1e-9) if direction == "higher" else (value >= best - 1e-9), (path.name, score, value)
+    assert seen > 1000

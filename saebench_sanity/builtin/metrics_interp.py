@@ -20,9 +20,9 @@ METRICS = [
         params={"tasks": ["code_language", "name_language", "doc_topic", "city_continent"],
                 "k_values": [1, 2, 5], "ctx_len": 48, "seed": 0},
         scores={
-            "top1": ScoreInfo(direction="higher", chance=0.5, headline="sparse probing top-1", definition=_PROBE.format(k=1)),
-            "top2": ScoreInfo(direction="higher", chance=0.5, definition=_PROBE.format(k=2)),
-            "top5": ScoreInfo(direction="higher", chance=0.5, definition=_PROBE.format(k=5)),
+            "top1": ScoreInfo(direction="higher", chance=0.5, best=1.0, headline="sparse probing top-1", definition=_PROBE.format(k=1)),
+            "top2": ScoreInfo(direction="higher", chance=0.5, best=1.0, definition=_PROBE.format(k=2)),
+            "top5": ScoreInfo(direction="higher", chance=0.5, best=1.0, definition=_PROBE.format(k=5)),
             "full_probe": ScoreInfo(direction=None, chance=0.5,
                                     definition="reference: the same probe on all dims of the raw mean-pooled model activations (SAEBench llm_test_accuracy); same for every SAE"),
         },
@@ -37,7 +37,7 @@ METRICS = [
         params={"judge": "local", "judge_params": {"model": "default"}, "n_latents": 4, "n_explain": 4, "n_activating": 3,
                 "n_random": 3, "ctx_len": 16, "n_contexts": 512, "seed": 0, "detection": "auto"},
         scores={
-            "score": ScoreInfo(direction="higher", chance=0.5, headline="AutoInterp",
+            "score": ScoreInfo(direction="higher", chance=0.5, best=1.0, headline="AutoInterp",
                                definition="SAEBench/delphi detection: mean over sampled live latents of the judge's balanced accuracy "
                                           "on activating vs non-activating held-out contexts; the judge (params.judge) is part of the result identity"),
             "parse_failure_rate": ScoreInfo(direction=None, chance=None,
@@ -52,12 +52,12 @@ METRICS = [
         needs=frozenset({"model"}),
         params={"n_per_country": 4, "n_latents": 32, "n_pairs": 16, "seed": 0, "min_entities": 4},
         scores={
-            "cause": ScoreInfo(direction="higher", chance=0.0,
+            "cause": ScoreInfo(direction="higher", chance=0.0, best=1.0,
                                definition="SAEBench RAVEL cause: fraction of edits whose target-attribute answer becomes the source entity's"),
-            "isolation": ScoreInfo(direction="higher", chance=1.0,
+            "isolation": ScoreInfo(direction="higher", chance=1.0, best=1.0,
                                    definition="SAEBench RAVEL isolation: fraction of edits that leave the other attribute's answer unchanged "
                                               "(a no-op edit scores 1.0)"),
-            "score": ScoreInfo(direction="higher", chance=0.5, headline="RAVEL",
+            "score": ScoreInfo(direction="higher", chance=0.5, best=1.0, headline="RAVEL",
                                definition="mean of cause and isolation (study); floor 0.5 = an SAE whose edits do nothing "
                                           "(study: a collapsed baseline scores 0.485)"),
         },

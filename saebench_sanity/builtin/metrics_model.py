@@ -24,13 +24,13 @@ METRICS = [
                            "mean ablation puts the training split's mean activation at every position the SAE replaces, "
                            "so an SAE that outputs that constant scores 0"),
             "kl_div": ScoreInfo(
-                direction="lower", chance=None,
+                direction="lower", chance=None, best=0.0,
                 definition="mean over positions of KL(p_clean || p_sae), next-token distributions (SAEBench kl_div_with_sae)"),
             "kl_div_score": ScoreInfo(
-                direction="higher", chance=0.0,
+                direction="higher", chance=0.0, best=1.0,
                 definition="zero-ablation reference, SAEBench core kl_div_score: (KL_zero_ablation - KL_sae) / KL_zero_ablation"),
             "kl_div_score_mean_ablation": ScoreInfo(
-                direction="higher", chance=0.0,
+                direction="higher", chance=0.0, best=1.0,
                 definition="mean-ablation reference (not SAEBench): (KL_mean_ablation - KL_sae) / KL_mean_ablation"),
             "ce_clean": ScoreInfo(direction=None, definition="mean next-token CE (nats) of the unmodified model"),
             "ce_sae": ScoreInfo(direction=None, definition="mean next-token CE (nats) with the SAE reconstruction spliced in"),

@@ -13,10 +13,10 @@ import pandas as pd
 
 from saebench_sanity.io import stable_hash
 from saebench_sanity.leaderboard import verdict as V
-from saebench_sanity.leaderboard.headline import DeclaredScores, headline_of, improves_with_training_of
+from saebench_sanity.leaderboard.headline import DeclaredScores, best_of, headline_of, improves_with_training_of
 
 LONG_COLUMNS = ["set", "arch", "mode", "seed", "is_baseline", "trains", "converged", "metric", "score",
-                "value", "direction", "chance", "min_effect", "headline", "headline_priority", "improves", "order"]
+                "value", "direction", "chance", "min_effect", "headline", "headline_priority", "improves", "best", "order"]
 CELL_COLUMNS = ["set", "arch", "mode", "seed", "steps", "l0_train", "target_l0"]
 #: the score whose per-seed mean is a mode's final L0 (else the training's ``l0_train``)
 L0_SCORE = ("reconstruction", "l0")
@@ -110,7 +110,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
     recorded ``[verdict]`` table, else the defaults (a recorded ``n_sigma`` of the retired rule is
     ignored). ``declared``: the installed metrics' ``ScoreInfo`` fields
     (``Registry.declared_scores()``), read for a score whose record predates a field (its headline,
-    ``improves_with_training``); None reads the records alone."""
+    ``improves_with_training``, ``best``); None reads the records alone."""
     only = None if sets is None else set(sets)
     metric_keys = set(run.get("metric_keys") or [])
     verdict_cfg = (run.get("config") or {}).get("verdict") or {}
@@ -185,6 +185,7 @@ def from_records(run: dict[str, Any], records: list[dict[str, Any]], *, min_effe
                     "direction": info.get("direction"), "chance": info.get("chance"), "min_effect": info.get("min_effect"),
                     "headline": headline, "headline_priority": headline_priority,
                     "improves": improves_with_training_of(mname, score, info, declared),
+                    "best": best_of(mname, score, info, declared),
                     # display order: architectures and metrics as configured, scores as declared
                     "order": (arch_rank(cell["arch"]), metric_rank.get(mname, len(metric_rank)), mname,
                               score_rank.get(score, len(score_rank)), score),
@@ -258,13 +259,14 @@ def summary(col: Collected) -> pd.DataFrame:
                    if (set_name, arch, m) in training and training[(set_name, arch, m)]["target_l0"] is not None]
         target = targets[0] if targets else None
         improves = bool(first["improves"])
+        best = float(first["best"]) if first["best"] is not None and not pd.isna(first["best"]) else None
         kw: dict[str, Any] = dict(min_seeds=rule.min_seeds, chance=chance, target_l0=target, l0_tolerance=rule.l0_tolerance,
-                  improves_with_training=improves)
+                  improves_with_training=improves, best=best)
         v = V.judge(trained, base_stats, direction, min_eff, rule.confidence, **kw)
         row: dict[str, Any] = {"set": set_name, "arch": arch, "metric": metric, "score": score,
                                "direction": direction, "chance": chance, "min_effect": min_eff, "target_l0": target,
                                "headline": first["headline"] or None, "headline_priority": int(first["headline_priority"]),
-                               "improves_with_training": improves}
+                               "improves_with_training": improves, "best": best}
         for mode in col.modes:
             s = stats[mode]
             info = training.get((set_name, arch, mode), {})

@@ -44,6 +44,13 @@ def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any],
     return bool(_declared_info(declared, metric, score).get("improves_with_training", False))
 
 
+def best_of(metric: str, score: str, info: Mapping[str, Any], declared: DeclaredScores | None = None) -> float | None:
+    """A recorded score's ``best`` (the best value it can take): its recorded ``score_info``, else
+    (records written before scores declared it) the installed metric's declaration; None if none."""
+    value = info["best"] if "best" in info else _declared_info(declared, metric, score).get("best")
+    return None if value is None else float(value)
+
+
 def headline_of(metric: str, score: str, info: Mapping[str, Any],
                 declared: DeclaredScores | None = None) -> tuple[str, int]:
     """``(headline column title or "", priority)`` of a recorded score: its recorded ``score_info``,

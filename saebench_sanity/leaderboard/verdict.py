@@ -49,9 +49,14 @@ Labels, first that applies:
                       while the trained SAE is still improving (it already beats every final
                       baseline; training on widens its lead), and a FAILS supported by a baseline
                       that is still improving (L0 matched) stands when the trained SAE is settled
-                      (that baseline is already as good and only gets better). Every other
-                      combination waits: a trained SAE still improving can still overtake, a
-                      baseline still improving can still catch up;
+                      (that baseline is already as good and only gets better). And for scores
+                      that declare ``ScoreInfo.best`` (the best value the score can take: a dead
+                      fraction of 0, a recovery of 1): a FAILS supported by a settled baseline
+                      whose interval ``mean ± t(confidence; n-1) * sd/sqrt(n)`` lies within
+                      ``min_effect`` of ``best`` stands while the trained SAE still improves,
+                      since no trained value can be more than ``min_effect`` better than it.
+                      Every other combination waits: a trained SAE still improving can still
+                      overtake, a baseline still improving can still catch up;
 5. ``AT CHANCE``      the score has a chance level / floor ``c`` and the trained SAE's and every
                       baseline's one-sided-bound interval ``mean ± t(confidence; n-1) * sd/sqrt(n)``
                       lies within ``[c - m, c + m]`` (an equivalence test, TOST, per side; all sides
@@ -262,13 +267,14 @@ def _compare_all(trained: Stats, baselines: dict[str, Stats], direction: str, co
     return out
 
 
-def _side_at_chance(s: Stats, chance: float, min_effect: float, confidence: float, fixed: bool = False) -> bool:
-    """TOST equivalence of one side's mean with ``chance`` within ``min_effect``: the interval
-    ``mean ± t(confidence; n-1) * sd/sqrt(n)`` lies inside ``[chance - m, chance + m]``."""
+def _side_near(s: Stats, value: float, min_effect: float, confidence: float, fixed: bool = False) -> bool:
+    """TOST equivalence of one side's mean with ``value`` (a chance level, or the score's best)
+    within ``min_effect``: the interval ``mean ± t(confidence; n-1) * sd/sqrt(n)`` lies inside
+    ``[value - m, value + m]``."""
     half = 0.0
     if not fixed and s.n > 1 and s.sd > 0:
         half = float(sps.t.ppf(confidence, s.n - 1)) * s.sd / math.sqrt(s.n)
-    return abs(s.mean - chance) + half <= min_effect
+    return abs(s.mean - value) + half <= min_effect
 
 
 def l0_matched(l0: float | None, target: float, tolerance: float) -> bool:
@@ -278,7 +284,7 @@ def l0_matched(l0: float | None, target: float, tolerance: float) -> bool:
 def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, min_effect: float,
           confidence: float = DEFAULT_CONFIDENCE, *, min_seeds: int = MIN_SEEDS, require_converged: bool = True,
           chance: float | None = None, target_l0: float | None = None, l0_tolerance: float = L0_TOLERANCE,
-          fixed_trained: bool = False, improves_with_training: bool = False) -> Verdict:
+          fixed_trained: bool = False, improves_with_training: bool = False, best: float | None = None) -> Verdict:
     """The verdict of the trained SAE against all its baselines (module docstring).
 
     ``target_l0``: the cell's L0 target when its architecture targets one (else None: the L0 step
@@ -286,7 +292,8 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
     training budget, shown beside UNDERTRAINED). ``fixed_trained``: the trained side is one given
     SAE (``saebench check``), not seeds of a recipe. ``improves_with_training``: the score's
     ``ScoreInfo.improves_with_training`` (the exceptions for still-improving sides, module
-    docstring)."""
+    docstring). ``best``: the score's ``ScoreInfo.best``, the best value it can take (a FAILS
+    supported by a settled baseline already there is final, module docstring)."""
     if direction is None:
         return Verdict(DESCRIPTIVE)
     check_confidence(confidence)
@@ -318,9 +325,14 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
 
     unsettled = [b for b, s in baselines.items() if not settled(s)]
     trained_improving = require_converged and not trained.converged
+    # a settled baseline that Holm finds as good and that already sits at the score's best value
+    # (within min_effect, TOST): no amount of training puts the trained SAE more than min_effect
+    # ahead of it, so the FAILS it supports is final whatever the trained SAE still does
+    at_best = [] if best is None or label != FAILS else [
+        b for b in fails_vs if settled(baselines[b]) and _side_near(baselines[b], best, min_effect, confidence)]
     # a still-improving trained SAE that already beats every final baseline on a score that only
     # gets better with training keeps its BEATS (module docstring); otherwise it must converge
-    if trained_improving and not (improves_with_training and label == BEATS and not unsettled):
+    if trained_improving and not (improves_with_training and label == BEATS and not unsettled) and not at_best:
         return Verdict(UNDERTRAINED, **base)
     if target_l0 is not None and not l0_matched(trained.l0, target_l0, l0_tolerance):
         return Verdict(L0_NOT_MATCHED, **base)
@@ -338,8 +350,8 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
         at_chance_sides = [baselines[b] for b in support]
     else:
         at_chance_sides = list(baselines.values())
-    if chance is not None and _side_at_chance(trained, chance, min_effect, confidence, fixed_trained) and all(
-            _side_at_chance(b, chance, min_effect, confidence) for b in at_chance_sides):
+    if chance is not None and _side_near(trained, chance, min_effect, confidence, fixed_trained) and all(
+            _side_near(b, chance, min_effect, confidence) for b in at_chance_sides):
         return Verdict(AT_CHANCE, **base)
     return Verdict(label, **base)
 
@@ -441,7 +453,9 @@ def rule_text(rule: Rule, baselines: Sequence[str] = (), references: Sequence[st
         "supported by a settled baseline (converged, L0 matched) stands when another baseline is unsettled, and "
         "on scores that only improve with training (ScoreInfo.improves_with_training: reconstruction, recovery) "
         "a BEATS against settled baselines stands while the trained SAE still improves, and a FAILS supported "
-        "by a still-improving baseline stands against a settled trained SAE; "
+        "by a still-improving baseline stands against a settled trained SAE; and a FAILS supported by a settled "
+        "baseline already within min_effect of the score's best possible value (ScoreInfo.best: a dead fraction "
+        "of 0, a recovery of 1) stands while the trained SAE still improves, since nothing can beat it by more; "
         f"AT CHANCE (the score has a chance level or floor c and every side's mean, ± t({conf}; n-1) sd/sqrt(n), "
         "lies within min_effect of c: the metric separates nothing here); "
         "BEATS (lower_b > min_effect for every baseline: an intersection-union test, no correction needed); "

@@ -56,6 +56,12 @@ class ScoreInfo:
             ``leaderboard.verdict``). False (default): such rows wait for convergence
             (UNDERTRAINED); right for scores that training can move either way (probing,
             AutoInterp, RAVEL).
+        best: the best value the score can take at all (a bound, not a target): 0 for a dead
+            fraction or an MSE, 1 for explained variance or a recovered fraction; None when
+            there is none. The verdict rule uses it for one thing: a baseline already at ``best``
+            (within ``min_effect``, with confidence) cannot be beaten by more than
+            ``min_effect`` however long the trained SAE trains, so a FAILS it supports is final
+            (``leaderboard.verdict``).
     """
 
     direction: Direction | None = "higher"
@@ -65,11 +71,15 @@ class ScoreInfo:
     headline: str = ""
     headline_priority: int = 0
     improves_with_training: bool = False
+    best: float | None = None
 
     def __post_init__(self) -> None:
         if self.headline and self.direction is None:
             raise PluginError(f"ScoreInfo(headline={self.headline!r}) needs a direction: a descriptive score "
                               "gets no verdict, so it cannot fill a headline column")
+        if self.best is not None and self.direction is None:
+            raise PluginError(f"ScoreInfo(best={self.best!r}) needs a direction: the best value only matters to a "
+                              "verdict, and a descriptive score gets none; drop best or give a direction")
 
 
 @dataclass(frozen=True)
