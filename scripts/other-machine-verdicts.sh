@@ -12,7 +12,12 @@
 # committed synthetic board trains in float64, the real boards in float32; `--dtype` makes every
 # set train in DTYPE) the sets are trained twice in that dtype, natively and under the caps, and
 # the two boards are compared. Real sets need their store built under the same caps first
-# (saebench activations build, same environment). Writes only under saebench-runs/.
+# (saebench activations build, same environment), or, with SHARED_STORE=1, the store this machine
+# built: its cache (stores, model and judge files; $SAEBENCH_CACHE or ~/.cache/saebench-sanity) is
+# copied into the run's cache first, as when the store travels with the board, and everything else
+# (training, every metric's model passes) runs under the caps:
+#   SHARED_STORE=1 bash scripts/other-machine-verdicts.sh smollm2-135m-resid12 real
+# Writes only under saebench-runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sets="${1:?usage: bash scripts/other-machine-verdicts.sh SETS [FAMILY [DTYPE]]}"
@@ -22,6 +27,9 @@ caps=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2)
 
 regenerate() {  # regenerate OUT [ENV...]: run the sets into OUT (its own cache) and build the family's board
   local out="$1"; shift
+  if [[ -n "${SHARED_STORE:-}" && ! -d "$out/cache" ]]; then
+    mkdir -p "$out" && cp -r "${SAEBENCH_CACHE:-$HOME/.cache/saebench-sanity}" "$out/cache"
+  fi
   env "$@" SAEBENCH_CACHE="$PWD/$out/cache" saebench run --sets "$sets" --jobs 2 --out "$out" --no-plots \
     --leaderboards "$out/leaderboards" ${dtype:+--dtype "$dtype"}
   saebench leaderboard --results "$out" --out "$out/leaderboards" --family "$family" --no-plots

@@ -31,6 +31,44 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def oversubscription(processes: int, threads: int, *, cores: int | None = None,
+                     load: float | None = None) -> str | None:
+    """A one-line warning when this run's ``processes`` x ``threads`` torch threads plus the
+    machine's current load (1-minute load average) ask for more cores than this process may use;
+    None otherwise (and where the platform reports no load average).
+
+    Torch's CPU threads wait for each other at every parallel region, so one that shares a core
+    with a busy process stalls the rest: beside two busy processes on 2 cores, a synth-zipf TopK
+    cohort trained in 274 s wall (264 s of CPU) at 2 threads against 153 s (94 s) at one
+    (``bash scripts/busy-threads.sh``). The run does not lower its threads on its own: a float32
+    result can differ in its last bits between thread counts (recorded per cell), so the count
+    stays the user's choice."""
+    cores = default_jobs() if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
+            return None
+    asked = processes * threads
+    if threads <= 1 or load + asked <= cores + 0.5:
+        return None
+    return (f"this run starts {processes} process(es) x {threads} torch threads on {cores} core(s) while the "
+            f"machine's load is already {load:.1f}: torch threads that wait for a busy core slow training "
+            f"(measured: 1.8x); pass --threads 1 (or fewer --jobs) while other work runs")
+
+
+def local_oversubscription(jobs: int | None) -> str | None:
+    """:func:`oversubscription` of the local executor: one process at torch's thread count
+    (``--threads``) for ``jobs == 1``, else ``jobs`` workers of ``cores // jobs`` threads each
+    (``jobs`` None: one per core)."""
+    import torch
+
+    cores = default_jobs()
+    jobs = jobs or cores
+    threads = torch.get_num_threads() if jobs == 1 else max(1, cores // jobs)
+    return oversubscription(jobs, threads, cores=cores)
+
+
 class Executor:
     """Base class of executors; :meth:`run` is the whole contract."""
 

@@ -1,0 +1,56 @@
+"""The warning when a run's torch threads and the machine's load ask for more cores than there are
+(``executors.base.oversubscription``): shown, one line, and the run goes on; never for
+single-thread processes or an idle machine."""
+
+import logging
+
+import pytest
+
+from saebench_sanity.executors import base
+
+
+def test_a_multithreaded_process_beside_busy_cores_is_warned_about():
+    note = base.oversubscription(1, 2, cores=2, load=1.9)
+    assert note is not None and "--threads 1" in note and "\n" not in note
+    assert "1 process(es) x 2 torch threads on 2 core(s)" in note and "load is already 1.9" in note
+
+
+@pytest.mark.parametrize("processes,threads,cores,load", [
+    (1, 2, 2, 0.0),    # an idle machine: torch's threads have their cores
+    (1, 2, 2, 0.4),    # within half a core of the rest of the machine
+    (2, 1, 2, 6.0),    # one thread per process: the OS shares cores fairly, nothing stalls a sibling thread
+    (1, 4, 8, 3.0),    # enough cores for both
+])
+def test_no_warning_where_the_threads_have_their_cores(processes, threads, cores, load):
+    assert base.oversubscription(processes, threads, cores=cores, load=load) is None
+
+
+def test_the_local_executor_counts_torch_threads_for_one_job_and_cores_over_jobs_for_a_pool(monkeypatch):
+    import torch
+
+    seen = []
+    monkeypatch.setattr(base, "default_jobs", lambda: 4)
+    monkeypatch.setattr(base, "oversubscription", lambda p, t, cores: seen.append((p, t, cores)))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    base.local_oversubscription(1)
+    base.local_oversubscription(2)
+    base.local_oversubscription(None)
+    assert seen == [(1, 3, 4), (2, 2, 4), (4, 1, 4)]
+
+
+def test_the_cli_logs_it_as_a_warning(monkeypatch, caplog):
+    import torch
+
+    from saebench_sanity import cli
+
+    monkeypatch.setattr(base, "default_jobs", lambda: 2)
+    monkeypatch.setattr(base.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    with caplog.at_level(logging.WARNING, logger="saebench_sanity.cli"):
+        cli.warn_oversubscription(1)
+    assert [r.getMessage() for r in caplog.records if "--threads 1" in r.getMessage()]
+    caplog.clear()
+    monkeypatch.setattr(base.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    with caplog.at_level(logging.WARNING, logger="saebench_sanity.cli"):
+        cli.warn_oversubscription(1)
+    assert not caplog.records
