@@ -8,7 +8,10 @@ Checked: ``run.json``; every result record (parses, is a JSON object of a record
 under its own cell key, matches its ``sha256``, was computed from the checkpoint now stored);
 every checkpoint (a ``COMPLETE`` marker whose listed files exist and match their hashes; legacy
 checkpoints: the files exist and parse); the planned cells of ``run.json`` that have no usable
-record. Records and checkpoints written before hashes existed are accepted when they parse.
+record. Records and checkpoints written before hashes existed are accepted when they parse. A
+note names each stored set whose records came from more than one build of it (``data_sha256``:
+the same recipe, other bytes, e.g. two machines' harvests): not damage, but one board from two
+builds.
 
 Exit codes: 0 every file is intact and every planned cell has a record with every planned
 metric; 1 at least one damaged or inconsistent file (one ``problem:`` line each on stdout); 3 no
@@ -37,6 +40,22 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
+def build_notes(records: list[dict[str, Any]]) -> list[str]:
+    """One note per set whose records carry more than one ``data_sha256`` (records of one cell
+    may carry two: trained on one build, scored on another)."""
+    from saebench_sanity.harness.run import recorded_data
+
+    builds: dict[str, dict[str, int]] = {}
+    for rec in records:
+        name = str((rec.get("cell") or {}).get("set"))
+        for digest in recorded_data(rec):
+            builds.setdefault(name, {})[digest] = builds.setdefault(name, {}).get(digest, 0) + 1
+    return [f"set {name!r}: its records came from {len(seen)} builds of it (data sha256 "
+            + ", ".join(f"{d[:12]} in {n}" for d, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
+            + "): numbers from different bytes of one recipe; `saebench run --force` on one store redoes them"
+            for name, seen in sorted(builds.items()) if len(seen) > 1]
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -52,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     busy = held_by(root / RUN_LOCK)
     if busy is not None:
         report.notes.insert(0, f"a run is writing here now ({describe(busy)}): files may change while they are read")
+    report.notes.extend(build_notes(report.records))
     labels, unscored = report.missing, []
     if report.run is not None:  # named set/arch/mode/seed where run.json's config allows
         from saebench_sanity.leaderboard.inputs import missing_cells, missing_metrics

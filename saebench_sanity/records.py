@@ -74,6 +74,7 @@ class TrainingSummary(_Open):
     final_loss: float | None = None
     device: str | None = None
     dtype: str | None = None
+    data_sha256: str | None = None
 
 
 class MetricEntry(_Open):
@@ -93,6 +94,7 @@ class MetricEntry(_Open):
     seconds: float | None = None
     device: str | None = None
     dtype: str | None = None
+    data_sha256: str | None = None
 
 
 class ResultRecord(_Open):

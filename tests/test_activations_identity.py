@@ -64,6 +64,7 @@ def _jitter(acts):
 def test_same_machine_same_inputs_give_identical_bytes(env):
     a, b = _build(env, "a"), _build(env, "b")
     assert _shard_hashes(a) == _shard_hashes(b)
+    assert st.content_hash(a) == st.content_hash(b)  # the same build: results say so (data_sha256)
     assert st.read_manifest(a)["fingerprint"] == st.read_manifest(b)["fingerprint"]
     assert fp.compare(st.fingerprint(a), st.fingerprint(b), rtol=0.0) == []
 
@@ -74,6 +75,7 @@ def test_bytes_perturbed_by_1e7_keep_the_identity_and_match_the_fingerprint(env,
     b = _build(env, "jitter")
     assert all(x != y for x, y in zip(_shard_hashes(a), _shard_hashes(b)))  # every shard's bytes differ
     assert st.identity_hash(a) == st.identity_hash(b)
+    assert st.content_hash(a) != st.content_hash(b)  # another build of the recipe: its results say which
     ma, mb = st.read_manifest(a), st.read_manifest(b)
     assert ma["normalization"]["scaling_factor"] != mb["normalization"]["scaling_factor"]  # floats differ...
     assert st.identity(ma) == st.identity(mb)  # ...the recipe does not
@@ -87,6 +89,7 @@ def test_bytes_perturbed_by_1e7_keep_the_identity_and_match_the_fingerprint(env,
                                            "n_eval_contexts", "contexts_per_shard", "batch_size")}
     sa, sb = (RealActivationSet("tiny-set", root=base / r, model_bundle=bundle, **params) for r in ("a", "jitter"))
     assert sa.normalizer.scale != sb.normalizer.scale and sa.manifest_hash() == sb.manifest_hash()
+    assert (sa.content_sha256, sb.content_sha256) == (st.content_hash(a), st.content_hash(b))
 
 
 def test_scaled_activations_fail_the_fingerprint_with_one_line_per_statistic_group(env, monkeypatch):

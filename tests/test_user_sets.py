@@ -271,3 +271,51 @@ exclude_massive = true
     [legacy] = [s for s in user_set_specs() if s.name == "legacy"]
     assert "massive_norm_ratio" not in legacy.params
     assert "massive_norm_ratio" not in declare_user_set("legacy", recipe).params  # the same recipe: accepted, as it was
+
+
+def test_results_say_which_build_of_a_set_they_came_from_and_a_resume_on_another_build_says_so(
+        local, cache, tmp_path, monkeypatch, caplog):
+    """Every record of a stored set carries ``data_sha256`` (the store's content hash) in its
+    training summary and metric entries. Rebuilt with bytes a few ulps apart (another machine's
+    harvest: same recipe, so the same cell keys), a resumed run reuses the stored results, trains
+    the new cell on the new build and warns, in one line, that the board mixes two builds;
+    ``saebench verify`` names both. ``--force`` redoes them without the warning."""
+    import logging
+
+    from saebench_sanity.activations import store as st
+    from saebench_sanity.models import hook_points
+
+    toml = _run_toml(local, tmp_path, modes=["trained"], metrics=["reconstruction"])
+    assert main(["run", "--config", str(toml), "--jobs", "1", "--quiet", "--no-plots"]) == 0
+    store_path = cache / "activations" / "cfgset"
+    first = st.content_hash(store_path)
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "out" / "results").glob("*.json")]
+    assert record["training"]["data_sha256"] == first
+    assert [m["data_sha256"] for m in record["metrics"].values() if m["status"] == "ok"] == [first]
+
+    real = hook_points.record
+    monkeypatch.setattr(hook_points, "record", lambda *a, **k: real(*a, **k) * (1 + 3e-7))
+    assert main(["activations", "rm", "cfgset"]) == 0  # the next run builds it again, a few ulps apart
+    toml.write_text(toml.read_text().replace('modes = ["trained"]', 'modes = ["trained", "frozen_decoder"]'))
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "--config", str(toml), "--jobs", "1", "--no-plots"]) == 0
+    second = st.content_hash(store_path)
+    assert second != first
+    notes = [r.getMessage() for r in caplog.records if "another build" in r.getMessage()]
+    assert len(notes) == 1 and "1 of the 2 stored results of set 'cfgset'" in notes[0]
+    assert first[:12] in notes[0] and second[:12] in notes[0] and "\n" not in notes[0]
+    data = {json.loads(p.read_text())["cell"]["mode"]: json.loads(p.read_text())["training"]["data_sha256"]
+            for p in (tmp_path / "out" / "results").glob("*.json")}
+    assert data == {"trained": first, "frozen_decoder": second}
+
+    from saebench_sanity.cli_verify import build_notes
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "results").glob("*.json")]
+    (note,) = build_notes(records)
+    assert "'cfgset'" in note and "2 builds" in note and first[:12] in note and second[:12] in note
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", "--config", str(toml), "--jobs", "1", "--no-plots", "--force"]) == 0
+    assert not [r for r in caplog.records if "another build" in r.getMessage()]
+    assert {json.loads(p.read_text())["training"]["data_sha256"]
+            for p in (tmp_path / "out" / "results").glob("*.json")} == {second}

@@ -18,7 +18,8 @@ from typing import Any
 
 from saebench_sanity.activations.base import NEED_MODEL, ActivationSet
 from saebench_sanity.activations.reader import Normalizer, StoreReader
-from saebench_sanity.activations.store import StoreConfig, build_store, identity_hash, is_complete, model_identity, store_dir
+from saebench_sanity.activations.store import (StoreConfig, build_store, content_hash_of, identity_hash, is_complete,
+                                               model_identity, store_dir)
 from saebench_sanity.errors import DataError
 
 _MODELS: dict[tuple, tuple[Any, Any, dict[str, Any]]] = {}
@@ -240,6 +241,21 @@ class RealActivationSet(ActivationSet):
                 # only when on, so the keys of every set that serves all rows stay as they were
                 **({"exclude_massive": True} if self.exclude_massive else {})}
 
+    @property
+    def stored_content_sha256(self) -> str | None:
+        """``content_sha256`` when the store is built, else None (never starts a build)."""
+        if "reader" in self.__dict__:
+            return self.content_sha256
+        from saebench_sanity.activations.store import content_hash
+
+        return content_hash(self.path) if is_complete(self.path) else None
+
+    @property
+    def content_sha256(self) -> str:
+        """The bytes this set serves (``store.content_hash``): recorded with every result as
+        ``data_sha256``; another machine's build of the same recipe differs here only."""
+        return content_hash_of(self.reader.manifest)
+
     def train_batches(self, batch_size: int, seed: int) -> Iterator[Any]:
         return self.reader.iter_batches(batch_size, seed, buffer_rows=self.buffer_rows, normalize=self.normalize,
                                         exclude_massive=self.exclude_massive)
@@ -390,8 +406,9 @@ def declare_user_set(name: str, recipe: dict[str, Any], root: str | Path | None 
     safe_name("activation set name", name)
     folder = store_dir(root if root is not None else store_root(), name)
     path = folder / USER_SET_FILE
-    if registry is not None and name in registry.items["activation_set"] and not path.is_file():
-        existing = registry.items["activation_set"][name]
+    existing = registry.items["activation_set"].get(name) if registry is not None else None
+    # a user set this process registered earlier and `activations rm` deleted since is no plugin's
+    if existing is not None and getattr(existing, "plugin", None) != "user-sets" and not path.is_file():
         raise ConfigError(f"activation set name {name!r} is registered by plugin {getattr(existing, 'plugin', '?')!r}; "
                           "give your set another name")
     # the name is bound once a build started (its plan is written after the model, hook point and

@@ -47,6 +47,11 @@ verify integrity on the machine that built the store (bit for bit), and the fing
 anywhere within a stated tolerance (``saebench activations verify NAME --against FILE``).
 Library versions are provenance: recorded, never hashed.
 
+Content (``content_hash``): the hash of the shard file sha256s, i.e. of the bytes the set serves.
+Two builds of one recipe on different machines share the identity and differ here. Results record
+it (``data_sha256``), so a results folder can say which build its numbers came from, and a run
+that would mix two builds in one board says so.
+
 Integrity when reading (``reader``): a shard's bytes are read once, hashed, compared with the
 manifest and only then parsed from those same bytes, so a flipped byte or a truncated file is a
 ``DataError`` and never data. Hashing costs ~1 s/GB, small next to training on the rows.
@@ -568,6 +573,23 @@ def identity_hash(path: str | Path) -> str:
     """The store's identity: ``stable_hash(identity(manifest))``, equal for the same recipe on
     any machine or install. It keys every cell trained on the set."""
     return stable_hash(identity(read_manifest(path)))
+
+
+#: Version of the content hash's definition.
+CONTENT_FORMAT = "saebench-activations-content/1"
+
+
+def content_hash(path: str | Path) -> str:
+    """The bytes the set serves: ``stable_hash`` of the train and eval shard files' sha256s (from
+    the manifest, so nothing is re-read). Equal for the same build; another machine's build of
+    the same recipe (same ``identity_hash``) differs in its float bytes and so here."""
+    return content_hash_of(read_manifest(path))
+
+
+def content_hash_of(manifest: dict[str, Any]) -> str:
+    """:func:`content_hash` of a manifest already read."""
+    return stable_hash({"content_format": CONTENT_FORMAT, "shards": [e["sha256"] for e in manifest["shards"]],
+                        "eval_shard": manifest["eval_shard"]["sha256"]})
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:

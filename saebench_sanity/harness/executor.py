@@ -99,21 +99,31 @@ def score_infos(registry: Any, name: str) -> dict[str, dict[str, Any]]:
 
 def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     keep = ("steps", "seconds", "converged", "convergence", "dead_fraction", "l0_train", "final_loss")
-    # where, in what precision and on how many torch threads it trained: recorded since device
-    # selection (threads: since a float32 run was found to round differently at 1 and 2 threads);
+    # where, in what precision, on how many torch threads and on which bytes of a stored set it
+    # trained: recorded since device selection (threads: since a float32 run was found to round
+    # differently at 1 and 2 threads; data: since cells keep their key across builds of a set);
     # older checkpoints lack them, and leaving them out keeps their cached records unchanged
-    return {**{k: info.get(k) for k in keep}, **{k: info[k] for k in ("device", "dtype", "threads") if k in info}}
+    return {**{k: info.get(k) for k in keep},
+            **{k: info[k] for k in ("device", "dtype", "threads", "data_sha256") if k in info}}
 
 
-def _train_info(cell: Cell, result: Any, device: str = "cpu") -> dict[str, Any]:
+def data_sha256(aset: Any) -> dict[str, str]:
+    """``{"data_sha256": ...}``: the bytes a stored set serves (``content_sha256``: a real set's
+    shard hashes), for a record to say which build of the set its numbers came from; empty for
+    sets that are generated (the same bits on any CPU: tests/test_synthetic_sets.py)."""
+    value = getattr(aset, "content_sha256", None)
+    return {"data_sha256": str(value)} if value else {}
+
+
+def _train_info(cell: Cell, result: Any, device: str = "cpu", aset: Any = None) -> dict[str, Any]:
     """The checkpoint's ``train.json`` for one trained cell (``result``: a ``TrainResult``;
-    ``device``: the resolved device it trained on)."""
+    ``device``: the resolved device it trained on; ``aset``: the set it trained on)."""
     import torch
 
     loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
     return {
         "key": cell.key, "cell": cell.identity(), "code": code_version(), "device": str(device), "dtype": cell.dtype,
-        "threads": int(torch.get_num_threads()),
+        "threads": int(torch.get_num_threads()), **data_sha256(aset),
         "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
         "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
         "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
@@ -259,7 +269,7 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
         if isinstance(result, BaseException):  # this member failed (diverged); the others are saved
             infos[cell.key] = {"error": result}
             continue
-        info = _train_info(cell, result, device)
+        info = _train_info(cell, result, device, aset)
         reporter.phase(cell, "saving")
         # the set's normalization is folded into the saved weights: checkpoints take raw activations
         # write_checkpoint calls the function at once, so it may read this iteration's cell and result
@@ -378,7 +388,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
                 if ctx is None:
                     ctx = cell_context(cell, aset, eval_acts, store, registry, device=device, metric_cache=metric_cache,
                                        sae=sae)
-                entry.update(device=ctx.device, dtype=ctx.dtype)
+                entry.update(device=ctx.device, dtype=ctx.dtype, **data_sha256(aset))
                 if mp.key in batch:  # scored with its cohort: this cell's share of that call's seconds
                     item, shared = batch[mp.key]
                     entry["batched"] = True

@@ -9,6 +9,7 @@ with ``saebench_sanity.leaderboard`` themselves.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,8 @@ from saebench_sanity.harness.plan import Plan, build_plan
 from saebench_sanity.locks import run_lock
 from saebench_sanity.paths import safe_name
 from saebench_sanity.results import ResultStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,12 +77,50 @@ def run(cfg: RunConfig, registry: Any = None, *, out: str | None = None, force: 
         plan = build_plan(cfg, registry, metrics=metrics)
         store = ResultStore(cfg.output_dir)
         store.heal(plan.cell_keys)  # damaged records/checkpoints of this plan go to quarantine/ and are redone
+        if not force:
+            for note in other_builds(plan, store):
+                logger.warning("%s", note)
         outcomes = execute(plan, store, registry, force=force, reporter=reporter, jobs=jobs, executor=executor,
                            address=address)
         result = RunResult(plan=plan, store=store, outcomes=outcomes)
         if then is not None:
             then(result)
         return result
+
+
+def recorded_data(record: dict[str, Any] | None) -> set[str]:
+    """The ``data_sha256`` values a stored record carries (its training's and its metrics')."""
+    if not record:
+        return set()
+    found = {(record.get("training") or {}).get("data_sha256")}
+    found |= {entry.get("data_sha256") for entry in (record.get("metrics") or {}).values() if isinstance(entry, dict)}
+    return {str(v) for v in found if v}
+
+
+def other_builds(plan: Any, store: Any) -> list[str]:
+    """One line per stored set of ``plan`` whose results already in ``store`` came, in part, from
+    another build of it: a cell keeps its key across builds of one recipe (the set's identity),
+    but its numbers are those of the bytes it saw (``data_sha256``, ``store.content_hash``).
+    Resuming reuses them and trains or scores the rest on this machine's build, so a board would
+    mix two builds; the note names both and the two ways out. Sets not built yet, generated sets
+    and records from before ``data_sha256`` are not judged."""
+    notes = []
+    for name, aset in plan.sets.items():
+        current = getattr(aset, "stored_content_sha256", None)
+        if not current:
+            continue
+        keys = [c.key for c in plan.cells if c.set_name == name]
+        other: dict[str, int] = {}
+        for key in keys:
+            for digest in recorded_data(store.load_result(key)) - {current}:
+                other[digest] = other.get(digest, 0) + 1
+        if other:
+            digest, n = max(other.items(), key=lambda kv: kv[1])
+            notes.append(f"{n} of the {len(keys)} stored results of set {name!r} in {store.root} came from another build of "
+                         f"it (data sha256 {digest[:12]}; this machine's store: {current[:12]}); they are reused and the rest "
+                         "is trained and scored on this store, so the board mixes two builds: to reproduce those results, "
+                         "copy that build's store into this machine's cache; to redo them here, pass --force")
+    return notes
 
 
 def sets_of_family(registry: Any, family: str) -> list[str]:
