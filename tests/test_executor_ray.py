@@ -331,3 +331,51 @@ def test_a_cluster_joined_with_address_gives_the_local_results(local_reference, 
         except subprocess.TimeoutExpired:
             head.kill()
             head.wait(timeout=10)
+
+
+UNIT_TOML = TOML.replace('seeds = [0, 1]', 'seeds = [0, 1, 2, 3, 4, 5]').replace(
+    'modes = ["trained", "frozen_decoder", "untrained"]', 'modes = ["trained", "untrained"]')
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cohorts_on_one_stream_share_a_generator_task_and_store_what_the_local_executor_stores(
+        ray_instance, tmp_path, caplog):
+    """12 cohorts on 6 (set, seed) streams and 2 CPUs: 6 units of 2 cohorts, each a Ray generator
+    task that yields one reply per cohort. The stored checkpoints and records equal, byte for
+    byte and score for score, the local executor's (which runs the same units in one process);
+    a cohort that raises inside a unit fails alone and its unit's other cohort is stored."""
+    import logging
+
+    from saebench_sanity import config as config_mod
+    from saebench_sanity.executors.ray_executor import RayExecutor
+    from saebench_sanity.harness.executor import cohorts, execute
+    from saebench_sanity.harness.plan import build_plan
+    from saebench_sanity.registry import get_registry
+
+    def write(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "units.toml").write_text(UNIT_TOML.format(out=folder / "out"))
+        return folder / "units.toml"
+
+    local = write(tmp_path / "local")
+    assert main(["run", "--config", str(local), "--jobs", "1", "--threads", "1", "--no-plots", "--quiet"]) == 0
+    remote = write(tmp_path / "ray")
+    with caplog.at_level(logging.INFO, logger="saebench_sanity.executors.ray_executor"):
+        assert main(["run", "--config", str(remote), "--executor", "ray", "--no-plots", "--quiet"]) == 0
+    assert [r.getMessage() for r in caplog.records if "Ray tasks" in r.getMessage()] == \
+        ["12 cohorts in 6 Ray tasks (cohorts on one generated stream share a task)"]
+    assert fingerprint(tmp_path / "ray" / "out") == fingerprint(tmp_path / "local" / "out")
+
+    cfg = config_mod.load(str(write(tmp_path / "bad")))
+    registry = get_registry()
+    plan = build_plan(cfg, registry)
+    bad = {c.key for c in cohorts(plan.cells)[0]}  # this cohort's set "differs" on the worker
+    plan.cells[:] = [dataclasses.replace(c, set_manifest_hash="0" * 64) if c.key in bad else c for c in plan.cells]
+    store = ResultStore(cfg.output_dir)
+    outcomes = execute(plan, store, registry, executor=RayExecutor())
+    failed = {o.key: o for o in outcomes if o.status == "failed"}
+    assert set(failed) == bad and len(outcomes) == 24
+    assert all(o.error.startswith("activation set 'synth-easy' on worker") and o.error_kind == "input"
+               for o in failed.values())
+    assert sorted(store.trainings()) == sorted(c.key for c in plan.cells if c.key not in bad)

@@ -1,7 +1,18 @@
 """The ``ray`` executor: each cohort is a Ray task on a Ray cluster (https://docs.ray.io).
 
 Ray schedules, places and retries the tasks; this module only says what a task is and asks for
-its resources: ``num_cpus=1`` per cohort, plus ``num_gpus=1`` when the run trains on a GPU
+its resources.
+
+The cohorts that train on one generated stream (a synthetic set's (set, seed, batch size):
+``harness.executor.stream_units``, as the local pool forms them) go to one *unit* task when the
+cluster has enough work for several units per slot: a Ray generator task
+(https://docs.ray.io/en/latest/ray-core/ray-generator.html) that runs them one after the other in
+one worker, so the stream is drawn once, and yields each cohort's reply as soon as it is done, so
+the driver stores every cohort as it finishes, as for single tasks. A cohort that raises inside a
+unit fails alone and the unit goes on; a unit whose worker dies is retried by Ray from its start
+(Ray drops the replies the driver already has).
+
+Resources: ``num_cpus=1`` per cohort, plus ``num_gpus=1`` when the run trains on a GPU
 (``--device cuda`` / ``cuda:N``, or ``auto`` on a cluster that has GPUs; Ray then picks the GPU
 and the worker trains on ``cuda``, the one it was given). A task runs
 ``executors.remote.work_cohort``: the worker builds its registry from the entry points installed
@@ -30,6 +41,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from saebench_sanity.errors import SaebenchError
@@ -97,18 +111,50 @@ def _num_gpus(device: str, ray: Any) -> int:
     return 0  # cpu; mps is not a Ray resource: such a task trains where it lands
 
 
-def run_cohort_task(task: CohortTask) -> Any:
-    """The Ray task: one cohort on the worker it was placed on (``executors.remote.work_cohort``)."""
+def _worker_setup() -> None:
+    """Torch threads as the CPUs Ray assigned to this task, and the allocator tuning."""
     import ray
     import torch
 
-    from saebench_sanity.executors.remote import work_cohort
     from saebench_sanity.training.engine import tune_allocator
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     tune_allocator()
+
+
+def run_cohort_task(task: CohortTask) -> Any:
+    """The Ray task: one cohort on the worker it was placed on (``executors.remote.work_cohort``)."""
+    from saebench_sanity.executors.remote import work_cohort
+
+    _worker_setup()
     return work_cohort(task)
+
+
+@dataclass
+class CohortFailure:
+    """A unit's reply for a cohort that raised: its one-line error and kind (``input``: bad data
+    or a manifest mismatch; ``bug``: anything else)."""
+
+    error: str
+    kind: str
+
+
+def run_unit_task(tasks: list[CohortTask]) -> Iterator[Any]:
+    """The Ray generator task of a stream unit: its cohorts one after the other in this worker (the
+    set, with its stream memo, stays in the process: the shared stream is drawn once), yielding
+    each cohort's ``CohortReply`` as soon as it is done, or a :class:`CohortFailure` when that
+    cohort raised (the next cohort still runs)."""
+    from saebench_sanity.executors.remote import work_cohort
+    from saebench_sanity.harness.executor import one_line
+
+    _worker_setup()
+    for task in tasks:
+        try:
+            reply: Any = work_cohort(task)
+        except Exception as exc:  # noqa: BLE001 - this cohort fails, the unit goes on
+            reply = CohortFailure(one_line(exc), "input" if isinstance(exc, SaebenchError) else "bug")
+        yield reply
 
 
 class RayExecutor(Executor):
@@ -164,19 +210,21 @@ class RayExecutor(Executor):
 
     # -- run -------------------------------------------------------------------------------------
     def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any, device: str) -> list[Any]:
-        from saebench_sanity.harness.executor import _SetCache, cohorts, longest_first, run_cohort
+        from saebench_sanity.harness.executor import _SetCache, cohorts, run_cohort, stream_units
 
         ray = self.ray
         connected = self._connect()
         collected = Outcomes(plan, reporter)
         report = collected.report
 
-        pending: dict[Any, list[Any]] = {}
+        # a single task's ref -> its cohort; a unit's generator -> its cohorts not yet replied
+        pending: dict[Any, list[Any] | deque[list[Any]]] = {}
         try:
             gpus = _num_gpus(device, ray)
             task_device = "cuda" if gpus else device  # Ray hides every GPU but the task's: it is cuda:0 there
-            remote = ray.remote(run_cohort_task).options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
-                                                         retry_exceptions=False, name="saebench_cohort")
+            options = dict(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries, retry_exceptions=False)
+            remote = ray.remote(run_cohort_task).options(**options, name="saebench_cohort")
+            unit_remote = ray.remote(run_unit_task).options(**options, name="saebench_unit")
             cache = _SetCache(registry, plan.config, plan.sets)
             todo = []
             for group in cohorts(plan.cells):
@@ -186,26 +234,42 @@ class RayExecutor(Executor):
                                              registry, force=force, device="cpu"))
                 else:
                     todo.append(group)
-            waiting = iter(longest_first(todo, plan, store, force))  # the long cohorts first
+            # the long units first; cohorts share a unit only while the cluster (as it is now) still
+            # gets several units per slot, as the local pool does (harness.executor.unit_order)
+            slots0 = int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))
+            units = stream_units(todo, plan, store, force, jobs=max(1, slots0))
+            if any(len(u) > 1 for u in units):
+                logger.info("%d cohorts in %d Ray tasks (cohorts on one generated stream share a task)",
+                            len(todo), len(units))
+            waiting = iter(units)
+
+            def task_of(group: list[Any]) -> CohortTask:
+                return prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
+                                    force=force, device=task_device)
 
             def submit() -> None:
                 # a few tasks per slot of the cluster as it is now (nodes may join): the bytes of
                 # stored checkpoints a resumed task carries are read only when it is submitted
                 slots = ray.cluster_resources().get("GPU" if gpus else "CPU", 1)
                 while len(pending) < max(2, 2 * int(slots)):
-                    group = next(waiting, None)
-                    if group is None:
+                    unit = next(waiting, None)
+                    if unit is None:
                         return
-                    task = prepare_task(group, plan.metrics, store, set_params=plan.config.set_params_for(group[0].set_name),
-                                        force=force, device=task_device)
-                    pending[remote.remote(task)] = group
+                    if len(unit) == 1:
+                        pending[remote.remote(task_of(unit[0]))] = unit[0]
+                    else:
+                        pending[unit_remote.remote([task_of(g) for g in unit])] = deque(unit)
 
             submit()
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    group = pending.pop(ref)
-                    report(group, self._collect(ref, group, store))
+                for item in ready:
+                    state = pending[item]
+                    if isinstance(state, deque):
+                        self._next_of_unit(item, state, pending, store, report)
+                    else:
+                        pending.pop(item)
+                        report(state, self._collect(item, state, store)[0])
                 submit()
         except BaseException:
             for ref in pending:  # Ctrl-C or a driver-side error: nothing left running on the cluster
@@ -219,8 +283,9 @@ class RayExecutor(Executor):
                 ray.shutdown()
         return collected.in_plan_order()
 
-    def _collect(self, ref: Any, group: list[Any], store: Any) -> list[Any]:
-        """Commit one finished task's reply, or record its cohort as failed."""
+    def _collect(self, ref: Any, group: list[Any], store: Any) -> tuple[list[Any], str | None]:
+        """Commit one finished task's reply, or record its cohort as failed; also the error when
+        the task itself was lost (a unit's later cohorts share that fate), else None."""
         from saebench_sanity.harness.executor import one_line
 
         exceptions = self.ray.exceptions
@@ -229,11 +294,34 @@ class RayExecutor(Executor):
         except exceptions.RayTaskError as exc:  # raised inside the task: recorded, not retried
             cause = exc.cause if isinstance(exc.cause, BaseException) else exc
             kind = "input" if isinstance(cause, SaebenchError) else "bug"
-            return fail_cohort(group, store, one_line(cause), kind=kind)
+            return fail_cohort(group, store, one_line(cause), kind=kind), one_line(cause)
         except exceptions.RayError as exc:  # worker/node lost after every retry, or the task could not run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return fail_cohort(group, store, f"ray: {type(exc).__name__} after {self.max_retries} retries: {first}")
-        return commit_reply(reply, store)
+            error = f"ray: {type(exc).__name__} after {self.max_retries} retries: {first}"
+            return fail_cohort(group, store, error), error
+        if isinstance(reply, CohortFailure):  # a cohort of a unit raised; the unit went on
+            return fail_cohort(group, store, reply.error, kind=reply.kind), None
+        return commit_reply(reply, store), None
+
+    def _next_of_unit(self, gen: Any, waiting: deque[list[Any]], pending: dict[Any, Any], store: Any,
+                      report: Any) -> None:
+        """Store the next reply a unit's generator has ready, for its next cohort. When the unit's
+        task is lost, or ends early, its remaining cohorts are recorded failed with that error."""
+        try:
+            ref = next(gen)
+        except StopIteration:
+            ref = None
+        error: str | None = "ray: the unit's task ended before this cohort was run"
+        if ref is not None:
+            group = waiting.popleft()
+            outcomes, error = self._collect(ref, group, store)
+            report(group, outcomes)
+            if error is None and waiting:
+                return
+        pending.pop(gen)
+        while waiting:
+            group = waiting.popleft()
+            report(group, fail_cohort(group, store, error or "ray: the unit's task was lost"))
 
 
 def build(address: str | None = None, jobs: int | None = None) -> RayExecutor:
