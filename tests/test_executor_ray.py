@@ -273,22 +273,28 @@ def test_a_worker_killed_mid_task_is_retried_and_results_match_local(ray_instanc
     assert fingerprint(tmp_path / "out") == local_reference
 
 
-@needs_ray
-@pytest.mark.slow
-def test_a_task_that_raises_fails_its_cells_and_the_run_goes_on(ray_instance, tmp_path):
+def run_with_a_bad_cohort(config_path: Path, index: int):
+    """The config run with the Ray executor, cohort ``index``'s set "differing" on the worker (its
+    cells carry another manifest hash): ``(plan, store, bad cell keys, outcomes)``."""
     from saebench_sanity import config as config_mod
     from saebench_sanity.executors.ray_executor import RayExecutor
     from saebench_sanity.harness.executor import cohorts, execute
     from saebench_sanity.harness.plan import build_plan
     from saebench_sanity.registry import get_registry
 
-    cfg = config_mod.load(str(write_cfg(tmp_path)))
+    cfg = config_mod.load(str(config_path))
     registry = get_registry()
     plan = build_plan(cfg, registry)
-    bad = {c.key for c in cohorts(plan.cells)[1]}  # this cohort's set "differs" on the worker
+    bad = {c.key for c in cohorts(plan.cells)[index]}
     plan.cells[:] = [dataclasses.replace(c, set_manifest_hash="0" * 64) if c.key in bad else c for c in plan.cells]
     store = ResultStore(cfg.output_dir)
-    outcomes = execute(plan, store, registry, executor=RayExecutor())
+    return plan, store, bad, execute(plan, store, registry, executor=RayExecutor())
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_task_that_raises_fails_its_cells_and_the_run_goes_on(ray_instance, tmp_path):
+    plan, store, bad, outcomes = run_with_a_bad_cohort(write_cfg(tmp_path), 1)
     failed = {o.key: o for o in outcomes if o.status == "failed"}
     assert set(failed) == bad and len(outcomes) == N_CELLS
     for o in failed.values():
@@ -347,11 +353,6 @@ def test_cohorts_on_one_stream_share_a_generator_task_and_store_what_the_local_e
     a cohort that raises inside a unit fails alone and its unit's other cohort is stored."""
     import logging
 
-    from saebench_sanity import config as config_mod
-    from saebench_sanity.executors.ray_executor import RayExecutor
-    from saebench_sanity.harness.executor import cohorts, execute
-    from saebench_sanity.harness.plan import build_plan
-    from saebench_sanity.registry import get_registry
 
     def write(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
@@ -367,13 +368,7 @@ def test_cohorts_on_one_stream_share_a_generator_task_and_store_what_the_local_e
         ["12 cohorts in 6 Ray tasks (cohorts on one generated stream share a task)"]
     assert fingerprint(tmp_path / "ray" / "out") == fingerprint(tmp_path / "local" / "out")
 
-    cfg = config_mod.load(str(write(tmp_path / "bad")))
-    registry = get_registry()
-    plan = build_plan(cfg, registry)
-    bad = {c.key for c in cohorts(plan.cells)[0]}  # this cohort's set "differs" on the worker
-    plan.cells[:] = [dataclasses.replace(c, set_manifest_hash="0" * 64) if c.key in bad else c for c in plan.cells]
-    store = ResultStore(cfg.output_dir)
-    outcomes = execute(plan, store, registry, executor=RayExecutor())
+    plan, store, bad, outcomes = run_with_a_bad_cohort(write(tmp_path / "bad"), 0)
     failed = {o.key: o for o in outcomes if o.status == "failed"}
     assert set(failed) == bad and len(outcomes) == 24
     assert all(o.error.startswith("activation set 'synth-easy' on worker") and o.error_kind == "input"
