@@ -353,7 +353,6 @@ def test_cohorts_on_one_stream_share_a_generator_task_and_store_what_the_local_e
     a cohort that raises inside a unit fails alone and its unit's other cohort is stored."""
     import logging
 
-
     def write(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "units.toml").write_text(UNIT_TOML.format(out=folder / "out"))
