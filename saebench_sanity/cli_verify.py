@@ -48,8 +48,9 @@ def build_notes(records: list[dict[str, Any]]) -> list[str]:
     builds: dict[str, dict[str, int]] = {}
     for rec in records:
         name = str((rec.get("cell") or {}).get("set"))
+        seen = builds.setdefault(name, {})
         for digest in recorded_data(rec):
-            builds.setdefault(name, {})[digest] = builds.setdefault(name, {}).get(digest, 0) + 1
+            seen[digest] = seen.get(digest, 0) + 1
     return [f"set {name!r}: its records came from {len(seen)} builds of it (data sha256 "
             + ", ".join(f"{d[:12]} in {n}" for d, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
             + "): numbers from different bytes of one recipe; `saebench run --force` on one store redoes them"
