@@ -396,16 +396,6 @@ def write_run_leaderboards(result: Any, registry: Any, *, plots: bool = True, le
     result.leaderboard_paths, result.collected, result.table = paths, col, aggregate.summary(col)
 
 
-def warn_oversubscription(jobs: int | None) -> None:
-    """Warn (one line, the run goes on) when the local executor's torch threads and the machine's
-    load ask for more cores than there are (``executors.base.local_oversubscription``)."""
-    from saebench_sanity.executors.base import local_oversubscription
-
-    note = local_oversubscription(jobs)
-    if note:
-        log.warning("%s", note)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from saebench_sanity.harness.run import load_config, run
     from saebench_sanity.registry import get_registry
@@ -445,8 +435,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.executor == "local":
-        warn_oversubscription(args.jobs)
     quiet = bool(getattr(args, "quiet", False))
     if quiet:
         reporter = None

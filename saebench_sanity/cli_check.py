@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from saebench_sanity.cli import bounded_float, bounded_int, check_writable_file, warn_oversubscription
+from saebench_sanity.cli import bounded_float, bounded_int, check_writable_file
 from saebench_sanity.config import MAX_SEED, MAX_STEPS
 
 
@@ -125,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
                         corpus=args.corpus, n_train_tokens=args.tokens, n_eval_tokens=args.eval_tokens,
                         context_len=args.context_len, model=args.model, device=args.device, dtype=args.dtype,
                         jobs=args.jobs)
-    warn_oversubscription(args.jobs)
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -1,6 +1,6 @@
 """Which cells of two runs of the same sets ended differently, and by how much.
 
-    python scripts/cell-differences.py RESULTS_A RESULTS_B [--tol 1e-6]
+    python scripts/cell-differences.py RESULTS_A RESULTS_B [--tol 1e-6] [--by-score]
 
 RESULTS_A / RESULTS_B are output folders of `saebench run` (the records of their last run; e.g. the
 native and the emulated run of ``bash scripts/other-machine-verdicts.sh SETS FAMILY float64``).
@@ -8,6 +8,9 @@ Cells are matched by (set, architecture, mode, seed). For each (set, architectur
 how many seeds differ, in steps trained or in some recorded score by more than ``--tol``, and the
 largest score difference; then one line per differing cell with its steps and headline scores.
 Descriptive scores that count things (``l0``, ``dead_fraction``) are compared like the others.
+``--by-score`` prints instead how many cells trained the same number of steps and, per score,
+the largest difference over the trained SAEs and over all cells (docs/results.md, "On another
+machine").
 Used to say which cells training amplified rounding in (docs/results.md, docs/limitations.md).
 """
 
@@ -40,6 +43,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
     ap.add_argument("--tol", type=float, default=1e-6, help="a score difference above this counts (default 1e-6)")
+    ap.add_argument("--by-score", action="store_true",
+                    help="equal step counts, and the largest difference per score (trained SAEs; all cells)")
     args = ap.parse_args(argv)
     from saebench_sanity.errors import DataError
 
@@ -52,6 +57,20 @@ def main(argv: list[str]) -> int:
     if not both:
         print(f"error: no cell is in both {args.a}/results and {args.b}/results", file=sys.stderr)
         return 2
+    if args.by_score:
+        print(f"{sum(a[k][0] == b[k][0] for k in both)} of {len(both)} cells trained the same number of steps")
+        largest: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # score -> [trained, all]
+        for key in both:
+            sa, sb = a[key][1], b[key][1]
+            for s in set(sa) & set(sb):
+                d = abs(sa[s] - sb[s])
+                largest[s][1] = max(largest[s][1], d)
+                if key[2] == "trained":
+                    largest[s][0] = max(largest[s][0], d)
+        print(f"  {'score':<48} {'trained':>10} {'all cells':>10}")
+        for s in sorted(largest):
+            print(f"  {s:<48} {largest[s][0]:>10.4g} {largest[s][1]:>10.4g}")
+        return 0
     groups: dict[tuple[str, str, str], list[tuple[float, bool]]] = defaultdict(list)
     lines = []
     for key in both:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from saebench_sanity.executors import base
+from saebench_sanity.executors import base, local
 
 
 def test_a_multithreaded_process_beside_busy_cores_is_warned_about():
@@ -29,28 +29,28 @@ def test_the_local_executor_counts_torch_threads_for_one_job_and_cores_over_jobs
     import torch
 
     seen = []
-    monkeypatch.setattr(base, "default_jobs", lambda: 4)
-    monkeypatch.setattr(base, "oversubscription", lambda p, t, cores: seen.append((p, t, cores)))
+    monkeypatch.setattr(local, "default_jobs", lambda: 4)
+    monkeypatch.setattr(local, "oversubscription", lambda p, t, cores: seen.append((p, t, cores)))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
-    base.local_oversubscription(1)
-    base.local_oversubscription(2)
-    base.local_oversubscription(None)
+    local.local_oversubscription(1)
+    local.local_oversubscription(2)
+    local.local_oversubscription(None)
     assert seen == [(1, 3, 4), (2, 2, 4), (4, 1, 4)]
 
 
-def test_the_cli_logs_it_as_a_warning(monkeypatch, caplog):
+def test_the_local_executor_logs_it_as_a_warning(monkeypatch, caplog):
+    """Logged where the executor knows its processes and threads (``saebench run`` and
+    ``saebench check`` both run through it), and shown by the CLI as a warning."""
     import torch
 
-    from saebench_sanity import cli
-
-    monkeypatch.setattr(base, "default_jobs", lambda: 2)
+    monkeypatch.setattr(local, "default_jobs", lambda: 2)
     monkeypatch.setattr(base.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    with caplog.at_level(logging.WARNING, logger="saebench_sanity.cli"):
-        cli.warn_oversubscription(1)
+    with caplog.at_level(logging.WARNING, logger="saebench_sanity.executors.local"):
+        local.warn_oversubscription(1)
     assert [r.getMessage() for r in caplog.records if "--threads 1" in r.getMessage()]
     caplog.clear()
     monkeypatch.setattr(base.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    with caplog.at_level(logging.WARNING, logger="saebench_sanity.cli"):
-        cli.warn_oversubscription(1)
+    with caplog.at_level(logging.WARNING, logger="saebench_sanity.executors.local"):
+        local.warn_oversubscription(1)
     assert not caplog.records

@@ -244,11 +244,7 @@ class RealActivationSet(ActivationSet):
     @property
     def stored_content_sha256(self) -> str | None:
         """``content_sha256`` when the store is built, else None (never starts a build)."""
-        if "reader" in self.__dict__:
-            return self.content_sha256
-        from saebench_sanity.activations.store import content_hash
-
-        return content_hash(self.path) if is_complete(self.path) else None
+        return self.content_sha256 if "reader" in self.__dict__ or is_complete(self.path) else None
 
     @property
     def content_sha256(self) -> str:

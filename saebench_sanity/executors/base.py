@@ -39,8 +39,8 @@ def oversubscription(processes: int, threads: int, *, cores: int | None = None,
 
     Torch's CPU threads wait for each other at every parallel region, so one that shares a core
     with a busy process stalls the rest: beside two busy processes on 2 cores, a synth-zipf TopK
-    cohort trained in 274 s wall (264 s of CPU) at 2 threads against 153 s (94 s) at one
-    (``bash scripts/busy-threads.sh``). The run does not lower its threads on its own: a float32
+    cohort trained in 309 s wall (298 s of CPU) at 2 threads against 171 s (98 s) at one
+    (``bash scripts/busy-threads.sh``, 2026-12-03). The run does not lower its threads on its own: a float32
     result can differ in its last bits between thread counts (recorded per cell), so the count
     stays the user's choice."""
     cores = default_jobs() if cores is None else cores
@@ -55,18 +55,6 @@ def oversubscription(processes: int, threads: int, *, cores: int | None = None,
     return (f"this run starts {processes} process(es) x {threads} torch threads on {cores} core(s) while the "
             f"machine's load is already {load:.1f}: torch threads that wait for a busy core slow training "
             f"(measured: 1.8x); pass --threads 1 (or fewer --jobs) while other work runs")
-
-
-def local_oversubscription(jobs: int | None) -> str | None:
-    """:func:`oversubscription` of the local executor: one process at torch's thread count
-    (``--threads``) for ``jobs == 1``, else ``jobs`` workers of ``cores // jobs`` threads each
-    (``jobs`` None: one per core)."""
-    import torch
-
-    cores = default_jobs()
-    jobs = jobs or cores
-    threads = torch.get_num_threads() if jobs == 1 else max(1, cores // jobs)
-    return oversubscription(jobs, threads, cores=cores)
 
 
 class Executor:

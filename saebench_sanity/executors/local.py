@@ -23,10 +23,35 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
-from saebench_sanity.executors.base import Executor, Outcomes, default_jobs
+from saebench_sanity.executors.base import Executor, Outcomes, default_jobs, oversubscription
 from saebench_sanity.executors.remote import commit_reply, fail_cohort, fully_cached, prepare_task, work_cohort
 
 logger = logging.getLogger(__name__)
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` pool workers: this process's cores shared out."""
+    return max(1, default_jobs() // jobs)
+
+
+def local_oversubscription(jobs: int | None) -> str | None:
+    """``executors.base.oversubscription`` of this executor: one process at torch's thread count
+    (``--threads``) for ``jobs == 1``, else ``jobs`` workers of :func:`worker_threads` each
+    (``jobs`` None: one per core)."""
+    import torch
+
+    cores = default_jobs()
+    jobs = jobs or cores
+    threads = torch.get_num_threads() if jobs == 1 else worker_threads(jobs)
+    return oversubscription(jobs, threads, cores=cores)
+
+
+def warn_oversubscription(jobs: int | None) -> None:
+    """Warn (one line, the run goes on) when ``jobs`` processes' torch threads and the machine's
+    load ask for more cores than there are (:func:`local_oversubscription`)."""
+    note = local_oversubscription(jobs)
+    if note:
+        logger.warning("%s", note)
 
 
 class LocalExecutor(Executor):
@@ -44,9 +69,13 @@ class LocalExecutor(Executor):
         device = resolve_device(device, "run.device")
         groups = cohorts(plan.cells)
         jobs = self.jobs
+        work = True
         if jobs is None or jobs > 1:
             busy = [not fully_cached(g, plan.metrics, store, force) for g in groups]
             jobs = jobs or max(1, min(default_jobs(), sum(busy)))
+            work = any(busy)
+        if work:  # `saebench run` and `saebench check` both come through here
+            warn_oversubscription(jobs)
         if jobs > 1:
             return self._pool(plan, groups, busy, store, registry, force=force, reporter=reporter, jobs=jobs,
                               device=device)
@@ -90,7 +119,7 @@ class LocalExecutor(Executor):
 
         from saebench_sanity.harness.executor import _SetCache, one_line, run_cohort, stream_units
 
-        threads = max(1, default_jobs() // jobs)
+        threads = worker_threads(jobs)
         ctx = multiprocessing.get_context("spawn")  # no forked torch state; workers import afresh
         collected = Outcomes(plan, reporter)
         report = collected.report

@@ -34,20 +34,23 @@ def _declared_info(declared: DeclaredScores | None, metric: str, score: str) -> 
     return (declared or {}).get(metric, {}).get(score) or {}
 
 
+def recorded_field(metric: str, score: str, info: Mapping[str, Any], field: str,
+                   declared: DeclaredScores | None = None) -> Any:
+    """A ``ScoreInfo`` field of a recorded score: its recorded ``score_info``, else (records
+    written before scores declared the field) the installed metric's declaration in ``declared``;
+    None if neither has it."""
+    return info[field] if field in info else _declared_info(declared, metric, score).get(field)
+
+
 def improves_with_training_of(metric: str, score: str, info: Mapping[str, Any],
                               declared: DeclaredScores | None = None) -> bool:
-    """A recorded score's ``improves_with_training``: its recorded ``score_info``, else (records
-    written before scores declared it) the installed metric's declaration in ``declared``; False
-    if none."""
-    if "improves_with_training" in info:
-        return bool(info.get("improves_with_training"))
-    return bool(_declared_info(declared, metric, score).get("improves_with_training", False))
+    """A recorded score's ``improves_with_training`` (:func:`recorded_field`); False if none."""
+    return bool(recorded_field(metric, score, info, "improves_with_training", declared))
 
 
 def best_of(metric: str, score: str, info: Mapping[str, Any], declared: DeclaredScores | None = None) -> float | None:
-    """A recorded score's ``best`` (the best value it can take): its recorded ``score_info``, else
-    (records written before scores declared it) the installed metric's declaration; None if none."""
-    value = info["best"] if "best" in info else _declared_info(declared, metric, score).get("best")
+    """A recorded score's ``best``, the best value it can take (:func:`recorded_field`)."""
+    value = recorded_field(metric, score, info, "best", declared)
     return None if value is None else float(value)
 
 
