@@ -25,7 +25,8 @@ pool of N processes with ``cores // N`` torch threads each, as ``saebench run --
 cache folder, a ``harness.store`` store; the user's SAE is one *provided* cell (``PROVIDED``,
 keyed by the hash of its weights: ``provided_key``) that ``harness.executor.run_cell`` scores as
 it is and never trains. Every score is read back from the cells' records, so the report does not
-depend on the number of jobs, and an interrupted check resumes from what is stored.
+depend on the number of jobs, and an interrupted check resumes from what is stored. Cached
+records from another build of a stored set (``data_sha256``) are redone (``stale_in_cache``).
 
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
 direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
@@ -35,6 +36,7 @@ could be judged at all (NO VERDICT: every row UNDERTRAINED, AT CHANCE, SEEDS or 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -340,8 +342,6 @@ def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str,
     behind the set, architecture and mode: ``harness.plan.plugin_versions``). Another SAE of the
     same shape and sparsity on the same set has the same baselines, so a re-check trains nothing
     new."""
-    import dataclasses
-
     from saebench_sanity.activations.base import stable_hash
     from saebench_sanity.harness.plan import code_version
     from saebench_sanity.training.trainer import init_key_material
@@ -473,8 +473,6 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if device != "cpu":  # loaded on the CPU; scored where the baselines are
         raw_sae = raw_sae.to(device)
     if opts.set_name is None:
-        import dataclasses
-
         opts = dataclasses.replace(opts, set_name=derive_set(raw_sae, opts, registry))
         say(f"activation set {opts.set_name} (from the SAE's metadata; built on first use)")
     set_name = str(opts.set_name)
@@ -496,8 +494,6 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     # scale), under the ones read from the user's SAE
     arch_overrides = {**suite_params, **arch_overrides}
     if opts.steps is not None:
-        import dataclasses
-
         training = dataclasses.replace(training, max_steps=opts.steps,
                                        lr_warm_up_steps=min(training.lr_warm_up_steps, opts.steps // 2),
                                        lr_decay_steps=min(training.lr_decay_steps, opts.steps // 2),
@@ -537,10 +533,18 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                     set_manifest_hash=manifest_hash, trains=False,
                     dtype=str(getattr(raw_sae.cfg, "dtype", None) or "float32"),
                     key=provided_key(raw_sae, input_scale=input_scale, set_manifest_hash=manifest_hash))
+    # A cached record keeps its key across builds of the set's recipe but holds the numbers of the
+    # bytes it saw: cached baselines (or scores of this SAE) from another build of the set are
+    # stale here, so they are trained and scored again on this build (stale_in_cache).
+    stale = stale_in_cache(store, [*cells, provided], getattr(aset, "stored_content_sha256", None))
+    if stale:
+        say(f"{len(stale)} cached record(s) in {store.root} came from another build of set {set_name!r}: "
+            "training and scoring them again on this machine's store")
     sae.eval()
-    user_outcome = run_cell(provided, metrics, aset, lambda: eval_acts, store, registry, device=device, sae=sae)
+    user_outcome = run_cell(provided, metrics, aset, lambda: eval_acts, store, registry, device=device, sae=sae,
+                            force=provided.key in stale)
 
-    todo = {c.key for c in cells if not has_current_checkpoint(store, c.key, c.training)}
+    todo = {c.key for c in cells if c.key in stale or not has_current_checkpoint(store, c.key, c.training)}
     for seed in opts.seeds:
         names = [c.mode for c in cells if c.seed == seed and c.key in todo]
         if names:
@@ -554,8 +558,14 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                  source="saebench check"),
                 cells=cells, metrics=metrics, sets={set_name: aset})
     executor = registry.get("executor", "local").build(jobs=opts.jobs)
+    redo = [c for c in cells if c.key in stale]
+    forced = {}
+    if redo:  # first the stale baselines, from scratch; then the plan as a whole finds them done
+        forced = {o.key: o for o in executor.run(dataclasses.replace(plan, cells=redo), store, registry, force=True,
+                                                 reporter=NullReporter(), device=device)}
     outcomes = {o.key: o for o in executor.run(plan, store, registry, force=False, reporter=NullReporter(),
                                                device=device)}
+    outcomes.update(forced)
 
     user_scores, skips, _ = _recorded_scores(store, provided, user_outcome, metrics, f"your SAE ({description})")
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}
@@ -621,6 +631,17 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                 for b, c in v.comparisons.items()},
             })
     return report
+
+
+def stale_in_cache(store: Any, cells: list[Any], current: str | None) -> set[str]:
+    """Keys of ``cells`` whose records in ``store`` came, in part, from another build of their set
+    than ``current`` (the store's content hash, ``data_sha256``); empty when ``current`` is None
+    (a generated set, or a set not stored). Records from before ``data_sha256`` are not judged."""
+    from saebench_sanity.harness.run import recorded_data
+
+    if not current:
+        return set()
+    return {c.key for c in cells if recorded_data(store.load_result(c.key)) - {current}}
 
 
 def _nothing_applies(set_name: str, skipped: dict[str, str]) -> ConfigError:

@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "activation set, score all on the same held-out data and print verdicts (rule: "
                     "docs/verdict-rule.md). Your SAE gets activations in the space it was trained in (raw, unless its "
                     "cfg records a normalization). Trained baselines are cached by identity, so checking another SAE "
-                    "of the same shape on the same set trains nothing new. Exit 0: PASS (beats every baseline on "
+                    "of the same shape on the same set trains nothing new (baselines cached from another build of the "
+                    "set's store are trained again). Exit 0: PASS (beats every baseline on "
                     "every chosen score); 1: FAIL or INCONCLUSIVE; 3: NO VERDICT (nothing could be judged: every "
                     "row UNDERTRAINED, AT CHANCE, SEEDS or L0 NOT MATCHED); 2: bad input.")
     p.add_argument("target", help="SAELens SAE folder (cfg.json + sae_weights.safetensors), or a SAELens release name with --sae-id")

@@ -319,3 +319,61 @@ def test_results_say_which_build_of_a_set_they_came_from_and_a_resume_on_another
     assert not [r for r in caplog.records if "another build" in r.getMessage()]
     assert {json.loads(p.read_text())["training"]["data_sha256"]
             for p in (tmp_path / "out" / "results").glob("*.json")} == {second}
+
+
+def test_check_trains_again_the_baselines_it_cached_from_another_build_of_the_set(
+        local, cache, tmp_path, monkeypatch, capsys):
+    """``saebench check`` caches baselines by identity (the set's recipe); a cached baseline (and
+    the cached scores of the checked SAE) from another build of the set is stale: after a rebuild a
+    few ulps apart, the next check says so in one line, trains and scores them again on this
+    build, and the check after that serves them from the cache."""
+    from saebench_sanity.activations import store as st
+    from saebench_sanity.models import hook_points
+
+    toml = _run_toml(local, tmp_path, modes=["trained"], metrics=["reconstruction"])
+    assert main(["run", "--config", str(toml), "--jobs", "1", "--quiet", "--no-plots"]) == 0
+    (sae,) = (tmp_path / "out" / "checkpoints").iterdir()
+    args = ["check", str(sae), "--set", "cfgset", "--modes", "frozen_decoder", "--seeds", "0", "--steps", "20",
+            "--metrics", "reconstruction", "--cache-dir", str(tmp_path / "baselines")]
+
+    def check(name):
+        main([*args, "--json", str(tmp_path / name)])
+        return json.loads((tmp_path / name).read_text()), capsys.readouterr().err
+
+    def builds():
+        return {d for p in (tmp_path / "baselines" / "results").glob("*.json")
+                for d in _recorded(json.loads(p.read_text()))}
+
+    first_report, _ = check("first.json")
+    first = st.content_hash(cache / "activations" / "cfgset")
+    assert builds() == {first}
+    assert [r["cached"] for r in first_report["training"]["frozen_decoder"]] == [False]
+
+    real = hook_points.record
+    monkeypatch.setattr(hook_points, "record", lambda *a, **k: real(*a, **k) * (1 + 3e-7))
+    assert main(["activations", "rm", "cfgset"]) == 0
+    assert main(["activations", "build", "cfgset", "--no-progress"]) == 0
+    second = st.content_hash(cache / "activations" / "cfgset")
+    assert second != first
+    capsys.readouterr()
+
+    again, err = check("again.json")
+    err = " ".join(err.split())  # the progress console wraps long lines
+    assert err.count("another build") == 1 and "2 cached record(s)" in err and "set 'cfgset'" in err, err
+    assert [r["cached"] for r in again["training"]["frozen_decoder"]] == [False]  # trained again
+    assert builds() == {second}  # the baseline's record and the checked SAE's scores
+
+    third, err = check("third.json")
+    assert "another build" not in err
+    assert [r["cached"] for r in third["training"]["frozen_decoder"]] == [True]
+    for report in (again, third):
+        for runs in report["training"].values():
+            for r in runs:
+                r["cached"] = False
+    assert third == again
+
+
+def _recorded(record):
+    from saebench_sanity.harness.run import recorded_data
+
+    return recorded_data(record)
