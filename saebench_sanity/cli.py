@@ -296,26 +296,39 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def with_device(cfg, device: str | None, dtype: str | None):
-    """``cfg`` with ``--device`` / ``--dtype`` applied, the device resolved and checked against this
-    machine now (one-line error, exit 2), before anything is planned or trained."""
+    """``cfg`` with ``--device`` / ``--dtype`` applied (``apply_device_options``), the device
+    resolved and checked against this machine now (``check_device_here``)."""
+    cfg = apply_device_options(cfg, device, dtype)
+    check_device_here(cfg, device is not None, dtype is not None)
+    return cfg
+
+
+def apply_device_options(cfg, device: str | None, dtype: str | None):
+    """``cfg`` with ``--device`` / ``--dtype`` applied after checking their names (one-line error,
+    exit 2); cheap: nothing is resolved against this machine."""
     import dataclasses
 
-    from saebench_sanity.devices import check_device_name, check_dtype_name, resolve_device, resolve_dtype
+    from saebench_sanity.devices import check_device_name, check_dtype_name
 
     if device is not None:
         check_device_name(device, "--device")
-    if dtype is not None:
-        check_dtype_name(dtype, "--dtype")
     if dtype is not None:  # every set of this run trains in it, whatever its own training_dtype
-        cfg = cfg.with_dtype(dtype)
+        cfg = cfg.with_dtype(check_dtype_name(dtype, "--dtype"))
     if device is not None:
         cfg = dataclasses.replace(cfg, device=device)
-    resolved = resolve_device(cfg.device, "--device" if device is not None else "run.device")
-    resolve_dtype(cfg.dtype, resolved, "--dtype" if dtype is not None else "run.dtype")
+    return cfg
+
+
+def check_device_here(cfg, device_given: bool, dtype_given: bool) -> None:
+    """Resolve ``cfg``'s device on this machine and check that it can train every set's dtype
+    (one-line error naming the option, exit 2), before anything is planned or trained."""
+    from saebench_sanity.devices import resolve_device, resolve_dtype
+
+    resolved = resolve_device(cfg.device, "--device" if device_given else "run.device")
+    resolve_dtype(cfg.dtype, resolved, "--dtype" if dtype_given else "run.dtype")
     for name in cfg.sets:
         if cfg.dtype_for(name) != cfg.dtype:
             resolve_dtype(cfg.dtype_for(name), resolved, f"sets.{name}.training_dtype")
-    return cfg
 
 
 def only_sets(cfg, names: list[str]):
@@ -406,14 +419,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.quick, suite=args.suite)
     if args.sets:
         cfg = only_sets(cfg, args.sets)
-    if args.device is not None or args.dtype is not None:  # names now; the device is resolved after the preflight
-        import dataclasses
-
-        from saebench_sanity.devices import check_device_name, check_dtype_name
-
-        if args.dtype:
-            cfg = cfg.with_dtype(check_dtype_name(args.dtype, "--dtype"))
-        cfg = dataclasses.replace(cfg, device=check_device_name(args.device, "--device") if args.device else cfg.device)
+    # names now; the device is resolved after the preflight
+    cfg = apply_device_options(cfg, args.device, args.dtype)
     registry = get_registry()
     for problem in registry.problems:
         log.warning("%s", problem)
@@ -430,7 +437,7 @@ def cmd_run(args: argparse.Namespace) -> int:
              len(cfg.sets), len(cfg.architectures), len(cfg.modes), len(cfg.seeds),
              len(cfg.sets) * len(cfg.architectures) * len(cfg.modes) * len(cfg.seeds), args.out or cfg.output_dir)
     if args.executor == "local":  # other executors resolve the device where the cells train
-        cfg = with_device(cfg, args.device, args.dtype)  # imports torch: after the cheap checks
+        check_device_here(cfg, args.device is not None, args.dtype is not None)  # imports torch: after the cheap checks
     if args.threads:
         import torch
 
