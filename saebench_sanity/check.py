@@ -26,7 +26,8 @@ cache folder, a ``harness.store`` store; the user's SAE is one *provided* cell (
 keyed by the hash of its weights: ``provided_key``) that ``harness.executor.run_cell`` scores as
 it is and never trains. Every score is read back from the cells' records, so the report does not
 depend on the number of jobs, and an interrupted check resumes from what is stored. Cached
-records from another build of a stored set (``data_sha256``) are redone (``stale_in_cache``).
+records from another build of a stored set (``data_sha256``, ``harness.run.from_other_builds``)
+are redone.
 
 Exit status (see ``cli_check``): 0 when the SAE BEATS every baseline on every chosen score with a
 direction (PASS), 1 when some score FAILS or the verdicts are mixed / inconclusive, 3 when no score
@@ -440,6 +441,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     from saebench_sanity.devices import resolve_device, resolve_dtype
     from saebench_sanity.harness.executor import NullReporter, has_current_checkpoint, run_cell
     from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, metric_key, plugin_versions
+    from saebench_sanity.harness.run import from_other_builds
     from saebench_sanity.results import ResultStore
     from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, MIN_SEEDS, Stats, judge
 
@@ -535,8 +537,8 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                     key=provided_key(raw_sae, input_scale=input_scale, set_manifest_hash=manifest_hash))
     # A cached record keeps its key across builds of the set's recipe but holds the numbers of the
     # bytes it saw: cached baselines (or scores of this SAE) from another build of the set are
-    # stale here, so they are trained and scored again on this build (stale_in_cache).
-    stale = stale_in_cache(store, [*cells, provided], getattr(aset, "stored_content_sha256", None))
+    # stale here, so they are trained and scored again on this build.
+    stale = set(from_other_builds(store, [c.key for c in [*cells, provided]], getattr(aset, "stored_content_sha256", None)))
     if stale:
         say(f"{len(stale)} cached record(s) in {store.root} came from another build of set {set_name!r}: "
             "training and scoring them again on this machine's store")
@@ -631,17 +633,6 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                 for b, c in v.comparisons.items()},
             })
     return report
-
-
-def stale_in_cache(store: Any, cells: list[Any], current: str | None) -> set[str]:
-    """Keys of ``cells`` whose records in ``store`` came, in part, from another build of their set
-    than ``current`` (the store's content hash, ``data_sha256``); empty when ``current`` is None
-    (a generated set, or a set not stored). Records from before ``data_sha256`` are not judged."""
-    from saebench_sanity.harness.run import recorded_data
-
-    if not current:
-        return set()
-    return {c.key for c in cells if recorded_data(store.load_result(c.key)) - {current}}
 
 
 def _nothing_applies(set_name: str, skipped: dict[str, str]) -> ConfigError:

@@ -295,14 +295,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_FAIL if args.strict and problems else EXIT_OK
 
 
-def with_device(cfg, device: str | None, dtype: str | None):
-    """``cfg`` with ``--device`` / ``--dtype`` applied (``apply_device_options``), the device
-    resolved and checked against this machine now (``check_device_here``)."""
-    cfg = apply_device_options(cfg, device, dtype)
-    check_device_here(cfg, device is not None, dtype is not None)
-    return cfg
-
-
 def apply_device_options(cfg, device: str | None, dtype: str | None):
     """``cfg`` with ``--device`` / ``--dtype`` applied after checking their names (one-line error,
     exit 2); cheap: nothing is resolved against this machine."""

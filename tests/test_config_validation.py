@@ -229,7 +229,7 @@ def _run_cli(tmp_path, monkeypatch, capsys, result=None, raises=None, extra=()):
         return result
 
     monkeypatch.setattr(run_mod, "run", fake_run)
-    monkeypatch.setattr("saebench_sanity.cli.with_device", lambda cfg, device, dtype: cfg)
+    monkeypatch.setattr("saebench_sanity.cli.check_device_here", lambda cfg, device_given, dtype_given: None)
     cfg = tmp_path / "c.toml"
     cfg.write_text('[run]\nsets = ["synth-easy"]\narchitectures = ["topk"]\nmodes = ["trained"]\n'
                    f'output_dir = "{tmp_path / "out"}"\n[training]\nsteps = 10\n')
@@ -253,7 +253,7 @@ def test_precedence_note_is_printed_with_verbose(tmp_path, monkeypatch, capsys):
 
     seen = []
     monkeypatch.setattr(run_mod, "run", lambda cfg, registry, **kw: seen.append(cfg) or _fake_result(tmp_path))
-    monkeypatch.setattr("saebench_sanity.cli.with_device", lambda cfg, device, dtype: cfg)
+    monkeypatch.setattr("saebench_sanity.cli.check_device_here", lambda cfg, device_given, dtype_given: None)
     monkeypatch.setattr("saebench_sanity.report.print_final", lambda console, result: None)
     cfg = tmp_path / "c.toml"
     cfg.write_text('[run]\nsets = ["synth-easy"]\narchitectures = ["topk"]\nmodes = ["trained"]\n'

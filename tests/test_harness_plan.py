@@ -261,7 +261,7 @@ def test_a_set_trains_in_its_own_dtype_and_dtype_flag_beats_it():
     """[sets.NAME] training_dtype sets that set's cells' precision (and their keys); the others keep
     run.dtype; `--dtype` (RunConfig.with_dtype) makes every set train in it; the default suite's
     synthetic sets train in float64, its real set in float32."""
-    from saebench_sanity.cli import with_device
+    from saebench_sanity.cli import apply_device_options, check_device_here
     from saebench_sanity.registry import get_registry
 
     data = {"run": {"sets": ["synth-easy", "study-variable-mini"], "architectures": ["topk"],
@@ -275,9 +275,11 @@ def test_a_set_trains_in_its_own_dtype_and_dtype_flag_beats_it():
     assert {c.key for c in same if c.set_name == "study-variable-mini"} == {c.key for c in cells if c.set_name == "study-variable-mini"}
     assert {c.key for c in same}.isdisjoint(c.key for c in cells if c.set_name == "synth-easy")
     for flag in ("float32", "float64"):
-        forced = build_plan(with_device(cfg, None, flag), get_registry(), build_sets=False).cells
+        forced_cfg = apply_device_options(cfg, None, flag)
+        check_device_here(forced_cfg, False, True)  # this machine can train it
+        forced = build_plan(forced_cfg, get_registry(), build_sets=False).cells
         assert {c.dtype for c in forced} == {flag}
-    assert with_device(cfg, None, None).dtype_for("synth-easy") == "float64"
+    assert apply_device_options(cfg, None, None).dtype_for("synth-easy") == "float64"
     default = config.embedded("default")
     assert {s: default.dtype_for(s) for s in default.sets} == {
         **{s: "float64" for s in default.sets if s != "smollm2-135m-resid12"}, "smollm2-135m-resid12": "float32"}

@@ -97,6 +97,18 @@ def recorded_data(record: dict[str, Any] | None) -> set[str]:
     return {str(v) for v in found if v}
 
 
+def from_other_builds(store: Any, keys: list[str], current: str | None) -> dict[str, set[str]]:
+    """``{key: the other builds' data_sha256}`` for the ``keys`` whose records in ``store`` came, in
+    part, from another build of their set than ``current`` (its store's content hash); empty when
+    ``current`` is None (a generated set, or a set not built yet). Records from before
+    ``data_sha256`` are not judged. What ``saebench run`` warns about (:func:`other_builds`) and
+    ``saebench check`` redoes (its cache)."""
+    if not current:
+        return {}
+    found = {key: recorded_data(store.load_result(key)) - {current} for key in keys}
+    return {key: other for key, other in found.items() if other}
+
+
 def other_builds(plan: Any, store: Any) -> list[str]:
     """One line per stored set of ``plan`` whose results already in ``store`` came, in part, from
     another build of it: a cell keeps its key across builds of one recipe (the set's identity),
@@ -107,14 +119,12 @@ def other_builds(plan: Any, store: Any) -> list[str]:
     notes = []
     for name, aset in plan.sets.items():
         current = getattr(aset, "stored_content_sha256", None)
-        if not current:
-            continue
         keys = [c.key for c in plan.cells if c.set_name == name]
         other: dict[str, int] = {}
-        for key in keys:
-            for digest in recorded_data(store.load_result(key)) - {current}:
+        for digests in from_other_builds(store, keys, current).values():
+            for digest in digests:
                 other[digest] = other.get(digest, 0) + 1
-        if other:
+        if other and current:  # (other is empty without a current build)
             digest, n = max(other.items(), key=lambda kv: kv[1])
             notes.append(f"{n} of the {len(keys)} stored results of set {name!r} in {store.root} came from another build of "
                          f"it (data sha256 {digest[:12]}; this machine's store: {current[:12]}); they are reused and the rest "
