@@ -17,12 +17,17 @@
 # copied into the run's cache first, as when the store travels with the board, and everything else
 # (training, every metric's model passes) runs under the caps:
 #   SHARED_STORE=1 bash scripts/other-machine-verdicts.sh smollm2-135m-resid12 real
+# With SUITE=NAME the sets are those of an embedded suite other than the default (`saebench run
+# --suite NAME`) and the board compared is the committed leaderboards/NAME.json:
+#   SUITE=real-resid24 SHARED_STORE=1 bash scripts/other-machine-verdicts.sh smollm2-135m-resid24 real
 # Writes only under saebench-runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sets="${1:?usage: bash scripts/other-machine-verdicts.sh SETS [FAMILY [DTYPE]]}"
 family="${2:-synthetic}"
 dtype="${3:-}"
+board="${SUITE:-$family}"  # the committed board's file stem
+suite=(${SUITE:+--suite "$SUITE"})
 caps=(ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2)
 
 regenerate() {  # regenerate OUT [ENV...]: run the sets into OUT (its own cache) and build the family's board
@@ -30,18 +35,18 @@ regenerate() {  # regenerate OUT [ENV...]: run the sets into OUT (its own cache)
   if [[ -n "${SHARED_STORE:-}" && ! -d "$out/cache" ]]; then
     mkdir -p "$out" && cp -r "${SAEBENCH_CACHE:-$HOME/.cache/saebench-sanity}" "$out/cache"
   fi
-  env "$@" SAEBENCH_CACHE="$PWD/$out/cache" saebench run --sets "$sets" --jobs 2 --out "$out" --no-plots \
+  env "$@" SAEBENCH_CACHE="$PWD/$out/cache" saebench run "${suite[@]}" --sets "$sets" --jobs 2 --out "$out" --no-plots \
     --leaderboards "$out/leaderboards" ${dtype:+--dtype "$dtype"}
-  saebench leaderboard --results "$out" --out "$out/leaderboards" --family "$family" --no-plots
+  saebench leaderboard --results "$out" --out "$out/leaderboards" --family "$family" --name "$board" --no-plots
 }
 
 if [[ -z "$dtype" ]]; then
   out=saebench-runs/other-machine
   regenerate "$out" "${caps[@]}"
-  python scripts/verdict-changes.py "leaderboards/$family.json" "$out/leaderboards/$family.json"
+  python scripts/verdict-changes.py "leaderboards/$board.json" "$out/leaderboards/$board.json"
 else
   out="saebench-runs/other-machine-$dtype"
   regenerate "$out/native"
   regenerate "$out/emulated" "${caps[@]}"
-  python scripts/verdict-changes.py "$out/native/leaderboards/$family.json" "$out/emulated/leaderboards/$family.json"
+  python scripts/verdict-changes.py "$out/native/leaderboards/$board.json" "$out/emulated/leaderboards/$board.json"
 fi
