@@ -560,14 +560,9 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
                                  source="saebench check"),
                 cells=cells, metrics=metrics, sets={set_name: aset})
     executor = registry.get("executor", "local").build(jobs=opts.jobs)
-    redo = [c for c in cells if c.key in stale]
-    forced = {}
-    if redo:  # first the stale baselines, from scratch; then the plan as a whole finds them done
-        forced = {o.key: o for o in executor.run(dataclasses.replace(plan, cells=redo), store, registry, force=True,
-                                                 reporter=NullReporter(), device=device)}
-    outcomes = {o.key: o for o in executor.run(plan, store, registry, force=False, reporter=NullReporter(),
-                                               device=device)}
-    outcomes.update(forced)
+    # one pass: the stale baselines from scratch (force names their keys), the rest as cached
+    outcomes = {o.key: o for o in executor.run(plan, store, registry, force=frozenset(c.key for c in cells if c.key in stale),
+                                               reporter=NullReporter(), device=device)}
 
     user_scores, skips, _ = _recorded_scores(store, provided, user_outcome, metrics, f"your SAE ({description})")
     base_scores: dict[str, list[tuple[dict[str, dict[str, float]], bool]]] = {m.name: [] for m in modes}

@@ -93,6 +93,37 @@ def test_second_run_trains_nothing_and_new_metric_scores_existing_checkpoints(tm
     assert set(store.trainings().values()) == {2}
 
 
+def test_force_may_name_the_cells_it_redoes(tmp_path, fake_registry):
+    """``force`` as a set of cell keys redoes those cells from scratch (trained and every metric
+    scored again) and serves the others from the store, in one pass; the pool's and Ray's task
+    helpers ship no stored bytes of a forced cell."""
+    from saebench_sanity.executors.remote import commit_reply, fully_cached, prepare_task, work_cohort
+    from saebench_sanity.harness.executor import cohorts, forced
+
+    assert forced(True, "a") and not forced(False, "a")
+    assert forced(frozenset({"a"}), "a") and not forced(frozenset({"a"}), "b") and not forced(frozenset(), "a")
+
+    cfg = cfg_for(tmp_path, metrics=["reconstruction"])
+    plan, store, first = run_once(cfg, fake_registry)
+    redo, kept = first[0].key, first[1].key
+    _, _, again = run_once(cfg, fake_registry, force=frozenset({redo}))
+    by = {o.key: o for o in again}
+    assert by[redo].trained_now and not by[redo].metrics["reconstruction"]["cached"]
+    assert not by[kept].trained_now and by[kept].metrics["reconstruction"]["cached"]
+    assert store.trainings() == {redo: 2, kept: 1}
+
+    (group,) = cohorts(plan.cells)
+    assert fully_cached(group, plan.metrics, store, force=frozenset())
+    assert not fully_cached(group, plan.metrics, store, force=frozenset({redo}))
+    task = prepare_task(group, plan.metrics, store, set_params=cfg.set_params_for("tiny-gauss"),
+                        force=frozenset({redo}), device="cpu")
+    assert set(task.seed) == {kept}
+    reply = work_cohort(task, registry=fake_registry)
+    assert {o.key for o in reply.outcomes if o.trained_now} == {redo}
+    commit_reply(reply, store)
+    assert store.trainings() == {redo: 3, kept: 1}
+
+
 def test_a_cached_cell_is_rejudged_by_the_current_undertrained_rule_without_retraining(tmp_path, fake_registry):
     cfg = cfg_for(tmp_path, metrics=["reconstruction"], modes=["trained"])
     _, store, (first,) = run_once(cfg, fake_registry)

@@ -54,3 +54,30 @@ def test_the_local_executor_logs_it_as_a_warning(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="saebench_sanity.executors.local"):
         local.warn_oversubscription(1)
     assert not caplog.records
+
+
+def test_the_local_executor_warns_only_when_it_has_work(tmp_path, monkeypatch, fake_registry):
+    """A re-run that finds every cell stored only reads: no warning, whatever ``--jobs``;
+    one that trains (here: ``force``) is checked, at one job too."""
+    import torch
+
+    from saebench_sanity import config
+    from saebench_sanity.harness.executor import execute
+    from saebench_sanity.harness.plan import build_plan
+    from saebench_sanity.harness.store import ResultStore
+
+    torch.set_num_threads(1)
+    cfg = config.from_dict({"run": {"sets": ["tiny-gauss"], "architectures": ["topk"], "modes": ["trained"],
+                                    "seeds": [0], "metrics": ["reconstruction"], "output_dir": str(tmp_path / "out")},
+                            "training": {"steps": 10, "batch_size": 32, "curve_every": 5, "n_init_samples": 128}})
+    plan = build_plan(cfg, fake_registry)
+    store = ResultStore(cfg.output_dir)
+    warned = []
+    monkeypatch.setattr(local, "warn_oversubscription", warned.append)
+    execute(plan, store, fake_registry, jobs=1)
+    assert warned == [1]
+    for jobs in (1, 2, None):
+        execute(plan, store, fake_registry, jobs=jobs)
+    assert warned == [1]
+    execute(plan, store, fake_registry, jobs=1, force=True)
+    assert warned == [1, 1]

@@ -357,7 +357,13 @@ def test_check_trains_again_the_baselines_it_cached_from_another_build_of_the_se
     assert second != first
     capsys.readouterr()
 
+    from saebench_sanity.executors.local import LocalExecutor
+
+    passes = []
+    real_run = LocalExecutor.run
+    monkeypatch.setattr(LocalExecutor, "run", lambda self, plan, *a, **k: passes.append(k["force"]) or real_run(self, plan, *a, **k))
     again, err = check("again.json")
+    assert len(passes) == 1 and len(passes[0]) == 1  # one pass, which redoes the stale baseline only
     err = " ".join(err.split())  # the progress console wraps long lines
     assert err.count("another build") == 1 and "2 cached record(s)" in err and "set 'cfgset'" in err, err
     assert [r["cached"] for r in again["training"]["frozen_decoder"]] == [False]  # trained again

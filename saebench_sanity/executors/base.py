@@ -62,11 +62,13 @@ class Executor:
 
     name: str = "executor"
 
-    def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any,
+    def run(self, plan: Any, store: Any, registry: Any, *, force: Any, reporter: Any,
             device: str) -> list[Any]:
         """Run every cohort of ``plan`` into ``store``; return this run's ``CellOutcome`` of every
         cell that finished, in plan order.
 
+        ``force`` is ``harness.executor.Force``: True redoes every cell, False none, a set of
+        cell keys only those (test a cell with ``harness.executor.forced(force, key)``).
         ``device`` is the run's device *option* (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
         ``"mps"``), resolved where the cells train. ``reporter`` gets ``cell_start`` /
         ``cell_done`` per cell (and ``train_progress`` / ``phase`` where the executor can)."""

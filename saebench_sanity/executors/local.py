@@ -62,19 +62,15 @@ class LocalExecutor(Executor):
     def __init__(self, jobs: int | None = None) -> None:
         self.jobs = jobs
 
-    def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any, device: str) -> list[Any]:
+    def run(self, plan: Any, store: Any, registry: Any, *, force: Any, reporter: Any, device: str) -> list[Any]:
         from saebench_sanity.devices import resolve_device
         from saebench_sanity.harness.executor import cohorts
 
         device = resolve_device(device, "run.device")
         groups = cohorts(plan.cells)
-        jobs = self.jobs
-        work = True
-        if jobs is None or jobs > 1:
-            busy = [not fully_cached(g, plan.metrics, store, force) for g in groups]
-            jobs = jobs or max(1, min(default_jobs(), sum(busy)))
-            work = any(busy)
-        if work:  # `saebench run` and `saebench check` both come through here
+        busy = [not fully_cached(g, plan.metrics, store, force) for g in groups]
+        jobs = self.jobs or max(1, min(default_jobs(), sum(busy)))
+        if any(busy):  # `saebench run` and `saebench check` both come through here; a resume that only reads is not warned
             warn_oversubscription(jobs)
         if jobs > 1:
             return self._pool(plan, groups, busy, store, registry, force=force, reporter=reporter, jobs=jobs,
@@ -82,7 +78,7 @@ class LocalExecutor(Executor):
         return self._in_process(plan, groups, store, registry, force=force, reporter=reporter, device=device)
 
     @staticmethod
-    def _in_process(plan: Any, groups: list[list[Any]], store: Any, registry: Any, *, force: bool, reporter: Any,
+    def _in_process(plan: Any, groups: list[list[Any]], store: Any, registry: Any, *, force: Any, reporter: Any,
                     device: str) -> list[Any]:
         from saebench_sanity.harness.executor import _SetCache, run_cohort, stream_units
         from saebench_sanity.training.engine import tune_allocator
@@ -106,7 +102,7 @@ class LocalExecutor(Executor):
         return [done[c.key] for c in plan.cells if c.key in done]
 
     @staticmethod
-    def _pool(plan: Any, groups: list[list[Any]], busy: list[bool], store: Any, registry: Any, *, force: bool,
+    def _pool(plan: Any, groups: list[list[Any]], busy: list[bool], store: Any, registry: Any, *, force: Any,
               reporter: Any, jobs: int, device: str) -> list[Any]:
         """Cohorts as tasks of ``jobs`` worker processes; this process commits each reply as it arrives.
 

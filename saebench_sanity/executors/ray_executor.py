@@ -209,7 +209,7 @@ class RayExecutor(Executor):
         return True
 
     # -- run -------------------------------------------------------------------------------------
-    def run(self, plan: Any, store: Any, registry: Any, *, force: bool, reporter: Any, device: str) -> list[Any]:
+    def run(self, plan: Any, store: Any, registry: Any, *, force: Any, reporter: Any, device: str) -> list[Any]:
         from saebench_sanity.harness.executor import _SetCache, cohorts, run_cohort, stream_units
 
         ray = self.ray

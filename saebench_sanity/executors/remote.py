@@ -44,7 +44,8 @@ class CohortTask:
     metrics: list[Any]  # harness.plan.MetricPlan
     set_name: str
     set_params: dict[str, Any]
-    force: bool
+    #: ``harness.executor.Force``: True, False or the keys of the cells redone from scratch
+    force: Any
     #: the run's device option, resolved on the worker (``"auto"`` picks that machine's best)
     device: str
     #: ``{cell key: {"checkpoint": {file name: bytes}, "result": bytes}}`` of what the store holds
@@ -64,14 +65,15 @@ class CohortReply:
     host: str = ""
 
 
-def fully_cached(cells: list[Any], metrics: list[Any], store: Any, force: bool) -> bool:
+def fully_cached(cells: list[Any], metrics: list[Any], store: Any, force: Any) -> bool:
     """True when nothing of the cohort needs training or scoring: the driver then reports it
-    itself (``run_cohort`` on the real store only reads), without shipping it anywhere."""
-    if force:
-        return False
-    from saebench_sanity.harness.executor import has_current_checkpoint
+    itself (``run_cohort`` on the real store only reads), without shipping it anywhere.
+    ``force``: ``harness.executor.Force``."""
+    from saebench_sanity.harness.executor import forced, has_current_checkpoint
 
     for cell in cells:
+        if forced(force, cell.key):
+            return False
         if not has_current_checkpoint(store, cell.key, cell.training):
             return False
         rec = store.load_result(cell.key)
@@ -89,22 +91,23 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 
 
 def prepare_task(cells: list[Any], metrics: list[Any], store: Any, *, set_params: dict[str, Any],
-                 force: bool, device: str) -> CohortTask:
+                 force: Any, device: str) -> CohortTask:
     """The task for one cohort, with the bytes of its cells' stored checkpoints and records
-    (none under ``force``: everything is redone)."""
-    seed: dict[str, dict[str, Any]] = {}
-    if not force:
-        from saebench_sanity.harness.executor import has_current_checkpoint
+    (none of the cells ``force`` redoes: ``harness.executor.Force``)."""
+    from saebench_sanity.harness.executor import forced, has_current_checkpoint
 
-        for cell in cells:
-            entry: dict[str, Any] = {}
-            if has_current_checkpoint(store, cell.key, cell.training):
-                entry["checkpoint"] = _folder_bytes(store.checkpoint_dir(cell.key))
-            path = store.result_path(cell.key)
-            if path.is_file():
-                entry["result"] = path.read_bytes()
-            if entry:
-                seed[cell.key] = entry
+    seed: dict[str, dict[str, Any]] = {}
+    for cell in cells:
+        if forced(force, cell.key):
+            continue
+        entry: dict[str, Any] = {}
+        if has_current_checkpoint(store, cell.key, cell.training):
+            entry["checkpoint"] = _folder_bytes(store.checkpoint_dir(cell.key))
+        path = store.result_path(cell.key)
+        if path.is_file():
+            entry["result"] = path.read_bytes()
+        if entry:
+            seed[cell.key] = entry
     return CohortTask(cells=list(cells), metrics=list(metrics), set_name=cells[0].set_name,
                       set_params=dict(set_params), force=force, device=device, seed=seed)
 

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import AbstractSet, Any, Callable, Protocol, Union
 
 from saebench_sanity.errors import SaebenchError
 from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
@@ -180,21 +180,32 @@ def estimate_seconds(to_train: list[dict[str, Any]], d_in: int | None, model_met
     return train + model_metrics * MODEL_METRIC_S * n_cells
 
 
-def cohort_estimate(group: list[Cell], plan: Plan, store: ResultStore | None = None, force: bool = False) -> float:
+#: an executor's ``force``: True redoes every cell, False none, a set of cell keys only those
+#: cells (``saebench check`` redoes its cached records of another store build this way, in the
+#: same pass that reads the rest)
+Force = Union[bool, AbstractSet[str]]
+
+
+def forced(force: Force, key: str) -> bool:
+    """True when ``force`` says cell ``key`` is redone from scratch (trained and scored again)."""
+    return key in force if isinstance(force, AbstractSet) else bool(force)
+
+
+def cohort_estimate(group: list[Cell], plan: Plan, store: ResultStore | None = None, force: Force = False) -> float:
     """``estimate_seconds`` of what ``run_cohort`` will spend on ``group``: its members without a
     current checkpoint, and the metrics that need a model when the set provides one."""
     from saebench_sanity.activations.base import NEED_MODEL
 
     aset = plan.sets.get(group[0].set_name)
     to_train = [c.identity() for c in group
-                if c.trains and (store is None or force or not has_current_checkpoint(store, c.key, c.training))]
+                if c.trains and (store is None or forced(force, c.key) or not has_current_checkpoint(store, c.key, c.training))]
     provides = set(getattr(aset, "provides", ()) or ())
     model_metrics = sum(1 for mp in plan.metrics if NEED_MODEL in mp.needs and not (set(mp.needs) - provides))
     return estimate_seconds(to_train, getattr(aset, "d_in", None), model_metrics, len(group))
 
 
 def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None,
-                  force: bool = False) -> list[list[Cell]]:
+                  force: Force = False) -> list[list[Cell]]:
     """``groups`` in the order a pool of workers should start them: the longest estimated
     (``cohort_estimate``) first, ties in plan order. Handing the long cohorts out first keeps
     one worker from starting a long cohort (a real-set ReLU or Gated cohort at its 10,000-step
@@ -210,7 +221,7 @@ def longest_first(groups: list[list[Cell]], plan: Plan, store: ResultStore | Non
 UNITS_PER_WORKER = 3
 
 
-def stream_units(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None, force: bool = False,
+def stream_units(groups: list[list[Cell]], plan: Plan, store: ResultStore | None = None, force: Force = False,
                  jobs: int = 1, longest: bool = True) -> list[list[list[Cell]]]:
     """``groups`` (cohorts) as units a worker runs one after the other (``unit_order``: the
     longest estimated unit first, each unit's cohorts longest first; ``longest=False``: plan order).
@@ -312,7 +323,7 @@ def rejudge_convergence(info: dict[str, Any], cell: Cell) -> dict[str, Any]:
 
 
 def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any], store: ResultStore,
-             registry: Any, *, force: bool = False, reporter: Any = None,
+             registry: Any, *, force: Force = False, reporter: Any = None,
              trained: dict[str, Any] | None = None, device: str = "cpu", metric_cache: Any = None,
              sae: Any = None, cohort_scores: "CohortScores | None" = None) -> CellOutcome:
     """Train (unless checkpointed), score (unless recorded) and store one cell.
@@ -328,7 +339,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
     this cell's context and the metrics its cohort scored together (``score_cohort``): those are
     stored as they came, not computed again."""
     reporter = reporter or NullReporter()
-    loaded = None if force else store.load_result(cell.key)
+    loaded = None if forced(force, cell.key) else store.load_result(cell.key)
     record = json.loads(json.dumps(loaded)) if loaded else {}
     record.update({"key": cell.key, "label": cell.label, "cell": cell.identity()})
     record.setdefault("metrics", {})
@@ -342,7 +353,7 @@ def run_cell(cell: Cell, metrics: list[MetricPlan], aset: Any, eval_acts: Callab
         elif trained is not None:
             info = trained
             out.trained_now = True
-        elif force or not has_current_checkpoint(store, cell.key, cell.training):
+        elif forced(force, cell.key) or not has_current_checkpoint(store, cell.key, cell.training):
             reporter.phase(cell, "training")
             info = _train_and_save([cell], aset, store, registry, reporter, device=device)[cell.key]
             if "error" in info:
@@ -457,7 +468,7 @@ def _recorded(record: dict[str, Any] | None, mp: MetricPlan) -> dict[str, Any] |
 
 
 def score_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
-                 store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+                 store: ResultStore, registry: Any, *, force: Force = False, reporter: Any = None,
                  device: str = "cpu", metric_cache: Any = None) -> dict[str, CohortScores]:
     """Score together, per metric whose spec has a ``batch_factory``, the cells of one cohort that
     still need it (``MetricSpec.evaluate_many``: e.g. one batched spliced pass, one batch of judge
@@ -472,7 +483,7 @@ def score_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_a
     if not batched:
         return {}
     ready = [c for c in cells if store.has_checkpoint(c.key)]
-    records = {c.key: (None if force else store.load_result(c.key)) for c in ready}
+    records = {c.key: (None if forced(force, c.key) else store.load_result(c.key)) for c in ready}
     out: dict[str, CohortScores] = {}
     for mp in batched:
         todo = [c for c in ready if _recorded(records[c.key], mp) is None]
@@ -532,7 +543,7 @@ def write_run_manifest(plan: Plan, store: ResultStore) -> None:
 
 
 def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_acts: Callable[[], Any],
-               store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+               store: ResultStore, registry: Any, *, force: Force = False, reporter: Any = None,
                device: str = "cpu", on_done: Callable[[Cell, CellOutcome], None] | None = None) -> list[CellOutcome]:
     """Train the cells of one cohort (``cohorts``) that have no checkpoint yet as one program,
     score together what the cohort's metrics can score jointly (``score_cohort``), then score
@@ -542,7 +553,7 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
 
     reporter = reporter or NullReporter()
     device = resolve_device(device, "run.device")  # "auto"/"cuda" -> the device string torch uses here
-    todo = [c for c in cells if force or not has_current_checkpoint(store, c.key, c.training)]
+    todo = [c for c in cells if forced(force, c.key) or not has_current_checkpoint(store, c.key, c.training)]
     infos: dict[str, dict[str, Any]] = {}
     if todo:
         for c in todo:
@@ -567,7 +578,7 @@ def run_cohort(cells: list[Cell], metrics: list[MetricPlan], aset: Any, eval_act
     return outcomes
 
 
-def execute(plan: Plan, store: ResultStore, registry: Any, *, force: bool = False, reporter: Any = None,
+def execute(plan: Plan, store: ResultStore, registry: Any, *, force: Force = False, reporter: Any = None,
             jobs: int | None = 1, executor: Any = "local", address: str | None = None) -> list[CellOutcome]:
     """Run every cohort of ``plan`` (see module docstring) with ``executor``: a registered
     executor's name (built with ``jobs`` and ``address``, see ``saebench_sanity.executors``) or an
