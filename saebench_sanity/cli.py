@@ -342,6 +342,7 @@ def preflight(cfg: Any, registry: Any, *, out: str | None, leaderboards: str | N
     (bounds and the memory estimate). Returns the precedence notes to print with ``-v`` (a set's
     recommendation that a ``[training]`` / ``[run]`` value the user wrote replaces)."""
     from saebench_sanity.config import check_names
+    from saebench_sanity.harness.plan import arch_sparsity
 
     check_names(cfg, registry)
     for name in metrics or ():
@@ -356,7 +357,9 @@ def preflight(cfg: Any, registry: Any, *, out: str | None, leaderboards: str | N
         cfg.training_for(set_name, recommended)  # cross-field rules of the merged budget
         d_in = getattr(spec, "d_in", None)
         if isinstance(d_in, int) and not isinstance(d_in, bool) and d_in > 0:
-            cfg.size_for(set_name, d_in, recommended)
+            d_sae, target = cfg.size_for(set_name, d_in, recommended)
+            for arch in cfg.architectures:  # a per-architecture target L0 that the architecture cannot take
+                arch_sparsity(cfg, registry.get("architecture", arch), set_name, d_sae, target)
         notes += cfg.overridden_by_set(set_name, recommended)
     return notes
 

@@ -430,7 +430,7 @@ class _SetTableBase(BaseModel):
     #: training precision of this set's cells (beats run.dtype; --dtype beats both); part of a cell's identity
     training_dtype: Annotated[Optional[Literal["float32", "float64", "bfloat16"]],
                               Allowed("float32, float64 or bfloat16")] = None
-    #: [sets.NAME.architectures.ARCH]: architecture parameters and training keys (max_steps, lr, ...) for this set and architecture only
+    #: [sets.NAME.architectures.ARCH]: architecture parameters, training keys (max_steps, lr, ...) and target_l0 (a positive number; fractional only for penalty architectures) for this set and architecture only
     architectures: Annotated[dict[StrictStr, dict[StrictStr, Any]],
                              Allowed("[sets.NAME.architectures.ARCH] tables of key = value pairs")] = {}
     # -- fields of user-defined sets (model, hook_point, corpus, ...) go here ------------------
@@ -639,11 +639,33 @@ class RunConfig:
         return self._architecture_table(set_name, arch)[1]
 
     def _architecture_table(self, set_name: str, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``[sets.NAME.architectures.ARCH]`` split into (architecture parameters, training keys)."""
+        """``[sets.NAME.architectures.ARCH]`` split into (architecture parameters, training keys);
+        its ``target_l0`` is neither (:meth:`target_l0_for`)."""
         table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
         training = training_keys(table, f"sets.{set_name}.architectures.{arch}")
-        params = {k: v for k, v in table.items() if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS}
+        params = {k: v for k, v in table.items()
+                  if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS and k != "target_l0"}
         return params, {k: v for k, v in training.items() if k in _TRAINING_FIELDS}
+
+    def target_l0_for(self, set_name: str, arch: str, d_sae: int, target: int | None) -> float | None:
+        """The target L0 of one architecture's cells of ``set_name``: ``target_l0`` of
+        ``[sets.NAME.architectures.ARCH]`` when given, else the set's ``target`` (``size_for``).
+
+        Only the per-architecture target may be fractional: an SAE whose sparsity is a penalty
+        settles at the data's own L0 when it finds the features, and a set's ground truth can hold
+        a fractional number of active features per sample (synth-easy: 2.706); a TopK-family
+        architecture, whose knob counts latents, refuses a fractional one when its parameters are
+        resolved (``architectures.sparsity.apply_target_l0``). A whole number stays an int, so a
+        cell's identity does not depend on writing ``3`` or ``3.0``."""
+        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+        if "target_l0" not in table:
+            return target
+        value, where = table["target_l0"], f"sets.{set_name}.architectures.{arch}.target_l0"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r} must be a positive number, e.g. 20 or 2.7")
+        if not 0 < value <= int(d_sae):
+            raise ConfigError(f"{where} = {value} must be in (0, d_sae] (d_sae {d_sae})")
+        return int(value) if float(value).is_integer() else float(value)
 
     def overridden_by_set(self, set_name: str, recommended: dict[str, Any] | None = None) -> list[str]:
         """One line per recommendation of ``set_name`` (its spec's ``training``) that a value the

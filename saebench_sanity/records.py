@@ -48,7 +48,7 @@ class CellIdentity(_Open):
     mode: str
     seed: int
     d_sae: int
-    target_l0: int | None = None
+    target_l0: float | None = None
     arch_params: dict[str, Any] = Field(default_factory=dict)
     mode_params: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)

@@ -184,6 +184,53 @@ def test_a_size_the_user_wrote_beats_the_recommended_d_sae():
         "synth-easy", d_in=32, recommended=recommended) == (64, 3)
 
 
+def test_an_architecture_of_a_set_may_have_its_own_target_l0_and_only_a_penalty_one_a_fractional_one(builtins):
+    """``[sets.NAME.architectures.ARCH] target_l0`` is that architecture's target on that set:
+    its cells carry it and their parameters map it (JumpReLU's quadratic penalty); the other
+    architectures keep the set's; a whole number written as 3.0 is the same cell as 3; a TopK-family
+    architecture, whose k counts latents, refuses a fractional one in one line."""
+    from saebench_sanity.harness.plan import arch_sparsity, build_plan
+
+    def plan(tables):
+        cfg = config.from_dict({"run": {"sets": ["synth-easy"], "architectures": ["jumprelu", "topk", "relu"],
+                                        "modes": ["trained"], "seeds": [0]},
+                                "sets": {"synth-easy": {"target_l0": 3, "architectures": tables}}})
+        return {c.arch: c for c in build_plan(cfg, builtins).cells}
+
+    cells = plan({"jumprelu": {"target_l0": 2.7}})
+    assert cells["jumprelu"].target_l0 == 2.7 and cells["jumprelu"].arch_params["target_l0"] == 2.7
+    assert cells["topk"].target_l0 == 3 and cells["topk"].arch_params["k"] == 3
+    assert cells["relu"].target_l0 == 3
+    same = plan({"jumprelu": {"target_l0": 3.0}, "topk": {"target_l0": 3.0}})
+    base = plan({})
+    assert {a: c.key for a, c in same.items()} == {a: c.key for a, c in base.items()}
+    assert type(same["topk"].arch_params["k"]) is int
+
+    cfg = config.from_dict({"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]},
+                            "sets": {"synth-easy": {"architectures": {"topk": {"target_l0": 2.7}}}}})
+    with pytest.raises(ConfigError, match=r"^sets\.synth-easy: target_l0 = 2\.7: architecture 'topk' sets k, a whole number"):
+        arch_sparsity(cfg, builtins.get("architecture", "topk"), "synth-easy", 96, 3)
+    for bad, fragment in ((0, "must be in (0, d_sae]"), (1000, "must be in (0, d_sae]"), ("3", "must be a positive number"),
+                          (True, "must be a positive number")):
+        cfg = config.from_dict({"run": {"sets": ["synth-easy"], "architectures": ["jumprelu"], "modes": ["trained"]},
+                                "sets": {"synth-easy": {"architectures": {"jumprelu": {"target_l0": bad}}}}})
+        with pytest.raises(ConfigError, match=r"^sets\.synth-easy\.architectures\.jumprelu\.target_l0 = ") as info:
+            cfg.target_l0_for("synth-easy", "jumprelu", 96, 3)
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_run_refuses_a_fractional_target_for_a_topk_architecture_before_anything_runs(tmp_path, capsys):
+    from saebench_sanity.cli import main
+
+    toml = tmp_path / "frac.toml"
+    toml.write_text('[run]\nsets = ["synth-easy"]\narchitectures = ["batchtopk"]\nmodes = ["trained"]\n'
+                    f'output_dir = "{tmp_path / "out"}"\n[sets.synth-easy.architectures.batchtopk]\ntarget_l0 = 2.5\n')
+    assert main(["run", "--config", str(toml), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sets.synth-easy: target_l0 = 2.5: architecture 'batchtopk' sets k") and err.count("\n") == 1, err
+    assert not (tmp_path / "out" / "results").exists() and not (tmp_path / "out" / "run.json").exists()
+
+
 # -- output paths ----------------------------------------------------------------------------------
 def test_unwritable_outputs_are_refused_in_one_line(tmp_path):
     a_file = tmp_path / "file"

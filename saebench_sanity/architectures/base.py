@@ -74,7 +74,7 @@ class ArchitectureSpec(Spec):
     roles: dict[str, str] = field(default_factory=dict)
     sparsity_param: str = ""
     sae_lens_architecture: str = ""
-    target_l0_params: "Callable[[int], dict[str, Any]] | str | None" = None
+    target_l0_params: "Callable[[float], dict[str, Any]] | str | None" = None
     sparsity_warm_up_param: str = ""
     sparsity_coefficients: tuple[str, ...] = ()
     calibration: "Callable[..., Any] | str | None" = None
@@ -90,7 +90,7 @@ class ArchitectureSpec(Spec):
         """True if a target L0 sets this architecture's sparsity (see ``target_l0_params``)."""
         return self.target_l0_params is not None or self.sparsity_param in ("k", "target_l0")
 
-    def params_for_target_l0(self, target_l0: int) -> dict[str, Any]:
+    def params_for_target_l0(self, target_l0: float) -> dict[str, Any]:
         """The parameters that aim this architecture at ``target_l0`` active latents per sample
         (``{}`` when its sparsity does not target an L0)."""
         if self.target_l0_params is not None:

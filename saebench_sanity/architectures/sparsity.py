@@ -30,20 +30,21 @@ from typing import Any
 from saebench_sanity.errors import ConfigError
 
 
-def k_from_target_l0(target_l0: int) -> dict[str, Any]:
+def k_from_target_l0(target_l0: float) -> dict[str, Any]:
     """TopK-family mapping: ``k = target_l0`` active latents per sample."""
     return {"k": target_l0}
 
 
-def jumprelu_quadratic_target(target_l0: int) -> dict[str, Any]:
+def jumprelu_quadratic_target(target_l0: float) -> dict[str, Any]:
     """JumpReLU mapping: sae-lens's quadratic L0 penalty aimed at ``target_l0`` (see the table)."""
     return {"jumprelu_sparsity_loss_mode": "quadratic", "target_l0": float(target_l0)}
 
 
 def check_target_l0(target_l0: Any) -> None:
-    """ConfigError unless ``target_l0`` is a positive integer."""
-    if isinstance(target_l0, bool) or not isinstance(target_l0, int) or target_l0 <= 0:
-        raise ConfigError(f"target_l0 = {target_l0!r} must be a positive integer, e.g. 20")
+    """ConfigError unless ``target_l0`` is a positive number (fractional ones come only from a
+    ``[sets.NAME.architectures.ARCH]`` table: ``RunConfig.target_l0_for``)."""
+    if isinstance(target_l0, bool) or not isinstance(target_l0, (int, float)) or not 0 < target_l0 < float("inf"):
+        raise ConfigError(f"target_l0 = {target_l0!r} must be a positive number, e.g. 20")
 
 
 def targets_l0(arch_spec: Any) -> bool:
@@ -51,17 +52,23 @@ def targets_l0(arch_spec: Any) -> bool:
     return bool(arch_spec.targets_l0)
 
 
-def apply_target_l0(arch_spec: Any, params: dict[str, Any], target_l0: int | None) -> dict[str, Any]:
+def apply_target_l0(arch_spec: Any, params: dict[str, Any], target_l0: float | None) -> dict[str, Any]:
     """Return a copy of ``params`` with ``target_l0`` mapped onto the architecture's knob (the
-    spec's declared mapping, table above). ``target_l0 = None`` returns the params unchanged."""
+    spec's declared mapping, table above). ``target_l0 = None`` returns the params unchanged.
+    ConfigError when the knob is ``k`` (it counts latents) and the target is fractional."""
     out = dict(params)
     if target_l0 is None:
         return out
     check_target_l0(target_l0)
-    return {**out, **arch_spec.params_for_target_l0(target_l0)}
+    mapped = arch_spec.params_for_target_l0(target_l0)
+    k = mapped.get("k")
+    if isinstance(k, float) and not k.is_integer():
+        raise ConfigError(f"target_l0 = {target_l0}: architecture {arch_spec.name!r} sets k, a whole number of "
+                          f"latents per sample; give it an integer target (sets.NAME.architectures.{arch_spec.name}.target_l0)")
+    return {**out, **mapped}
 
 
-def resolve_arch_params(arch_spec: Any, target_l0: int | None, overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve_arch_params(arch_spec: Any, target_l0: float | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """An architecture's hyper-parameters for one cell: the spec's defaults, then the run's
     ``target_l0`` mapped onto its knob (table above), then the explicit ``overrides`` (the user's
     ``[architectures.<name>]`` and per-set tables). The plan (cell identity), the trainer

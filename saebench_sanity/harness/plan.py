@@ -68,7 +68,7 @@ class Cell:
     mode: str
     seed: int
     d_sae: int
-    target_l0: int | None
+    target_l0: float | None
     arch_params: dict[str, Any]
     arch_overrides: dict[str, Any]
     mode_params: dict[str, Any]
@@ -178,6 +178,21 @@ def validate_set(aset: Any, spec: Any, batch_size: int = 64) -> None:
             raise DataError(f"activation set {name!r}: {what} contain NaN/inf; clean or regenerate the set")
 
 
+def arch_sparsity(cfg: Any, arch_spec: Any, set_name: str, d_sae: int,
+                  target_l0: int | None) -> tuple[float | None, dict[str, Any], dict[str, Any]]:
+    """``(target L0, parameter overrides, resolved parameters)`` of one architecture's cells of
+    ``set_name``: the set's ``target_l0`` unless ``[sets.NAME.architectures.ARCH]`` gives one
+    (``RunConfig.target_l0_for``), mapped onto the architecture's knob, then ``[architectures.ARCH]``
+    and the per-set table's parameters over it (``resolve_arch_params``). ConfigError for a
+    fractional target on a TopK-family architecture."""
+    target = cfg.target_l0_for(set_name, arch_spec.name, d_sae, target_l0)
+    overrides = {**cfg.architecture_params.get(arch_spec.name, {}), **cfg.architecture_params_for(set_name, arch_spec.name)}
+    try:
+        return target, overrides, resolve_arch_params(arch_spec, target, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"sets.{set_name}: {exc}") from None
+
+
 def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = None,
                build_sets: bool = True) -> Plan:
     """Resolve ``cfg`` against ``registry`` into cells and metric plans.
@@ -221,14 +236,13 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
         for arch in cfg.architectures:
             training = cfg.training_for(set_name, set_spec.training, arch)
             arch_spec = registry.get("architecture", arch)
-            overrides = {**cfg.architecture_params.get(arch, {}), **cfg.architecture_params_for(set_name, arch)}
-            arch_params = resolve_arch_params(arch_spec, target_l0, overrides)
+            arch_target, overrides, arch_params = arch_sparsity(cfg, arch_spec, set_name, d_sae, target_l0)
             for mode in cfg.modes:
                 mode_spec = registry.get("training_mode", mode)
                 mode_params = {**mode_spec.params, **cfg.mode_params.get(mode, {})}
                 for seed in cfg.seeds:
                     cell = Cell(set_name=set_name, arch=arch, mode=mode, seed=int(seed), d_sae=d_sae,
-                                target_l0=target_l0, arch_params=arch_params, arch_overrides=overrides,
+                                target_l0=arch_target, arch_params=arch_params, arch_overrides=overrides,
                                 mode_params=mode_params, training=training, set_manifest_hash=manifest,
                                 is_baseline=bool(mode_spec.is_baseline), trains=bool(mode_spec.trains),
                                 dtype=cfg.dtype_for(set_name), plugins=plugin_versions(registry, [set_spec, arch_spec, mode_spec]))

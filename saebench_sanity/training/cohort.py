@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def train_cells(members: Sequence[tuple[Any, Any, dict[str, Any], int]], activation_set: Any, *, d_sae: int,
-                target_l0: int | None, arch_overrides: dict[str, Any], training: "TrainingConfig",
+                target_l0: float | None, arch_overrides: dict[str, Any], training: "TrainingConfig",
                 device: str = "cpu", dtype: str = "float32",
                 progress: Callable[[int, int, int, float], None] | None = None) -> list[Any]:
     """Train ``members`` = ``[(arch_spec, mode_spec, mode_params, seed), ...]`` of one cohort

@@ -201,7 +201,7 @@ def _sample_stats(sae: Any, sample_acts: Any, batch_size: int) -> tuple[float, f
     return float((~fired).float().mean()), (l0_sum / n if n else math.nan)
 
 
-def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
+def build_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: float | None,
                arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig",
                seed: int, dtype: Any = "float32") -> tuple[Any, Any, Any]:
     """Build and prepare a cell's SAE: ``(sae, mode, sample_acts)``. No optimizer steps.
@@ -240,7 +240,7 @@ def _with_sparsity_warm_up(arch_spec: Any, params: dict[str, Any], steps: int) -
     return {**params, key: steps} if key and key not in params else params
 
 
-def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: int | None,
+def train_cell(arch_spec: Any, mode_spec: Any, activation_set: Any, *, d_sae: int, target_l0: float | None,
                arch_overrides: dict[str, Any], mode_params: dict[str, Any], training: "TrainingConfig", seed: int,
                progress: Callable[[int, int, float], None] | None = None, dtype: Any = "float32") -> TrainResult:
     """Train one cell until the convergence rule stops it or ``training.max_steps``; return its
