@@ -287,8 +287,23 @@ def _measured_l0(sae: Any, acts: Any) -> float:
         return float((sae.encode(acts[:4096].to(module_device(sae))) != 0).float().sum(-1).mean())
 
 
-def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, Any]]:
-    """``(target_l0, arch_overrides)`` that give the baselines the user's sparsity."""
+def baseline_target_l0(l0: float) -> float | None:
+    """The target L0 of the baselines of a penalty SAE (no ``k``) that measured ``l0``: the nearest
+    whole number when that is within 5% of it (half the L0 tolerance; always from L0 10 up), so
+    SAEs of one shape and about one sparsity share cached baselines; else ``l0`` to two decimals
+    (a small or fractional L0, e.g. 2.6, which the integer 3 would leave L0 NOT MATCHED). None
+    for an SAE with no active latents."""
+    if not (math.isfinite(l0) and l0 > 0):
+        return None
+    whole = max(1, int(round(l0)))
+    if abs(whole - l0) <= 0.05 * l0:
+        return whole
+    return round(l0, 2) or 0.01
+
+
+def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[float | None, dict[str, Any]]:
+    """``(target_l0, arch_overrides)`` that give the baselines the user's sparsity: a TopK-family
+    SAE's ``k``, else its measured L0 (``baseline_target_l0``)."""
     details = getattr(getattr(sae.cfg, "metadata", None), "training_architecture_details", None) or {}
     params: dict[str, Any] = {}
     for key in (arch.sparsity_param, "l1_coefficient", "l0_coefficient"):
@@ -297,8 +312,7 @@ def _sparsity_of(sae: Any, arch: Any, acts: Any) -> tuple[int | None, dict[str, 
     k = details.get("k", getattr(sae.cfg, "k", None))
     if k is not None:
         return int(round(float(k))), params
-    l0 = _measured_l0(sae, acts)
-    return (max(1, int(round(l0))) if math.isfinite(l0) and l0 > 0 else None), params
+    return baseline_target_l0(_measured_l0(sae, acts)), params
 
 
 def baseline_budget(set_name: str, recommended: dict[str, Any] | None, arch: str) -> tuple[Any, dict[str, Any], str]:
@@ -335,7 +349,7 @@ def baseline_cache_root() -> Path:
 
 
 def baseline_key(*, set_manifest_hash: str, arch: str, arch_overrides: dict[str, Any], mode: str, seed: int,
-                 d_sae: int, target_l0: int | None, training: Any, dtype: str = "float32",
+                 d_sae: int, target_l0: float | None, training: Any, dtype: str = "float32",
                  plugins: tuple[tuple[str, str], ...] = ()) -> str:
     """Identity of one baseline of ``check``: everything that decides what it trains (the set's
     recipe, architecture and its overrides, mode, seed, size, sparsity, training config, dtype,
@@ -380,7 +394,7 @@ def provided_key(sae: Any, *, input_scale: float, set_manifest_hash: str) -> str
 
 
 def baseline_cells(*, set_name: str, set_manifest_hash: str, arch: Any, arch_overrides: dict[str, Any],
-                   modes: list[Any], seeds: tuple[int, ...], d_sae: int, target_l0: int | None, training: Any,
+                   modes: list[Any], seeds: tuple[int, ...], d_sae: int, target_l0: float | None, training: Any,
                    dtype: str, registry: Any, set_spec: Any = None) -> list[Any]:
     """The baselines of a check as harness cells (``harness.plan.Cell``), seed-major: the modes of
     one seed share set, architecture, size, training and seed, so they form one cohort

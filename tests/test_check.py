@@ -105,3 +105,21 @@ def test_a_d_in_mismatch_names_the_set(trained_sae):
 def test_an_unknown_score_selector_is_named(trained_sae):
     with pytest.raises(ConfigError, match="has no score 'nope'"):
         _run([str(trained_sae), "--set", "synth-easy", "--metrics", "reconstruction.nope"])
+
+
+def test_the_baselines_of_a_penalty_sae_aim_at_its_measured_l0():
+    """A whole-number target when it is within 5% of the measured L0 (baselines of SAEs of one
+    shape are shared), else the L0 to two decimals: an L0 of 2.6 rounded to 3 would leave the
+    checked SAE itself outside the 10% L0 tolerance."""
+    import math
+
+    from saebench_sanity.check import baseline_target_l0
+    from saebench_sanity.leaderboard.verdict import L0_TOLERANCE, l0_matched
+
+    cases = {26.3: 26, 6.2: 6, 2.98: 3, 10.4: 10, 2.6: 2.6, 1.4: 1.4, 0.3: 0.3, 1e-4: 0.01,
+             0.0: None, math.nan: None, -1.0: None}
+    for l0, want in cases.items():
+        got = baseline_target_l0(l0)
+        assert got == want and type(got) is type(want), (l0, got)
+    for l0 in (0.3, 0.9, 1.4, 2.6, 4.4, 7.5, 9.49, 12.5, 33.3, 150.5):
+        assert l0_matched(l0, baseline_target_l0(l0), L0_TOLERANCE), l0
