@@ -1024,6 +1024,10 @@ def check_names(cfg: RunConfig, registry: Any) -> None:
                                   f"also be a training key here; set it under [architectures.{arch}] or rename the parameter")
             check_params(spec, cfg.architecture_params_for(set_name, arch), where)
             cfg.training_for(set_name, getattr(registry.get("activation_set", set_name), "training", None), arch)
+            if "target_l0" in params:  # its type, and whether the architecture can take it (before any set is built)
+                from saebench_sanity.harness.plan import arch_sparsity
+
+                arch_sparsity(cfg, spec, set_name, MAX_D_SAE, None)
     for mode in cfg.modes:  # a mode validates its parameters when built (cheap: no tensors yet)
         spec = registry.get("training_mode", mode)
         params = cfg.mode_params.get(mode, {})

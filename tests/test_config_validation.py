@@ -208,7 +208,8 @@ def test_an_architecture_of_a_set_may_have_its_own_target_l0_and_only_a_penalty_
 
     cfg = config.from_dict({"run": {"sets": ["synth-easy"], "architectures": ["topk"], "modes": ["trained"]},
                             "sets": {"synth-easy": {"architectures": {"topk": {"target_l0": 2.7}}}}})
-    with pytest.raises(ConfigError, match=r"^sets\.synth-easy: target_l0 = 2\.7: architecture 'topk' sets k, a whole number"):
+    with pytest.raises(ConfigError, match=r"^sets\.synth-easy\.architectures\.topk\.target_l0 = 2\.7: architecture 'topk' sets k, "
+                                          r"a whole number of latents per sample; give it a whole-number target$"):
         arch_sparsity(cfg, builtins.get("architecture", "topk"), "synth-easy", 96, 3)
     for bad, fragment in ((0, "must be in (0, d_sae]"), (1000, "must be in (0, d_sae]"), ("3", "must be a positive number"),
                           (True, "must be a positive number")):
@@ -227,7 +228,8 @@ def test_run_refuses_a_fractional_target_for_a_topk_architecture_before_anything
                     f'output_dir = "{tmp_path / "out"}"\n[sets.synth-easy.architectures.batchtopk]\ntarget_l0 = 2.5\n')
     assert main(["run", "--config", str(toml), "--no-plots"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: sets.synth-easy: target_l0 = 2.5: architecture 'batchtopk' sets k") and err.count("\n") == 1, err
+    assert err.startswith("error: sets.synth-easy.architectures.batchtopk.target_l0 = 2.5: architecture 'batchtopk' sets k") \
+        and err.count("\n") == 1, err
     assert not (tmp_path / "out" / "results").exists() and not (tmp_path / "out" / "run.json").exists()
 
 

@@ -64,7 +64,7 @@ def apply_target_l0(arch_spec: Any, params: dict[str, Any], target_l0: float | N
     k = mapped.get("k")
     if isinstance(k, float) and not k.is_integer():
         raise ConfigError(f"target_l0 = {target_l0}: architecture {arch_spec.name!r} sets k, a whole number of "
-                          f"latents per sample; give it an integer target (sets.NAME.architectures.{arch_spec.name}.target_l0)")
+                          "latents per sample; give it a whole-number target")
     return {**out, **mapped}
 
 

@@ -189,8 +189,8 @@ def arch_sparsity(cfg: Any, arch_spec: Any, set_name: str, d_sae: int,
     overrides = {**cfg.architecture_params.get(arch_spec.name, {}), **cfg.architecture_params_for(set_name, arch_spec.name)}
     try:
         return target, overrides, resolve_arch_params(arch_spec, target, overrides)
-    except ConfigError as exc:
-        raise ConfigError(f"sets.{set_name}: {exc}") from None
+    except ConfigError as exc:  # a fractional target comes only from the per-architecture table
+        raise ConfigError(f"sets.{set_name}.architectures.{arch_spec.name}.{exc}") from None
 
 
 def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = None,
