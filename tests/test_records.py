@@ -93,3 +93,20 @@ def test_a_field_of_the_wrong_type_is_one_line_naming_it_and_the_store_reads_it_
 def test_a_partial_record_reads_but_is_not_complete():
     assert record_problem({"status": "ok"}) is None
     assert "'key' is missing" in record_problem({"status": "ok"}, complete=True)
+
+
+def test_the_committed_synthetic_records_are_the_cells_the_default_suite_plans_now():
+    """A change of the default suite that gives cells new identities (a budget, a target L0, a
+    set's recipe) must come with their records: the committed synthetic run manifest lists
+    exactly the cells that `saebench run --sets <its sets>` plans today, and every one has its
+    record. (The real boards' cells need the activation stores to plan; CI does not build them.)"""
+    from saebench_sanity.cli import only_sets
+    from saebench_sanity.config import embedded
+    from saebench_sanity.harness.plan import build_plan
+    from saebench_sanity.registry import get_registry
+
+    folder = REPO / "leaderboards" / "results" / "synthetic"
+    run = json.loads((folder / "run.json").read_text())
+    plan = build_plan(only_sets(embedded("default"), run["config"]["sets"]), get_registry())
+    assert plan.cell_keys == run["cell_keys"]
+    assert {p.stem for p in (folder / "results").glob("*.json")} == set(plan.cell_keys)
