@@ -638,10 +638,14 @@ class RunConfig:
         ``max_steps``); empty when it has none."""
         return self._architecture_table(set_name, arch)[1]
 
+    def _set_arch_table(self, set_name: str, arch: str) -> dict[str, Any]:
+        """``[sets.NAME.architectures.ARCH]`` as written (empty when absent)."""
+        return self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+
     def _architecture_table(self, set_name: str, arch: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``[sets.NAME.architectures.ARCH]`` split into (architecture parameters, training keys);
         its ``target_l0`` is neither (:meth:`target_l0_for`)."""
-        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+        table = self._set_arch_table(set_name, arch)
         training = training_keys(table, f"sets.{set_name}.architectures.{arch}")
         params = {k: v for k, v in table.items()
                   if TRAINING_ALIASES.get(k, k) not in _TRAINING_FIELDS and k != "target_l0"}
@@ -657,7 +661,7 @@ class RunConfig:
         architecture, whose knob counts latents, refuses a fractional one when its parameters are
         resolved (``architectures.sparsity.apply_target_l0``). A whole number stays an int, so a
         cell's identity does not depend on writing ``3`` or ``3.0``."""
-        table = self.set_overrides.get(set_name, {}).get("architectures", {}).get(arch, {})
+        table = self._set_arch_table(set_name, arch)
         if "target_l0" not in table:
             return target
         value, where = table["target_l0"], f"sets.{set_name}.architectures.{arch}.target_l0"
