@@ -124,8 +124,67 @@ def test_rows_whose_sides_are_all_constant_never_fail():
     assert v.label == V.INCONCLUSIVE and v.diff == 0 and math.isnan(v.lower) and math.isnan(v.upper)
     same = S([0.9513] * 3)
     assert V.judge(same, {"a": same}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
-    # a constant baseline clearly better than a constant trained value: still no interval
-    assert V.judge(S([0.1] * 3), {"a": S([0.9] * 3)}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
+    # however many seeds: equal constants decide nothing (the exact test is not applied to them)
+    many = S([0.0] * 12)
+    for k in (1, 3):
+        v = V.judge(many, {f"b{i}": many for i in range(k)}, "lower", 0.01, CONF)
+        assert v.label == V.INCONCLUSIVE and math.isnan(v.upper) and v.fails_vs == ()
+
+
+def test_exact_p_is_scipys_permutation_test_on_constant_sides():
+    for n_t, n_b in ((3, 3), (3, 5), (2, 4), (5, 5)):
+        res = stats.permutation_test(([1.0] * n_t, [0.0] * n_b), lambda x, y: np.mean(x) - np.mean(y),
+                                     permutation_type="independent", alternative="greater", n_resamples=10**6)
+        assert V.exact_p(n_t, n_b) == pytest.approx(res.pvalue, rel=1e-12)
+    assert V.exact_p(3, 3) == pytest.approx(1 / 20)
+
+
+def test_constant_sides_that_differ_are_decided_by_the_exact_permutation_test():
+    one, zero = S([1.0] * 3), S([0.0] * 3)
+    # 3 + 3 seeds: p = 1/20, exactly alpha at 0.95: BEATS, with the bounds at d itself
+    v = V.judge(one, {"a": zero, "b": S([0.70, 0.74, 0.78])}, "higher", 0.01, CONF)
+    assert v.label == V.BEATS
+    c = v.comparisons["a"]
+    assert c.se == 0 and c.p_exact == pytest.approx(0.05) and c.lower == 1.0
+    assert math.isnan(c.upper)  # k = 2: the upper bound needs 1/20 <= alpha/2
+    # not at a level the exact test cannot reach with these seeds
+    assert V.judge(one, {"a": zero}, "higher", 0.01, 0.96).label == V.INCONCLUSIVE
+    assert math.isnan(V.judge(one, {"a": zero}, "higher", 0.01, 0.96).lower)
+    # lower is better: the sign flips
+    assert V.judge(zero, {"a": one}, "lower", 0.01, CONF).label == V.BEATS
+    # a constant baseline clearly better: FAILS against one baseline (p 1/20 <= alpha) ...
+    low, high = S([0.1] * 3), S([0.9] * 3)
+    assert V.judge(low, {"a": high}, "higher", 0.01, CONF).label == V.FAILS
+    # ... but not against three at 3 seeds (1/20 > alpha/3, Holm), and again at 5 seeds (1/252)
+    others = {"b": S([0.0, 0.02, 0.04]), "c": S([0.0, 0.03, 0.05])}  # worse than the trained SAE
+    v3 = V.judge(low, {"a": high, **others}, "higher", 0.01, CONF)
+    assert v3.label == V.INCONCLUSIVE and v3.fails_vs == ()
+    v5 = V.judge(S([0.1] * 5), {"a": S([0.9] * 5), "b": S([0.0, 0.01, 0.02, 0.03, 0.04]),
+                                "c": S([0.0, 0.01, 0.02, 0.03, 0.05])}, "higher", 0.01, CONF)
+    assert v5.label == V.FAILS and v5.fails_vs == ("a",) and v5.baseline == "a"
+    # within min_effect but not equal: as good within min_effect, FAILS (k = 1)
+    assert V.judge(S([0.500] * 3), {"a": S([0.505] * 3)}, "higher", 0.01, CONF).label == V.FAILS
+    # shifted sides that tie (better by exactly min_effect, up to float rounding): undecided
+    assert V.judge(S([1.01] * 3), {"a": S([1.0] * 3)}, "higher", 0.01, CONF).label == V.INCONCLUSIVE
+    # one given SAE (saebench check) against 3 constant baseline seeds: p = 1/4, no verdict
+    assert V.judge(one, {"a": zero}, "higher", 0.01, CONF, fixed_trained=True).label == V.INCONCLUSIVE
+    assert V.judge(one, {"a": S([0.0] * 19)}, "higher", 0.01, CONF, fixed_trained=True).label == V.BEATS
+
+
+@pytest.mark.parametrize("support,probs", [((0.0, 1.0), (0.1, 0.9)), ((0.0, 0.5, 1.0), (0.2, 0.3, 0.5))])
+def test_on_a_score_with_point_masses_the_error_rates_stay_below_alpha(support, probs):
+    """A discrete score (counts of features, 0/1 outcomes) often gives constant sides, which the
+    exact branch decides: at the hardest case, the trained SAE better by exactly min_effect (its
+    values are the baseline's distribution shifted by it), neither BEATS nor FAILS may exceed alpha."""
+    rng = np.random.default_rng(7)
+    m, draws = 0.01, 2000
+    counts = {V.BEATS: 0, V.FAILS: 0}
+    for _ in range(draws):
+        trained = S(rng.choice(support, size=3, p=probs) + m)
+        label = V.judge(trained, {"a": S(rng.choice(support, size=3, p=probs))}, "higher", m, CONF).label
+        if label in counts:
+            counts[label] += 1
+    assert counts[V.BEATS] / draws <= 1 - CONF and counts[V.FAILS] / draws <= 1 - CONF
 
 
 def test_lower_is_better_flips_the_sign():

@@ -95,7 +95,8 @@ def fmt_stats(row: pd.Series, mode: str) -> str:
 
 
 def fmt_bounds(lower: Any, upper: Any) -> str:
-    """``[lower, upper]`` of the comparison shown; ``—`` when it has no interval (zero spread)."""
+    """``[lower, upper]`` of the comparison shown; ``—`` when it has no interval (constant sides that
+    the exact test cannot decide, verdict.py)."""
     if lower is None or upper is None or pd.isna(lower) or pd.isna(upper):
         return "—"
     return f"[{fmt(lower)}, {fmt(upper)}]"

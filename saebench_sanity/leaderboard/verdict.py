@@ -23,9 +23,17 @@ Tests behind the labels:
   Holm's step-down procedure rejects. The false-FAILS rate is at most alpha.
 * **INCONCLUSIVE** neither. BEATS and FAILS exclude each other (``lower_b <= d_b <= upper_b``).
 
-A comparison with ``se_b = 0`` (both sides constant over seeds, e.g. ``dead_fraction`` 0 ± 0 vs
-0 ± 0) has no interval: its bounds are undefined, it can neither BEATS nor FAILS, so such a row is
-INCONCLUSIVE, never FAILS.
+A comparison with ``se_b = 0`` (both sides constant over seeds) has no t-interval. It is decided by
+the exact permutation test instead (:func:`exact_p`): when every one of the ``n_t`` trained values
+lies strictly above (below) every one of the ``n_b`` baseline values shifted by ``m``, a relabelling
+of the seeds puts them there with probability ``1 / C(n_t + n_b, n_t)`` under the null (1/20 at 3 +
+3 seeds), distribution-free, ties included. So ``lower_b = d_b`` when that probability is at most
+``alpha`` (the test rejects ``delta_b <= delta_0`` for every ``delta_0 < d_b``) and ``upper_b = d_b``
+when it is at most ``alpha/k``; NaN otherwise (too few seeds for the level: 3 + 3 seeds BEATS at
+confidence 0.95, but cannot FAIL against 3 baselines, ``0.05 > 0.05/3``). Two equal constant sides
+(e.g. ``dead_fraction`` 0 ± 0 vs 0 ± 0) stay undecided, NaN bounds: the score gave every SAE of both
+recipes the same value, so it separates nothing here (as AT CHANCE withholds on a chance level), and
+such a row is never FAILS.
 
 Labels, first that applies:
 
@@ -167,7 +175,9 @@ class Stats:
 @dataclass(frozen=True)
 class Comparison:
     """The trained SAE against one baseline: ``d`` (> 0: trained better), Welch ``se`` and ``df``,
-    ``lower`` at ``confidence`` and ``upper`` at ``1 - alpha/k`` (NaN when ``se = 0``)."""
+    ``lower`` at ``confidence`` and ``upper`` at ``1 - alpha/k``. When ``se = 0`` (both sides
+    constant) the bounds come from the exact permutation test (module docstring): ``p_exact`` is
+    its p-value, NaN when the two constant values are equal (no test)."""
 
     baseline: str
     d: float
@@ -175,6 +185,7 @@ class Comparison:
     df: float
     lower: float
     upper: float
+    p_exact: float | None = None  # None: a t-interval (se > 0)
 
 
 @dataclass(frozen=True)
@@ -226,9 +237,38 @@ def bounds(d, se, df, confidence: float, k: int):
     return lower, upper
 
 
+def exact_p(n_t: int, n_b: int) -> float:
+    """The one-sided p-value of the permutation test when all ``n_t`` trained values lie strictly
+    on one side of all ``n_b`` baseline values (shifted by ``min_effect``): only one of the
+    ``C(n_t + n_b, n_t)`` equally likely relabellings of the seeds does that, so ``1 / C``. Under a
+    null in which the trained side is stochastically no better (worse) than the shifted baseline
+    the probability is at most that, with or without ties. Written out because the sides here are
+    constants, where the closed form is exact; ``scipy.stats.permutation_test`` would enumerate
+    the same ``C`` relabellings to find it."""
+    return 1.0 / math.comb(int(n_t) + int(n_b), int(n_t))
+
+
+def _exact_bounds(d: float, mean_t: float, mean_b: float, n_t: int, n_b: int, min_effect: float,
+                  confidence: float, k: int) -> tuple[float, float, float]:
+    """``(lower, upper, p)`` of a comparison whose two sides are constant (module docstring)."""
+    rounding = SD_ROUNDING * max(1.0, abs(mean_t), abs(mean_b))
+    if abs(d) <= rounding:
+        return math.nan, math.nan, math.nan      # equal constants: the score separates nothing
+    if abs(d - min_effect) <= rounding:
+        # the shifted sides tie (1.01 - 0.01 against 1.0): neither lies beyond the other, so the
+        # test rejects neither way, whatever float rounding left in d - min_effect
+        return math.nan, math.nan, math.nan
+    alpha = 1.0 - confidence
+    p = exact_p(n_t, n_b)
+    eps = 1e-12                                  # 1/20 against 1 - 0.95 computed in floats
+    lower = d if p <= alpha + eps else math.nan
+    upper = d if p <= alpha / k + eps else math.nan
+    return lower, upper, p
+
+
 def decide(lower, upper, min_effect: float):
     """Codes 0 = BEATS, 1 = FAILS, 2 = INCONCLUSIVE over the last axis (the k baselines) of the
-    bounds. NaN bounds compare False: a comparison without spread neither BEATS nor FAILS."""
+    bounds. NaN bounds compare False: a comparison without an interval neither BEATS nor FAILS."""
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     with np.errstate(invalid="ignore"):
         beats = np.all(lower > min_effect, axis=-1)
@@ -253,7 +293,7 @@ def holm(pvalues: dict[str, float], alpha: float) -> tuple[str, ...]:
 
 
 def _compare_all(trained: Stats, baselines: dict[str, Stats], direction: str, confidence: float,
-                 fixed_trained: bool) -> dict[str, Comparison]:
+                 fixed_trained: bool, min_effect: float) -> dict[str, Comparison]:
     names = sorted(baselines)
     k = len(names)
     out = {}
@@ -262,8 +302,13 @@ def _compare_all(trained: Stats, baselines: dict[str, Stats], direction: str, co
         b = baselines[name]
         d = float(advantage(trained.mean, b.mean, direction))
         se, df = welch(var_t, max(trained.n, 1), b.sd ** 2, b.n)
-        lo, up = bounds(d, se, df, confidence, k)
-        out[name] = Comparison(name, d, float(se), float(df), float(lo), float(up))
+        if float(se) > 0:
+            lo, up = bounds(d, se, df, confidence, k)
+            out[name] = Comparison(name, d, float(se), float(df), float(lo), float(up))
+        else:
+            n_t = 1 if fixed_trained else max(trained.n, 1)
+            lo, up, p = _exact_bounds(d, trained.mean, b.mean, n_t, b.n, min_effect, confidence, k)
+            out[name] = Comparison(name, d, 0.0, math.nan, lo, up, p)
     return out
 
 
@@ -301,10 +346,13 @@ def judge(trained: Stats, baselines: dict[str, Stats], direction: str | None, mi
         return Verdict(NO_DATA)
     if (not fixed_trained and trained.n < min_seeds) or any(b.n < min_seeds for b in baselines.values()):
         return Verdict(SEEDS)
-    comps = _compare_all(trained, baselines, direction, confidence, fixed_trained)
+    comps = _compare_all(trained, baselines, direction, confidence, fixed_trained, min_effect)
     alpha = 1.0 - confidence
-    # p-values of H0_b: delta_b >= m (baseline within m or better), for Holm's list
-    pvals = {c.baseline: (float(sps.t.cdf((c.d - min_effect) / c.se, c.df)) if c.se > 0 else math.nan)
+    # p-values of H0_b: delta_b >= m (baseline within m or better), for Holm's list; a comparison
+    # of two constant sides has the exact test's p when the trained value is below the shifted
+    # baseline's (equal constants: NaN, never rejected)
+    pvals = {c.baseline: (float(sps.t.cdf((c.d - min_effect) / c.se, c.df)) if c.se > 0
+                          else c.p_exact if c.p_exact is not None and c.d < min_effect else math.nan)
              for c in comps.values()}
     fails_vs = holm(pvals, alpha)
     code = int(decide([c.lower for c in comps.values()], [c.upper for c in comps.values()], min_effect))
@@ -460,7 +508,12 @@ def rule_text(rule: Rule, baselines: Sequence[str] = (), references: Sequence[st
         "lies within min_effect of c: the metric separates nothing here); "
         "BEATS (lower_b > min_effect for every baseline: an intersection-union test, no correction needed); "
         "FAILS (upper_b < min_effect for some baseline: that baseline is as good within min_effect, or better); "
-        "INCONCLUSIVE (neither; also every row whose comparisons all have zero spread, e.g. 0 ± 0 vs 0 ± 0). "
+        "INCONCLUSIVE (neither). "
+        "A comparison whose two sides are constant over seeds (no spread, no t-interval) uses the exact "
+        "permutation test instead: all trained seeds beyond all baseline seeds shifted by min_effect has "
+        "probability 1/C(n_t + n_b, n_t) under its null (1/20 at 3 + 3 seeds), so lower_b = d_b when that is at "
+        f"most {alpha:.3g} and upper_b = d_b when it is at most {alpha:.3g}/k; two equal constant sides (e.g. "
+        "0 ± 0 vs 0 ± 0) decide nothing and never FAIL. "
         "For an UNDERTRAINED row, the label in brackets is what the rest of the rule gives at the equal "
         "(too short) training budget: a comparison at equal budget, not a verdict. "
         "Values are mean ± sd over seeds; † marks a mode with a non-converged seed; 'baseline' is the one shown "
