@@ -96,11 +96,11 @@ def _stack(arch_obj, saes: list) -> dict:
             for n in arch_obj.param_names}
 
 
-def _close(got, want, what: str) -> None:
+def _close(got, want, what: str, rtol: float = RTOL) -> None:
     got, want = got.detach().to(torch.float64), want.detach().to(torch.float64)
     scale = max(float(want.abs().max()), 1e-30)
     err = float((got - want).abs().max())
-    assert err <= RTOL * scale, f"{what}: max abs diff {err:.3e} vs scale {scale:.3e}"
+    assert err <= rtol * scale, f"{what}: max abs diff {err:.3e} vs scale {scale:.3e}"
 
 
 def _reference(sae, x, coef_name: str, coef: float, dead, step: int):
@@ -256,6 +256,13 @@ def test_structural_config_splits_cohorts():
 # -- 100 steps through the cohort engine against sae-lens's own trainer ------------------------------
 ENGINE_TRAIN = TrainingConfig(steps=100, batch_size=BATCH, lr=3e-3, curve_every=10, n_init_samples=256,
                               dead_feature_window=10, sparsity_warm_up_steps=30)
+#: after 100 steps. One step's math agrees to RTOL; over 100 steps float64 rounding is amplified
+#: where the problem is ill-conditioned: a JumpReLU decoder row that its norm-weighted L0 penalty
+#: drives to the origin dithers there at the Adam step size (norm ~1e-3), where its direction
+#: W/||W|| is sensitive to the last bit. On an AMD EPYC machine (other BLAS kernels than the Intel
+#: machines the test was written on) that row differed by 1.1e-13 = 1.2e-12 of the matrix's
+#: largest entry, every other parameter of every member by <= 1e-14 relative.
+RTOL_100_STEPS = 1e-11
 
 
 def _build64(arch: str, mode: str, overrides: dict, target_l0):
@@ -277,7 +284,7 @@ def _build64(arch: str, mode: str, overrides: dict, target_l0):
 def test_cohort_members_follow_sae_lens_for_100_steps_float64(arch, overrides, target_l0):
     """Configurations the engine's own fidelity test does not build: every trainable mode as one
     cohort through ``train_cohort``, each member against sae-lens's ``SAETrainer`` (``CellTrainer``)
-    on the same batches; parameters equal to 1e-12 relative after 100 steps (warm-up, dead-latent
+    on the same batches; parameters equal to ~1e-12 relative after 100 steps (RTOL_100_STEPS; warm-up, dead-latent
     pre-act loss live after step 10)."""
     from saebench_sanity.training.engine import FixedBudget, Member, train_cohort
     from saebench_sanity.training.trainer import CellTrainer
@@ -298,6 +305,6 @@ def test_cohort_members_follow_sae_lens_for_100_steps_float64(arch, overrides, t
             saw_dead |= bool(cell.trainer.dead_neurons.any())
         assert res.steps == ENGINE_TRAIN.steps and res.failure is None
         for name, param in ref.named_parameters():
-            _close(getattr(res.sae, name), param, f"{arch} {mode} {name} after 100 steps")
+            _close(getattr(res.sae, name), param, f"{arch} {mode} {name} after 100 steps", RTOL_100_STEPS)
     if "pre_act_loss_coefficient" in overrides:
         assert saw_dead, "no dead latent appeared: the pre-act loss was never live"
