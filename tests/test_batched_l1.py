@@ -259,8 +259,8 @@ ENGINE_TRAIN = TrainingConfig(steps=100, batch_size=BATCH, lr=3e-3, curve_every=
 #: after 100 steps. One step's math agrees to RTOL; over 100 steps float64 rounding is amplified
 #: where the problem is ill-conditioned: a JumpReLU decoder row that its norm-weighted L0 penalty
 #: drives to the origin dithers there at the Adam step size (norm ~1e-3), where its direction
-#: W/||W|| is sensitive to the last bit. On an AMD EPYC machine (other BLAS kernels than the Intel
-#: machines the test was written on) that row differed by 1.1e-13 = 1.2e-12 of the matrix's
+#: W/||W|| is sensitive to the last bit. On an AMD EPYC machine (AVX2 kernels, not the AVX-512
+#: ones of the machines the test was written on) that row differed by 1.1e-13 = 1.2e-12 of the matrix's
 #: largest entry, every other parameter of every member by <= 1e-14 relative.
 RTOL_100_STEPS = 1e-11
 
