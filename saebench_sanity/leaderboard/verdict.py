@@ -117,6 +117,12 @@ L0_TOLERANCE = 0.10
 #: a seed sd below this times max(1, |mean|) is float rounding of equal values, counted as 0
 SD_ROUNDING = 1e-12
 
+
+def _rounding(*values: float) -> float:
+    """What float rounding leaves between equal quantities of this size: ``SD_ROUNDING * max(1,
+    |values|)`` (a constant side's spread, two constant sides' difference)."""
+    return SD_ROUNDING * max(1.0, *(abs(v) for v in values))
+
 #: the seed counts and true effects (in standard errors of the difference beyond min_effect)
 #: whose simulated rates the rule text states
 RATE_SEEDS = (3, 5)
@@ -165,7 +171,7 @@ class Stats:
             return cls(math.nan, math.nan, 0, conv, l0)
         mean = math.fsum(vals) / n
         sd = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-        if sd <= SD_ROUNDING * max(1.0, abs(mean)):
+        if sd <= _rounding(mean):
             # equal values up to float rounding (e.g. 0.5 computed two ways): a constant side, whose
             # 1e-17 "spread" would otherwise give an interval of zero width
             sd = 0.0
@@ -251,7 +257,7 @@ def exact_p(n_t: int, n_b: int) -> float:
 def _exact_bounds(d: float, mean_t: float, mean_b: float, n_t: int, n_b: int, min_effect: float,
                   confidence: float, k: int) -> tuple[float, float, float]:
     """``(lower, upper, p)`` of a comparison whose two sides are constant (module docstring)."""
-    rounding = SD_ROUNDING * max(1.0, abs(mean_t), abs(mean_b))
+    rounding = _rounding(mean_t, mean_b)
     if abs(d) <= rounding:
         return math.nan, math.nan, math.nan      # equal constants: the score separates nothing
     if abs(d - min_effect) <= rounding:
