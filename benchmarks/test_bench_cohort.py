@@ -1,6 +1,6 @@
 """Cohort training step (``training.engine.CohortProgram``) against today's per-cell path, same run.
 
-Four comparisons, one thread (the suite's workers run one thread per process):
+Five comparisons, one thread (the suite's workers run one thread per process):
 
 * a 4-member TopK / BatchTopK cohort (trained, frozen_decoder, soft_frozen_decoder,
   frozen_encoder: built with ``build_cell`` as ``train_cell`` builds them) per member, against
@@ -10,7 +10,9 @@ Four comparisons, one thread (the suite's workers run one thread per process):
 * the mini cohort three times over (12 members on one batch, ``-k twelve``): an estimate of
   what a program holding a set's three seeds would amortise (not built);
 * one TopK / BatchTopK member (sparse step) at d_in 768 / d_sae 16384 / batch 1024 / k 64
-  against a plain sae-lens ``SAETrainer.step`` on an identically built SAE.
+  against a plain sae-lens ``SAETrainer.step`` on an identically built SAE;
+* the four-member TopK / ReLU cohort in float64 against the same cohort in float32
+  (``-k float64``): what the synthetic sets' precision costs on this machine's kernels.
 
 The ratio is measured inside each cohort test by interleaving the two paths step by step (min of
 the rounds each), so a shared machine's load hits both alike; it is stored in the benchmark's
@@ -57,22 +59,23 @@ def _training(batch: int) -> TrainingConfig:
     return TrainingConfig(steps=1000, batch_size=batch, lr=3e-4, n_init_samples=2048)
 
 
-def _build(arch, mode, data, d_sae, k, training):
+def _build(arch, mode, data, d_sae, k, training, dtype="float32"):
     from saebench_sanity.training.trainer import build_cell
 
     return build_cell(ARCHS[arch], MODE_SPECS[mode], data, d_sae=d_sae, target_l0=k, arch_overrides={},
-                      mode_params={}, training=training, seed=0)
+                      mode_params={}, training=training, seed=0, dtype=dtype)
 
 
-def _program(arch, modes, data, d_sae, k, training):
+def _program(arch, modes, data, d_sae, k, training, dtype="float32"):
     from saebench_sanity.training.batched import batched_for
     from saebench_sanity.training.engine import CohortProgram, FixedBudget, Member, MemberTrack
 
     tracks = []
     for i, mode in enumerate(modes):
-        sae, mode_obj, _ = _build(arch, mode, data, d_sae, k, training)
+        sae, mode_obj, _ = _build(arch, mode, data, d_sae, k, training, dtype)
         tracks.append(MemberTrack(i, Member(sae, mode_obj, FixedBudget(training)), "batched"))
-    prog = CohortProgram(batched_for(tracks[0].member.sae), tracks, training, torch.device("cpu"), torch.float32)
+    prog = CohortProgram(batched_for(tracks[0].member.sae), tracks, training, torch.device("cpu"),
+                         getattr(torch, dtype))
     counter = [0]
 
     def step(x):
@@ -149,6 +152,32 @@ def test_bench_cohort_twelve_members(benchmark, arch):
     encoder's product could not be shared): an estimate of that unbuilt change, not a speed-up
     the suite gets."""
     _cohort_against_peers(benchmark, arch, "mini", 3, "mini x3")
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+@pytest.mark.parametrize("arch", ["topk", "relu"])
+def test_bench_cohort_float64_against_float32(benchmark, arch, size):
+    """The four-member cohort step in float64 (the synthetic sets' training precision) against
+    the same cohort in float32 on the same batch, interleaved: what float64 costs on this
+    machine's kernels (stored as ``float64_over_float32``: a cost, not a target)."""
+    d_in, d_sae, batch, k = SIZES[size]
+    benchmark.group = f"cohort {arch} {size} float64 vs float32 d_in={d_in} d_sae={d_sae} batch={batch} k={k}"
+    data, training = GaussianSet(d_in), _training(batch)
+    x = next(data.train_batches(batch, 1))
+    step64 = _program(arch, COHORT, data, d_sae, k, training, "float64")
+    step32 = _program(arch, COHORT, data, d_sae, k, training, "float32")
+    x64, x32 = x.to(torch.float64), x.to(torch.float32)
+    for _ in range(2):  # allocate Adam state, warm caches
+        step64(x64)
+        step32(x32)
+    rounds = 15 if size == "mini" else 6
+    t64, (t32,) = _interleaved(lambda: step64(x64), [lambda: step32(x32)], rounds)
+    ratio = t64 / t32
+    benchmark.extra_info.update({"float64_ms": round(t64 * 1e3, 3), "float32_ms": round(t32 * 1e3, 3),
+                                 "float64_over_float32": round(ratio, 2)})
+    print(f"\n{benchmark.group}: float64 {t64 * 1e3:.2f} ms, float32 {t32 * 1e3:.2f} ms per cohort step "
+          f"-> float64 costs {ratio:.2f}x")
+    benchmark.pedantic(lambda: step64(x64), rounds=rounds, iterations=1, warmup_rounds=0)
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
