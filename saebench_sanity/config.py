@@ -73,6 +73,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Str
                       ValidationError, create_model)
 from pydantic.dataclasses import dataclass
 
+from saebench_sanity.architectures.sparsity import is_finite_number
 from saebench_sanity.errors import ConfigError
 
 EMBEDDED_SUITES = ("default", "quick", "real-resid24")
@@ -665,7 +666,7 @@ class RunConfig:
         if "target_l0" not in table:
             return target
         value, where = table["target_l0"], f"sets.{set_name}.architectures.{arch}.target_l0"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ConfigError(f"{where} = {value!r} must be a positive number, e.g. 20 or 2.7")
         if not 0 < value <= int(d_sae):
             raise ConfigError(f"{where} = {value} must be in (0, d_sae] (d_sae {d_sae})")

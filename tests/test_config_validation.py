@@ -220,6 +220,24 @@ def test_an_architecture_of_a_set_may_have_its_own_target_l0_and_only_a_penalty_
         assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "3", None])
+def test_a_target_l0_must_be_a_finite_positive_number_in_both_places_it_is_read(bad):
+    """``check_target_l0`` (the run's target) and ``RunConfig.target_l0_for`` (a set's
+    per-architecture target, also bounded by d_sae) share one number check: both refuse what is
+    not a finite positive number, in one line naming the key."""
+    from saebench_sanity import config
+    from saebench_sanity.architectures.sparsity import check_target_l0
+
+    with pytest.raises(ConfigError, match=r"^target_l0 = .* must be a positive number, e.g. 20$"):
+        check_target_l0(bad)
+    cfg = config.from_dict({"run": {"sets": ["synth-easy"], "architectures": ["jumprelu"], "modes": ["trained"]},
+                            "sets": {"synth-easy": {"architectures": {"jumprelu": {"target_l0": bad}}}}})
+    with pytest.raises(ConfigError, match=r"^sets\.synth-easy\.architectures\.jumprelu\.target_l0 = [^\n]*$"):
+        cfg.target_l0_for("synth-easy", "jumprelu", 96, 3)
+    check_target_l0(2.5)
+    check_target_l0(3)
+
+
 def test_run_refuses_a_fractional_target_for_a_topk_architecture_before_anything_runs(tmp_path, capsys):
     from saebench_sanity.cli import main
 

@@ -25,6 +25,7 @@ that parameter set to T; otherwise its params are returned unchanged.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from saebench_sanity.errors import ConfigError
@@ -40,10 +41,16 @@ def jumprelu_quadratic_target(target_l0: float) -> dict[str, Any]:
     return {"jumprelu_sparsity_loss_mode": "quadratic", "target_l0": float(target_l0)}
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool), finite: what a target L0 must be before its range is checked
+    (here and in ``RunConfig.target_l0_for``, which bounds it by ``d_sae``)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def check_target_l0(target_l0: Any) -> None:
     """ConfigError unless ``target_l0`` is a positive number (fractional ones come only from a
     ``[sets.NAME.architectures.ARCH]`` table: ``RunConfig.target_l0_for``)."""
-    if isinstance(target_l0, bool) or not isinstance(target_l0, (int, float)) or not 0 < target_l0 < float("inf"):
+    if not (is_finite_number(target_l0) and target_l0 > 0):
         raise ConfigError(f"target_l0 = {target_l0!r} must be a positive number, e.g. 20")
 
 
