@@ -16,7 +16,7 @@ Five comparisons, one thread (the suite's workers run one thread per process):
 
 The ratio is measured inside each cohort test by interleaving the two paths step by step (min of
 the rounds each), so a shared machine's load hits both alike; it is stored in the benchmark's
-``extra_info`` (``speedup``) and printed. Run (skipped by default through ``--benchmark-skip``)::
+``extra_info`` (``speedup``; the float64 rows store ``float64_over_float32``, a cost) and printed. Run (skipped by default through ``--benchmark-skip``)::
 
     python -m pytest benchmarks/test_bench_cohort.py -o addopts="" --benchmark-only --benchmark-enable -s
 """
