@@ -39,6 +39,8 @@ MODE_SPECS = {m.name: m for m in MODES}
 COHORT = ("trained", "frozen_decoder", "soft_frozen_decoder", "frozen_encoder")
 SIZES = {"real": (576, 1152, 256, 32), "mini": (32, 1024, 256, 6)}
 BIG = (768, 16384, 1024, 64)
+#: interleaved rounds per comparison (the real size's steps are ~10x dearer)
+ROUNDS = {"mini": 15, "real": 6}
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +133,7 @@ def _cohort_against_peers(benchmark, arch, size, copies, label):
         step(x)
         for p in peers:
             p()
-    rounds = 15 if size == "mini" else 6
+    rounds = ROUNDS[size]
     c_best, p_best = _interleaved(lambda: step(x), peers, rounds)
     _report(benchmark, benchmark.group, c_best / (copies * len(COHORT)), sum(p_best) / len(p_best),
             3.0 if size == "mini" else 2.5)
@@ -170,7 +172,7 @@ def test_bench_cohort_float64_against_float32(benchmark, arch, size):
     for _ in range(2):  # allocate Adam state, warm caches
         step64(x64)
         step32(x32)
-    rounds = 15 if size == "mini" else 6
+    rounds = ROUNDS[size]
     t64, (t32,) = _interleaved(lambda: step64(x64), [lambda: step32(x32)], rounds)
     ratio = t64 / t32
     benchmark.extra_info.update({"float64_ms": round(t64 * 1e3, 3), "float32_ms": round(t32 * 1e3, 3),

@@ -73,7 +73,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Str
                       ValidationError, create_model)
 from pydantic.dataclasses import dataclass
 
-from saebench_sanity.architectures.sparsity import is_finite_number
+from saebench_sanity.architectures.build import is_finite_number
 from saebench_sanity.errors import ConfigError
 
 EMBEDDED_SUITES = ("default", "quick", "real-resid24")

@@ -54,6 +54,13 @@ def init_dtype(dtype: str) -> Iterator[None]:
         _INIT_DTYPE.reset(token)
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool), finite: the number check of every numeric hyper-parameter
+    here, of Matryoshka's group fractions and of a target L0 (``sparsity.check_target_l0``,
+    ``RunConfig.target_l0_for``), before each checks its own range."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def known_params(cfg_cls: type, extra: tuple[str, ...] = ()) -> list[str]:
     """Hyper-parameter names an architecture accepts: its sae-lens config fields minus RESERVED."""
     names = [f.name for f in dataclasses.fields(cfg_cls) if f.name not in RESERVED]
@@ -77,10 +84,10 @@ def _check_type(arch: str, name: str, value: Any, default: Any, annotation: Any 
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, e.g. {default}")
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ConfigError(f"{where} must be a finite number, e.g. {default}")
     elif default is None and value is not None:  # optional numbers (target_l0, pre_act_loss_coefficient)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise ConfigError(f"{where} must be a finite number or omitted")
     elif isinstance(default, str):
         if not isinstance(value, str):

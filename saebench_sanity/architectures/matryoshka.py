@@ -7,10 +7,9 @@ The study (and Bussmann et al.) describe the nested groups by fractions of the d
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from saebench_sanity.architectures.build import SaeLensArchitecture
+from saebench_sanity.architectures.build import SaeLensArchitecture, is_finite_number
 from saebench_sanity.errors import ConfigError
 
 _SAE_LENS = SaeLensArchitecture("matryoshka_batchtopk", name="matryoshka")
@@ -20,7 +19,7 @@ def widths_from_fractions(group_fractions: Any, d_sae: int) -> list[int]:
     """Cumulative matryoshka widths for ``group_fractions`` (positive, summing to 1)."""
     fr = group_fractions
     if (not isinstance(fr, (list, tuple)) or not fr
-            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in fr)):
+            or not all(is_finite_number(f) and f > 0 for f in fr)):
         raise ConfigError(f"architecture 'matryoshka': group_fractions = {fr!r} must be a list of positive numbers, e.g. [0.5, 0.3, 0.2]")
     if abs(sum(fr) - 1.0) > 1e-6:
         raise ConfigError(f"architecture 'matryoshka': group_fractions {list(fr)} sum to {sum(fr):g}; they must sum to 1")

@@ -25,9 +25,9 @@ that parameter set to T; otherwise its params are returned unchanged.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from saebench_sanity.architectures.build import is_finite_number
 from saebench_sanity.errors import ConfigError
 
 
@@ -39,12 +39,6 @@ def k_from_target_l0(target_l0: float) -> dict[str, Any]:
 def jumprelu_quadratic_target(target_l0: float) -> dict[str, Any]:
     """JumpReLU mapping: sae-lens's quadratic L0 penalty aimed at ``target_l0`` (see the table)."""
     return {"jumprelu_sparsity_loss_mode": "quadratic", "target_l0": float(target_l0)}
-
-
-def is_finite_number(value: Any) -> bool:
-    """An int or float (not a bool), finite: what a target L0 must be before its range is checked
-    (here and in ``RunConfig.target_l0_for``, which bounds it by ``d_sae``)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def check_target_l0(target_l0: Any) -> None:
