@@ -99,7 +99,7 @@ def test_the_committed_synthetic_records_are_the_cells_the_default_suite_plans_n
     """A change of the default suite that gives cells new identities (a budget, a target L0, a
     set's recipe) must come with their records: the committed synthetic run manifest lists
     exactly the cells that `saebench run --sets <its sets>` plans today, and every one has its
-    record. (The real boards' cells need the activation stores to plan; CI does not build them.)"""
+    record. (The real boards: the next test.)"""
     from saebench_sanity.cli import only_sets
     from saebench_sanity.config import embedded
     from saebench_sanity.harness.plan import build_plan
@@ -110,3 +110,37 @@ def test_the_committed_synthetic_records_are_the_cells_the_default_suite_plans_n
     plan = build_plan(only_sets(embedded("default"), run["config"]["sets"]), get_registry())
     assert plan.cell_keys == run["cell_keys"]
     assert {p.stem for p in (folder / "results").glob("*.json")} == set(plan.cell_keys)
+
+
+@pytest.mark.parametrize("suite, folder, set_name", [("default", "real", "smollm2-135m-resid12"),
+                                                     ("real-resid24", "real-resid24", "smollm2-135m-resid24")])
+def test_the_committed_real_records_are_the_cells_their_suite_plans_now(tmp_path, monkeypatch, suite, folder, set_name):
+    """The same guard for the real boards, without building a store (CI has none): a real set's
+    identity is its recipe (``activations.store.identity``), and the committed fingerprint
+    (docs/fingerprints/) carries that recipe, so a store folder holding only a manifest made of it
+    plans the cells a real build would. The data checks that planning runs on a built set
+    (``validate_set``) need the shards and are skipped here; every key the plan derives from the
+    set comes from the recipe."""
+    from saebench_sanity.activations.base import stable_hash
+    from saebench_sanity.activations.store import identity, identity_hash
+    from saebench_sanity.cli import only_sets
+    from saebench_sanity.config import embedded
+    from saebench_sanity.harness import plan as plan_module
+    from saebench_sanity.registry import get_registry
+
+    fingerprint = json.loads((REPO / "docs" / "fingerprints" / f"{set_name}.json").read_text())
+    manifest = {k: v for k, v in fingerprint["recipe"].items() if k != "identity_format"}
+    store = tmp_path / "activations" / set_name
+    store.mkdir(parents=True)
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    assert identity(manifest) == fingerprint["recipe"]
+    assert identity_hash(store) == stable_hash(fingerprint["recipe"]) == fingerprint["identity_sha256"]
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(plan_module, "validate_set", lambda *args, **kwargs: None)
+
+    results = REPO / "leaderboards" / "results" / folder
+    run = json.loads((results / "run.json").read_text())
+    assert run["config"]["sets"] == [set_name]
+    plan = plan_module.build_plan(only_sets(embedded(suite), run["config"]["sets"]), get_registry())
+    assert plan.cell_keys == run["cell_keys"]
+    assert {p.stem for p in (results / "results").glob("*.json")} == set(plan.cell_keys)
