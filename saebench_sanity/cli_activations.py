@@ -3,7 +3,9 @@
 Wired into ``saebench`` by ``cli.py`` (``add_parser`` / ``run``). Bad input raises a
 ``SaebenchError`` (one line, exit 2): an unknown or non-stored set name, a hook point the model
 does not have, an empty corpus folder, a shard that fails its hash or is truncated, an
-unreadable fingerprint file.
+unreadable fingerprint file (read before any shard is re-hashed), a new set's recipe option
+(``--tokens``, ``--dtype``, ...) given with a registered NAME or ``--config`` (where it would be
+ignored); argparse refuses a ``--rtol`` that is not a finite number >= 0.
 
 Exit codes of ``verify``: 0 every shard matches its manifest (and, with ``--against FILE``, the
 set's fingerprint matches FILE's within ``--rtol``); 1 the fingerprint does not match (one line
@@ -18,6 +20,21 @@ import sys
 from typing import Any
 
 from saebench_sanity.errors import DataError, UnknownNameError
+
+
+#: the recipe options of a one-line new set (``build --name NAME --model M --hook-point H``) and
+#: their defaults; given with a registered NAME or ``--config`` they would be ignored, so they are refused
+NEW_SET_DEFAULTS: dict[str, Any] = {"corpus": "default", "tokens": 65_024, "eval_tokens": 8_128, "context_len": 128,
+                                    "dtype": "float32", "no_bos": False, "massive_ratio": None,
+                                    "no_massive_flags": False, "exclude_massive": False, "revision": None}
+
+
+def _tolerance(text: str) -> float:
+    """argparse type of ``verify --rtol``: a finite number >= 0 (a NaN tolerance would pass every
+    comparison, a negative one fail every one)."""
+    from saebench_sanity.cli import bounded_float
+
+    return bounded_float(0.0, float("inf"), hi_open=True)(text)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,11 +54,13 @@ def add_parser(subparsers: Any) -> None:
     b.add_argument("--model", help="hub id (e.g. EleutherAI/pythia-70m), local model folder, or 'default'")
     b.add_argument("--revision", help="model revision (hub commit or tag)")
     b.add_argument("--hook-point", help="resid_post.L, mlp_out.L or attn_out.L")
-    b.add_argument("--corpus", default="default", help="'default' (embedded), a folder of .txt/.jsonl, or hf:<dataset>")
-    b.add_argument("--tokens", type=int, default=65_024, help="training tokens to harvest (default 65,024)")
-    b.add_argument("--eval-tokens", type=int, default=8_128, help="held-out tokens (default 8,128)")
-    b.add_argument("--context-len", type=int, default=128, help="tokens per context, BOS included (default 128)")
-    b.add_argument("--dtype", default="float32", help="stored dtype: float32, float16 or bfloat16 (default float32)")
+    b.add_argument("--corpus", default=NEW_SET_DEFAULTS["corpus"],
+                   help="'default' (embedded), a folder of .txt/.jsonl, or hf:<dataset>")
+    b.add_argument("--tokens", type=int, default=NEW_SET_DEFAULTS["tokens"], help="training tokens to harvest (default 65,024)")
+    b.add_argument("--eval-tokens", type=int, default=NEW_SET_DEFAULTS["eval_tokens"], help="held-out tokens (default 8,128)")
+    b.add_argument("--context-len", type=int, default=NEW_SET_DEFAULTS["context_len"],
+                   help="tokens per context, BOS included (default 128)")
+    b.add_argument("--dtype", default=NEW_SET_DEFAULTS["dtype"], help="stored dtype: float32, float16 or bfloat16 (default float32)")
     b.add_argument("--no-bos", action="store_true", help="do not prepend BOS to every context")
     b.add_argument("--massive-ratio", type=float, default=None, metavar="R",
                    help="flag tokens whose activation norm exceeds R x the held-out median norm (default 10)")
@@ -55,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
     v.add_argument("names", nargs="*", metavar="NAME", help="default: every built set")
     v.add_argument("--against", metavar="FILE", help="a fingerprint JSON (`saebench activations fingerprint NAME --out FILE`); "
                                                      "exit 1 when a statistic differs by more than --rtol of its scale")
-    v.add_argument("--rtol", type=float, default=None, metavar="X",
+    v.add_argument("--rtol", type=_tolerance, default=None, metavar="X",
                    help="tolerance of --against, as a fraction of each statistic's scale (default 1e-4)")
     f = sub.add_parser("fingerprint", help="write a built set's fingerprint (identity, per-dim moments, fixed projections) as JSON")
     f.add_argument("name", metavar="NAME")
@@ -95,6 +114,12 @@ def _declare_new_sets(args: argparse.Namespace) -> list[str]:
     from saebench_sanity.registry import get_registry
 
     one_line = {"model": args.model, "hook_point": args.hook_point}
+    given = [f"--{k.replace('_', '-')}" for k, default in NEW_SET_DEFAULTS.items() if getattr(args, k) != default]
+    if given and (args.config or not (args.name or args.model or args.hook_point)):
+        where = "--config FILE takes them from its [sets.NAME] table" if args.config else \
+            "a registered set's recipe is fixed (`saebench list` shows it)"
+        raise ConfigError(f"{', '.join(given)}: only for a new set given in one line (--name NAME --model M "
+                          f"--hook-point H); {where}")
     if args.config:
         if args.name or args.model or args.hook_point:
             raise ConfigError("give a new set either with --config FILE or with --name/--model/--hook-point, not both")
@@ -135,13 +160,11 @@ def _size(path: Any) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def _verify_against(names: list[str], path: str, rtol: float | None, console: Any) -> int:
-    """Compare the fingerprint of the one set in ``names`` with the JSON at ``path`` (exit code)."""
+def _read_fingerprint_file(names: list[str], path: str) -> dict[str, Any]:
+    """The fingerprint JSON at ``path`` that ``verify --against`` compares the one set in ``names``
+    with; DataError (exit 2) for anything else, before any shard is re-hashed."""
     import json
     from pathlib import Path
-
-    from saebench_sanity.activations import fingerprint as fp
-    from saebench_sanity.activations.store import fingerprint
 
     if len(names) != 1:
         raise DataError(f"--against compares one set with one fingerprint file; name exactly one set (got {len(names)})")
@@ -152,18 +175,26 @@ def _verify_against(names: list[str], path: str, rtol: float | None, console: An
                         f"`saebench activations fingerprint {names[0]} --out FILE`") from exc
     if not isinstance(stored, dict) or "train" not in stored or "eval" not in stored:
         raise DataError(f"{path!r} is not a fingerprint file; write one with `saebench activations fingerprint NAME --out FILE`")
+    return stored
+
+
+def _verify_against(name: str, stored: dict[str, Any], path: str, rtol: float | None, console: Any) -> int:
+    """Compare the fingerprint of set ``name`` with ``stored``, read from ``path`` (exit code)."""
+    from saebench_sanity.activations import fingerprint as fp
+    from saebench_sanity.activations.store import fingerprint
+
     tol = fp.DEFAULT_RTOL if rtol is None else float(rtol)
     try:
-        mismatches = fp.compare(stored, fingerprint(_stored_set(names[0]).path), rtol=tol)
+        mismatches = fp.compare(stored, fingerprint(_stored_set(name).path), rtol=tol)
     except (KeyError, TypeError, IndexError) as exc:
         raise DataError(f"fingerprint file {path!r} lacks or mangles field {exc}; write it again with "
-                        f"`saebench activations fingerprint {names[0]} --out FILE`") from exc
+                        f"`saebench activations fingerprint {name} --out FILE`") from exc
     for line in mismatches:
-        sys.stdout.write(f"{names[0]}: {line}\n")
+        sys.stdout.write(f"{name}: {line}\n")
     if mismatches:
-        console.print(f"[red]MISMATCH[/red] {names[0]}: {len(mismatches)} fingerprint mismatch(es) against {path} (rtol {tol:g})")
+        console.print(f"[red]MISMATCH[/red] {name}: {len(mismatches)} fingerprint mismatch(es) against {path} (rtol {tol:g})")
         return 1
-    console.print(f"[green]ok[/green] {names[0]}: identity and fingerprint match {path} (rtol {tol:g})")
+    console.print(f"[green]ok[/green] {name}: identity and fingerprint match {path} (rtol {tol:g})")
     return 0
 
 
@@ -211,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         from saebench_sanity.activations.store import is_complete
 
         names = args.names or [sp.name for sp in _stored_specs() if is_complete(_stored_set(sp.name).path)]
+        stored = _read_fingerprint_file(names, args.against) if args.against else None  # bad input before hashing
         problems: list[str] = []
         for name in names:
             s = _stored_set(name)
@@ -222,8 +254,8 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{'[red]FAILED[/red]' if found else '[green]ok[/green]'} {name}: {n - len(found)}/{n} shards match the manifest")
         if problems:
             raise DataError(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
-        if args.against:
-            return _verify_against(names, args.against, args.rtol, console)
+        if stored is not None:
+            return _verify_against(names[0], stored, args.against, args.rtol, console)
         return 0
     if action == "fingerprint":
         import json

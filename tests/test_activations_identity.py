@@ -268,9 +268,37 @@ def test_cli_fingerprint_and_verify_against(cli_env, tmp_path, monkeypatch, caps
     (tmp_path / "junk.json").write_text("{")
     assert main(["activations", "verify", "tiny-real", "--against", str(tmp_path / "junk.json")]) == 2
     assert main(["activations", "verify", "tiny-real", "--against", str(tmp_path / "missing.json")]) == 2
+    assert "shards match" not in capsys.readouterr().err  # the file is read before any shard is re-hashed
     # a corrupted shard is exit 2 before any fingerprint comparison
     shard = cli_env / st.read_manifest(cli_env)["shards"][0]["file"]
     data = bytearray(shard.read_bytes())
     data[-3] ^= 1
     shard.write_bytes(bytes(data))
     assert main(["activations", "verify", "tiny-real", "--against", str(out)]) == 2
+
+
+@pytest.mark.parametrize("rtol", ["nan", "-1", "inf", "x"])
+def test_verify_refuses_a_tolerance_that_is_not_a_finite_number_at_least_0(cli_env, capsys, rtol):
+    """A NaN tolerance would let every fingerprint match (every comparison with NaN is False), a
+    negative one fail every one: one line naming --rtol, exit 2, before anything is read."""
+    from saebench_sanity.cli import main
+
+    with pytest.raises(SystemExit) as info:  # argparse's refusal
+        main(["activations", "verify", "tiny-real", "--against", "fp.json", "--rtol", rtol])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "argument --rtol" in err[0] and rtol in err[0]
+
+
+@pytest.mark.parametrize("extra, named", [(["--tokens", "5"], "--tokens"), (["--no-bos", "--dtype", "float16"], "--dtype, --no-bos"),
+                                          (["--massive-ratio", "3"], "--massive-ratio")])
+def test_recipe_options_with_a_registered_set_are_refused_not_ignored(cli_env, capsys, extra, named):
+    """``build tiny-real --tokens 5`` used to build (or keep) the registered recipe and say
+    "built": the options describe a one-line new set only, so with a registered name they are an
+    error naming them, exit 2, and nothing is built."""
+    from saebench_sanity.cli import main
+
+    assert main(["activations", "build", "tiny-real", "--no-progress", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "--name NAME --model M --hook-point H" in err[0], err
+    assert not cli_env.exists()
