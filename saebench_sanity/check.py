@@ -50,6 +50,11 @@ from saebench_sanity.errors import ConfigError, DataError
 EXIT_CODES = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 1, "NO VERDICT": 3}
 
 
+#: the options of a set derived from the SAE's metadata (``derive_set``) by their CLI flag
+DERIVED_SET_OPTIONS = {"--corpus": "corpus", "--tokens": "n_train_tokens", "--eval-tokens": "n_eval_tokens",
+                       "--context-len": "context_len", "--model": "model"}
+
+
 @dataclass
 class CheckOptions:
     target: str
@@ -80,6 +85,13 @@ class CheckOptions:
             raise ConfigError(f"--confidence = {self.confidence!r} must be in [0.5, 1), e.g. 0.95")
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError("--seeds must list non-negative integers, e.g. --seeds 0,1,2")
+        # a repeated seed or mode would enter the verdict twice: one training run counted as two seeds
+        for flag, items in (("--seeds", self.seeds), ("--modes", self.modes or ()), ("--metrics", self.metrics or ())):
+            twice = sorted({str(x) for x in items if list(items).count(x) > 1})
+            if twice:
+                raise ConfigError(f"{flag} lists {', '.join(twice)} twice; each entry once (a repeated seed would "
+                                  "count one training run as two)" if flag == "--seeds" else
+                                  f"{flag} lists {', '.join(twice)} twice; each entry once")
         if self.steps is not None and self.steps <= 0:
             raise ConfigError(f"--steps = {self.steps} must be a positive integer")
 
@@ -464,6 +476,12 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     resolve_dtype(opts.dtype, device, "--dtype")  # a dtype this device cannot do: likewise
     if opts.set_name is not None:
         registry.get("activation_set", opts.set_name)  # an unknown name: one line before loading anything
+        # the derived set's recipe options would be ignored with --set: refused, not dropped
+        defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+        given = [flag for flag, name in DERIVED_SET_OPTIONS.items() if getattr(opts, name) != defaults[name]]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only for a set built from the SAE's metadata (no --set); "
+                              f"set {opts.set_name!r} has its own recipe (`saebench list`)")
     wanted_scores: dict[str, set[str] | None] = {}
     for selector in opts.metrics or registry.names("metric"):
         metric, _, score = selector.partition(".")

@@ -40,7 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet), or the sub-folder of a "
                                     "local copy of a release")
     p.add_argument("--set", dest="set_name", help="activation set with the SAE's d_in (see `saebench list`); default: "
-                   "one built from the SAE's metadata (model_name, hook_name) over --corpus")
+                   "one built from the SAE's metadata (model_name, hook_name) over --corpus (the next five options "
+                   "describe that set and are refused with --set)")
     p.add_argument("--corpus", default="default", help="corpus of a set built from the SAE's metadata: 'default' (the "
                    "embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
     p.add_argument("--tokens", type=bounded_int(1, 10**12), default=65_024, help="training tokens of that set (default 65,024)")
@@ -57,7 +58,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="where trained baselines are cached (default $SAEBENCH_CACHE/check-baselines)")
     p.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: every applicable metric)")
     p.add_argument("--modes", type=_csv, help="comma-separated baseline modes (default: every registered baseline)")
-    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds (default 0,1,2; fewer than 3 give no verdict)")
+    p.add_argument("--seeds", type=_ints, default=(0, 1, 2), help="baseline seeds, each once (default 0,1,2; fewer than 3 "
+                   "give no verdict)")
     p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), help="maximum training steps per baseline (default: as the embedded suite that lists the set trains it, "
                         "else the set's recommendation; baselines stop early once their loss is level)")
     p.add_argument("--min-effect", type=bounded_float(0, 1e6), default=0.01, help="minimum effect for BEATS (default 0.01)")

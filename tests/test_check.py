@@ -107,6 +107,25 @@ def test_an_unknown_score_selector_is_named(trained_sae):
         _run([str(trained_sae), "--set", "synth-easy", "--metrics", "reconstruction.nope"])
 
 
+@pytest.mark.parametrize("extra, named", [(["--tokens", "5"], "--tokens"), (["--corpus", "x", "--model", "m"], "--corpus, --model"),
+                                          (["--context-len", "64", "--eval-tokens", "9"], "--eval-tokens, --context-len")])
+def test_the_derived_sets_options_with_set_are_refused_before_anything_loads(tmp_path, extra, named):
+    """``--tokens`` and the other options of a set derived from the SAE's metadata mean nothing with
+    ``--set``; they were dropped silently (the baselines trained on the named set as registered).
+    Refused now, before the SAE is even read (the target does not exist here)."""
+    with pytest.raises(ConfigError, match=f"^{named}: only for a set built from the SAE's metadata"):
+        _run([str(tmp_path / "absent"), "--set", "synth-easy", *extra])
+
+
+@pytest.mark.parametrize("flag, value", [("--seeds", "0,1,0"), ("--modes", "frozen_decoder,frozen_decoder"),
+                                         ("--metrics", "reconstruction,reconstruction")])
+def test_a_repeated_seed_mode_or_metric_is_refused(tmp_path, flag, value):
+    """A repeated seed would enter the verdict as a second seed with the same training run (n 3 from
+    two runs); a repeated mode likewise. One line naming the flag, before anything loads."""
+    with pytest.raises(ConfigError, match=f"^{flag} lists"):
+        _run([str(tmp_path / "absent"), "--set", "synth-easy", flag, value])
+
+
 def test_the_baselines_of_a_penalty_sae_aim_at_its_measured_l0():
     """A whole-number target when it is within 5% of the measured L0 (baselines of SAEs of one
     shape are shared), else the L0 to two decimals: an L0 of 2.6 rounded to 3 would leave the
