@@ -488,6 +488,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             raise SaebenchError(f"no registered activation set has family {args.family!r}; see `saebench list`")
     # what the installed metrics declare, for records older than a ScoreInfo field
     col = aggregate.collect(args.results, sets=sets, declared=get_registry().declared_scores())
+    if sets is not None and not col.sets:  # an empty board written with exit 0 would look like a result
+        held = aggregate.collect(args.results).sets
+        raise SaebenchError(f"the results under {args.results!r} hold no activation set of family {args.family!r} "
+                            f"(they hold {', '.join(held) or 'none'}); pass the family of those sets, or no --family")
     check_leaderboard_names(name, col.sets, args.results)  # names that become files: refused, exit 2
     if args.check:
         differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)

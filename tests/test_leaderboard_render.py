@@ -30,9 +30,10 @@ VALUES = {
 }
 
 
-def make_results(root, unconverged=(), l0=None, values=None):
+def make_results(root, unconverged=(), l0=None, values=None, set_name="toy"):
     """Toy results: topk targets L0 3 (``k``), relu has a target but an L1 penalty; ``l0``:
-    (arch, mode) -> the ``reconstruction.l0`` score (default 3.0 everywhere)."""
+    (arch, mode) -> the ``reconstruction.l0`` score (default 3.0 everywhere); ``set_name``: the
+    set the records name (an unregistered 'toy' by default)."""
     st = ResultStore(root)
     keys = []
     for (arch, mode), vals in (values or VALUES).items():
@@ -40,8 +41,8 @@ def make_results(root, unconverged=(), l0=None, values=None):
             key = f"{arch}-{mode}-{seed}"
             keys.append(key)
             st.write_result(key, {
-                "key": key, "label": f"toy/{arch}/{mode}/s{seed}", "status": "ok", "error": None,
-                "cell": {"set": "toy", "arch": arch, "mode": mode, "seed": seed, "is_baseline": mode in BASELINES,
+                "key": key, "label": f"{set_name}/{arch}/{mode}/s{seed}", "status": "ok", "error": None,
+                "cell": {"set": set_name, "arch": arch, "mode": mode, "seed": seed, "is_baseline": mode in BASELINES,
                          "trains": mode != "untrained", "target_l0": 3,
                          "arch_params": {"k": 3} if arch == "topk" else {"l1_coefficient": 1.0}},
                 "training": {"converged": (arch, mode) not in unconverged, "steps": 0 if mode == "untrained" else 10 + seed,
@@ -53,13 +54,13 @@ def make_results(root, unconverged=(), l0=None, values=None):
                                            "score_info": {"explained_variance": EV, "mse": MSE, "l0": L0},
                                            "score_order": ["explained_variance", "mse", "l0"], "seconds": 0.1},
                     "ground_truth:def": {"name": "ground_truth", "status": "skipped", "seconds": 0.0,
-                                         "reason": "needs ground_truth; set 'toy' provides nothing extra"},
+                                         "reason": f"needs ground_truth; set '{set_name}' provides nothing extra"},
                 }})
-    st.write_result("broken", {"key": "broken", "label": "toy/gated/trained/s0", "status": "failed",
-                               "error": "RuntimeError: boom", "cell": {"set": "toy", "arch": "gated",
+    st.write_result("broken", {"key": "broken", "label": f"{set_name}/gated/trained/s0", "status": "failed",
+                               "error": "RuntimeError: boom", "cell": {"set": set_name, "arch": "gated",
                                                                        "mode": "trained", "seed": 0}, "metrics": {}})
     st.write_run({"name": "toy", "cell_keys": keys + ["broken"], "metric_keys": ["reconstruction:abc", "ground_truth:def"],
-                  "config": {"sets": ["toy"], "architectures": ["topk", "relu", "gated"],
+                  "config": {"sets": [set_name], "architectures": ["topk", "relu", "gated"],
                              "modes": ["trained", "frozen_decoder", "frozen_encoder", "untrained"],
                              "verdict": {"min_effect": 0.01, "n_sigma": 1.0}}})
     return st
@@ -194,13 +195,23 @@ def test_collect_keeps_only_the_named_sets(tmp_path):
 
 def test_family_leaderboard_names_the_family_in_its_regenerate_command(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    make_results(tmp_path / "res")
-    args = ["leaderboard", "--results", "res", "--out", "lb", "--family", "synthetic", "--no-plots"]
-    assert main(args) == 0  # 'toy' is no registered synthetic set: an empty leaderboard, named after the family
+    make_results(tmp_path / "res", set_name="synth-easy")
+    args = ["leaderboard", "--results", "res", "--out", "lb", "--family", "synthetic"]
+    assert main(args) == 0
     md = (tmp_path / "lb" / "synthetic.md").read_text()
-    assert "--name synthetic --family synthetic`" in md
-    assert main(args + ["--check"]) == 0
+    assert "--name synthetic --family synthetic`" in md and "synth-easy" in md
+    assert main(args + ["--check"]) == 0  # the plots too
     assert main(["leaderboard", "--results", "res", "--out", "lb", "--family", "nonesuch"]) == 2
+
+
+def test_a_family_the_results_do_not_hold_is_one_line_not_an_empty_board(tmp_path, monkeypatch, capsys):
+    """``--family real`` on synthetic results used to write an empty board and exit 0."""
+    monkeypatch.chdir(tmp_path)
+    make_results(tmp_path / "res", set_name="synth-easy")
+    assert main(["leaderboard", "--results", "res", "--out", "lb", "--family", "real", "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no activation set of family 'real' (they hold synth-easy)" in err[0], err
+    assert not (tmp_path / "lb" / "real.md").exists()
 
 
 def test_a_run_over_two_set_families_writes_one_leaderboard_per_family():
