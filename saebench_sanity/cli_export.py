@@ -6,7 +6,8 @@ SAEBench's eval types, and what has no counterpart, is documented in
 ``saebench_sanity.saebench_export``. Reads the results folder only.
 
 Exit codes: 0 files written (cells with nothing to export are listed as ``skipped:`` lines);
-2 bad input (not a results folder, a damaged record, nothing to export).
+2 bad input (not a results folder, a damaged record, nothing to export, an ``--out`` that is a
+file or cannot be written).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from saebench_sanity.cli import check_writable_dir
     from saebench_sanity.saebench_export import export
 
+    check_writable_dir(args.out, "--out")  # a file or read-only folder: one line, as `leaderboard --out`
     summary = export(args.results, args.out)
     for line in summary.skipped:
         sys.stdout.write(f"skipped: {line}\n")

@@ -189,3 +189,11 @@ def test_export_of_a_folder_without_results_is_one_line_exit_2(tmp_path, capsys)
     assert main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no results" in err
+
+
+def test_an_out_that_is_a_file_is_one_line_exit_2_before_anything_is_read(tmp_path, capsys):
+    """It crashed half-way ('unexpected NotADirectoryError', exit 1) after reading the records."""
+    (tmp_path / "file").write_text("x")
+    assert main(["export", "--results", str(REPO / "leaderboards" / "results" / "real"), "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err and "is not a folder" in err
