@@ -205,6 +205,9 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
     check_names(cfg, registry)
     metric_names = list(cfg.metrics) if cfg.metrics is not None else registry.names("metric")
     if metrics is not None:
+        twice = sorted({m for m in metrics if list(metrics).count(m) > 1})
+        if twice:  # each would be planned, scored and stored twice per cell
+            raise ConfigError(f"--metrics lists {', '.join(twice)} twice; each entry once")
         for name in metrics:
             registry.get("metric", name)
         metric_names = [m for m in metrics]
