@@ -90,7 +90,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, use_fake_registry, capsys, kw
 
 def test_a_metric_named_twice_on_the_command_line_is_one_line(tmp_path, use_fake_registry, capsys):
     """``--metrics reconstruction,reconstruction`` planned the metric twice (its key twice in the run
-    manifest, each cell scored twice)."""
+    manifest)."""
     path = tiny_toml(tmp_path)
     line = one_line_error(capsys, main(["run", "--config", str(path), "--metrics", "reconstruction,reconstruction"]))
     assert "--metrics lists reconstruction twice" in line

@@ -206,7 +206,7 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
     metric_names = list(cfg.metrics) if cfg.metrics is not None else registry.names("metric")
     if metrics is not None:
         twice = sorted({m for m in metrics if list(metrics).count(m) > 1})
-        if twice:  # each would be planned, scored and stored twice per cell
+        if twice:  # each would be planned twice (its key twice in the run manifest)
             raise ConfigError(f"--metrics lists {', '.join(twice)} twice; each entry once")
         for name in metrics:
             registry.get("metric", name)
