@@ -86,12 +86,12 @@ class CheckOptions:
         if not self.seeds or any(s < 0 for s in self.seeds):
             raise ConfigError("--seeds must list non-negative integers, e.g. --seeds 0,1,2")
         # a repeated seed or mode would enter the verdict twice: one training run counted as two seeds
-        for flag, items in (("--seeds", self.seeds), ("--modes", self.modes or ()), ("--metrics", self.metrics or ())):
-            twice = sorted({str(x) for x in items if list(items).count(x) > 1})
-            if twice:
-                raise ConfigError(f"{flag} lists {', '.join(twice)} twice; each entry once (a repeated seed would "
-                                  "count one training run as two)" if flag == "--seeds" else
-                                  f"{flag} lists {', '.join(twice)} twice; each entry once")
+        from saebench_sanity.config import repeated
+
+        for flag, items, why in (("--seeds", self.seeds, " (a repeated seed would count one training run as two)"),
+                                 ("--modes", self.modes or (), ""), ("--metrics", self.metrics or (), "")):
+            if twice := repeated(items):
+                raise ConfigError(f"{flag} lists {', '.join(twice)} twice; each entry once{why}")
         if self.steps is not None and self.steps <= 0:
             raise ConfigError(f"--steps = {self.steps} must be a positive integer")
 

@@ -154,6 +154,15 @@ class NumIn(Allowed):
         return core_schema.nullable_schema(checked) if self.optional else checked
 
 
+def repeated(items: Sequence[Any]) -> list[str]:
+    """The entries of ``items`` that occur more than once, as sorted strings ([] when none): a
+    list of seeds, modes, sets or metrics names each entry once (a repeated seed would count one
+    training run as two)."""
+    seen: set[Any] = set()
+    twice = {str(x) for x in items if x in seen or seen.add(x)}
+    return sorted(twice)
+
+
 def _int(lo: int, hi: int, optional: bool = False) -> Any:
     """The annotation ``Annotated[int, IntIn(lo, hi)]`` (``Optional`` when ``optional``)."""
     return Annotated[Optional[int], IntIn(lo, hi, True)] if optional else Annotated[int, IntIn(lo, hi)]
@@ -569,7 +578,7 @@ class RunConfig:
         for name in ("sets", "architectures", "modes", "seeds"):
             if not getattr(self, name):
                 raise ConfigError(f"run.{name} is empty; list at least one entry")
-            if len(set(getattr(self, name))) != len(getattr(self, name)):
+            if repeated(getattr(self, name)):
                 raise ConfigError(f"run.{name} lists an entry twice; remove the duplicate")
         if "trained" not in self.modes:
             raise ConfigError("run.modes must include 'trained' (baselines are judged against it)")

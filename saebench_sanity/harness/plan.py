@@ -28,7 +28,7 @@ from typing import Any
 from saebench_sanity import __version__
 from saebench_sanity.activations.base import stable_hash
 from saebench_sanity.architectures.sparsity import resolve_arch_params
-from saebench_sanity.config import RunConfig, TrainingConfig
+from saebench_sanity.config import RunConfig, TrainingConfig, repeated
 from saebench_sanity.errors import ConfigError, DataError
 from saebench_sanity.hookspecs import HOOKSPEC_VERSION
 from saebench_sanity.training.trainer import init_key_material
@@ -205,8 +205,7 @@ def build_plan(cfg: RunConfig, registry: Any, *, metrics: list[str] | None = Non
     check_names(cfg, registry)
     metric_names = list(cfg.metrics) if cfg.metrics is not None else registry.names("metric")
     if metrics is not None:
-        twice = sorted({m for m in metrics if list(metrics).count(m) > 1})
-        if twice:  # each would be planned twice (its key twice in the run manifest)
+        if twice := repeated(metrics):  # each would be planned twice (its key twice in the run manifest)
             raise ConfigError(f"--metrics lists {', '.join(twice)} twice; each entry once")
         for name in metrics:
             registry.get("metric", name)
