@@ -16,7 +16,8 @@ builds.
 Exit codes: 0 every file is intact and every planned cell has a record with every planned
 metric; 1 at least one damaged or inconsistent file (one ``problem:`` line each on stdout); 3 no
 damaged file, but planned cells or metric entries are missing (``missing:`` lines: an interrupted
-or partial run, or records kept elsewhere); 2 bad input (``DIR`` is not a results folder).
+or partial run, or records kept elsewhere); 2 bad input (``DIR`` is not a results folder, or is a
+folder of results folders such as ``leaderboards/``: the error names one).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir() or not any(p.exists() for p in (store.results, store.checkpoints, root / RUN_FILE)):
         raise DataError(f"{str(root)!r} is not a results folder (no results/, checkpoints/ or {RUN_FILE}); "
                         "pass the output_dir of a `saebench run`")
+    inner = [p for p in sorted(store.results.glob("*/")) if (p / RUN_FILE).is_file() or (p / "results").is_dir()] \
+        if store.results.is_dir() else []
+    if inner and not (root / RUN_FILE).exists() and not any(store.results.glob("*.json")):
+        # a folder of results folders (e.g. leaderboards/, whose results/ holds one per board): checking
+        # it would find nothing and exit 0, "clean"
+        raise DataError(f"{str(root)!r} holds results folders, not records (e.g. {str(inner[0])!r}); "
+                        "pass one of those with --results")
     report = store.verify()
     busy = held_by(root / RUN_LOCK)
     if busy is not None:

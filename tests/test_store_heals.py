@@ -275,6 +275,15 @@ def test_verify_exit_codes_for_an_incomplete_folder_and_bad_input(baseline, tmp_
     assert payload["missing"] == [label] and payload["problems"] == [] and payload["exit_code"] == 3
 
 
+def test_verify_on_a_folder_of_results_folders_names_one_instead_of_reporting_clean(capsys):
+    """``verify --results leaderboards`` (whose results/ holds one results folder per board) found
+    no record there and exited 0, as if the folder were clean."""
+    root = Path(__file__).resolve().parents[1] / "leaderboards"
+    assert main(["verify", "--results", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds results folders, not records" in err[0] and "leaderboards/results/" in err[0], err
+
+
 def test_a_damaged_run_json_is_named_by_verify_and_rewritten_by_the_next_run(baseline, fake_registry, tmp_path):
     cfg, clean, expected = baseline
     out = tmp_path / "out"
