@@ -1,0 +1,47 @@
+"""scripts/paired-seeds.py, whose figures docs/limitations.md quotes: the paired and Welch
+standard errors of a comparison, checked on toy results with closed-form answers."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+from test_leaderboard_render import make_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("paired_seeds", ROOT / "scripts" / "paired-seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_and_welch_errors_of_moving_together_and_apart(tmp_path):
+    values = {
+        # trained = baseline + 0.3 on every seed: the per-seed differences have no spread
+        ("topk", "trained"): [0.80, 0.85, 0.95],
+        ("topk", "frozen_decoder"): [0.50, 0.55, 0.65],
+        ("topk", "frozen_encoder"): [0.60, 0.60, 0.60],  # no spread: left out
+        # exactly opposite moves of the same size: the paired se is sqrt(2) times Welch's
+        ("relu", "trained"): [0.40, 0.41, 0.42],
+        ("relu", "frozen_decoder"): [0.47, 0.46, 0.45],
+        ("relu", "frozen_encoder"): [0.10, 0.10, 0.10],
+    }
+    make_results(tmp_path, values=values)
+    got = {(c["arch"], c["score"], c["baseline"]): c for c in _script().comparisons(tmp_path, 0.95)}
+    assert set(got) == {(a, s, "frozen_decoder") for a in ("topk", "relu") for s in ("explained_variance", "mse")}
+    for score in ("explained_variance", "mse"):  # mse = 1 - ev: the same differences, direction lower
+        together, apart = got[("topk", score, "frozen_decoder")], got[("relu", score, "frozen_decoder")]
+        assert together["ratio"] < 1e-12 and together["r"] == pytest.approx(1)  # 0 up to float rounding
+        assert together["beats_p"] and together["beats_w"]  # d = 0.3 either way
+        assert apart["ratio"] == pytest.approx(math.sqrt(2)) and apart["r"] == pytest.approx(-1)
+        # d = -0.05 against min_effect 0.01: as good on both tests (upper below 0.01)
+        assert apart["fails_w"] and apart["fails_p"] and not apart["beats_w"]
+
+
+def test_the_committed_boards_report_runs(capsys):
+    assert _script().main([str(ROOT / "leaderboards" / "results" / "real")]) == 0
+    out = capsys.readouterr().out
+    assert "comparisons; paired se below Welch's in" in out and "paired loses" in out
