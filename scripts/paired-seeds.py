@@ -1,6 +1,6 @@
 """Would a paired comparison over seeds give the verdict rule more power? Measured on stored results.
 
-    python scripts/paired-seeds.py [--confidence 0.95] FOLDER [FOLDER ...]
+    python scripts/paired-seeds.py [--confidence C] FOLDER [FOLDER ...]
 
 The rule compares the trained SAE's seeds with a baseline's seeds as two independent samples
 (Welch, ``leaderboard/verdict.py``). The seeds of a cohort are not independent of each other:
@@ -26,19 +26,23 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
 
 
-def comparisons(folder: Path, confidence: float) -> list[dict[str, float]]:
+def comparisons(folder: Path, confidence: float | None = None) -> list[dict[str, float]]:
+    """One dict per comparison (module docstring); ``confidence`` None: the run's (the board's)."""
+    import pandas as pd
+
     from saebench_sanity.leaderboard import aggregate
-    from saebench_sanity.leaderboard.verdict import Stats, advantage, bounds, welch
+    from saebench_sanity.leaderboard.verdict import Stats, advantage, bounds, effective_min_effect, welch
 
-    long = aggregate.collect(folder).long
-    long = long[long["direction"].isin(["higher", "lower"])]
+    col = aggregate.collect(folder)
+    confidence = col.confidence if confidence is None else confidence
+    long = col.long[col.long["direction"].isin(["higher", "lower"])]
     out = []
     for (set_name, arch, metric, score), rows in long.groupby(["set", "arch", "metric", "score"], sort=False):
         direction = rows["direction"].iloc[0]
-        m = float(rows["min_effect"].iloc[0]) if rows["min_effect"].iloc[0] is not None else 0.01
+        score_min = rows["min_effect"].iloc[0]
+        m = effective_min_effect(None if score_min is None or pd.isna(score_min) else score_min, col.min_effect)
         trained = rows[rows["mode"] == "trained"].set_index("seed")["value"]
         bases = [b for b in rows.loc[rows["is_baseline"], "mode"].unique()]
         for base in bases:
@@ -68,7 +72,7 @@ def comparisons(folder: Path, confidence: float) -> list[dict[str, float]]:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path)
-    ap.add_argument("--confidence", type=float, default=0.95)
+    ap.add_argument("--confidence", type=float, default=None, help="default: the run's (the board's)")
     args = ap.parse_args(argv)
     for folder in args.folders:
         c = comparisons(folder, args.confidence)
