@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="file name stem of the leaderboard (default: the --family, else synthetic)")
     p.add_argument("--family", default=None, metavar="F", help="only the activation sets of this family (synthetic, real, ...)")
     p.add_argument("--check", action="store_true", help="recompute and exit 1 if the files under --out differ")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (with --check: do not look for them)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     for command, module in EXTENSIONS.items():
@@ -494,10 +494,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                             f"(they hold {', '.join(held) or 'none'}); pass the family of those sets, or no --family")
     check_leaderboard_names(name, col.sets, args.results)  # names that become files: refused, exit 2
     if args.check:
-        differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family)
+        differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family,
+                              plots=not args.no_plots)
         if differ:
+            again = render.command_line(args.results, args.out, name, args.family) + (" --no-plots" if args.no_plots else "")
             sys.stderr.write(f"error: leaderboard out of date: {', '.join(differ)} differ from the recorded results; "
-                             f"regenerate with `{render.command_line(args.results, args.out, name, args.family)}`\n")
+                             f"regenerate with `{again}`\n")
             return EXIT_FAIL
         sys.stdout.write(f"leaderboard {args.out}/{name}.* is current\n")
         return EXIT_OK

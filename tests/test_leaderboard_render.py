@@ -204,6 +204,19 @@ def test_family_leaderboard_names_the_family_in_its_regenerate_command(tmp_path,
     assert main(["leaderboard", "--results", "res", "--out", "lb", "--family", "nonesuch"]) == 2
 
 
+def test_a_board_written_without_plots_checks_current_without_plots(tmp_path, monkeypatch, capsys):
+    """``--check --no-plots`` on a board written with ``--no-plots`` reported it out of date (its
+    PNGs missing); a plain ``--check`` still looks for them and says how to regenerate."""
+    monkeypatch.chdir(tmp_path)
+    make_results(tmp_path / "res", set_name="synth-easy")
+    args = ["leaderboard", "--results", "res", "--out", "lb", "--family", "synthetic", "--no-plots"]
+    assert main(args) == 0
+    assert main(args + ["--check"]) == 0
+    capsys.readouterr()
+    assert main(args[:-1] + ["--check"]) == 1
+    assert "synth-easy.png" in capsys.readouterr().err
+
+
 def test_a_family_the_results_do_not_hold_is_one_line_not_an_empty_board(tmp_path, monkeypatch, capsys):
     """``--family real`` on synthetic results used to write an empty board and exit 0."""
     monkeypatch.chdir(tmp_path)

@@ -321,11 +321,13 @@ def write(col: Collected, *, name: str, results: str, out: str, plots: bool = Tr
     return paths
 
 
-def check(col: Collected, *, name: str, results: str, out: str, family: str | None = None) -> list[str]:
+def check(col: Collected, *, name: str, results: str, out: str, family: str | None = None,
+          plots: bool = True) -> list[str]:
     """Names of the leaderboard files under ``out`` that differ from a fresh rendering (missing
     files count as differing), ``index.html`` included (rebuilt from this board's fresh JSON and
-    the other boards' JSON files in ``out``). PNGs are checked for presence only: their pixels
-    depend on the installed matplotlib / freetype."""
+    the other boards' JSON files in ``out``). PNGs are checked for presence only (their pixels
+    depend on the installed matplotlib / freetype), and not at all without ``plots`` (a board
+    written with ``plots=False``)."""
     from saebench_sanity.leaderboard import html
 
     rendered = render(col, name=name, results=results, out=out, family=family)
@@ -336,7 +338,7 @@ def check(col: Collected, *, name: str, results: str, out: str, family: str | No
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             differ.append(str(path))
     rows = json.loads(rendered.json)["rows"]
-    for set_name in col.sets:  # the plots write() draws: verdicts where a headline score exists,
+    for set_name in col.sets if plots else []:  # the plots write() draws: verdicts where a headline score exists,
         expected = []          # every mode where a score has a direction
         if H.columns(rows, set_name):
             expected.append(set_name)
