@@ -70,6 +70,7 @@ def render(name: str) -> dict[str, str]:
 
 def write(name: str, where: str | Path) -> Path:
     """Write the starter package into ``where/name`` (which must not exist or be empty)."""
+    names_for(name)  # an invalid name is named as such, before ``where/name`` is looked at
     root = Path(where) / name
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError(f"{root} already exists and is not empty; choose another --dir or NAME")

@@ -74,6 +74,10 @@ def test_starter_names_and_refusals(tmp_path, capsys):
     assert main(["new-plugin", "taken", "--dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and err.count("\n") == 1
+    # an invalid name that is also an existing path: the name is what is wrong (was "already exists")
+    (tmp_path / "Taken File").write_text("")
+    assert main(["new-plugin", "Taken File", "--dir", str(tmp_path)]) == 2
+    assert "not a distribution name" in capsys.readouterr().err
 
 
 def test_list_strict_exits_1_on_a_plugin_problem_and_0_without(monkeypatch, capsys):
