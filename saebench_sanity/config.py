@@ -159,7 +159,11 @@ def repeated(items: Sequence[Any]) -> list[str]:
     list of seeds, modes, sets or metrics names each entry once (a repeated seed would count one
     training run as two)."""
     seen: set[Any] = set()
-    twice = {str(x) for x in items if x in seen or seen.add(x)}
+    twice: set[str] = set()
+    for x in items:
+        if x in seen:
+            twice.add(str(x))
+        seen.add(x)
     return sorted(twice)
 
 
