@@ -262,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
 
         from saebench_sanity.activations.store import fingerprint, is_complete
 
+        if args.out:  # a folder, or a path under a file: one line, before the fingerprint is computed
+            from saebench_sanity.cli import check_writable_file
+
+            check_writable_file(args.out, "--out")
         s = _stored_set(args.name)
         if not is_complete(s.path):
             raise DataError(f"activation set {args.name!r} is not built; run `saebench activations build {args.name}`")

@@ -302,3 +302,15 @@ def test_recipe_options_with_a_registered_set_are_refused_not_ignored(cli_env, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0] and "--name NAME --model M --hook-point H" in err[0], err
     assert not cli_env.exists()
+
+
+def test_fingerprint_out_that_cannot_be_a_file_is_one_line(cli_env, tmp_path, capsys):
+    """``fingerprint --out FILE/x`` (a path under a file) was an unexpected FileExistsError, exit 1;
+    now it and a folder given as --out are one line naming --out, exit 2, before anything is read."""
+    from saebench_sanity.cli import main
+
+    (tmp_path / "file").write_text("")
+    for out, said in ((tmp_path / "file" / "x.json", "is not a folder"), (tmp_path, "is a folder")):
+        assert main(["activations", "fingerprint", "tiny-real", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--out" in err[0] and said in err[0], err
