@@ -19,6 +19,7 @@ import shutil
 import sys
 from typing import Any
 
+from saebench_sanity.cli import bounded_float
 from saebench_sanity.errors import DataError, UnknownNameError
 
 
@@ -27,14 +28,6 @@ from saebench_sanity.errors import DataError, UnknownNameError
 NEW_SET_DEFAULTS: dict[str, Any] = {"corpus": "default", "tokens": 65_024, "eval_tokens": 8_128, "context_len": 128,
                                     "dtype": "float32", "no_bos": False, "massive_ratio": None,
                                     "no_massive_flags": False, "exclude_massive": False, "revision": None}
-
-
-def _tolerance(text: str) -> float:
-    """argparse type of ``verify --rtol``: a finite number >= 0 (a NaN tolerance would pass every
-    comparison, a negative one fail every one)."""
-    from saebench_sanity.cli import bounded_float
-
-    return bounded_float(0.0, float("inf"), hi_open=True)(text)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -74,7 +67,8 @@ def add_parser(subparsers: Any) -> None:
     v.add_argument("names", nargs="*", metavar="NAME", help="default: every built set")
     v.add_argument("--against", metavar="FILE", help="a fingerprint JSON (`saebench activations fingerprint NAME --out FILE`); "
                                                      "exit 1 when a statistic differs by more than --rtol of its scale")
-    v.add_argument("--rtol", type=_tolerance, default=None, metavar="X",
+    # a finite number >= 0: a NaN tolerance would pass every comparison, a negative one fail every one
+    v.add_argument("--rtol", type=bounded_float(0.0, float("inf"), hi_open=True), default=None, metavar="X",
                    help="tolerance of --against, as a fraction of each statistic's scale (default 1e-4)")
     f = sub.add_parser("fingerprint", help="write a built set's fingerprint (identity, per-dim moments, fixed projections) as JSON")
     f.add_argument("name", metavar="NAME")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from saebench_sanity.check import CheckOptions
 from saebench_sanity.cli import bounded_float, bounded_int, check_writable_file
 from saebench_sanity.config import MAX_SEED, MAX_STEPS
 
@@ -42,10 +44,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", dest="set_name", help="activation set with the SAE's d_in (see `saebench list`); default: "
                    "one built from the SAE's metadata (model_name, hook_name) over --corpus (the next five options "
                    "describe that set and are refused with --set)")
-    p.add_argument("--corpus", default="default", help="corpus of a set built from the SAE's metadata: 'default' (the "
-                   "embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
-    p.add_argument("--tokens", type=bounded_int(1, 10**12), default=65_024, help="training tokens of that set (default 65,024)")
-    p.add_argument("--eval-tokens", type=bounded_int(1, 10**10), default=8_128, help="held-out tokens of that set (default 8,128)")
+    # the derived set's defaults are CheckOptions' own: run_check refuses these options with --set
+    # when they differ from them, so the two must not drift apart
+    defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+    p.add_argument("--corpus", default=defaults["corpus"], help="corpus of a set built from the SAE's metadata: 'default' "
+                   "(the embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
+    p.add_argument("--tokens", type=bounded_int(1, 10**12), default=defaults["n_train_tokens"],
+                   help=f"training tokens of that set (default {defaults['n_train_tokens']:,})")
+    p.add_argument("--eval-tokens", type=bounded_int(1, 10**10), default=defaults["n_eval_tokens"],
+                   help=f"held-out tokens of that set (default {defaults['n_eval_tokens']:,})")
     p.add_argument("--context-len", type=bounded_int(2, 65_536), help="context length of that set (default: the SAE's training context)")
     p.add_argument("--model", help="model of that set (default: the SAE's metadata model_name; a hub id or folder)")
     p.add_argument("--arch", help="registered architecture to train the baselines as (needed when several share "
