@@ -74,6 +74,11 @@ class TrainingSummary(_Open):
     final_loss: float | None = None
     device: str | None = None
     dtype: str | None = None
+    #: torch threads it trained on (records since a float32 run rounded differently at 1 and 2)
+    threads: int | None = None
+    #: CPU training only: ``cpu`` (processor), ``aten`` (torch's vector capability) and the kernel
+    #: settings of the environment that were set (``harness.executor.cpu_kernels``)
+    cpu_kernels: dict[str, str] | None = None
     data_sha256: str | None = None
 
 

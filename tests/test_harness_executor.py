@@ -54,6 +54,9 @@ def test_cells_are_trained_scored_and_every_branch_is_recorded(tmp_path, fake_re
     import torch
 
     assert train["threads"] == rec["training"]["threads"] == torch.get_num_threads()
+    # and so do the CPU's kernels: the same record on another processor or capability may differ
+    assert train["cpu_kernels"] == rec["training"]["cpu_kernels"]
+    assert train["cpu_kernels"]["aten"] == torch.backends.cpu.get_cpu_capability()
     assert json.loads((store.root / "run.json").read_text())["cell_keys"] == plan.cell_keys
 
 
@@ -265,3 +268,18 @@ def test_a_batch_factory_that_returns_the_wrong_number_of_items_is_each_members_
     with pytest.raises(PluginError, match="returned 0 items for 2 contexts"):
         spec.evaluate_many(ctxs)
     assert [dict(r) for r in spec.evaluate_many(ctxs[:1])] == [{"v": 1.0}]  # one context: the per-SAE factory
+
+
+def test_cpu_kernels_name_the_capability_and_the_kernel_settings_that_are_set(monkeypatch):
+    import torch
+
+    from saebench_sanity.harness.executor import KERNEL_ENV, cpu_kernels
+
+    for name in KERNEL_ENV:
+        monkeypatch.delenv(name, raising=False)
+    plain = cpu_kernels()
+    assert set(plain) == {"cpu", "aten"} and plain["cpu"]
+    assert plain["aten"] == torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.setenv("UNRELATED_SETTING", "1")
+    assert cpu_kernels() == {**plain, "MKL_CBWR": "COMPATIBLE"}

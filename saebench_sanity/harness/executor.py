@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Protocol, Union
@@ -102,9 +103,43 @@ def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     # where, in what precision, on how many torch threads and on which bytes of a stored set it
     # trained: recorded since device selection (threads: since a float32 run was found to round
     # differently at 1 and 2 threads; data: since cells keep their key across builds of a set);
-    # older checkpoints lack them, and leaving them out keeps their cached records unchanged
+    # older checkpoints lack them, and leaving them out keeps their cached records unchanged;
+    # cpu_kernels since pinning MKL's code branch was measured to change float64 results
     return {**{k: info.get(k) for k in keep},
-            **{k: info[k] for k in ("device", "dtype", "threads", "data_sha256") if k in info}}
+            **{k: info[k] for k in ("device", "dtype", "threads", "cpu_kernels", "data_sha256") if k in info}}
+
+
+#: Environment settings that change how torch's and MKL's CPU kernels round (docs/limitations.md:
+#: ATEN_CPU_CAPABILITY caps torch's vector code, MKL_CBWR pins MKL's code branch,
+#: MKL_ENABLE_INSTRUCTIONS caps MKL's instruction set).
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_kernels() -> dict[str, str]:
+    """Which CPU kernels this process computes with: the processor, torch's vector capability and
+    the kernel settings of the environment that are set. Two CPU results of one cell agree to the
+    last bit only when these (and the thread count) agree; a result records them so that a
+    difference in the last digits can be traced to its machine. torch does not report MKL's
+    branch, so the environment variable is what there is to record."""
+    import platform
+
+    import torch
+
+    return {"cpu": _cpu_model() or platform.machine(), "aten": torch.backends.cpu.get_cpu_capability(),
+            **{k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+
+
+def _cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else ''."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 def data_sha256(aset: Any) -> dict[str, str]:
@@ -123,7 +158,8 @@ def _train_info(cell: Cell, result: Any, device: str = "cpu", aset: Any = None) 
     loss_curve = [[int(s), float(v)] for s, v in result.loss_curve]
     return {
         "key": cell.key, "cell": cell.identity(), "code": code_version(), "device": str(device), "dtype": cell.dtype,
-        "threads": int(torch.get_num_threads()), **data_sha256(aset),
+        "threads": int(torch.get_num_threads()), **({"cpu_kernels": cpu_kernels()} if str(device) == "cpu" else {}),
+        **data_sha256(aset),
         "steps": int(result.steps), "seconds": float(result.seconds), "converged": bool(result.converged),
         "convergence": dict(result.convergence), "dead_fraction": float(result.dead_fraction),
         "l0_train": float(result.l0_train), "final_loss": loss_curve[-1][1] if loss_curve else None,
