@@ -383,3 +383,25 @@ def _recorded(record):
     from saebench_sanity.harness.run import recorded_data
 
     return recorded_data(record)
+
+
+def test_a_one_line_sets_defaults_are_those_of_a_set_described_in_a_config_file():
+    """``activations build --name N --model M --hook-point H`` passes the parser's defaults
+    (cli_activations.NEW_SET_DEFAULTS) into the recipe, while a ``[sets.N]`` table that leaves a
+    key out gets ``user_set_params``' default: the two must be the same set."""
+    import inspect
+
+    from saebench_sanity.activations.real import user_set_params
+    from saebench_sanity.cli_activations import NEW_SET_DEFAULTS
+
+    recipe = {k: p.default for k, p in inspect.signature(user_set_params).parameters.items()
+              if p.default is not inspect.Parameter.empty}
+    one_line = NEW_SET_DEFAULTS
+    assert (one_line["corpus"], one_line["tokens"], one_line["eval_tokens"], one_line["context_len"],
+            one_line["dtype"]) == (recipe["corpus"], recipe["n_train_tokens"], recipe["n_eval_tokens"],
+                                   recipe["context_len"], recipe["dtype"])
+    # flags and options whose default leaves the recipe's own value in place
+    assert one_line["no_bos"] is (not recipe["prepend_bos"]) is False
+    assert one_line["exclude_massive"] is recipe["exclude_massive"] is False
+    assert one_line["massive_ratio"] is None and one_line["no_massive_flags"] is False
+    assert one_line["revision"] is recipe["model_revision"] is None
