@@ -10,7 +10,9 @@ largest score difference; then one line per differing cell with its steps and he
 Descriptive scores that count things (``l0``, ``dead_fraction``) are compared like the others.
 ``--by-score`` prints instead how many cells trained the same number of steps and, per score,
 the largest difference over the trained SAEs and over all cells (docs/results.md, "On another
-machine").
+machine"). Last, for each run, what its cells trained on (processor, torch's CPU capability, the
+kernel settings that were set, threads, dtype: the records' ``training`` fields), since
+another processor or thread count is the usual reason two runs of a cell end differently.
 Used to say which cells training amplified rounding in (docs/results.md, docs/limitations.md).
 """
 
@@ -36,6 +38,25 @@ def load(folder: Path) -> dict[tuple[str, str, str, int], tuple[int, dict[str, f
                   for k, v in m["scores"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         cells[(cell["set"], cell["arch"], cell["mode"], int(cell["seed"]))] = (int(record["training"]["steps"]), scores)
     return cells
+
+
+def environments(folder: Path) -> str:
+    """What the folder's cells trained on, e.g. ``450 cells: AMD EPYC, AVX2, 1 thread, float64``
+    (one entry per distinct environment, most cells first)."""
+    from collections import Counter
+
+    from saebench_sanity.leaderboard.inputs import load as load_records
+
+    seen: Counter[str] = Counter()
+    for record in load_records(folder)[1]:
+        training = record.get("training") or {}
+        kernels = training.get("cpu_kernels")
+        where = (", ".join(str(v) if k in ("cpu", "aten") else f"{k}={v}" for k, v in kernels.items()) if kernels
+                 else f"{training.get('device') or 'cpu'} (kernels not recorded)")
+        threads = training.get("threads")
+        seen[", ".join([where, f"{threads} thread{'s' if threads != 1 else ''}" if threads else "threads not recorded",
+                        str(training.get("dtype") or record["cell"].get("dtype") or "float32")])] += 1
+    return "; ".join(f"{n} cells: {what}" for what, n in seen.most_common())
 
 
 def main(argv: list[str]) -> int:
@@ -70,6 +91,7 @@ def main(argv: list[str]) -> int:
         print(f"  {'score':<48} {'trained':>10} {'all cells':>10}")
         for s in sorted(largest):
             print(f"  {s:<48} {largest[s][0]:>10.4g} {largest[s][1]:>10.4g}")
+        print_environments(args.a, args.b)
         return 0
     groups: dict[tuple[str, str, str], list[tuple[float, bool]]] = defaultdict(list)
     lines = []
@@ -89,8 +111,16 @@ def main(argv: list[str]) -> int:
         n = sum(d for _, d in seeds)
         print(f"  {'/'.join(group):<48} {n} of {len(seeds)} seeds differ; largest score difference "
               f"{max(w for w, _ in seeds):.1e}")
-    print("\n".join(lines))
+    if lines:
+        print("\n".join(lines))
+    print_environments(args.a, args.b)
     return 0
+
+
+def print_environments(a: Path, b: Path) -> None:
+    print("trained on:")
+    for folder in (a, b):
+        print(f"  {folder}: {environments(folder)}")
 
 
 if __name__ == "__main__":

@@ -39,3 +39,18 @@ def test_cell_differences_counts_seeds_that_differ_in_steps_or_beyond_the_tolera
     first = subprocess.run([sys.executable, str(CELLS), str(a), str(extra)], check=True, capture_output=True,
                            text=True).stdout.splitlines()[0]
     assert first == "1 cells in both runs; 0 differ (steps, or a score by more than 1e-06); 2 only in the first, 1 only in the second"
+
+
+def test_cell_differences_ends_with_what_each_runs_cells_trained_on(tmp_path):
+    a = _records(tmp_path / "a", {("trained", 0): (100, 0.5), ("trained", 1): (100, 0.5)})
+    b = _records(tmp_path / "b", {("trained", 0): (100, 0.5), ("trained", 1): (100, 0.5)})
+    kernels = [{"cpu": "AMD EPYC", "aten": "AVX2", "MKL_CBWR": "COMPATIBLE"}, None]
+    for i, path in enumerate(sorted((b / "results").glob("*.json"))):
+        record = json.loads(path.read_text())
+        record["training"].update({"threads": 2 - i, "dtype": "float64", "cpu_kernels": kernels[i]})
+        path.write_text(json.dumps(record))
+    out = subprocess.run([sys.executable, str(CELLS), str(a), str(b)], check=True, capture_output=True,
+                         text=True).stdout.splitlines()
+    assert out[-3:] == ["trained on:", f"  {a}: 2 cells: cpu (kernels not recorded), threads not recorded, float32",
+                        f"  {b}: 1 cells: AMD EPYC, AVX2, MKL_CBWR=COMPATIBLE, 2 threads, float64; "
+                        "1 cells: cpu (kernels not recorded), 1 thread, float64"]
