@@ -211,3 +211,25 @@ def test_spilled_token_contexts_read_as_the_in_memory_ones_and_a_build_leaves_no
     assert sorted(p.name for p in (tmp_path / "acts").iterdir() if p.name != ".s.lock") == ["s"]
     mem_ctx = real(cp.load_corpus(str(folder)), bundle[1], 16, max_contexts=28)[0]
     assert st.sha256_bytes(mem_ctx.long().numpy().tobytes()) == m["tokens"]["contexts_sha256"]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "bad first line"])
+def test_a_corpus_that_cannot_be_read_is_refused_before_the_model_loads(tmp_path, monkeypatch, make):
+    from saebench_sanity.activations import real
+    from saebench_sanity.activations.real import RealActivationSet
+
+    folder = tmp_path / "corpus"
+    if make != "missing":
+        folder.mkdir()
+        if make == "bad first line":
+            (folder / "a.jsonl").write_text("not json\n")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the corpus was checked")
+
+    monkeypatch.setattr(real, "load_model_cached", no_model)
+    aset = RealActivationSet("corpus-first", root=tmp_path / "acts", model="some/model", hook_point="resid_post.1",
+                             corpus=str(folder), context_len=16, n_train_contexts=4, n_eval_contexts=2)
+    with pytest.raises(DataError, match="corpus"):
+        aset.build()
+    assert not (tmp_path / "acts" / "corpus-first").exists()

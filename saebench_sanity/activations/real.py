@@ -185,6 +185,11 @@ class RealActivationSet(ActivationSet):
         if not is_complete(self.path):
             bundle = self._bundle
             if bundle is None:
+                # the corpus opens (a folder's first document read, a hub dataset's first row) before
+                # the model loads, so a wrong path or column costs no model load (minutes for a big one)
+                from saebench_sanity.activations.corpus import load_corpus
+
+                load_corpus(self.config.corpus, **self.config.corpus_kwargs)
                 bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
             model = bundle[0]
             try:
