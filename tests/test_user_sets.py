@@ -94,12 +94,27 @@ def test_bad_input_is_one_line_and_exit_2(local, cache, tmp_path, capsys):
     assert _build(local, "deep", "--hook-point", "resid_post.7") == 2  # the last --hook-point wins
     line = _error_line(capsys)
     assert "resid_post.7" in line and "attn_out.L for L in 0..1" in line  # names the valid ones
+    assert not (cache / "activations" / "deep").exists()  # a refused build leaves no partial set listed
     assert _build(local, "deep") == 0  # a declaration whose build never started may be corrected
     capsys.readouterr()
     assert _build(local, "huge", "--tokens", "10000000") == 2
     assert "fewer than" in (line := _error_line(capsys)) and "n_train_tokens" in line
     assert main(["activations", "build", "--name", "half", "--model", str(model)]) == 2
     assert "--hook-point" in _error_line(capsys)
+
+
+
+def test_a_hook_point_of_no_known_form_is_refused_before_any_model_loads(local, cache, capsys, monkeypatch):
+    from saebench_sanity.activations import real
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the hook point's form was checked")
+
+    monkeypatch.setattr(real, "load_model_cached", no_model)
+    for hook in ("resid.1", "resid_post.-1", "resid_post"):
+        assert _build(local, "form", "--hook-point", hook) == 2
+        assert f"hook point {hook!r} is not a valid name" in _error_line(capsys)
+    assert not (cache / "activations" / "form").exists()
 
 
 def _run_toml(local, tmp_path, modes, metrics) -> Path:

@@ -20,7 +20,7 @@ from saebench_sanity.activations.base import NEED_MODEL, ActivationSet
 from saebench_sanity.activations.reader import Normalizer, StoreReader
 from saebench_sanity.activations.store import (StoreConfig, build_store, content_hash_of, identity_hash, is_complete,
                                                model_identity, store_dir)
-from saebench_sanity.errors import DataError
+from saebench_sanity.errors import DataError, SaebenchError
 
 _MODELS: dict[tuple, tuple[Any, Any, dict[str, Any]]] = {}
 
@@ -183,24 +183,43 @@ class RealActivationSet(ActivationSet):
         ``device``: where the model's forward passes run while harvesting (``"cuda:0"``...); not
         part of the set's identity. The model goes back to the CPU afterwards (metrics use it there)."""
         if not is_complete(self.path):
-            bundle = self._bundle
-            if bundle is None:
-                # the corpus opens (a folder's first document read, a hub dataset's first row) before
-                # the model loads, so a wrong path or column costs no model load (minutes for a big one)
-                from saebench_sanity.activations.corpus import load_corpus
-
-                load_corpus(self.config.corpus, **self.config.corpus_kwargs)
-                bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
-            model = bundle[0]
             try:
-                if device != "cpu":
-                    model.to(device)
-                build_store(self.name, self.config, self.path.parent, console=console, progress=progress,
-                            model_bundle=bundle)
-            finally:
-                if device != "cpu":
-                    model.to("cpu")
+                self._build(console, progress, device)
+            except SaebenchError:
+                self._forget_unstarted_declaration()
+                raise
         return self.path
+
+    def _build(self, console: Any, progress: bool, device: str) -> None:
+        bundle = self._bundle
+        if bundle is None:
+            # the corpus opens (a folder's first document read, a hub dataset's first row) before
+            # the model loads, so a wrong path or column costs no model load (minutes for a big one)
+            from saebench_sanity.activations.corpus import load_corpus
+
+            load_corpus(self.config.corpus, **self.config.corpus_kwargs)
+            bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
+        model = bundle[0]
+        try:
+            if device != "cpu":
+                model.to(device)
+            build_store(self.name, self.config, self.path.parent, console=console, progress=progress,
+                        model_bundle=bundle)
+        finally:
+            if device != "cpu":
+                model.to("cpu")
+
+    def _forget_unstarted_declaration(self) -> None:
+        """After bad input (a corpus, hook point or model the build refused before it wrote its
+        plan), remove a user set's declaration when it is all its folder holds: its name was not
+        bound yet (``declare_user_set``), and `activations list` would show it as a partial set."""
+        folder = self.path
+        try:
+            if folder.is_dir() and [p.name for p in folder.iterdir()] == [USER_SET_FILE]:
+                (folder / USER_SET_FILE).unlink()
+                folder.rmdir()
+        except OSError:  # another process declared or started it meanwhile: leave the folder to it
+            pass
 
     @cached_property
     def reader(self) -> StoreReader:
@@ -357,6 +376,9 @@ def user_set_params(name: str, *, model: str, hook_point: str, corpus: str = "de
     for key, value in (("model", model), ("hook_point", hook_point), ("corpus", corpus)):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"activation set {name!r}: {key} = {value!r} must be a non-empty string")
+    from saebench_sanity.models.hook_points import parse_hook_point
+
+    parse_hook_point(hook_point)  # its form, before any model loads (whether the model has the layer: at build)
     for key, number, lo in (("context_len", context_len, 2), ("n_train_tokens", n_train_tokens, 1),
                             ("n_eval_tokens", n_eval_tokens, 1), ("batch_size", batch_size, 1),
                             ("contexts_per_shard", contexts_per_shard, 1)):
