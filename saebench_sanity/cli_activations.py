@@ -100,6 +100,16 @@ def _stored_set(name: str) -> Any:
     return s
 
 
+def _unreadable_declaration(name: str) -> Any:
+    """The folder of a user set whose declaration the registry skipped (damaged, or of a form this
+    version refuses: ``activations.real.user_set_specs`` logs which), else None."""
+    from saebench_sanity.activations.real import USER_SET_FILE, store_root
+    from saebench_sanity.activations.store import store_dir
+
+    folder = store_dir(store_root(), name)
+    return folder if (folder / USER_SET_FILE).is_file() else None
+
+
 def _declare_new_sets(args: argparse.Namespace) -> list[str]:
     """Declare the new sets that ``build`` names through ``--config`` or ``--name/--model``
     (``activations.real.declare_user_set``) and return the names to build ([] when none)."""
@@ -274,10 +284,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if action == "rm":
         for name in args.names:
-            s = _stored_set(name)
-            if s.path.exists():
-                shutil.rmtree(s.path)
-                console.print(f"removed {s.path}")
+            try:
+                path = _stored_set(name).path
+            except UnknownNameError:
+                path = _unreadable_declaration(name)  # skipped by the registry: removable all the same
+                if path is None:
+                    raise
+            if path.exists():
+                shutil.rmtree(path)
+                console.print(f"removed {path}")
             else:
                 console.print(f"{name} is not built; nothing to remove")
         return 0

@@ -420,3 +420,22 @@ def test_a_one_line_sets_defaults_are_those_of_a_set_described_in_a_config_file(
     assert one_line["exclude_massive"] is recipe["exclude_massive"] is False
     assert one_line["massive_ratio"] is None and one_line["no_massive_flags"] is False
     assert one_line["revision"] is recipe["model_revision"] is None
+
+
+def test_a_declaration_the_registry_skips_is_named_in_its_warning_and_removed_by_rm(local, cache, capsys):
+    assert _build(local, "old") == 0
+    path = cache / "activations" / "old" / "user-set.json"
+    path.write_text(path.read_text()[:-20])  # damaged (or refused by a newer version): skipped by the registry
+    from saebench_sanity.registry import get_registry
+
+    capsys.readouterr()
+    get_registry(refresh=True)  # what every new process does first, and where the skipped file is named
+    assert main(["activations", "list"]) == 0
+    captured = capsys.readouterr()
+    assert "skipping user activation set" in captured.err and "`saebench activations rm old` removes it" in captured.err
+    assert "old" not in captured.out
+    assert main(["activations", "rm", "old"]) == 0
+    assert not path.parent.exists()
+    capsys.readouterr()
+    assert main(["activations", "rm", "old"]) == 2  # now unknown, as any other name
+    assert "unknown activation set 'old'" in _error_line(capsys)

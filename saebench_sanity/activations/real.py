@@ -488,7 +488,8 @@ def user_set_specs(root: str | Path | None = None) -> list[Any]:
             out.append(_user_spec(record["name"], params, {"corpus": "default", "n_train_tokens": 65_024,
                                                             "n_eval_tokens": 8_128, **recipe}))
         except Exception as exc:  # noqa: BLE001 - one bad file must not hide the other sets
-            logging.getLogger(__name__).warning("skipping user activation set %s: %s", path, exc)
+            logging.getLogger(__name__).warning("skipping user activation set %s: %s; `saebench activations rm %s` "
+                                                "removes it", path, exc, path.parent.name)
     return out
 
 
