@@ -248,8 +248,11 @@ def derive_set(sae: Any, opts: CheckOptions, registry: Any) -> str:
     model_name = opts.model or (meta.get("model_name") if meta is not None else None)
     hook_name = meta.get("hook_name") if meta is not None else None
     if not model_name or not hook_name:
-        raise DataError("the SAE's metadata does not name its model and hook (model_name, hook_name); pass --set with "
-                        "a matching activation set, or --model")
+        missing = " and ".join(k for k, v in (("model_name", model_name), ("hook_name", hook_name)) if not v)
+        fix = ("pass --model, or --set with a matching activation set" if hook_name else
+               "pass --set with a matching activation set (`saebench activations build --name NAME --model M "
+               "--hook-point H` builds one)")
+        raise DataError(f"the SAE's metadata does not name its {missing}; {fix}")
     context = opts.context_len or (meta.get("context_size") if meta is not None else None) or 128
     recipe = {"model": model_of(str(model_name)), "hook_point": hook_point_of(str(hook_name)), "corpus": opts.corpus,
               "context_len": int(context), "n_train_tokens": int(opts.n_train_tokens),

@@ -3,6 +3,7 @@ random init fails, bad input exits 2 with one line."""
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -95,6 +96,27 @@ def test_one_baseline_seed_gives_no_verdict_and_does_not_print_fail(trained_sae,
 def test_a_folder_that_is_not_an_sae_is_a_one_line_data_error(tmp_path):
     with pytest.raises(DataError, match="not an SAELens SAE folder"):
         _run([str(tmp_path), *CHECK])
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "does not name its model_name and hook_name; pass --set with a matching activation set (`saebench "
+         "activations build --name NAME --model M --hook-point H` builds one)"),
+    # --model gives the model, not the hook point: only --set can say where the SAE reads
+    (["--model", "m"], "does not name its hook_name; pass --set"),
+])
+def test_an_sae_whose_metadata_names_no_model_or_hook_is_told_what_to_pass(trained_sae, extra, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        _run([str(trained_sae), *extra])
+
+
+def test_an_sae_whose_metadata_names_its_hook_but_no_model_is_told_to_pass_model():
+    from types import SimpleNamespace
+
+    from saebench_sanity.check import CheckOptions, derive_set
+
+    sae = SimpleNamespace(cfg=SimpleNamespace(metadata={"hook_name": "blocks.3.hook_resid_post"}))
+    with pytest.raises(DataError, match=re.escape("does not name its model_name; pass --model, or --set")):
+        derive_set(sae, CheckOptions(target="x"), get_registry())
 
 
 def test_a_d_in_mismatch_names_the_set(trained_sae):
