@@ -2,19 +2,13 @@
 settings are split on ';' (MKL_CBWR's values hold commas), and the folders are named after them."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("kernel_drift", ROOT / "scripts" / "kernel-drift.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("kernel-drift.py")
 
 
 def test_env_settings_keep_commas_and_name_their_folders():

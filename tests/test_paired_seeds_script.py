@@ -1,21 +1,18 @@
 """scripts/paired-seeds.py, whose figures docs/limitations.md quotes: the paired and Welch
 standard errors of a comparison, checked on toy results with closed-form answers."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 from test_leaderboard_render import make_results
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("paired_seeds", ROOT / "scripts" / "paired-seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("paired-seeds.py")
 
 
 def test_paired_and_welch_errors_of_moving_together_and_apart(tmp_path):

@@ -1,7 +1,6 @@
 """The order in which a worker pool starts cohorts: the longest estimated first
 (``harness.executor.longest_first``), and scripts/schedule-report.py, which replays both orders."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from saebench_sanity import config
 from saebench_sanity.harness.executor import cohort_estimate, cohorts, estimate_seconds, longest_first
 from saebench_sanity.harness.plan import build_plan
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,10 +177,7 @@ def test_a_slot_whose_worker_died_gets_a_new_one(tmp_path, fake_registry, monkey
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("schedule_report", ROOT / "scripts" / "schedule-report.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("schedule-report.py")
 
 
 def test_makespan_is_list_scheduling():
