@@ -236,15 +236,27 @@ def model_of(model_name: str) -> str:
         return model_name
 
 
+def derived_set_options_given(opts: CheckOptions) -> list[str]:
+    """The flags of ``DERIVED_SET_OPTIONS`` whose value is not ``CheckOptions``' default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+    return [flag for flag, name in DERIVED_SET_OPTIONS.items() if getattr(opts, name) != defaults[name]]
+
+
 def derive_set(sae: Any, opts: CheckOptions, registry: Any) -> str:
-    """Declare (or reuse) the activation set an SAE was trained on, from its SAELens metadata
-    (``model_name``, ``hook_name``, ``context_size``, ``prepend_bos``) over ``opts.corpus`` with
-    ``opts``' token counts; returns its name (``auto-...``, a hash of the recipe, so the same
-    recipe reuses one stored set). DataError when the metadata does not name a model and hook."""
+    """The activation set an SAE was trained on, from its SAELens metadata: the registered set a
+    checkpoint of this suite names (``SET_METADATA_KEY``), unless a derived set's option is given;
+    else a set declared (or reused) from ``model_name``, ``hook_name``, ``context_size`` and
+    ``prepend_bos`` over ``opts.corpus`` with ``opts``' token counts, named ``auto-...`` (a hash
+    of the recipe, so the same recipe reuses one stored set). DataError when the metadata names
+    neither."""
     from saebench_sanity.activations.base import stable_hash
     from saebench_sanity.activations.real import register_user_sets
+    from saebench_sanity.architectures.checkpoint import SET_METADATA_KEY
 
     meta = getattr(sae.cfg, "metadata", None)
+    named = meta.get(SET_METADATA_KEY) if meta is not None else None
+    if isinstance(named, str) and named in registry.items["activation_set"] and not derived_set_options_given(opts):
+        return named
     model_name = opts.model or (meta.get("model_name") if meta is not None else None)
     hook_name = meta.get("hook_name") if meta is not None else None
     if not model_name or not hook_name:
@@ -480,8 +492,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
     if opts.set_name is not None:
         registry.get("activation_set", opts.set_name)  # an unknown name: one line before loading anything
         # the derived set's recipe options would be ignored with --set: refused, not dropped
-        defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
-        given = [flag for flag, name in DERIVED_SET_OPTIONS.items() if getattr(opts, name) != defaults[name]]
+        given = derived_set_options_given(opts)
         if given:
             raise ConfigError(f"{', '.join(given)}: only for a set built from the SAE's metadata (no --set); "
                               f"set {opts.set_name!r} has its own recipe (`saebench list`)")
@@ -511,7 +522,7 @@ def run_check(opts: CheckOptions, registry: Any, progress: Callable[[str], None]
         raw_sae = raw_sae.to(device)
     if opts.set_name is None:
         opts = dataclasses.replace(opts, set_name=derive_set(raw_sae, opts, registry))
-        say(f"activation set {opts.set_name} (from the SAE's metadata; built on first use)")
+        say(f"activation set {opts.set_name} (from the SAE's metadata; built on first use if stored)")
     set_name = str(opts.set_name)
     set_spec = registry.get("activation_set", set_name)
     if set_spec.d_in is not None and int(set_spec.d_in) != int(raw_sae.cfg.d_in):

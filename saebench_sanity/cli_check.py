@@ -42,8 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--sae-id", help="SAE id inside a SAELens pretrained release (needs internet), or the sub-folder of a "
                                     "local copy of a release")
     p.add_argument("--set", dest="set_name", help="activation set with the SAE's d_in (see `saebench list`); default: "
-                   "one built from the SAE's metadata (model_name, hook_name) over --corpus (the next five options "
-                   "describe that set and are refused with --set)")
+                   "the set a checkpoint of this suite names in its metadata, else one built from the SAE's metadata "
+                   "(model_name, hook_name) over --corpus (the next five options describe that set and are refused "
+                   "with --set)")
     # the derived set's defaults are CheckOptions' own: run_check refuses these options with --set
     # when they differ from them, so the two must not drift apart
     defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}

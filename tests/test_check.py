@@ -67,6 +67,31 @@ def test_a_suite_trained_sae_beats_the_frozen_decoder_and_exits_0(trained_sae, t
     assert c["lower"] == pytest.approx(r["sae"] - (b["mean"] + stats.t.ppf(0.95, 2) * b["sd"] / 3 ** 0.5))
 
 
+def test_a_checkpoint_that_names_its_set_is_checked_on_it_without_set(trained_sae, tmp_path):
+    """A checkpoint of this suite names its set in its metadata (``SET_METADATA_KEY``): no --set
+    needed. A derived set's option, or a name not registered here, falls back to the SAELens
+    metadata, which this one lacks."""
+    import shutil
+
+    from saebench_sanity.architectures.checkpoint import SET_METADATA_KEY, _add_metadata
+
+    def named(name):
+        folder = tmp_path / name
+        if not folder.exists():
+            shutil.copytree(trained_sae, folder)
+            _add_metadata(folder, {SET_METADATA_KEY: name})
+        return str(folder)
+
+    no_set = [a for a in CHECK if a not in ("--set", "synth-easy")]
+    out = tmp_path / "report.json"
+    assert _run([named("synth-easy"), *no_set, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["set"] == "synth-easy"
+    with pytest.raises(DataError, match="does not name its model_name and hook_name"):
+        _run([named("synth-easy"), *no_set, "--tokens", "5000"])
+    with pytest.raises(DataError, match="does not name its model_name and hook_name"):
+        _run([named("not-registered-here"), *no_set])
+
+
 def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_path):
     sae = load_checkpoint(trained_sae)
     gen = torch.Generator().manual_seed(0)

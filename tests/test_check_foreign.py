@@ -263,3 +263,12 @@ def test_a_local_release_gets_its_set_from_the_sae_metadata(env, sae_lens_sae, t
         hook_point_of("blocks.3.attn.hook_z")
     with pytest.raises(DataError, match="has no SAE id"):
         run_check(CheckOptions(target=str(tmp_path / "release"), sae_id="nope"), Registry(load_entry_points=False))
+
+
+@pytest.mark.parametrize("hook_point", ["resid_post.0", "resid_post.12", "mlp_out.3", "attn_out.29"])
+def test_the_hook_name_a_checkpoint_records_reads_back_as_its_hook_point(hook_point):
+    from saebench_sanity.check import hook_point_of
+    from saebench_sanity.models.hook_points import transformer_lens_name
+
+    name = transformer_lens_name(hook_point)
+    assert name.startswith("blocks.") and hook_point_of(name) == hook_point

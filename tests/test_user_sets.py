@@ -171,6 +171,12 @@ def test_a_run_config_set_trains_and_its_checkpoints_take_raw_activations(local,
         record = json.loads(path.read_text())
         sae = SAE.load_from_disk(str(tmp_path / "out" / "checkpoints" / record["key"]))
         assert sae.cfg.normalize_activations == "none" and sae.cfg.metadata[FOLDED_SCALE_KEY] == pytest.approx(scale)
+        # and it says where it reads, in SAELens's metadata fields, and which set it was trained on
+        model, corpus = local
+        meta = sae.cfg.metadata
+        assert (meta.model_name, meta.hook_name, meta.context_size, meta.prepend_bos, meta.dataset_path) == \
+            (str(model), "blocks.1.hook_resid_post", 16, True, str(corpus))
+        assert meta["saebench_activation_set"] == "cfgset"
         with torch.no_grad():
             x, x_hat = raw.double(), sae.decode(sae.encode(raw)).double()
         ev = float(1 - ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())

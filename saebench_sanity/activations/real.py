@@ -79,6 +79,24 @@ def set_scale(activation_set: Any) -> float:
     return float(getattr(getattr(activation_set, "normalizer", None), "scale", 1.0))
 
 
+def checkpoint_metadata(activation_set: Any, set_name: str) -> dict[str, Any]:
+    """What a checkpoint trained on ``activation_set`` records in its SAELens ``cfg.metadata``
+    (``architectures.checkpoint.save_checkpoint``): the set's name (``SET_METADATA_KEY``, which
+    ``saebench check`` reads when no --set is given) and, for a stored real set, the SAELens fields
+    that say where the SAE reads: ``model_name`` (the model as this suite loads it: ``"default"``
+    for the embedded SmolLM2-135M-Instruct, else a hub id or folder), ``hook_name`` (TransformerLens
+    form), ``context_size``, ``prepend_bos`` and ``dataset_path`` (the corpus)."""
+    from saebench_sanity.architectures.checkpoint import SET_METADATA_KEY
+    from saebench_sanity.models.hook_points import transformer_lens_name
+
+    meta: dict[str, Any] = {SET_METADATA_KEY: set_name}
+    if isinstance(activation_set, RealActivationSet):
+        cfg = activation_set.config
+        meta.update(model_name=cfg.model, hook_name=transformer_lens_name(cfg.hook_point),
+                    context_size=int(cfg.context_len), prepend_bos=bool(cfg.prepend_bos), dataset_path=cfg.corpus)
+    return meta
+
+
 class SetSpaceSAE:
     """An SAE seen from a set's serving space: ``encode(x) = sae.encode(x * ratio)``,
     ``decode(z) = sae.decode(z) / ratio``, with ``ratio`` = (the SAE's input scale) / (the set's

@@ -19,9 +19,13 @@ from saebench_sanity.errors import ConfigError, DataError
 #: the set's normalized activations (``activations.real.checkpoint_in_set_space``).
 FOLDED_SCALE_KEY = "saebench_folded_activation_scale"
 
+#: ``cfg.metadata`` key naming the activation set a checkpoint was trained on
+#: (``activations.real.checkpoint_metadata``); ``saebench check`` uses it when given no --set.
+SET_METADATA_KEY = "saebench_activation_set"
+
 
 def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, batch_size: int = 1024,
-                    activation_scale: float = 1.0) -> Path:
+                    activation_scale: float = 1.0, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``sae`` (a sae-lens ``TrainingSAE``) to folder ``path`` as an inference SAE.
 
     A BatchTopK-family SAE whose batch threshold was never set (0-step cells) is calibrated first
@@ -31,6 +35,9 @@ def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, ba
     ``activation_scale``: the factor the training activations were multiplied by (a real set's
     normalization, ``activations.real.set_scale``); when it is not 1 it is folded into the saved
     weights (``fold_activation_scale``), so the checkpoint takes raw model activations.
+
+    ``metadata``: entries added to the saved ``cfg.metadata`` (``activations.real.checkpoint_metadata``:
+    the set, and for a real set SAELens's ``model_name``, ``hook_name``...).
     """
     from saebench_sanity.architectures.batchtopk import calibrate_threshold, has_batch_threshold
 
@@ -44,7 +51,24 @@ def save_checkpoint(sae: Any, path: str | Path, calibration_acts: Any = None, ba
     sae.save_inference_model(path)
     if float(activation_scale) != 1.0:
         fold_activation_scale(path, float(activation_scale))
+    if metadata:
+        _add_metadata(path, metadata)
     return path
+
+
+def _add_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Add ``metadata`` to the saved cfg's ``metadata`` (the JSON edited in place: loading and
+    saving through sae-lens again would rewrite the weights file for a few cfg entries)."""
+    import json
+
+    from sae_lens.constants import SAE_CFG_FILENAME
+
+    from saebench_sanity.io import atomic_write_text
+
+    cfg_path = path / SAE_CFG_FILENAME
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["metadata"] = {**(cfg.get("metadata") or {}), **metadata}
+    atomic_write_text(cfg_path, json.dumps(cfg))  # compact, as sae-lens writes it
 
 
 def fold_activation_scale(path: str | Path, scale: float) -> None:

@@ -299,7 +299,7 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
                     device: str = "cpu") -> dict[str, dict[str, Any]]:
     """Train the cells of one cohort together, save each as soon as the cohort is done; returns
     ``{cell key: train info}`` of the cells whose checkpoints were written."""
-    from saebench_sanity.activations.real import set_scale
+    from saebench_sanity.activations.real import checkpoint_metadata, set_scale
     from saebench_sanity.architectures.checkpoint import save_checkpoint
     from saebench_sanity.training.cohort import train_cells
 
@@ -321,7 +321,8 @@ def _train_and_save(cells: list[Cell], aset: Any, store: ResultStore, registry: 
         # the set's normalization is folded into the saved weights: checkpoints take raw activations
         # write_checkpoint calls the function at once, so it may read this iteration's cell and result
         store.write_checkpoint(cell.key, lambda path: save_checkpoint(
-            result.sae, path, batch_size=cell.training.batch_size, activation_scale=set_scale(aset)), info)
+            result.sae, path, batch_size=cell.training.batch_size, activation_scale=set_scale(aset),
+            metadata=checkpoint_metadata(aset, cell.set_name)), info)
         store.log_event({"event": "trained", "key": cell.key, "label": cell.label, "seconds": info["seconds"]})
         infos[cell.key] = info
     return infos

@@ -74,6 +74,14 @@ def parse_hook_point(name: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def transformer_lens_name(name: str) -> str:
+    """The TransformerLens hook name of a hook point, as SAELens records it in an SAE's metadata
+    (``hook_name``): ``"resid_post.12"`` -> ``"blocks.12.hook_resid_post"`` (``mlp_out``,
+    ``attn_out`` alike; ``check.hook_point_of`` reads it back)."""
+    kind, layer = parse_hook_point(name)
+    return f"blocks.{layer}.hook_{kind}"
+
+
 def resolve_hook_point(model: Any, name: str) -> tuple[Any, int]:
     """The module whose output is the hook point, and its layer index."""
     kind, layer = parse_hook_point(name)
