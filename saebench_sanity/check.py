@@ -255,8 +255,16 @@ def derive_set(sae: Any, opts: CheckOptions, registry: Any) -> str:
 
     meta = getattr(sae.cfg, "metadata", None)
     named = meta.get(SET_METADATA_KEY) if meta is not None else None
-    if isinstance(named, str) and named in registry.items["activation_set"] and not derived_set_options_given(opts):
-        return named
+    if meta is not None and isinstance(named, str) and named in registry.items["activation_set"] and not derived_set_options_given(opts):
+        # a set of that name here reads where the checkpoint says it read (a user set declared
+        # under the same name with another recipe would not): else the SAELens fields decide
+        params = getattr(registry.get("activation_set", named), "params", None) or {}
+        recorded = {"hook_point": meta.get("hook_name"), "model": meta.get("model_name")}
+        here = {"hook_point": params.get("hook_point"), "model": params.get("model")}
+        if recorded["hook_point"]:
+            recorded["hook_point"] = hook_point_of(str(recorded["hook_point"]))
+        if all(recorded[k] in (None, here[k]) for k in recorded):
+            return named
     model_name = opts.model or (meta.get("model_name") if meta is not None else None)
     hook_name = meta.get("hook_name") if meta is not None else None
     if not model_name or not hook_name:

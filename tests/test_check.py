@@ -67,7 +67,7 @@ def test_a_suite_trained_sae_beats_the_frozen_decoder_and_exits_0(trained_sae, t
     assert c["lower"] == pytest.approx(r["sae"] - (b["mean"] + stats.t.ppf(0.95, 2) * b["sd"] / 3 ** 0.5))
 
 
-def test_a_checkpoint_that_names_its_set_is_checked_on_it_without_set(trained_sae, tmp_path):
+def test_a_checkpoint_that_names_its_set_is_checked_on_it_without_set(trained_sae, tmp_path, monkeypatch):
     """A checkpoint of this suite names its set in its metadata (``SET_METADATA_KEY``): no --set
     needed. A derived set's option, or a name not registered here, falls back to the SAELens
     metadata, which this one lacks."""
@@ -90,6 +90,22 @@ def test_a_checkpoint_that_names_its_set_is_checked_on_it_without_set(trained_sa
         _run([named("synth-easy"), *no_set, "--tokens", "5000"])
     with pytest.raises(DataError, match="does not name its model_name and hook_name"):
         _run([named("not-registered-here"), *no_set])
+
+    # a registered set of that name that reads elsewhere than the checkpoint says is not trusted
+    from types import SimpleNamespace
+
+    from saebench_sanity.check import CheckOptions, derive_set
+    from saebench_sanity.registry import Registry
+
+    monkeypatch.setenv("SAEBENCH_CACHE", str(tmp_path / "cache"))  # where the fallback declares its set
+    registry = Registry(load_entry_points=False)
+    meta = {SET_METADATA_KEY: "smollm2-135m-resid12", "model_name": "default", "hook_name": "blocks.12.hook_resid_post"}
+    sae = SimpleNamespace(cfg=SimpleNamespace(metadata=meta))
+    assert derive_set(sae, CheckOptions(target="x"), registry) == "smollm2-135m-resid12"
+    moved = {**meta, "hook_name": "blocks.3.hook_resid_post"}
+    assert derive_set(SimpleNamespace(cfg=SimpleNamespace(metadata=moved)), CheckOptions(target="x"),
+                      registry).startswith("auto-default-resid-post-3-")
+    assert "smollm2-135m-resid12" in registry.items["activation_set"]
 
 
 def test_the_same_sae_with_a_random_decoder_fails_and_exits_1(trained_sae, tmp_path):
