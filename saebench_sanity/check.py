@@ -236,9 +236,15 @@ def model_of(model_name: str) -> str:
         return model_name
 
 
+def option_defaults() -> dict[str, Any]:
+    """``CheckOptions``' field defaults by name: the CLI's defaults (cli_check) and what
+    ``derived_set_options_given`` compares with, so the two cannot drift apart."""
+    return {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+
+
 def derived_set_options_given(opts: CheckOptions) -> list[str]:
     """The flags of ``DERIVED_SET_OPTIONS`` whose value is not ``CheckOptions``' default."""
-    defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+    defaults = option_defaults()
     return [flag for flag, name in DERIVED_SET_OPTIONS.items() if getattr(opts, name) != defaults[name]]
 
 

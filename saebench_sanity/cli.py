@@ -497,7 +497,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         differ = render.check(col, name=name, results=args.results, out=args.out, family=args.family,
                               plots=not args.no_plots)
         if differ:
-            again = render.command_line(args.results, args.out, name, args.family) + (" --no-plots" if args.no_plots else "")
+            again = render.command_line(args.results, args.out, name, args.family, plots=not args.no_plots)
             sys.stderr.write(f"error: leaderboard out of date: {', '.join(differ)} differ from the recorded results; "
                              f"regenerate with `{again}`\n")
             return EXIT_FAIL

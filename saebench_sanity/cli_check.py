@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
-from saebench_sanity.check import CheckOptions
+from saebench_sanity.check import option_defaults
 from saebench_sanity.cli import bounded_float, bounded_int, check_writable_file
 from saebench_sanity.config import MAX_SEED, MAX_STEPS
 
@@ -47,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "with --set)")
     # the derived set's defaults are CheckOptions' own: run_check refuses these options with --set
     # when they differ from them, so the two must not drift apart
-    defaults = {f.name: f.default for f in dataclasses.fields(CheckOptions)}
+    defaults = option_defaults()
     p.add_argument("--corpus", default=defaults["corpus"], help="corpus of a set built from the SAE's metadata: 'default' "
                    "(the embedded Python-docs corpus), a folder of .txt/.jsonl, or hf:<dataset> (default: default)")
     p.add_argument("--tokens", type=bounded_int(1, 10**12), default=defaults["n_train_tokens"],

@@ -151,9 +151,10 @@ def _producer(results: str) -> str:
     return f"saebench run --config {source}" if source else "saebench run"
 
 
-def command_line(results: str, out: str, name: str, family: str | None = None) -> str:
+def command_line(results: str, out: str, name: str, family: str | None = None, plots: bool = True) -> str:
+    """The command that writes this board (``plots=False``: one written with ``--no-plots``)."""
     return (f"saebench leaderboard --results {results} --out {out} --name {name}"
-            + (f" --family {family}" if family else ""))
+            + (f" --family {family}" if family else "") + ("" if plots else " --no-plots"))
 
 
 @dataclass
