@@ -117,6 +117,43 @@ def test_a_hook_point_of_no_known_form_is_refused_before_any_model_loads(local, 
     assert not (cache / "activations" / "form").exists()
 
 
+def test_a_bad_corpus_line_past_the_first_and_a_missing_layer_are_refused_before_the_weights_load(
+        local, cache, tmp_path, capsys, monkeypatch):
+    """The tokenizer and the model's config (a module tree on the meta device) are all a build
+    reads of the model until its corpus is tokenized: a bad line 3 of a JSONL corpus and a layer
+    the model does not have are one line and exit 2 with no weights loaded, and the same folder
+    with the bad line removed builds through the same path."""
+    from saebench_sanity.activations import real
+
+    loads = []
+
+    def no_model(*args, **kwargs):
+        loads.append(args)
+        raise AssertionError("the model weights were loaded before the corpus and hook point were checked")
+
+    monkeypatch.setattr(real, "load_model_cached", no_model)
+    model, _ = local
+    corpus = tmp_path / "jsonl"
+    corpus.mkdir()
+    good = json.dumps({"text": "alpha beta gamma delta " * 20})
+    (corpus / "docs.jsonl").write_text(f"{good}\n{good}\nnot json\n{good}\n")
+
+    def build(name, hook="resid_post.1"):
+        return main(["activations", "build", "--no-progress", "--name", name, "--model", str(model), "--hook-point",
+                     hook, "--corpus", str(corpus), "--context-len", "16", "--tokens", "600", "--eval-tokens", "120"])
+
+    assert build("badline") == 2
+    line = _error_line(capsys)
+    assert "docs.jsonl" in line and "line 3 is not a JSON object" in line
+    assert build("nolayer", hook="mlp_out.5") == 2
+    assert "has 2 layers" in _error_line(capsys)
+    assert loads == [] and not (cache / "activations" / "badline").exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("SAEBENCH_CACHE", str(cache))
+    (corpus / "docs.jsonl").write_text(f"{good}\n" * 40)
+    assert build("badline") == 0
+
+
 def _run_toml(local, tmp_path, modes, metrics) -> Path:
     """A run config training TopK cells of the user set ``cfgset`` (built on first use)."""
     model, corpus = local

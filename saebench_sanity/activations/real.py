@@ -209,22 +209,27 @@ class RealActivationSet(ActivationSet):
         return self.path
 
     def _build(self, console: Any, progress: bool, device: str) -> None:
-        bundle = self._bundle
-        if bundle is None:
+        cfg = self.config
+        if self._bundle is None:
             # the corpus opens (a folder's first document read, a hub dataset's first row) before
-            # the model loads, so a wrong path or column costs no model load (minutes for a big one)
+            # anything of the model loads; build_store then tokenizes it before the weights load
             from saebench_sanity.activations.corpus import load_corpus
 
-            load_corpus(self.config.corpus, **self.config.corpus_kwargs)
-            bundle = load_model_cached(self.config.model, self.config.model_revision, self.config.gguf_file, console)
-        model = bundle[0]
+            load_corpus(cfg.corpus, **cfg.corpus_kwargs)
+        moved: list[Any] = []
+
+        def load() -> tuple[Any, Any, dict[str, Any]]:
+            bundle = self._bundle or load_model_cached(cfg.model, cfg.model_revision, cfg.gguf_file, console)
+            if device != "cpu":
+                bundle[0].to(device)
+                moved.append(bundle[0])
+            return bundle
+
         try:
-            if device != "cpu":
-                model.to(device)
-            build_store(self.name, self.config, self.path.parent, console=console, progress=progress,
-                        model_bundle=bundle)
+            build_store(self.name, cfg, self.path.parent, console=console, progress=progress,
+                        model_bundle=self._bundle, load_model=load)
         finally:
-            if device != "cpu":
+            for model in moved:
                 model.to("cpu")
 
     def _forget_unstarted_declaration(self) -> None:

@@ -65,6 +65,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,7 +322,8 @@ def massive_flags(rows: Any, norm_ratio: float, reference: float | None = None) 
 
 
 def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
-                model_bundle: tuple[Any, Any, dict[str, Any]] | None = None) -> Path:
+                model_bundle: tuple[Any, Any, dict[str, Any]] | None = None,
+                load_model: Callable[[], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder (see ``_build_store``).
 
     Two builds of one set take turns (``locks.folder_lock``, ``.<name>.lock`` beside the folder):
@@ -340,24 +342,47 @@ def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any =
     with folder_lock(out, f"activation set {name!r} (a build)", on_wait=waiting):
         if is_complete(out):  # built by the process this one waited for
             return out
-        return _build_store(name, cfg, root, console=console, progress=progress, model_bundle=model_bundle)
+        return _build_store(name, cfg, root, console=console, progress=progress, model_bundle=model_bundle,
+                            load_model=load_model)
 
 
 def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
-                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None) -> Path:
+                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None,
+                 load_model: Callable[[], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder.
 
     ``model_bundle`` = ``(model, tokenizer, info)`` skips loading (tests, or building several
-    hook points of one model). Raises DataError for a missing hook point, an empty corpus, a
-    store half-built from different inputs, or a full disk.
+    hook points of one model). ``load_model``: how the model loads when it is needed (default
+    ``load_causal_lm`` of the recipe's model). Raises DataError for a missing hook point, an
+    empty corpus, a store half-built from different inputs, or a full disk.
+
+    Without a bundle the checks that need no weights come first: the hook point is resolved on
+    the model's module tree built from its config on the ``meta`` device (``model_skeleton``),
+    and the corpus is tokenized with the tokenizer alone; the weights load after that, so a bad
+    hook point or a bad corpus line anywhere in the text the set reads costs no model load
+    (minutes for a big model). The embedded default model is small and brings its own tokenizer:
+    it loads first, as a bundle.
     """
     from saebench_sanity.models.hook_points import resolve_hook_point
 
     out = store_dir(root, name)
     if is_complete(out):
         return out
-    model, tokenizer, info = model_bundle or _load_model(cfg, console)
-    resolve_hook_point(model, cfg.hook_point)  # DataError listing valid names if absent
+    given = model_bundle
+    loader = load_model or (lambda: given or _load_model(cfg, console))
+    if model_bundle is None and cfg.model == "default":
+        model_bundle = first = loader()
+        loader = lambda: first  # noqa: E731 - loaded once
+    if model_bundle is not None:
+        tokenizer = model_bundle[1]
+        resolve_hook_point(model_bundle[0], cfg.hook_point)  # DataError listing valid names if absent
+    else:
+        from saebench_sanity.models.loading import load_tokenizer, model_skeleton
+
+        skeleton = model_skeleton(cfg.model, revision=cfg.model_revision, gguf_file=cfg.gguf_file)
+        if skeleton is not None:
+            resolve_hook_point(skeleton, cfg.hook_point)
+        tokenizer = load_tokenizer(cfg.model, revision=cfg.model_revision, gguf_file=cfg.gguf_file)
     # the token stream goes to a file beside the store (removed afterwards; one left by a killed
     # build of this set is removed here, under the set's build lock) and each shard reads its
     # contexts from it: a build's memory does not grow with the set's token count
@@ -365,18 +390,22 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     for stale in out.parent.glob(f".{name}-tokens-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-tokens-", dir=out.parent) as tmp:
-        return _harvest(name, cfg, out, model, tokenizer, info, Path(tmp) / "tokens.i32", console, progress)
+        return _harvest(name, cfg, out, tokenizer, loader, Path(tmp) / "tokens.i32", console, progress)
 
 
-def _harvest(name: str, cfg: StoreConfig, out: Path, model: Any, tokenizer: Any, info: dict[str, Any],
-             spill: Path, console: Any, progress: bool) -> Path:
-    """``_build_store`` once the model is loaded: tokenize (into ``spill``), write the plan, the
-    missing shards and the manifest."""
+def _harvest(name: str, cfg: StoreConfig, out: Path, tokenizer: Any,
+             load_model: Callable[[], tuple[Any, Any, dict[str, Any]]], spill: Path, console: Any,
+             progress: bool) -> Path:
+    """``_build_store`` once the checks before loading passed: tokenize (into ``spill``), load
+    the model, write the plan, the missing shards and the manifest."""
     import torch
 
     from saebench_sanity.activations.corpus import keep_mask, special_token_ids
+    from saebench_sanity.models.hook_points import resolve_hook_point
 
     corpus, contexts, train_idx, eval_idx, _ = recipe_contexts(cfg, tokenizer, spill=spill)
+    model, _, info = load_model()
+    resolve_hook_point(model, cfg.hook_point)  # the skeleton's check, on the loaded model
     n_ctx = contexts.shape[0]
     config = asdict(cfg)
     if cfg.massive_norm_ratio is None:  # the plans of sets without flags read as before flags existed

@@ -66,6 +66,69 @@ def _offline_default() -> bool:
         os.environ.get("TRANSFORMERS_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def _source(model_id_or_path: str | os.PathLike, revision: str | None, gguf_file: str | None,
+            local_files_only: bool | None) -> tuple[str, str, bool, bool, dict[str, Any]]:
+    """``(ref, target, is_local, local_files_only, from_pretrained kwargs)`` of a model reference;
+    DataError for a path-like reference that is not a folder."""
+    ref = str(model_id_or_path)
+    path = Path(ref).expanduser()
+    is_local = path.is_dir()
+    if not is_local and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
+        raise DataError(f"model folder {ref!r} does not exist; pass an existing folder or a hub id like 'org/name'")
+    if local_files_only is None:
+        local_files_only = _offline_default()
+    kwargs: dict[str, Any] = {}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    if not is_local:
+        kwargs["revision"] = revision
+        kwargs["local_files_only"] = local_files_only
+    return ref, (str(path) if is_local else ref), is_local, local_files_only, kwargs
+
+
+def _load_error(exc: Exception, ref: str, is_local: bool, local_files_only: bool) -> DataError:
+    """The one-line error of a model (or its tokenizer) that cannot be loaded."""
+    first = (str(exc).splitlines() or [""])[0]
+    if is_local:
+        return DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {first}); "
+                         f"it needs config.json, weights and tokenizer files as written by save_pretrained")
+    how = ("it is not in the local Hugging Face cache and offline mode is on; run once with network "
+           "(unset HF_HUB_OFFLINE) or pass a local folder") if local_files_only else \
+          ("check the id on huggingface.co and your network, or pass a local folder")
+    return DataError(f"cannot load model {ref!r} from the hub ({type(exc).__name__}): {how}")
+
+
+def load_tokenizer(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
+                   gguf_file: str | None = None, local_files_only: bool | None = None) -> Any:
+    """The tokenizer ``load_causal_lm`` would load with the model, without the weights (a build
+    tokenizes its corpus before it loads the model, so a bad corpus line costs no model load)."""
+    from transformers import AutoTokenizer
+
+    ref, target, is_local, offline, kwargs = _source(model_id_or_path, revision, gguf_file, local_files_only)
+    try:
+        return AutoTokenizer.from_pretrained(target, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - hub/HTTP/parse errors all mean "cannot load this model"
+        raise _load_error(exc, ref, is_local, offline) from exc
+
+
+def model_skeleton(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
+                   gguf_file: str | None = None, local_files_only: bool | None = None) -> Any:
+    """The model's module tree on torch's ``meta`` device (its config only: no weights read, no
+    memory), for checking a hook point before the weights load; None when the config cannot be
+    instantiated that way (custom code, an unknown architecture): the check then waits for the
+    loaded model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, target, _, _, kwargs = _source(model_id_or_path, revision, gguf_file, local_files_only)
+    try:
+        config = AutoConfig.from_pretrained(target, **kwargs)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
+    except Exception:  # noqa: BLE001 - a skeleton is an early check only; the real load reports errors
+        return None
+
+
 def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
                    gguf_file: str | None = None, dtype: str = "float32",
                    local_files_only: bool | None = None) -> tuple[Any, Any, dict[str, Any]]:
@@ -84,35 +147,16 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
         ``revision`` (hub commit hash or None), ``sha256`` (local weights, or None), ``gguf_file``,
         ``dtype``, ``architecture``, ``n_layers``, ``d_model``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     tdtype = torch_dtype(dtype)
-    ref = str(model_id_or_path)
+    ref, target, is_local, local_files_only, kwargs = _source(model_id_or_path, revision, gguf_file, local_files_only)
     path = Path(ref).expanduser()
-    is_local = path.is_dir()
-    if not is_local and (ref.startswith((".", "/", "~")) or ref.count("/") > 1):
-        raise DataError(f"model folder {ref!r} does not exist; pass an existing folder or a hub id like 'org/name'")
-    if local_files_only is None:
-        local_files_only = _offline_default()
-    kwargs: dict[str, Any] = {}
-    if gguf_file is not None:
-        kwargs["gguf_file"] = gguf_file
-    if not is_local:
-        kwargs["revision"] = revision
-        kwargs["local_files_only"] = local_files_only
-    target = str(path) if is_local else ref
+    tokenizer = load_tokenizer(model_id_or_path, revision=revision, gguf_file=gguf_file, local_files_only=local_files_only)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub/HTTP/parse errors all mean "cannot load this model"
-        first = (str(exc).splitlines() or [""])[0]
-        if is_local:
-            raise DataError(f"cannot load model from folder {ref!r} ({type(exc).__name__}: {first}); "
-                            f"it needs config.json, weights and tokenizer files as written by save_pretrained") from exc
-        how = ("it is not in the local Hugging Face cache and offline mode is on; run once with network "
-               "(unset HF_HUB_OFFLINE) or pass a local folder") if local_files_only else \
-              ("check the id on huggingface.co and your network, or pass a local folder")
-        raise DataError(f"cannot load model {ref!r} from the hub ({type(exc).__name__}): {how}") from exc
+        raise _load_error(exc, ref, is_local, local_files_only) from exc
     model.eval()
     cfg = model.config
     info: dict[str, Any] = {
