@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "or ray (a Ray cluster: pip install \"saebench-sanity[ray]\"; see docs/distributed.md)")
     p.add_argument("--address", metavar="ADDRESS", help="--executor ray: host:port of a Ray cluster's head, or auto (the "
                    "cluster `ray start` runs here); default: start a local Ray instance")
-    p.add_argument("--threads", type=bounded_int(1, 1024), metavar="N", help="torch threads per process (default: torch's)")
+    p.add_argument("--threads", type=bounded_int(1, 1024), metavar="N", help="CPU threads per process: torch's, and the BLAS / OpenMP "
+                   "pools of numpy, scipy and scikit-learn (default: torch's)")
     p.add_argument("--device", metavar="D", help="where SAEs train: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps "
                    "(default: the config's run.device, else auto)")
     p.add_argument("--dtype", metavar="T", help="training precision of every set: float32, float64, bfloat16 (default: each set's training_dtype, else the config's run.dtype, else float32)")
@@ -434,9 +435,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.executor == "local":  # other executors resolve the device where the cells train
         check_device_here(cfg, args.device is not None, args.dtype is not None)  # imports torch: after the cheap checks
     if args.threads:
-        import torch
+        from saebench_sanity.executors.base import set_cpu_threads
 
-        torch.set_num_threads(args.threads)
+        set_cpu_threads(args.threads)
     quiet = bool(getattr(args, "quiet", False))
     if quiet:
         reporter = None

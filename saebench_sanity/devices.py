@@ -14,6 +14,7 @@ Hand-written because torch has no "pick the best available device" helper and sa
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -119,3 +120,36 @@ def model_on(model: Any, device: Any) -> Any:
     if key not in _ON_DEVICE:  # the original is kept in the value, so its id cannot be reused
         _ON_DEVICE[key] = (model, copy.deepcopy(model).to(device))
     return _ON_DEVICE[key][1]
+
+
+#: Environment settings that change how torch's and MKL's CPU kernels round (docs/limitations.md:
+#: ATEN_CPU_CAPABILITY caps torch's vector code, MKL_CBWR pins MKL's code branch,
+#: MKL_ENABLE_INSTRUCTIONS caps MKL's instruction set).
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_kernels() -> dict[str, str]:
+    """Which CPU kernels this process computes with: the processor, torch's vector capability and
+    the kernel settings of the environment that are set. Two CPU results of one cell agree to the
+    last bit only when these (and the thread count) agree; a result records them so that a
+    difference in the last digits can be traced to its machine. torch does not report MKL's
+    branch, so the environment variable is what there is to record."""
+    import platform
+
+    import torch
+
+    return {"cpu": _cpu_model() or platform.machine(), "aten": torch.backends.cpu.get_cpu_capability(),
+            **{k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
+
+
+def _cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo (Linux), else ''."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""

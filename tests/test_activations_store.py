@@ -213,6 +213,12 @@ def test_normalization_scales_mean_squared_norm_to_d_in_and_undo_inverts_it(env)
     handle = s.resource("model")
     assert handle.eval_contexts.shape == (8, 16) and handle.hook_point == "resid_post.1"
     assert set(handle.eval_contexts[:, 0].tolist()) == {0}  # BOS first
+    # the handle names its weights, so the probing texts' activations are kept on disk across
+    # processes (without it every worker ran the model over them again: 60-160 s a worker)
+    from saebench_sanity.metrics.lm import LMHandle
+
+    lm = LMHandle.from_resource(handle, "tiny-set")
+    assert lm.weights_id == f"tiny:{reader.manifest['model']['sha256']}:resid_post.1"
     with pytest.raises(DataError, match="d_in 99"):
         check_sae_d_in(99, s)
     check_sae_d_in(16, s)

@@ -1,8 +1,10 @@
 """The warning when a run's torch threads and the machine's load ask for more cores than there are
 (``executors.base.oversubscription``): shown, one line, and the run goes on; never for
-single-thread processes or an idle machine."""
+single-thread processes or an idle machine; and the thread count a process sets reaching every
+CPU thread pool it loads (``executors.base.set_cpu_threads``)."""
 
 import logging
+import os
 
 import pytest
 
@@ -81,3 +83,28 @@ def test_the_local_executor_warns_only_when_it_has_work(tmp_path, monkeypatch, f
     assert warned == [1]
     execute(plan, store, fake_registry, jobs=1, force=True)
     assert warned == [1, 1]
+
+
+def test_a_worker_limits_every_cpu_thread_pool_also_those_loaded_after_it_starts():
+    """``--threads`` / a pool worker's share of the cores covers numpy's, scipy's and
+    scikit-learn's BLAS and OpenMP pools too, including those loaded only when a metric first fits
+    a probe (they read their thread count when they load); torch's setting alone left them at one
+    thread per core beside the other worker."""
+    import subprocess
+    import sys
+
+    code = """
+import os
+from saebench_sanity.executors.local import _worker_init
+_worker_init(1, os.getppid())
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+LogisticRegression().fit(np.random.default_rng(0).random((40, 3)), np.arange(40) % 2)
+import threadpoolctl, torch
+pools = threadpoolctl.threadpool_info()
+print(torch.get_num_threads(), len(pools), sorted({p["num_threads"] for p in pools}))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in base.THREAD_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    torch_threads, n_pools, counts = out.stdout.split(maxsplit=2)
+    assert torch_threads == "1" and int(n_pools) >= 2 and counts.strip() == "[1]", out.stdout

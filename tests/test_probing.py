@@ -198,8 +198,20 @@ def test_probing_token_activations_are_cached_on_disk_across_processes(tiny_lm, 
     acts3, _ = P.token_activations(lm, texts, ctx_len=8, cache=MetricCache())
     assert torch.equal(acts, acts3)
 
+    # another thread count (or device, dtype, batch size, CPU kernels) may round differently: its
+    # own file, so a cached entry is only ever what this computation would give
+    files = set((tmp_path / "probing").glob("*.safetensors"))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(old + 1)
+        P.token_activations(lm, texts, ctx_len=8, cache=MetricCache())
+    finally:
+        torch.set_num_threads(old)
+    assert len(set((tmp_path / "probing").glob("*.safetensors")) - files) == 1
+
     # weights that cannot be named are never cached on disk
-    files[0].unlink()
+    for f in (tmp_path / "probing").glob("*.safetensors"):
+        f.unlink()
     P.token_activations(P.LMHandle(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.hook_point, identity="anon"), texts,
                         ctx_len=8, cache=MetricCache())
     assert not list((tmp_path / "probing").glob("*.safetensors"))

@@ -62,6 +62,9 @@ class ModelHandle:
         mean_activation: mean activation ``[d_in]`` float32 in the model's (un-normalized) space
             over the training split's stored rows (special-token positions excluded), the
             reference of mean ablation; None if the set does not provide one.
+        info: ``load_causal_lm``'s info of the loaded model (``id``, ``sha256`` / ``revision``...):
+            what names the weights for caches kept on disk across processes (the probing
+            texts' activations, ``metrics.probing.token_activations``).
     """
 
     model: Any
@@ -71,6 +74,7 @@ class ModelHandle:
     excluded_token_ids: list[int]
     normalizer: Normalizer
     mean_activation: Any = None
+    info: dict[str, Any] | None = None
 
 
 def set_scale(activation_set: Any) -> float:
@@ -346,7 +350,8 @@ class RealActivationSet(ActivationSet):
                            eval_contexts=reader.eval_contexts(),
                            excluded_token_ids=list(reader.manifest["tokens"]["excluded_token_ids"]),
                            normalizer=self.normalizer,
-                           mean_activation=torch.tensor(reader.manifest["fingerprint"]["train"]["mean"], dtype=torch.float32))
+                           mean_activation=torch.tensor(reader.manifest["fingerprint"]["train"]["mean"], dtype=torch.float32),
+                           info=info)
 
 
 def build_real_set(**params: Any) -> RealActivationSet:

@@ -31,6 +31,28 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: what the BLAS and OpenMP libraries bundled with numpy, scipy and scikit-learn read when they load
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def set_cpu_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in this process: torch's (``torch.set_num_threads``) and the
+    BLAS / OpenMP pools of numpy, scipy and scikit-learn, which torch's setting does not reach:
+    the pools already loaded through ``threadpoolctl``, the ones loaded later (scikit-learn's
+    OpenMP when a metric first fits a probe) through the variables they read when they load.
+    Without this each of ``--jobs 2``'s one-thread workers fitted its sparse-probing logistic
+    regressions on two OpenMP and two OpenBLAS threads of the same two cores, and those fits ran
+    8-14x slower than on one (same accuracies)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, int(threads))
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+
+
 def oversubscription(processes: int, threads: int, *, cores: int | None = None,
                      load: float | None = None) -> str | None:
     """A one-line warning when this run's ``processes`` x ``threads`` torch threads plus the

@@ -221,12 +221,11 @@ def _is_input_error(exc: BaseException) -> bool:
 def _worker_init(threads: int, parent: int) -> None:
     """Pool worker set-up: torch threads, allocator, and an exit when the parent dies (a pool
     worker of a SIGKILLed run would otherwise wait on its task queue forever)."""
-    import torch
-
+    from saebench_sanity.executors.base import set_cpu_threads
     from saebench_sanity.executors.remote import worker_registry
     from saebench_sanity.training.engine import tune_allocator
 
-    torch.set_num_threads(max(1, threads))
+    set_cpu_threads(threads)
     tune_allocator()
     worker_registry()  # plugins load in every worker process
 

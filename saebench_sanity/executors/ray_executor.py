@@ -114,12 +114,12 @@ def _num_gpus(device: str, ray: Any) -> int:
 def _worker_setup() -> None:
     """Torch threads as the CPUs Ray assigned to this task, and the allocator tuning."""
     import ray
-    import torch
 
+    from saebench_sanity.executors.base import set_cpu_threads
     from saebench_sanity.training.engine import tune_allocator
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    set_cpu_threads(int(cpus))
     tune_allocator()
 
 

@@ -23,11 +23,11 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Protocol, Union
 
+from saebench_sanity.devices import KERNEL_ENV, cpu_kernels  # noqa: F401 - KERNEL_ENV re-exported
 from saebench_sanity.errors import SaebenchError
 from saebench_sanity.harness.plan import Cell, MetricPlan, Plan, code_version
 from saebench_sanity.harness.store import ResultStore
@@ -107,39 +107,6 @@ def _training_summary(info: dict[str, Any]) -> dict[str, Any]:
     # cpu_kernels since pinning MKL's code branch was measured to change float64 results
     return {**{k: info.get(k) for k in keep},
             **{k: info[k] for k in ("device", "dtype", "threads", "cpu_kernels", "data_sha256") if k in info}}
-
-
-#: Environment settings that change how torch's and MKL's CPU kernels round (docs/limitations.md:
-#: ATEN_CPU_CAPABILITY caps torch's vector code, MKL_CBWR pins MKL's code branch,
-#: MKL_ENABLE_INSTRUCTIONS caps MKL's instruction set).
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
-
-
-def cpu_kernels() -> dict[str, str]:
-    """Which CPU kernels this process computes with: the processor, torch's vector capability and
-    the kernel settings of the environment that are set. Two CPU results of one cell agree to the
-    last bit only when these (and the thread count) agree; a result records them so that a
-    difference in the last digits can be traced to its machine. torch does not report MKL's
-    branch, so the environment variable is what there is to record."""
-    import platform
-
-    import torch
-
-    return {"cpu": _cpu_model() or platform.machine(), "aten": torch.backends.cpu.get_cpu_capability(),
-            **{k: os.environ[k] for k in KERNEL_ENV if k in os.environ}}
-
-
-def _cpu_model() -> str:
-    """The processor's model name from /proc/cpuinfo (Linux), else ''."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                name, sep, value = line.partition(":")
-                if sep and name.strip() == "model name":
-                    return value.strip()
-    except OSError:
-        pass
-    return ""
 
 
 def data_sha256(aset: Any) -> dict[str, str]:

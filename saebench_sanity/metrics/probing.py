@@ -178,7 +178,8 @@ def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, bat
 
         path = None
         if lm.weights_id is not None:
-            path = probing_cache_dir() / f"{stable_hash({'weights': lm.weights_id, 'texts': key[2], 'ctx_len': ctx_len})[:32]}.safetensors"
+            entry = {'weights': lm.weights_id, 'texts': key[2], 'ctx_len': ctx_len, **_computed_by(lm.model, batch_size)}
+            path = probing_cache_dir() / f"{stable_hash(entry)[:32]}.safetensors"
         cached = _load_cached(path) if path is not None else None
         if cached is None:
             ids, attn, pool = tokenize_texts(lm.tokenizer, texts, ctx_len)
@@ -191,9 +192,28 @@ def token_activations(lm: LMHandle, texts: Sequence[str], ctx_len: int = 48, bat
     return (cache if cache is not None else MetricCache()).get("probing.token_activations", key, compute, max_entries=16)
 
 
+def _computed_by(model: Any, batch_size: int) -> dict[str, Any]:
+    """What besides the weights and texts decides the cached activations' last bits: the model's
+    device and dtype, the batch size, and on a CPU the thread count and kernels
+    (``devices.cpu_kernels``). A file is only reused by a computation that would give the same
+    bits, so the cache never decides a number."""
+    import torch
+
+    from saebench_sanity.devices import cpu_kernels, module_device
+
+    device = module_device(model)
+    param = next(iter(model.parameters()), None)
+    out: dict[str, Any] = {"device": str(device), "dtype": str(param.dtype if param is not None else None),
+                           "batch_size": int(batch_size)}
+    if device.type == "cpu":
+        out.update(threads=int(torch.get_num_threads()), kernels=cpu_kernels())
+    return out
+
+
 def probing_cache_dir() -> Path:
     """``$SAEBENCH_CACHE/probing`` (default ``~/.cache/saebench-sanity/probing``): model activations
-    of the probing texts, one safetensors file per (weights, hook point, texts, context length)."""
+    of the probing texts, one safetensors file per (weights, hook point, texts, context length, and
+    what computed them: ``_computed_by``)."""
     from saebench_sanity.models.default_model import cache_root
 
     return cache_root() / "probing"
