@@ -41,8 +41,9 @@ def set_cpu_threads(threads: int) -> None:
     the pools already loaded through ``threadpoolctl``, the ones loaded later (scikit-learn's
     OpenMP when a metric first fits a probe) through the variables they read when they load.
     Without this each of ``--jobs 2``'s one-thread workers fitted its sparse-probing logistic
-    regressions on two OpenMP and two OpenBLAS threads of the same two cores, and those fits ran
-    8-14x slower than on one (same accuracies)."""
+    regressions on two OpenMP and two OpenBLAS threads of the same two cores: beside one busy
+    core those fits ran 2.3x slower than on one thread, with the same accuracies
+    (benchmarks/test_bench_probe_threads.py; docs/performance.md)."""
     import torch
     from threadpoolctl import threadpool_limits
 
