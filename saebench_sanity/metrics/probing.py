@@ -202,7 +202,8 @@ def _computed_by(model: Any, batch_size: int) -> dict[str, Any]:
     from saebench_sanity.devices import cpu_kernels, module_device
 
     device = module_device(model)
-    param = next(iter(model.parameters()), None)
+    params = getattr(model, "parameters", None)  # a plugin's model handle may hold a bare callable
+    param = next(iter(params()), None) if callable(params) else None
     out: dict[str, Any] = {"device": str(device), "dtype": str(param.dtype if param is not None else None),
                            "batch_size": int(batch_size)}
     if device.type == "cpu":
