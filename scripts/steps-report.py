@@ -3,6 +3,7 @@
     python scripts/steps-report.py leaderboards/results/synthetic [more results folders ...]
     python scripts/steps-report.py --by-mode leaderboards/results/real
     python scripts/steps-report.py --rising leaderboards/results/synthetic
+    python scripts/steps-report.py --seconds leaderboards/results/real
 
 For every results folder: per activation set, the members that take optimizer steps (``trains``),
 how many ended level / undecided / improving (``training.convergence.state``), the median steps,
@@ -12,7 +13,10 @@ cells again). ``--by-mode``: instead, per set a markdown table of the mean steps
 architecture (rows) and training mode (columns), with each cell's maximum. ``--rising``: per set,
 how many members stopped early as level while the interval of some curve (loss, MSE, recovery)
 still lay wholly above zero: improving for sure, but by less than the rule's tolerance per window
-(``training.convergence.curves.NAME.lo``), with the largest such improvement. Reads only the
+(``training.convergence.curves.NAME.lo``), with the largest such improvement. ``--seconds``: the
+records' seconds, per folder: ``training.seconds`` and ``training.steps`` summed over the cells, and
+per metric the seconds summed, their share of all metric seconds, the median cell and the two
+largest (a worker's first cell pays what it caches for the rest). Reads only the
 per-cell records of the folder's last run, read as the leaderboard reads them.
 """
 
@@ -130,9 +134,28 @@ def by_mode(folder: Path) -> list[str]:
     return lines
 
 
+def seconds(folder: Path) -> list[str]:
+    records = _records(folder)[1]
+    train_s = sum(float((r.get("training") or {}).get("seconds") or 0) for r in records)
+    steps = sum(int((r.get("training") or {}).get("steps") or 0) for r in records)
+    per_metric: dict[str, list[float]] = defaultdict(list)
+    for rec in records:
+        for m in (rec.get("metrics") or {}).values():
+            if m.get("seconds"):
+                per_metric[m["name"]].append(float(m["seconds"]))
+    total = sum(sum(v) for v in per_metric.values())
+    lines = [f"{folder.name}: {len(records)} cells, training.seconds summed {train_s:,.0f} s over {steps:,} steps; "
+             f"metric seconds summed {total:,.0f} s"]
+    for name, vals in sorted(per_metric.items()):
+        top = ", ".join(f"{v:.1f}" for v in sorted(vals)[-2:])
+        lines.append(f"  {name:<22} {sum(vals):>9,.0f} s  {100 * sum(vals) / total:>4.0f}%  median {statistics.median(vals):>6.2f} s  "
+                     f"largest {top}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
-    mode_table, rising_only = "--by-mode" in argv, "--rising" in argv
-    argv = [a for a in argv if a not in ("--by-mode", "--rising")]
+    mode_table, rising_only, seconds_only = "--by-mode" in argv, "--rising" in argv, "--seconds" in argv
+    argv = [a for a in argv if a not in ("--by-mode", "--rising", "--seconds")]
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
@@ -145,7 +168,8 @@ def main(argv: list[str]) -> int:
         from saebench_sanity.errors import DataError
 
         try:
-            print("\n".join(by_mode(folder) if mode_table else rising(folder) if rising_only else report(folder)))
+            print("\n".join(by_mode(folder) if mode_table else rising(folder) if rising_only
+                            else seconds(folder) if seconds_only else report(folder)))
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -34,3 +34,22 @@ def test_rising_counts_match_the_records():
         improving[cell["set"]] += any((c.get("lo") or 0) > 0 for c in conv.get("curves", {}).values())
     assert got == {name: (level[name], improving[name]) for name in level}
     assert sum(k for _, k in got.values()) > 0  # the committed board has such members (docs/limitations.md)
+
+
+def test_seconds_are_the_records_sums_and_name_the_figures_docs_performance_quotes():
+    """--seconds: the committed real board's metric seconds (docs/performance.md, "Thread pools
+    outside torch"), checked against a sum over the raw records."""
+    folder = ROOT / "leaderboards" / "results" / "real"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "steps-report.py"), "--seconds", str(folder)],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    run_cells = set(json.loads((folder / "run.json").read_text())["cell_keys"])
+    sums: Counter = Counter()
+    for path in (folder / "results").glob("*.json"):
+        rec = json.loads(path.read_text())
+        if rec["key"] in run_cells:
+            for m in rec["metrics"].values():
+                sums[m["name"]] += m.get("seconds") or 0
+    assert out[0].endswith(f"metric seconds summed {sum(sums.values()):,.0f} s")
+    rows = {line.split()[0]: line for line in out[1:]}
+    assert set(rows) == {name for name, v in sums.items() if v}
+    assert rows["sparse_probing"].split()[1] == f"{sums['sparse_probing']:,.0f}" == "903"  # as the docs quote

@@ -213,13 +213,9 @@ class RealActivationSet(ActivationSet):
         return self.path
 
     def _build(self, console: Any, progress: bool, device: str) -> None:
+        # build_store opens the corpus before anything of the model loads and tokenizes it
+        # before the weights load (``store._build_store``)
         cfg = self.config
-        if self._bundle is None:
-            # the corpus opens (a folder's first document read, a hub dataset's first row) before
-            # anything of the model loads; build_store then tokenizes it before the weights load
-            from saebench_sanity.activations.corpus import load_corpus
-
-            load_corpus(cfg.corpus, **cfg.corpus_kwargs)
         moved: list[Any] = []
 
         def load() -> tuple[Any, Any, dict[str, Any]]:

@@ -246,7 +246,7 @@ def _valid_sidecar(shard: Path) -> dict[str, Any] | None:
     return meta
 
 
-def recipe_contexts(cfg: StoreConfig, tokenizer: Any, spill: str | Path | None = None
+def recipe_contexts(cfg: StoreConfig, tokenizer: Any, spill: str | Path | None = None, corpus: Any = None
                     ) -> tuple[dict[str, Any], Any, list[int], list[int], Any]:
     """The token side of a recipe: ``(corpus record, contexts [n_ctx, context_len], train context
     indices, eval context indices, keep mask [n_ctx, context_len] bool)`` (DataError if the
@@ -257,10 +257,12 @@ def recipe_contexts(cfg: StoreConfig, tokenizer: Any, spill: str | Path | None =
     The corpus record is what the manifest says of the corpus: id, sha256, n_documents, n_chars
     of every document for the embedded corpus (held in memory), of the documents read for a
     streamed one (folder, hub), which then also says ``"hashed": "documents read"``
-    (``corpus.tokenize_corpus``)."""
+    (``corpus.tokenize_corpus``). ``corpus``: the recipe's corpus already opened
+    (``corpus.load_corpus``), else it is opened here."""
     from saebench_sanity.activations.corpus import keep_mask, load_corpus, split_contexts, tokenize_corpus
 
-    corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
+    if corpus is None:
+        corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     max_ctx = None if cfg.n_train_contexts is None else cfg.n_train_contexts + cfg.n_eval_contexts
     contexts, read = tokenize_corpus(corpus, tokenizer, cfg.context_len, prepend_bos=cfg.prepend_bos,
                                      max_contexts=max_ctx, spill=spill)
@@ -363,11 +365,15 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     (minutes for a big model). The embedded default model is small and brings its own tokenizer:
     it loads first, as a bundle.
     """
+    from saebench_sanity.activations.corpus import load_corpus
     from saebench_sanity.models.hook_points import resolve_hook_point
 
     out = store_dir(root, name)
     if is_complete(out):
         return out
+    # the corpus opens first (a folder's first document read, a hub dataset's first row): a wrong
+    # path or column costs nothing of the model, not even its tokenizer
+    corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     given = model_bundle
     loader = load_model or (lambda: given or _load_model(cfg, console))
     if model_bundle is None and cfg.model == "default":
@@ -390,20 +396,21 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     for stale in out.parent.glob(f".{name}-tokens-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-tokens-", dir=out.parent) as tmp:
-        return _harvest(name, cfg, out, tokenizer, loader, Path(tmp) / "tokens.i32", console, progress)
+        return _harvest(name, cfg, out, corpus, tokenizer, loader, Path(tmp) / "tokens.i32", console, progress)
 
 
-def _harvest(name: str, cfg: StoreConfig, out: Path, tokenizer: Any,
+def _harvest(name: str, cfg: StoreConfig, out: Path, corpus: Any, tokenizer: Any,
              load_model: Callable[[], tuple[Any, Any, dict[str, Any]]], spill: Path, console: Any,
              progress: bool) -> Path:
-    """``_build_store`` once the checks before loading passed: tokenize (into ``spill``), load
-    the model, write the plan, the missing shards and the manifest."""
+    """``_build_store`` once the checks before loading passed: tokenize ``corpus`` (the
+    recipe's, opened; into ``spill``), load the model, write the plan, the missing shards and the
+    manifest."""
     import torch
 
     from saebench_sanity.activations.corpus import keep_mask, special_token_ids
     from saebench_sanity.models.hook_points import resolve_hook_point
 
-    corpus, contexts, train_idx, eval_idx, _ = recipe_contexts(cfg, tokenizer, spill=spill)
+    corpus_record, contexts, train_idx, eval_idx, _ = recipe_contexts(cfg, tokenizer, spill=spill, corpus=corpus)
     model, _, info = load_model()
     resolve_hook_point(model, cfg.hook_point)  # the skeleton's check, on the loaded model
     n_ctx = contexts.shape[0]
@@ -414,7 +421,7 @@ def _harvest(name: str, cfg: StoreConfig, out: Path, tokenizer: Any,
     plan = {
         "format": FORMAT, "name": name, "config": config,
         "model": {**model_identity(info), "weights_sha256": weights_hash(model)},
-        "corpus": corpus,
+        "corpus": corpus_record,
         "tokens": {"context_len": cfg.context_len, "prepend_bos": cfg.prepend_bos, "separator": "bos",
                    "excluded_token_ids": special_token_ids(tokenizer), "n_contexts": n_ctx,
                    "n_train_contexts": len(train_idx), "n_eval_contexts": len(eval_idx), "split_salt": SPLIT_SALT,
