@@ -2,7 +2,7 @@
 
     python scripts/kernel-drift.py [--set study-variable-mini] [--arch jumprelu] [--steps 20,200,2000]
                                    [--dtypes float32,float64] [--no-match-l0] [--out saebench-runs/kernel-drift]
-                                   [--env NAME=VALUE[;NAME=VALUE...]]
+                                   [--env NAME=VALUE[;NAME=VALUE...]] [--record FILE] [--against FILE]
 
 "Another machine" is emulated as in scripts/other-machine-verdicts.sh: torch's and MKL's kernels
 capped at SSE4.2 (ATEN_CPU_CAPABILITY=default, MKL_ENABLE_INSTRUCTIONS=SSE4_2) with the set's data
@@ -16,17 +16,25 @@ false``: the architecture's own sparsity coefficient throughout). Used to decide
 training makes results agree across machines (docs/limitations.md). ``--env`` replaces the cap with
 other settings of the second run's environment, e.g. ``--env MKL_CBWR=COMPATIBLE`` to see what pinning
 MKL's code branch changes on this machine; its folders are then named after those settings.
-Writes only under --out.
+
+Across machines (two makes of CPU cannot run in one process tree): ``--record FILE`` adds each run's
+fingerprint to FILE (JSON: the SHA-256 of the saved decoder's bytes, its largest magnitude, 16 fixed
+projections of it, the recorded scores and the processor that trained it), keyed by set, architecture,
+dtype, steps and environment; ``--against FILE`` compares this machine's runs with another machine's
+recorded ones of the same key and prints, per run, whether the decoders are the same bits and else how
+far apart their projections and scores are. Writes only under --out and to the --record file.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 CAPPED = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 SCORES = ("reconstruction.explained_variance", "ground_truth.recovery", "ground_truth.mcc")
@@ -92,9 +100,10 @@ def train(root: Path, set_name: str, arch: str, dtype: str, steps: int, capped: 
     return folder / "out"
 
 
-def load(out: Path, steps: int) -> tuple[object, dict[str, float]]:
-    """The cell's decoder weights (float64) and its recorded scores ``metric.score``."""
-    import torch
+def load(out: Path, steps: int) -> tuple[Any, dict[str, Any]]:
+    """The cell's decoder weights (as saved: float32 or float64) and its recorded scores ``metric.score``
+    (with ``seconds``, its training time, and ``cpu_kernels`` and ``threads``, what the record says
+    trained it)."""
     from safetensors.torch import load_file
 
     (record_path,) = list((out / "results").glob("*.json"))
@@ -104,7 +113,54 @@ def load(out: Path, steps: int) -> tuple[object, dict[str, float]]:
     scores = {f"{m['name']}.{k}": float(v) for m in record["metrics"].values() if m.get("status") == "ok"
               for k, v in m["scores"].items()}
     scores["seconds"] = float(record["training"]["seconds"])
-    return weights["W_dec"].to(torch.float64), scores
+    scores["cpu_kernels"] = record["training"].get("cpu_kernels")
+    scores["threads"] = record["training"].get("threads")
+    return weights["W_dec"], scores
+
+
+N_PROJECTIONS = 16
+
+
+def fingerprint(w_dec: Any, scores: dict[str, Any]) -> dict[str, Any]:
+    """What another machine's run is compared with: the decoder's bytes hashed (equal hashes: the same
+    bits), its largest magnitude and ``N_PROJECTIONS`` projections on fixed random-sign directions
+    (how far apart when not equal), the scores and the kernels. The signs are integers from numpy's
+    PCG64 generator, so every machine draws the same directions (torch's normal sampler rounds
+    differently per instruction set, docs/limitations.md); the float64 projections themselves may
+    differ between machines in their last bits, far below any difference they report."""
+    import numpy as np
+    import torch
+
+    w = w_dec.detach().cpu().contiguous()
+    flat = w.to(torch.float64).numpy().ravel()
+    signs = np.random.default_rng(0).integers(0, 2, size=(N_PROJECTIONS, flat.size)) * 2 - 1
+    return {"w_dec_sha256": hashlib.sha256(w.numpy().tobytes()).hexdigest(),
+            "w_dec_dtype": str(w.dtype).removeprefix("torch."), "w_dec_shape": list(w.shape),
+            "w_dec_max": float(np.abs(flat).max()),
+            "projections": [float(v) for v in (signs @ flat) / np.sqrt(flat.size)],
+            "scores": {k: v for k, v in scores.items() if k not in ("seconds", "cpu_kernels", "threads")},
+            "cpu_kernels": scores.get("cpu_kernels"), "threads": scores.get("threads")}
+
+
+def compare(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """One line: "same bits", or how far this machine's run is from another machine's of the same key:
+    the root mean square of the weights' difference, estimated from the projections (each one's
+    expected square is the mean square of the difference), relative to the largest weight; and the
+    score differences."""
+    if mine["w_dec_sha256"] == theirs["w_dec_sha256"]:
+        return "same bits"
+    if mine["w_dec_shape"] != theirs["w_dec_shape"] or mine["w_dec_dtype"] != theirs["w_dec_dtype"]:
+        return f"not the same cell: {theirs['w_dec_dtype']} {theirs['w_dec_shape']} there"
+    squares = [(a - b) ** 2 for a, b in zip(mine["projections"], theirs["projections"], strict=True)]
+    rms = (sum(squares) / len(squares)) ** 0.5
+    scores = "  ".join(f"{k} {mine['scores'][k] - theirs['scores'][k]:+.1e}"
+                       for k in SCORES if k in mine["scores"] and k in theirs["scores"])
+    return f"differs: rms {rms / theirs['w_dec_max']:.1e} of the largest weight  {scores}".rstrip()
+
+
+def record_key(set_name: str, arch: str, dtype: str, steps: int, label: str, match_l0: bool) -> str:
+    """A run's key in a --record file: everything that defines it except the machine."""
+    return f"{set_name}/{arch}/{dtype}/{steps}/{label}{'' if match_l0 else '/no-match-l0'}"
 
 
 def main(argv: list[str]) -> int:
@@ -117,7 +173,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", default="saebench-runs/kernel-drift")
     ap.add_argument("--env", type=parse_env, default=CAPPED,
                     help="the second run's environment settings instead of the SSE4.2 cap, NAME=VALUE;...")
+    ap.add_argument("--record", type=Path, default=None, metavar="FILE",
+                    help="add each run's fingerprint to this JSON file (for --against on another machine)")
+    ap.add_argument("--against", type=Path, default=None, metavar="FILE",
+                    help="compare each run with another machine's fingerprints of the same key (a --record file)")
     args = ap.parse_args(argv)
+    theirs: dict[str, dict[str, Any]] = {}
+    if args.against is not None:
+        try:
+            theirs = json.loads(args.against.read_text())["runs"]
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"--against {args.against}: not a --record file of this script ({exc}); "
+                  "write one with --record FILE", file=sys.stderr)
+            return 2
     print(f"native against {' '.join(f'{k}={v}' for k, v in args.env.items())}")
     root = Path(args.out).resolve()
     print(f"{'dtype':<8} {'steps':>6} {'train s':>15} {'max |dW_dec| / max |W_dec|':>27}  "
@@ -126,12 +194,30 @@ def main(argv: list[str]) -> int:
         for steps in (int(s) for s in args.steps.split(",")):
             (w_a, s_a), (w_b, s_b) = (load(train(root, args.set, args.arch, dtype, steps, capped, not args.no_match_l0,
                                                       args.env), steps) for capped in (False, True))
-            rel = float((w_a - w_b).abs().max() / w_a.abs().max())  # type: ignore[operator, union-attr]
+            a64, b64 = (w.double() for w in (w_a, w_b))
+            rel = float((a64 - b64).abs().max() / a64.abs().max())
             diffs = "  ".join(f"{s_a[s]:>10.6f} vs {s_b[s]:.6f} ({s_b[s] - s_a[s]:+.1e})" if s in s_a and s in s_b
                               else f"{'-':>34}" for s in SCORES)
             seconds = f"{s_a['seconds']:.1f} / {s_b['seconds']:.1f}"
             print(f"{dtype:<8} {steps:>6} {seconds:>15} {rel:>27.2e}  {diffs}", flush=True)
+            runs = {record_key(args.set, args.arch, dtype, steps, label, not args.no_match_l0): fingerprint(w, sc)
+                    for label, w, sc in (("native", w_a, s_a), (env_label(args.env), w_b, s_b))}
+            for key, mine in runs.items():
+                if args.against is not None:
+                    print(f"    {key}: {compare(mine, theirs[key]) if key in theirs else 'not in ' + str(args.against)}",
+                          flush=True)
+            if args.record is not None:
+                write_record(args.record, runs)
     return 0
+
+
+def write_record(path: Path, runs: dict[str, dict[str, Any]]) -> None:
+    """Merge ``runs`` into the --record file (created if missing; a key recorded again is replaced)."""
+    data: dict[str, Any] = (json.loads(path.read_text()) if path.exists()
+                            else {"format": "saebench-kernel-drift/1", "runs": {}})
+    data["runs"].update(runs)
+    data["runs"] = dict(sorted(data["runs"].items()))
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 settings are split on ';' (MKL_CBWR's values hold commas), and the folders are named after them."""
 
 import argparse
+import json
 
 import pytest
 from _scripts import load_script
@@ -23,3 +24,37 @@ def test_env_settings_keep_commas_and_name_their_folders():
 def test_env_settings_without_a_name_and_value_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
         _script().parse_env(text)
+
+
+def test_fingerprints_say_same_bits_or_how_far_apart_across_machines(tmp_path):
+    """--record / --against (docs/limitations.md's cross-make check): equal decoders are the same bits,
+    one weight of 1,024 nudged by 1e-9 of the largest is reported as its root mean square (1e-9 / 32,
+    within the 16 projections' spread), and a record merges and replaces."""
+    import torch
+
+    kd = _script()
+    w = torch.randn(64, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    scores = {"reconstruction.explained_variance": 0.5, "seconds": 1.0, "cpu_kernels": {"processor": "x"}}
+    mine = kd.fingerprint(w, scores)
+    assert kd.compare(mine, kd.fingerprint(w.clone(), scores)) == "same bits"
+    assert mine["scores"] == {"reconstruction.explained_variance": 0.5} and mine["cpu_kernels"] == {"processor": "x"}
+    nudged = w.clone()
+    nudged[3, 5] += 1e-9 * float(w.abs().max())
+    line = kd.compare(kd.fingerprint(nudged, {**scores, "reconstruction.explained_variance": 0.5 + 2e-6}), mine)
+    rms = float(line.split("rms ")[1].split()[0])
+    assert line.startswith("differs") and 1e-9 / 32 / 2 < rms < 1e-9 / 32 * 2 and "explained_variance +2.0e-06" in line
+    assert kd.compare(kd.fingerprint(w.float(), scores), mine).startswith("not the same cell")
+
+    path = tmp_path / "record.json"
+    kd.write_record(path, {"b": mine})
+    kd.write_record(path, {"a": mine, "b": kd.fingerprint(nudged, scores)})
+    runs = json.loads(path.read_text())["runs"]
+    assert list(runs) == ["a", "b"] and runs["b"]["w_dec_sha256"] != mine["w_dec_sha256"]
+    assert kd.record_key("s", "relu", "float64", 200, "native", True) == "s/relu/float64/200/native"
+
+
+def test_against_a_file_that_is_not_a_record_stops_before_training(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert _script().main(["--against", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "--record FILE" in capsys.readouterr().err and not (tmp_path / "out").exists()
