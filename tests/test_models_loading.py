@@ -87,3 +87,22 @@ def test_splice_identity_keeps_logits_and_replacement_changes_them(tiny):
     with pytest.raises(DataError, match="must keep"), torch.no_grad():
         with hp.splice(model, "resid_post.0", lambda x: x[:, :1]):
             model(input_ids=ids)
+
+
+def test_loading_writes_no_weight_loading_bar_and_leaves_the_switch_as_it_was(tiny, capfd):
+    """Each pool worker loads the model once; transformers' "Loading weights" bar, written from the
+    worker, broke into the run's progress display. It is off while loading, and restored after."""
+    from transformers.utils import logging as hf_logging
+
+    folder = tiny[0]
+    capfd.readouterr()
+    hf_logging.enable_progress_bar()
+    load_causal_lm(folder)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        load_causal_lm(folder)
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

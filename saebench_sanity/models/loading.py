@@ -12,8 +12,10 @@ become one-line ``DataError``s naming the model and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,23 @@ def model_skeleton(model_id_or_path: str | os.PathLike, *, revision: str | None 
         return None
 
 
+@contextlib.contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """transformers' own "Loading weights" bar off while the block runs (restored after): each pool
+    worker loads the model once, and its bar, written to stderr from the worker process, broke
+    into the run's progress display (a second or less from local files, nothing to watch). The
+    hub's download bars are huggingface_hub's, not this switch's, and stay on."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
                    gguf_file: str | None = None, dtype: str = "float32",
                    local_files_only: bool | None = None) -> tuple[Any, Any, dict[str, Any]]:
@@ -154,7 +173,8 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
     path = Path(ref).expanduser()
     tokenizer = load_tokenizer(model_id_or_path, revision=revision, gguf_file=gguf_file, local_files_only=local_files_only)
     try:
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
+        with _no_weight_loading_bar():
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - hub/HTTP/parse errors all mean "cannot load this model"
         raise _load_error(exc, ref, is_local, local_files_only) from exc
     model.eval()
