@@ -151,16 +151,28 @@ def compare(mine: dict[str, Any], theirs: dict[str, Any]) -> str:
         return "same bits"
     if mine["w_dec_shape"] != theirs["w_dec_shape"] or mine["w_dec_dtype"] != theirs["w_dec_dtype"]:
         return f"not the same cell: {theirs['w_dec_dtype']} {theirs['w_dec_shape']} there"
+    # a float32 run's last bits depend on the thread count too: a difference then says nothing of the kernels
+    threads = ("" if mine.get("threads") == theirs.get("threads")
+               else f"  (threads {mine.get('threads')} here, {theirs.get('threads')} there)")
     squares = [(a - b) ** 2 for a, b in zip(mine["projections"], theirs["projections"], strict=True)]
     rms = (sum(squares) / len(squares)) ** 0.5
     scores = "  ".join(f"{k} {mine['scores'][k] - theirs['scores'][k]:+.1e}"
                        for k in SCORES if k in mine["scores"] and k in theirs["scores"])
-    return f"differs: rms {rms / theirs['w_dec_max']:.1e} of the largest weight  {scores}".rstrip()
+    return f"differs: rms {rms / theirs['w_dec_max']:.1e} of the largest weight  {scores}".rstrip() + threads
 
 
 def record_key(set_name: str, arch: str, dtype: str, steps: int, label: str, match_l0: bool) -> str:
     """A run's key in a --record file: everything that defines it except the machine."""
     return f"{set_name}/{arch}/{dtype}/{steps}/{label}{'' if match_l0 else '/no-match-l0'}"
+
+
+def write_record(path: Path, runs: dict[str, dict[str, Any]]) -> None:
+    """Merge ``runs`` into the --record file (created if missing; a key recorded again is replaced)."""
+    data: dict[str, Any] = (json.loads(path.read_text()) if path.exists()
+                            else {"format": "saebench-kernel-drift/1", "runs": {}})
+    data["runs"].update(runs)
+    data["runs"] = dict(sorted(data["runs"].items()))
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -209,15 +221,6 @@ def main(argv: list[str]) -> int:
             if args.record is not None:
                 write_record(args.record, runs)
     return 0
-
-
-def write_record(path: Path, runs: dict[str, dict[str, Any]]) -> None:
-    """Merge ``runs`` into the --record file (created if missing; a key recorded again is replaced)."""
-    data: dict[str, Any] = (json.loads(path.read_text()) if path.exists()
-                            else {"format": "saebench-kernel-drift/1", "runs": {}})
-    data["runs"].update(runs)
-    data["runs"] = dict(sorted(data["runs"].items()))
-    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def test_fingerprints_say_same_bits_or_how_far_apart_across_machines(tmp_path):
     rms = float(line.split("rms ")[1].split()[0])
     assert line.startswith("differs") and 1e-9 / 32 / 2 < rms < 1e-9 / 32 * 2 and "explained_variance +2.0e-06" in line
     assert kd.compare(kd.fingerprint(w.float(), scores), mine).startswith("not the same cell")
+    assert kd.compare(kd.fingerprint(nudged, {**scores, "threads": 4}), {**mine, "threads": 2}).endswith(
+        "(threads 4 here, 2 there)")
 
     path = tmp_path / "record.json"
     kd.write_record(path, {"b": mine})
