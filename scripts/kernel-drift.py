@@ -123,21 +123,21 @@ N_PROJECTIONS = 16
 
 def fingerprint(w_dec: Any, scores: dict[str, Any]) -> dict[str, Any]:
     """What another machine's run is compared with: the decoder's bytes hashed (equal hashes: the same
-    bits), its largest magnitude and ``N_PROJECTIONS`` projections on fixed random-sign directions
-    (how far apart when not equal), the scores and the kernels. The signs are integers from numpy's
-    PCG64 generator, so every machine draws the same directions (torch's normal sampler rounds
-    differently per instruction set, docs/limitations.md); the float64 projections themselves may
-    differ between machines in their last bits, far below any difference they report."""
-    import numpy as np
+    bits), its largest magnitude and its projections on ``N_PROJECTIONS`` fixed unit directions (how
+    far apart when not equal), the scores and the kernels. The directions are the activation
+    fingerprint's (``activations.fingerprint.projections``: signs from SHA-256, so every machine
+    has the same ones); the float64 projections themselves may differ between machines in their
+    last bits, far below any difference they report."""
     import torch
 
+    from saebench_sanity.activations.fingerprint import projections
+
     w = w_dec.detach().cpu().contiguous()
-    flat = w.to(torch.float64).numpy().ravel()
-    signs = np.random.default_rng(0).integers(0, 2, size=(N_PROJECTIONS, flat.size)) * 2 - 1
+    flat = w.to(torch.float64).reshape(-1)
     return {"w_dec_sha256": hashlib.sha256(w.numpy().tobytes()).hexdigest(),
             "w_dec_dtype": str(w.dtype).removeprefix("torch."), "w_dec_shape": list(w.shape),
-            "w_dec_max": float(np.abs(flat).max()),
-            "projections": [float(v) for v in (signs @ flat) / np.sqrt(flat.size)],
+            "w_dec_max": float(flat.abs().max()),
+            "projections": [float(v) for v in flat @ projections(flat.numel(), N_PROJECTIONS)],
             "scores": {k: v for k, v in scores.items() if k not in ("seconds", "cpu_kernels", "threads")},
             "cpu_kernels": scores.get("cpu_kernels"), "threads": scores.get("threads")}
 
