@@ -107,17 +107,13 @@ CURVES = Path(__file__).parent / "data" / "study-variable-mini-relu-curves.json"
 def _replay(series):
     """Where the controls training uses (``MatchedL0Control`` around ``ConvergenceControl``,
     target L0 6, max_steps 12,000, the recovery probe) stop a member whose curves are
-    ``series``: the decisions depend only on the recorded values."""
-    from saebench_sanity.training.sparsity_control import MatchedL0Control
+    ``series``: the decisions depend only on the recorded values (``training.replay``)."""
+    from saebench_sanity.training.replay import replay_stop
 
-    curves = {k: dict(unpack_curve(v)) for k, v in series.items()}
-    inner = ConvergenceControl(TrainingConfig(max_steps=12000, curve_every=10),
-                               probe=lambda step: curves["recovery"][step])
-    control = MatchedL0Control(inner, 6.0, ("l1",))
-    for step in sorted(curves["loss"]):
-        if control.observe(step, {k: curves[k][step] for k in ("loss", "mse", "l0")}, step):
-            return step, inner.level_at
-    raise AssertionError("the recorded curves end before the control stops")
+    out = replay_stop(TrainingConfig(max_steps=12000, curve_every=10), series,
+                      l0_control={"target": 6.0, "coefficients": ["l1"]})
+    assert out["stopped"], "the recorded curves end before the control stops"
+    return out["steps"], out["level_at"]
 
 
 def test_a_plateau_early_in_training_is_not_taken_for_convergence(monkeypatch):
