@@ -175,6 +175,25 @@ def write_record(path: Path, runs: dict[str, dict[str, Any]]) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def busy_warning(load: float | None = None) -> str | None:
+    """A warning line when the machine is already busy (``executors.base.oversubscription``: each
+    run is one process at torch's default threads, one per core); None otherwise. The runs'
+    ``saebench run`` is ``--quiet``, so its own warning would not show."""
+    from saebench_sanity.executors.base import default_jobs, oversubscription
+
+    cores = default_jobs()
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
+            return None
+    if oversubscription(1, cores, cores=cores, load=load) is None:
+        return None
+    return (f"warning: the machine's load is already {load:.1f} on {cores} core(s) and each run trains at {cores} "
+            "torch threads, which wait for busy cores: the 'train s' column will be slow (two of these scripts "
+            "at once trained 800 steps in ~160 s against ~6 s alone); the weights do not depend on the load")
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="study-variable-mini")
@@ -198,6 +217,9 @@ def main(argv: list[str]) -> int:
             print(f"--against {args.against}: not a --record file of this script ({exc}); "
                   "write one with --record FILE", file=sys.stderr)
             return 2
+    busy = busy_warning()
+    if busy:
+        print(busy, file=sys.stderr)
     print(f"native against {' '.join(f'{k}={v}' for k, v in args.env.items())}")
     root = Path(args.out).resolve()
     print(f"{'dtype':<8} {'steps':>6} {'train s':>15} {'max |dW_dec| / max |W_dec|':>27}  "

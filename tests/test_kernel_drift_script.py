@@ -60,3 +60,17 @@ def test_against_a_file_that_is_not_a_record_stops_before_training(tmp_path, cap
     bad.write_text("{}")
     assert _script().main(["--against", str(bad), "--out", str(tmp_path / "out")]) == 2
     assert "--record FILE" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_busy_machine_is_named_before_the_runs_and_an_idle_one_is_not():
+    """Each run trains at torch's default threads (one per core), which stall beside other work;
+    the runs' ``saebench run --quiet`` would not say so, so the script does."""
+    script = _script()
+    from saebench_sanity.executors.base import default_jobs
+
+    cores = default_jobs()
+    if cores < 2:
+        pytest.skip("one core: torch's default is one thread, which cannot oversubscribe")
+    assert script.busy_warning(load=0.0) is None
+    msg = script.busy_warning(load=float(cores))
+    assert msg is not None and msg.startswith("warning: the machine's load is already") and "\n" not in msg
