@@ -154,6 +154,20 @@ def test_a_bad_corpus_line_past_the_first_and_a_missing_layer_are_refused_before
     assert build("badline") == 0
 
 
+def test_a_build_loads_the_model_s_tokenizer_once(local, cache, monkeypatch):
+    """The build tokenizes its corpus with the tokenizer alone, then loads the weights: the model
+    loader is handed that tokenizer instead of loading it again."""
+    from saebench_sanity.activations import real
+    from saebench_sanity.models import loading
+
+    loads = []
+    original = loading.load_tokenizer
+    monkeypatch.setattr(loading, "load_tokenizer", lambda *a, **k: loads.append(a) or original(*a, **k))
+    monkeypatch.setattr(real, "_MODELS", {})  # the model loads in this test, not from an earlier one's cache
+    assert _build(local, "once") == 0
+    assert len(loads) == 1
+
+
 def _run_toml(local, tmp_path, modes, metrics) -> Path:
     """A run config training TopK cells of the user set ``cfgset`` (built on first use)."""
     model, corpus = local

@@ -33,8 +33,9 @@ def store_root() -> Path:
 
 
 def load_model_cached(model: str, revision: str | None = None, gguf_file: str | None = None,
-                      console: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """``(model, tokenizer, info)``, loaded once per process per model reference."""
+                      console: Any = None, tokenizer: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, tokenizer, info)``, loaded once per process per model reference; ``tokenizer``:
+    the model's tokenizer if the caller already loaded it (not loaded again)."""
     key = (model, revision, gguf_file)
     if key not in _MODELS:
         if model == "default":
@@ -44,7 +45,7 @@ def load_model_cached(model: str, revision: str | None = None, gguf_file: str | 
         else:
             from saebench_sanity.models.loading import load_causal_lm
 
-            _MODELS[key] = load_causal_lm(model, revision=revision, gguf_file=gguf_file)
+            _MODELS[key] = load_causal_lm(model, revision=revision, gguf_file=gguf_file, tokenizer=tokenizer)
     return _MODELS[key]
 
 
@@ -218,8 +219,9 @@ class RealActivationSet(ActivationSet):
         cfg = self.config
         moved: list[Any] = []
 
-        def load() -> tuple[Any, Any, dict[str, Any]]:
-            bundle = self._bundle or load_model_cached(cfg.model, cfg.model_revision, cfg.gguf_file, console)
+        def load(tokenizer: Any) -> tuple[Any, Any, dict[str, Any]]:
+            bundle = self._bundle or load_model_cached(cfg.model, cfg.model_revision, cfg.gguf_file, console,
+                                                       tokenizer=tokenizer)
             if device != "cpu":
                 bundle[0].to(device)
                 moved.append(bundle[0])

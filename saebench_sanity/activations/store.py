@@ -185,14 +185,16 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_model(cfg: StoreConfig, console: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _load_model(cfg: StoreConfig, console: Any, tokenizer: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """The recipe's model; ``tokenizer``: its tokenizer if already loaded (the build tokenizes
+    the corpus before the weights load)."""
     if cfg.model == "default":
         from saebench_sanity.models.default_model import default_model
 
         return default_model(console)
     from saebench_sanity.models.loading import load_causal_lm
 
-    return load_causal_lm(cfg.model, revision=cfg.model_revision, gguf_file=cfg.gguf_file)
+    return load_causal_lm(cfg.model, revision=cfg.model_revision, gguf_file=cfg.gguf_file, tokenizer=tokenizer)
 
 
 def model_identity(info: dict[str, Any]) -> dict[str, Any]:
@@ -325,7 +327,7 @@ def massive_flags(rows: Any, norm_ratio: float, reference: float | None = None) 
 
 def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
                 model_bundle: tuple[Any, Any, dict[str, Any]] | None = None,
-                load_model: Callable[[], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
+                load_model: Callable[[Any], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder (see ``_build_store``).
 
     Two builds of one set take turns (``locks.folder_lock``, ``.<name>.lock`` beside the folder):
@@ -350,12 +352,13 @@ def build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any =
 
 def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any = None, progress: bool = True,
                  model_bundle: tuple[Any, Any, dict[str, Any]] | None = None,
-                 load_model: Callable[[], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
+                 load_model: Callable[[Any], tuple[Any, Any, dict[str, Any]]] | None = None) -> Path:
     """Build (or finish building) the store ``root/name``; returns its folder.
 
     ``model_bundle`` = ``(model, tokenizer, info)`` skips loading (tests, or building several
-    hook points of one model). ``load_model``: how the model loads when it is needed (default
-    ``load_causal_lm`` of the recipe's model). Raises DataError for a missing hook point, an
+    hook points of one model). ``load_model(tokenizer)``: how the model loads when it is needed
+    (default ``load_causal_lm`` of the recipe's model), given the tokenizer the build already
+    loaded to tokenize the corpus (None if it did not), so it need not load it again. Raises DataError for a missing hook point, an
     empty corpus, a store half-built from different inputs, or a full disk.
 
     Without a bundle the checks that need no weights come first: the hook point is resolved on
@@ -375,10 +378,10 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     # path or column costs nothing of the model, not even its tokenizer
     corpus = load_corpus(cfg.corpus, **cfg.corpus_kwargs)
     given = model_bundle
-    loader = load_model or (lambda: given or _load_model(cfg, console))
+    loader = load_model or (lambda tok: given or _load_model(cfg, console, tok))
     if model_bundle is None and cfg.model == "default":
-        model_bundle = first = loader()
-        loader = lambda: first  # noqa: E731 - loaded once
+        model_bundle = first = loader(None)
+        loader = lambda _tok: first  # noqa: E731 - loaded once
     if model_bundle is not None:
         tokenizer = model_bundle[1]
         resolve_hook_point(model_bundle[0], cfg.hook_point)  # DataError listing valid names if absent
@@ -400,7 +403,7 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
 
 
 def _harvest(name: str, cfg: StoreConfig, out: Path, corpus: Any, tokenizer: Any,
-             load_model: Callable[[], tuple[Any, Any, dict[str, Any]]], spill: Path, console: Any,
+             load_model: Callable[[Any], tuple[Any, Any, dict[str, Any]]], spill: Path, console: Any,
              progress: bool) -> Path:
     """``_build_store`` once the checks before loading passed: tokenize ``corpus`` (the
     recipe's, opened; into ``spill``), load the model, write the plan, the missing shards and the
@@ -411,7 +414,7 @@ def _harvest(name: str, cfg: StoreConfig, out: Path, corpus: Any, tokenizer: Any
     from saebench_sanity.models.hook_points import resolve_hook_point
 
     corpus_record, contexts, train_idx, eval_idx, _ = recipe_contexts(cfg, tokenizer, spill=spill, corpus=corpus)
-    model, _, info = load_model()
+    model, _, info = load_model(tokenizer)
     resolve_hook_point(model, cfg.hook_point)  # the skeleton's check, on the loaded model
     n_ctx = contexts.shape[0]
     config = asdict(cfg)

@@ -150,7 +150,7 @@ def _no_weight_loading_bar() -> Iterator[None]:
 
 def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None = None,
                    gguf_file: str | None = None, dtype: str = "float32",
-                   local_files_only: bool | None = None) -> tuple[Any, Any, dict[str, Any]]:
+                   local_files_only: bool | None = None, tokenizer: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """Load a causal LM and its tokenizer, in eval mode on CPU.
 
     Args:
@@ -160,6 +160,8 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
         dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
         local_files_only: never touch the network; defaults to True when ``HF_HUB_OFFLINE`` or
             ``TRANSFORMERS_OFFLINE`` is set, else False.
+        tokenizer: this model's tokenizer if the caller already loaded it (``load_tokenizer``
+            with the same arguments), returned as is; None loads it.
 
     Returns:
         ``(model, tokenizer, info)``; ``info`` has ``id``, ``source`` (``"local"``/``"hub"``),
@@ -171,7 +173,8 @@ def load_causal_lm(model_id_or_path: str | os.PathLike, *, revision: str | None 
     tdtype = torch_dtype(dtype)
     ref, target, is_local, local_files_only, kwargs = _source(model_id_or_path, revision, gguf_file, local_files_only)
     path = Path(ref).expanduser()
-    tokenizer = load_tokenizer(model_id_or_path, revision=revision, gguf_file=gguf_file, local_files_only=local_files_only)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model_id_or_path, revision=revision, gguf_file=gguf_file, local_files_only=local_files_only)
     try:
         with _no_weight_loading_bar():
             model = AutoModelForCausalLM.from_pretrained(target, dtype=tdtype, **kwargs)
