@@ -159,21 +159,10 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    for arg in argv:
-        folder = Path(arg)
-        if not (folder / "results").is_dir():
-            print(f"error: {folder}/results is not a folder; pass a results folder such as leaderboards/results/synthetic",
-                  file=sys.stderr)
-            return 2
-        from saebench_sanity.errors import DataError
+    from saebench_sanity.leaderboard.inputs import print_reports
 
-        try:
-            print("\n".join(by_mode(folder) if mode_table else rising(folder) if rising_only
-                            else seconds(folder) if seconds_only else report(folder)))
-        except DataError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return 0
+    return print_reports(argv, lambda folder: by_mode(folder) if mode_table else rising(folder) if rising_only
+                         else seconds(folder) if seconds_only else report(folder))
 
 
 if __name__ == "__main__":

@@ -118,20 +118,10 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: --without {exc}", file=sys.stderr)
         return 2
-    for folder in args.folders:
-        if not (folder / "results").is_dir():
-            print(f"error: {folder}/results is not a folder; pass a results folder such as leaderboards/results/synthetic",
-                  file=sys.stderr)
-            return 2
-    from saebench_sanity.errors import DataError
+    from saebench_sanity.leaderboard.inputs import print_reports
 
-    for folder in args.folders:
-        try:
-            print("\n".join(report(folder, without, {a for a in args.archs.split(",") if a} or None)))
-        except DataError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return 0
+    archs = {a for a in args.archs.split(",") if a} or None
+    return print_reports(args.folders, lambda folder: report(folder, without, archs))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, fragment):
     assert len(res.stderr.strip().splitlines()) == 1 and fragment in res.stderr
 
 
+@pytest.mark.parametrize("script", ["stop-replay.py", "steps-report.py"])
+def test_a_results_folder_without_records_is_one_line_and_exit_2_before_any_report(tmp_path, script):
+    """Both report scripts check every folder before printing any report (``print_reports``)."""
+    (tmp_path / "empty" / "results").mkdir(parents=True)
+    good = ROOT / "leaderboards" / "results" / "real"
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / script), str(good), str(tmp_path / "nothing")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == "" and "nothing/results is not a folder" in res.stderr
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / script), str(tmp_path / "empty")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and "no result record" in res.stderr
+
+
 def test_without_names_a_curve_the_rule_does_not_judge():
     with pytest.raises(ValueError, match="l0: not a judged curve"):
         replay_stop({}, {"loss": "10:1.0", "mse": "10:1.0"}, without={"l0"})

@@ -358,8 +358,9 @@ def _build_store(name: str, cfg: StoreConfig, root: str | Path, *, console: Any 
     ``model_bundle`` = ``(model, tokenizer, info)`` skips loading (tests, or building several
     hook points of one model). ``load_model(tokenizer)``: how the model loads when it is needed
     (default ``load_causal_lm`` of the recipe's model), given the tokenizer the build already
-    loaded to tokenize the corpus (None if it did not), so it need not load it again. Raises DataError for a missing hook point, an
-    empty corpus, a store half-built from different inputs, or a full disk.
+    loaded to tokenize the corpus (None if it did not), so it need not load it again. Raises
+    DataError for a missing hook point, an empty corpus, a store half-built from different
+    inputs, or a full disk.
 
     Without a bundle the checks that need no weights come first: the hook point is resolved on
     the model's module tree built from its config on the ``meta`` device (``model_skeleton``),

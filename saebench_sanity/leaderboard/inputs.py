@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from saebench_sanity.errors import DataError
 from saebench_sanity.results import ResultStore
@@ -105,3 +105,27 @@ def missing_metrics(run: dict[str, Any], records: list[dict[str, Any]]) -> list[
             if key not in (rec.get("metrics") or {}):
                 out.append(f"{c.get('set')}/{c.get('arch')}/{c.get('mode')}/s{c.get('seed')}: metric {key.split(':')[0]}")
     return out
+
+
+def print_reports(folders: Sequence[str | Path], render: Callable[[Path], list[str]]) -> int:
+    """For the report scripts (scripts/steps-report.py, scripts/stop-replay.py): every folder
+    must hold a ``results`` folder (checked for all of them first, before any is read), then
+    ``render(folder)``'s lines are printed per folder. A missing folder or a record ``load``
+    refuses is one ``error:`` line on stderr and exit status 2; else 0."""
+    import sys
+
+    paths = [Path(f) for f in folders]
+    for folder in paths:
+        if not (folder / "results").is_dir():
+            sys.stderr.write(f"error: {folder}/results is not a folder; pass a results folder such as "
+                             "leaderboards/results/synthetic\n")
+            return 2
+    for folder in paths:
+        try:
+            lines = render(folder)
+        except DataError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    return 0
