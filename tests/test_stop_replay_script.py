@@ -126,3 +126,26 @@ def test_without_the_loss_a_batchtopk_sae_still_learning_would_stop_at_a_fifth_o
     assert (mse_d["state"], rec_d["state"], loss["state"]) == ("level", "level", "undecided")
     assert (round(mse_d["rel_improvement"], 3), round(rec_d["rel_improvement"], 3)) == (-0.011, -0.05)
     assert (round(loss["lo"], 3), round(loss["hi"], 3)) == (-0.105, 0.035)
+
+
+@pytest.mark.parametrize("board, only", [("real", None), ("real-resid24", None),
+                                         ("synthetic", {"synth-easy", "study-constant-mini"})])
+def test_the_committed_boards_stop_where_this_code_would_stop_them(board, only):
+    """Every committed member (on the synthetic board, for time, seed 0 of two sets: every
+    architecture, the L0 controller, the recovery probe and a per-architecture maximum) replays
+    to the step its record stopped at, in the state it recorded, under this code's rule and
+    controls: a change to the early stop that would train the committed cells differently fails
+    here until the boards are regenerated."""
+    from saebench_sanity.leaderboard.inputs import load
+
+    checked, differ = 0, []
+    for rec in load(ROOT / "leaderboards" / "results" / board)[1]:
+        cell, training = rec["cell"], rec.get("training") or {}
+        conv = training.get("convergence") or {}
+        if not cell.get("trains", True) or not conv.get("series") or (only and (cell["set"] not in only or cell["seed"] != 0)):
+            continue
+        out = replay_stop(cell["training"], conv["series"], l0_control=conv.get("l0_control"))
+        checked += 1
+        if (out["steps"], out["state"]) != (training["steps"], conv["state"]):
+            differ.append((rec["label"], out["steps"], training["steps"], out["state"], conv["state"]))
+    assert checked >= 48 and differ == []
