@@ -12,7 +12,8 @@ rule, or a member's L0 sat within rounding of the matched-L0 controller's freeze
 the committed synthetic board, a few curve points apart). ``--without CURVE`` (loss, mse or recovery) replays the
 rule with that curve left out and reports, per activation set and architecture, the member-steps
 as run and as replayed, the cohorts' steps (a cohort runs until its longest member stops) and how
-many members would change state (level / undecided / improving, the last read as UNDERTRAINED).
+many members would change state (level / undecided / improving, the last read as UNDERTRAINED),
+then each such member with its MSE and recovery at both stops.
 
 What it cannot say: the scores of a member stopped earlier (its metrics were measured at the step
 it really stopped), so the verdicts such a rule would give need a new run. The seconds it prints
@@ -54,6 +55,7 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
     # cohort steps run, cohort steps replayed, state changes]
     rows: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0, 0, defaultdict(int)])
     cohorts: dict[tuple[str, str, int], list[tuple[int, int, float]]] = defaultdict(list)
+    changed: list[str] = []
     for cell, training, convergence in _members(records, archs):
         as_run = replay_stop(cell["training"], convergence["series"], l0_control=convergence.get("l0_control"))
         steps = int(training.get("steps") or 0)
@@ -73,6 +75,7 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
         state = (training.get("convergence") or {}).get("state", "?")
         if state != variant["state"]:
             row[7][f"{state} -> {variant['state']}"] += 1
+            changed.append(_change_line(cell, convergence, steps, state, variant))
         cohorts[(cell["set"], cell["arch"], int(cell["seed"]))].append(
             (steps, variant["steps"], float(training.get("seconds") or 0)))
     lines = [f"{folder}: {same + len(differ)} members replayed, {same} stop where their records stopped"
@@ -99,7 +102,26 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
         total = [total[0] + row[1], total[1] + row[2], total[2] + row[3], total[3] + row[4]]
     lines += ["", f"in all: member-steps {total[0]:,} -> {total[1]:,} ({_pct(total[1], total[0])}), "
                   f"training seconds {total[2]:,.0f} -> about {total[3]:,.0f}"]
+    if changed:
+        lines += ["", "members whose state changes (stored curve values at the record's stop -> at the replay's):"]
+        lines += [f"  {c}" for c in changed]
     return lines
+
+
+def _change_line(cell: dict[str, Any], convergence: dict[str, Any], steps: int, state: str,
+                 variant: dict[str, Any]) -> str:
+    """One member whose state the variant changes: steps and state, then the MSE and (where
+    stored) recovery at the record's stop and at the variant's."""
+    from saebench_sanity.training.convergence import unpack_curve
+
+    values = []
+    for name in ("mse", "recovery"):
+        if name in convergence["series"]:
+            curve = dict(unpack_curve(convergence["series"][name]))
+            if steps in curve and variant["steps"] in curve:
+                values.append(f"{name} {curve[steps]:.4g} -> {curve[variant['steps']]:.4g}")
+    return (f"{cell['set']}/{cell['arch']}/{cell['mode']}/s{cell['seed']}: {steps:,} {state} -> "
+            f"{variant['steps']:,} {variant['state']}" + (f"; {', '.join(values)}" if values else ""))
 
 
 def _pct(new: float, old: float) -> str:

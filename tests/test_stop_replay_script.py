@@ -149,3 +149,16 @@ def test_the_committed_boards_stop_where_this_code_would_stop_them(board, only):
         if (out["steps"], out["state"]) != (training["steps"], conv["state"]):
             differ.append((rec["label"], out["steps"], training["steps"], out["state"], conv["state"]))
     assert checked >= 48 and differ == []
+
+
+def test_a_member_whose_state_changes_is_listed_with_its_values_at_both_stops():
+    """The per-member lines the docs' figures come from (docs/training-modes.md: recovery .133
+    at the replay's stop against .215 at the record's)."""
+    from _scripts import load_script
+
+    rec = _record("synthetic", "47d1d09d3a3a182567865d15")
+    conv = rec["training"]["convergence"]
+    variant = replay_stop(rec["cell"]["training"], conv["series"], without={"loss"})
+    line = load_script("stop-replay.py")._change_line(rec["cell"], conv, rec["training"]["steps"], conv["state"], variant)
+    assert line == ("synth-corr-hier/batchtopk/trained/s0: 16,000 improving -> 3,630 level; "
+                    "mse 0.578 -> 0.6608, recovery 0.2148 -> 0.1328")
