@@ -9,8 +9,8 @@ Every member that takes optimizer steps stores the curves its rule judged (``tra
 (``saebench_sanity.training.replay``), so the first line of the report checks the replay: how many
 members stop at the step their record says (all of them unless the records were made under another
 rule, or a member's L0 sat within rounding of the matched-L0 controller's freeze edge: 2 of 360 on
-the committed synthetic board, a few curve points apart). ``--without CURVE`` (loss, mse or recovery) replays the
-rule with that curve left out and reports, per activation set and architecture, the member-steps
+the committed synthetic board, a few curve points apart). ``--without CURVE`` (loss, mse or
+recovery) replays the rule with that curve left out and reports, per activation set and architecture, the member-steps
 as run and as replayed, the cohorts' steps (a cohort runs until its longest member stops) and how
 many members would change state (level / undecided / improving, the last read as UNDERTRAINED),
 then each such member with its MSE and recovery at both stops.
@@ -80,7 +80,7 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
             (steps, variant["steps"], float(training.get("seconds") or 0)))
     lines = [f"{folder}: {same + len(differ)} members replayed, {same} stop where their records stopped"
              + (f", {len(differ)} do not" if differ else "")]
-    lines += [f"  differs: {d}" for d in differ[:20]]
+    lines += [f"  differs: {d}" for d in differ[:20]] + ([f"  ... and {len(differ) - 20} more"] if len(differ) > 20 else [])
     if not without:
         return lines
     for (set_name, arch, _), members in cohorts.items():
