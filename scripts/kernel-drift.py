@@ -179,15 +179,11 @@ def busy_warning(load: float | None = None) -> str | None:
     """A warning line when the machine is already busy (``executors.base.oversubscription``: each
     run is one process at torch's default threads, one per core); None otherwise. The runs'
     ``saebench run`` is ``--quiet``, so its own warning would not show."""
-    from saebench_sanity.executors.base import default_jobs, oversubscription
+    from saebench_sanity.executors.base import default_jobs, machine_load, oversubscription
 
     cores = default_jobs()
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
-            return None
-    if oversubscription(1, cores, cores=cores, load=load) is None:
+    load = machine_load() if load is None else load
+    if load is None or oversubscription(1, cores, cores=cores, load=load) is None:
         return None
     return (f"warning: the machine's load is already {load:.1f} on {cores} core(s) and each run trains at {cores} "
             "torch threads, which wait for busy cores: the 'train s' column will be slow (two of these scripts "

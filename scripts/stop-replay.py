@@ -25,18 +25,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from saebench_sanity.training.convergence import JUDGED
 from saebench_sanity.training.replay import checked_without, replay_stop
-
-
-def _records(folder: Path) -> list[dict]:
-    from saebench_sanity.leaderboard.inputs import load
-
-    return load(folder)[1]
 
 
 def _members(records: list[dict], archs: set[str] | None):
@@ -48,15 +43,40 @@ def _members(records: list[dict], archs: set[str] | None):
         yield cell, training, convergence
 
 
+@dataclass
+class _Row:
+    """One (set, architecture) of the ``--without`` table, summed over its cohorts (one per seed)."""
+
+    members: int = 0
+    run: int = 0  # member-steps as the records ran them
+    replayed: int = 0  # member-steps the variant replay takes
+    seconds: float = 0.0  # the cohorts' training seconds
+    estimate: float = 0.0  # the same scaled by the member-steps kept
+    cohort_run: int = 0  # the cohorts' steps (each its longest member's)
+    cohort_replayed: int = 0
+    changes: Counter = field(default_factory=Counter)  # "state -> state" counts
+
+    def add_cohort(self, members: list[tuple[int, int, float]]) -> None:
+        """``members``: ``(steps as run, steps replayed, training seconds)`` of one cohort's members."""
+        run, replayed = sum(s for s, _, _ in members), sum(v for _, v, _ in members)
+        seconds = max(sec for _, _, sec in members)  # the cohort's wall time (its longest member's)
+        self.members += len(members)
+        self.run += run
+        self.replayed += replayed
+        self.seconds += seconds
+        self.estimate += seconds * replayed / max(run, 1)
+        self.cohort_run += max(s for s, _, _ in members)
+        self.cohort_replayed += max(v for _, v, _ in members)
+
+
 def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> list[str]:
-    records = _records(folder)
+    from saebench_sanity.leaderboard.inputs import load
+
     same, differ = 0, []
-    # per (set, arch): [members, member-steps run, member-steps replayed, seconds run, seconds estimate,
-    # cohort steps run, cohort steps replayed, state changes]
-    rows: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0, 0, defaultdict(int)])
+    rows: dict[tuple[str, str], _Row] = defaultdict(_Row)
     cohorts: dict[tuple[str, str, int], list[tuple[int, int, float]]] = defaultdict(list)
     changed: list[str] = []
-    for cell, training, convergence in _members(records, archs):
+    for cell, training, convergence in _members(load(folder)[1], archs):
         as_run = replay_stop(cell["training"], convergence["series"], l0_control=convergence.get("l0_control"))
         steps = int(training.get("steps") or 0)
         if as_run["steps"] == steps:
@@ -68,13 +88,10 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
             continue
         variant = replay_stop(cell["training"], convergence["series"], l0_control=convergence.get("l0_control"),
                               without=without)
-        row = rows[(cell["set"], cell["arch"])]
-        row[0] += 1
-        row[1] += steps
-        row[2] += variant["steps"]
-        state = (training.get("convergence") or {}).get("state", "?")
+        row = rows[(cell["set"], cell["arch"])]  # table rows in the order the records list them
+        state = convergence.get("state", "?")
         if state != variant["state"]:
-            row[7][f"{state} -> {variant['state']}"] += 1
+            row.changes[f"{state} -> {variant['state']}"] += 1
             changed.append(_change_line(cell, convergence, steps, state, variant))
         cohorts[(cell["set"], cell["arch"], int(cell["seed"]))].append(
             (steps, variant["steps"], float(training.get("seconds") or 0)))
@@ -84,24 +101,17 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
     if not without:
         return lines
     for (set_name, arch, _), members in cohorts.items():
-        row = rows[(set_name, arch)]
-        run = sum(s for s, _, _ in members)
-        seconds = max(sec for _, _, sec in members)  # the cohort's wall time (its longest member's)
-        row[3] += seconds
-        row[4] += seconds * sum(v for _, v, _ in members) / max(run, 1)
-        row[5] += max(s for s, _, _ in members)
-        row[6] += max(v for _, v, _ in members)
+        rows[(set_name, arch)].add_cohort(members)
     lines += ["", f"without {', '.join(sorted(without))}:", "",
               "| set | architecture | members | member-steps (run -> replayed) | cohort steps | "
               "training s (run -> estimate) | state changes |", "|---|---|---|---|---|---|---|"]
-    total = [0, 0, 0.0, 0.0]
     for (set_name, arch), row in rows.items():
-        changes = ", ".join(f"{k} {v}" for k, v in sorted(row[7].items())) or "none"
-        lines.append(f"| {set_name} | {arch} | {row[0]} | {row[1]:,} -> {row[2]:,} ({_pct(row[2], row[1])}) | "
-                     f"{row[5]:,} -> {row[6]:,} | {row[3]:,.0f} -> {row[4]:,.0f} | {changes} |")
-        total = [total[0] + row[1], total[1] + row[2], total[2] + row[3], total[3] + row[4]]
-    lines += ["", f"in all: member-steps {total[0]:,} -> {total[1]:,} ({_pct(total[1], total[0])}), "
-                  f"training seconds {total[2]:,.0f} -> about {total[3]:,.0f}"]
+        changes = ", ".join(f"{k} {v}" for k, v in sorted(row.changes.items())) or "none"
+        lines.append(f"| {set_name} | {arch} | {row.members} | {row.run:,} -> {row.replayed:,} ({_pct(row.replayed, row.run)}) | "
+                     f"{row.cohort_run:,} -> {row.cohort_replayed:,} | {row.seconds:,.0f} -> {row.estimate:,.0f} | {changes} |")
+    run, replayed = sum(r.run for r in rows.values()), sum(r.replayed for r in rows.values())
+    lines += ["", f"in all: member-steps {run:,} -> {replayed:,} ({_pct(replayed, run)}), training seconds "
+                  f"{sum(r.seconds for r in rows.values()):,.0f} -> about {sum(r.estimate for r in rows.values()):,.0f}"]
     if changed:
         lines += ["", "members whose state changes (stored curve values at the record's stop -> at the replay's):"]
         lines += [f"  {c}" for c in changed]

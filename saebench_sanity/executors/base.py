@@ -54,6 +54,14 @@ def set_cpu_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
+def machine_load() -> float | None:
+    """The machine's 1-minute load average, or None where the platform reports none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
+        return None
+
+
 def oversubscription(processes: int, threads: int, *, cores: int | None = None,
                      load: float | None = None) -> str | None:
     """A one-line warning when this run's ``processes`` x ``threads`` torch threads plus the
@@ -67,11 +75,9 @@ def oversubscription(processes: int, threads: int, *, cores: int | None = None,
     result can differ in its last bits between thread counts (recorded per cell), so the count
     stays the user's choice."""
     cores = default_jobs() if cores is None else cores
+    load = machine_load() if load is None else load
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):  # pragma: no cover - no load average on this platform
-            return None
+        return None
     asked = processes * threads
     if threads <= 1 or load + asked <= cores + 0.5:
         return None
