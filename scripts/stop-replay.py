@@ -82,8 +82,11 @@ def report(folder: Path, without: frozenset[str], archs: set[str] | None) -> lis
         if as_run["steps"] == steps:
             same += 1
         else:
+            froze = (convergence.get("l0_control") or {}).get("frozen_at")
             differ.append(f"{cell['set']}/{cell['arch']}/{cell['mode']}/s{cell['seed']}: "
-                          f"record {steps}, replay {as_run['steps']}")
+                          f"record {steps}, replay {as_run['steps']}"
+                          + (f" (the L0 controller froze at {froze} in the record, {as_run['l0_frozen_at']} in the replay)"
+                             if froze != as_run["l0_frozen_at"] else ""))
         if not without:
             continue
         variant = replay_stop(cell["training"], convergence["series"], l0_control=convergence.get("l0_control"),

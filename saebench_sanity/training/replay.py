@@ -43,7 +43,8 @@ def replay_stop(training: Any, series: Mapping[str, str], *, l0_control: Mapping
     ``without``: judged curves (``JUDGED``) the rule leaves out; at least one of loss / MSE stays.
 
     Returns ``steps`` (the curve point where the member stops, or the last one if the curves end
-    first), ``stopped`` (False: the curves ended first), ``level_at`` (the step the rule first said level, or None) and ``state`` (the rule's
+    first), ``stopped`` (False: the curves ended first), ``l0_frozen_at`` (where the matched-L0
+    controller last froze, None without one or if it never did), ``level_at`` (the step the rule first said level, or None) and ``state`` (the rule's
     decision on the curves up to the stop)."""
     without = checked_without(without)
     curves = {name: dict(unpack_curve(text)) for name, text in series.items() if name in JUDGED or name == "l0"}
@@ -70,4 +71,5 @@ def replay_stop(training: Any, series: Mapping[str, str], *, l0_control: Mapping
             stopped = True
             break
     _, info = control.result()
-    return {"steps": inner.steps, "stopped": stopped, "level_at": inner.level_at, "state": info["state"]}
+    return {"steps": inner.steps, "stopped": stopped, "level_at": inner.level_at, "state": info["state"],
+            "l0_frozen_at": getattr(control, "frozen_at", None)}
